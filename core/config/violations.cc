@@ -1,0 +1,57 @@
+#include "core/config/violations.h"
+
+#include <optional>
+#include <utility>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/rpc/error_details.pb.h"
+
+namespace gptb::config {
+
+void Violations::Add(std::string field, std::string reason, std::string description) {
+  list_.push_back({std::move(field), std::move(reason), std::move(description)});
+}
+
+void Violations::Append(const Violations& other) {
+  list_.insert(list_.end(), other.list_.begin(), other.list_.end());
+}
+
+bool Violations::Mentions(const std::string& field) const {
+  for (const FieldViolation& v : list_) {
+    if (v.field == field) return true;
+  }
+  return false;
+}
+
+absl::Status Violations::ToStatus() const {
+  if (list_.empty()) return absl::OkStatus();
+  google::rpc::BadRequest bad_request;
+  std::vector<std::string> lines;
+  lines.reserve(list_.size());
+  for (const FieldViolation& v : list_) {
+    google::rpc::BadRequest::FieldViolation* fv = bad_request.add_field_violations();
+    fv->set_field(v.field);
+    fv->set_reason(v.reason);
+    fv->set_description(v.description);
+    lines.push_back(absl::StrCat(v.field, ": ", v.description));
+  }
+  absl::Status status = absl::InvalidArgumentError(absl::StrJoin(lines, "\n"));
+  status.SetPayload(kBadRequestTypeUrl, absl::Cord(bad_request.SerializeAsString()));
+  return status;
+}
+
+std::vector<FieldViolation> ViolationsFromStatus(const absl::Status& status) {
+  std::vector<FieldViolation> out;
+  auto payload = status.GetPayload(kBadRequestTypeUrl);
+  if (!payload.has_value()) return out;
+  google::rpc::BadRequest bad_request;
+  if (!bad_request.ParseFromString(std::string(*payload))) return out;
+  for (const auto& fv : bad_request.field_violations()) {
+    out.push_back({fv.field(), fv.reason(), fv.description()});
+  }
+  return out;
+}
+
+}  // namespace gptb::config
