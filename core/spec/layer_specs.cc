@@ -16,14 +16,15 @@ ModuleSpecPtr QkNorm(bool qk_layernorm, bool qk_l2_norm, const std::string& norm
 }
 
 ModuleSpecPtr SelfAttentionSpec(const std::string& qkv, const std::string& proj,
-                                const std::string& core, ModuleSpecPtr qk_norm) {
+                                const std::string& core, ModuleSpecPtr qk_norm,
+                                const std::string& mask = "causal") {
   return Node("SelfAttention",
               {{"core_attention", Leaf(core)},
                {"linear_proj", Leaf(proj)},
                {"linear_qkv", Leaf(qkv)},
                {"q_layernorm", qk_norm},
                {"k_layernorm", qk_norm}},
-              {{"attn_mask_type", "causal"}});
+              {{"attn_mask_type", mask}});
 }
 
 ModuleSpecPtr MoeSpec(const std::string& column, const std::string& row, bool grouped_gemm_te) {
@@ -40,7 +41,7 @@ ModuleSpecPtr MoeSpec(const std::string& column, const std::string& row, bool gr
 }
 
 // ModelOpt's layer: the local layer with TENorm norms and TE core attention.
-ModuleSpecPtr ModelOptLayer(const TransformerConfig& t, bool moe) {
+ModuleSpecPtr ModelOptLayer(const TransformerConfig& t, bool moe, bool arbitrary_mask) {
   ModuleSpecPtr mlp = moe ? MoeSpec("ColumnParallelLinear", "RowParallelLinear", false)
                           : Node("MLP", {{"linear_fc1", Leaf("ColumnParallelLinear")},
                                          {"linear_fc2", Leaf("RowParallelLinear")}});
@@ -49,7 +50,8 @@ ModuleSpecPtr ModelOptLayer(const TransformerConfig& t, bool moe) {
       {{"input_layernorm", Leaf("TENorm")},
        {"self_attention",
         SelfAttentionSpec("ColumnParallelLinear", "RowParallelLinear", "TEDotProductAttention",
-                          QkNorm(t.qk_layernorm(), t.qk_l2_norm(), "TENorm"))},
+                          QkNorm(t.qk_layernorm(), t.qk_l2_norm(), "TENorm"),
+                          arbitrary_mask ? "arbitrary" : "causal")},
        {"pre_mlp_layernorm", Leaf("TENorm")},
        {"mlp", mlp}});
 }
@@ -185,8 +187,12 @@ LayerSpecChoice ModelOptTransformerLayerSpec(const GPTModelConfig& config,
                                              const std::vector<int>& layer_ids) {
   const TransformerConfig& t = config.transformer();
   const std::vector<int> pattern = MoeLayerPattern(t);
-  ModuleSpecPtr dense = ModelOptLayer(t, false);
-  ModuleSpecPtr moe = t.has_num_moe_experts() ? ModelOptLayer(t, true) : dense;
+  // Bridge: use_arbitrary_attention_mask, or (unset) "arbitrary iff the CP size is 1".
+  const bool arbitrary = config.has_use_arbitrary_attention_mask()
+                             ? config.use_arbitrary_attention_mask()
+                             : t.context_parallel_size() == 1;
+  ModuleSpecPtr dense = ModelOptLayer(t, false, arbitrary);
+  ModuleSpecPtr moe = t.has_num_moe_experts() ? ModelOptLayer(t, true, arbitrary) : dense;
   LayerSpecChoice choice;
   choice.block = std::make_shared<BlockSpec>();
   choice.block->layer_norm = "TENorm";
