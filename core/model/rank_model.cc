@@ -6,11 +6,16 @@ namespace gptb::model {
 
 const char* BuildPhaseName(BuildPhase phase) {
   switch (phase) {
-    case BuildPhase::kProcessGroups: return "process_groups";
-    case BuildPhase::kConstruct: return "construct";
-    case BuildPhase::kInitialize: return "init";
-    case BuildPhase::kWrap: return "wrap";
-    case BuildPhase::kDone: return "done";
+    case BuildPhase::kProcessGroups:
+      return "process_groups";
+    case BuildPhase::kConstruct:
+      return "construct";
+    case BuildPhase::kInitialize:
+      return "init";
+    case BuildPhase::kWrap:
+      return "wrap";
+    case BuildPhase::kDone:
+      return "done";
   }
   return "?";
 }

@@ -17,7 +17,8 @@ namespace gptb::model {
 
 // The phases of one rank's build, in order (Prometheus phase labels use these names).
 enum class BuildPhase { kProcessGroups, kConstruct, kInitialize, kWrap, kDone };
-const char* BuildPhaseName(BuildPhase phase);  // "process_groups", "construct", "init", "wrap", "done"
+const char* BuildPhaseName(
+    BuildPhase phase);  // "process_groups", "construct", "init", "wrap", "done"
 
 struct BuildProgress {
   int rank = 0;
@@ -57,7 +58,7 @@ struct RankBuildOptions {
 struct HeldParameter {
   std::string name;
   std::vector<int64_t> shape;
-  std::string dtype;  // "float32", "bfloat16", "float16"
+  std::string dtype;      // "float32", "bfloat16", "float16"
   uint64_t checksum = 0;  // over the tensor's bytes (core/init Checksum)
 };
 

@@ -1,0 +1,361 @@
+#include "core/config/hf_import.h"
+
+#include <cmath>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/config/accepted_values.h"
+#include "core/config/violations.h"
+
+namespace gptb::config {
+namespace {
+
+using gptbuilder::v1::GPTModelConfig;
+using gptbuilder::v1::TransformerConfig;
+using Json = nlohmann::json;
+
+// One row per supported family: what its transformers config class defaults to when config.json
+// omits a key, and which of Bridge's per-family settings apply. Families are data, not code paths.
+struct Family {
+  const char* model_type;
+  double rms_norm_eps;
+  double rope_theta;
+  int64_t max_position_embeddings;
+  std::optional<int64_t> head_dim;  // the class default when config.json has none (Qwen3: 128)
+  bool qkv_bias;          // Qwen2 (Bridge sets add_qkv_bias true)
+  bool qk_layernorm;      // Qwen3
+  bool moe;               // Mixtral: num_local_experts, num_experts_per_tok
+  bool llama_extras;      // Llama: attention_bias/mlp_bias keys, fusions, llama3/linear rope scaling
+  bool sliding_window;    // Mistral/Mixtral: sliding_window W -> window_size [W - 1, 0]
+  bool bf16_autocast;     // Qwen2/Qwen3 bridges set autocast_dtype bfloat16
+};
+
+constexpr Family kFamilies[] = {
+    // model_type  eps    theta  max_pos   head_dim      qkvb   qkln   moe    llama  window autoc
+    {"llama", 1e-6, 10000.0, 2048, std::nullopt, false, false, false, true, false, false},
+    {"mistral", 1e-6, 10000.0, 4096 * 32, std::nullopt, false, false, false, false, true, false},
+    {"mixtral", 1e-5, 1e6, 4096 * 32, std::nullopt, false, false, true, false, true, false},
+    {"qwen2", 1e-6, 10000.0, 32768, std::nullopt, true, false, false, false, false, true},
+    {"qwen3", 1e-6, 10000.0, 32768, 128, false, true, false, false, false, true},
+};
+
+// Reads config.json keys with type checks; every problem becomes a violation on that key.
+class HfReader {
+ public:
+  HfReader(const Json& json, Violations* violations) : json_(json), violations_(violations) {}
+
+  bool Has(const char* key) const { return json_.contains(key) && !json_[key].is_null(); }
+
+  std::optional<int64_t> Int(const char* key) {
+    if (!Has(key)) return std::nullopt;
+    const Json& v = json_[key];
+    if (v.is_number_integer()) return v.get<int64_t>();
+    if (v.is_number_float() && std::isfinite(v.get<double>()) &&
+        std::floor(v.get<double>()) == v.get<double>()) {
+      return static_cast<int64_t>(v.get<double>());
+    }
+    violations_->Add(key, "TYPE_MISMATCH", absl::StrCat("expected an integer, got ", v.dump(), "."));
+    return std::nullopt;
+  }
+
+  int64_t RequiredInt(const char* key) {
+    if (!Has(key)) {
+      violations_->Add(key, "REQUIRED",
+                       absl::StrCat("config.json has no '", key, "'; it is needed to size the "
+                                    "model."));
+      return 0;
+    }
+    return Int(key).value_or(0);
+  }
+
+  std::optional<double> Number(const char* key) {
+    if (!Has(key)) return std::nullopt;
+    const Json& v = json_[key];
+    if (v.is_number()) return v.get<double>();
+    violations_->Add(key, "TYPE_MISMATCH", absl::StrCat("expected a number, got ", v.dump(), "."));
+    return std::nullopt;
+  }
+
+  std::optional<bool> Bool(const char* key) {
+    if (!Has(key)) return std::nullopt;
+    const Json& v = json_[key];
+    if (v.is_boolean()) return v.get<bool>();
+    violations_->Add(key, "TYPE_MISMATCH",
+                     absl::StrCat("expected true or false, got ", v.dump(), "."));
+    return std::nullopt;
+  }
+
+  std::optional<std::string> String(const char* key) {
+    if (!Has(key)) return std::nullopt;
+    const Json& v = json_[key];
+    if (v.is_string()) return v.get<std::string>();
+    violations_->Add(key, "TYPE_MISMATCH", absl::StrCat("expected a string, got ", v.dump(), "."));
+    return std::nullopt;
+  }
+
+  // rope_scaling, or (transformers 5) rope_parameters; nullptr when absent or null.
+  const Json* Object(const char* key) {
+    if (!Has(key)) return nullptr;
+    if (json_[key].is_object()) return &json_[key];
+    violations_->Add(key, "TYPE_MISMATCH",
+                     absl::StrCat("expected an object, got ", json_[key].dump(), "."));
+    return nullptr;
+  }
+
+  Violations* violations() { return violations_; }
+
+ private:
+  const Json& json_;
+  Violations* violations_;
+};
+
+// Bridge's make_vocab_size_divisible_by: the largest power of two <= 128 dividing the vocabulary.
+int32_t VocabDivisor(int64_t vocab_size) {
+  int32_t base = 128;
+  while (base > 1 && vocab_size % base != 0) base /= 2;
+  return base;
+}
+
+// params_dtype from torch_dtype (transformers 5: dtype); Bridge's dtype_from_hf falls back to
+// float32 for anything it does not know.
+void SetDtype(HfReader& hf, TransformerConfig* t) {
+  std::optional<std::string> name = hf.Has("torch_dtype") ? hf.String("torch_dtype")
+                                                          : hf.String("dtype");
+  std::string dtype = "float32";
+  if (name.has_value()) dtype = NormalizeDtype(*name).value_or("float32");
+  t->set_params_dtype(dtype);
+  t->set_bf16(dtype == "bfloat16");
+  t->set_fp16(dtype == "float16");
+}
+
+void SetActivation(HfReader& hf, const char* key, const char* fallback, TransformerConfig* t) {
+  const std::string name = hf.String(key).value_or(fallback);
+  std::optional<std::string> canonical = NormalizeActivation(name);
+  if (!canonical.has_value()) {
+    hf.violations()->Add(key, "UNSUPPORTED",
+                         absl::StrCat("activation '", name, "' is not supported; supported: ",
+                                      QuotedList(ActivationValues()), "."));
+    return;
+  }
+  t->set_activation_func(*canonical);
+}
+
+void SetNameOrPath(HfReader& hf, GPTModelConfig* config) {
+  std::optional<std::string> name = hf.String("_name_or_path");
+  if (name.has_value() && !name->empty()) config->set_hf_model_id(*name);
+}
+
+// Integral values only: the schema's rotary_base is an int, as Bridge's GPTModelConfig declares.
+void SetRotaryBase(HfReader& hf, const Json* rope_parameters, double family_default,
+                   GPTModelConfig* config) {
+  std::optional<double> theta = hf.Number("rope_theta");
+  if (!theta.has_value() && rope_parameters != nullptr && rope_parameters->contains("rope_theta") &&
+      (*rope_parameters)["rope_theta"].is_number()) {
+    theta = (*rope_parameters)["rope_theta"].get<double>();
+  }
+  const double value = theta.value_or(family_default);
+  if (!(value > 0) || std::floor(value) != value || value > 2147483647.0) {
+    hf.violations()->Add("rope_theta", "UNSUPPORTED",
+                         absl::StrCat("rope_theta ", value, " must be a positive integer value "
+                                      "(rotary_base is an int)."));
+    return;
+  }
+  config->set_rotary_base(static_cast<int32_t>(value));
+}
+
+std::string RopeType(const Json& scaling) {
+  for (const char* key : {"rope_type", "type"}) {
+    if (scaling.contains(key) && scaling[key].is_string()) return scaling[key].get<std::string>();
+  }
+  return "";
+}
+
+// rope_scaling: none/default for every family; Llama also llama3 (Llama 3.1) and linear.
+void SetRopeScaling(HfReader& hf, const Family& family, GPTModelConfig* config) {
+  const Json* scaling = hf.Object("rope_scaling");
+  const char* key = "rope_scaling";
+  if (scaling == nullptr && hf.Has("rope_parameters")) {
+    scaling = hf.Object("rope_parameters");
+    key = "rope_parameters";
+  }
+  const std::string type = scaling == nullptr ? "" : RopeType(*scaling);
+  if (family.llama_extras) {
+    // Bridge's builder path (LlamaBridge.hf_config_to_model_config_kwargs) sets both explicitly.
+    config->set_rope_scaling(false);
+    config->set_rope_scaling_factor(1.0);
+  }
+  if (type.empty() || type == "default") return;
+  const double factor = scaling->contains("factor") && (*scaling)["factor"].is_number()
+                            ? (*scaling)["factor"].get<double>()
+                            : 8.0;
+  if (family.llama_extras && type == "llama3") {
+    config->set_rope_scaling(true);
+    config->set_rope_scaling_factor(factor);
+    return;
+  }
+  if (family.llama_extras && type == "linear") {
+    config->set_seq_len_interpolation_factor(factor);
+    return;
+  }
+  hf.violations()->Add(key, "UNSUPPORTED",
+                       absl::StrCat("rope scaling type '", type, "' is not supported for ",
+                                    family.model_type, family.llama_extras
+                                                           ? " (supported: llama3, linear)."
+                                                           : " (no rope scaling is supported)."));
+}
+
+void ImportLlamaLike(HfReader& hf, const Family& family, GPTModelConfig* config) {
+  TransformerConfig* t = config->mutable_transformer();
+  const int64_t layers = hf.RequiredInt("num_hidden_layers");
+  const int64_t hidden = hf.RequiredInt("hidden_size");
+  const int64_t heads = hf.RequiredInt("num_attention_heads");
+  const int64_t ffn = hf.RequiredInt("intermediate_size");
+  const int64_t vocab = hf.RequiredInt("vocab_size");
+  t->set_num_layers(static_cast<int32_t>(layers));
+  t->set_hidden_size(static_cast<int32_t>(hidden));
+  t->set_num_attention_heads(static_cast<int32_t>(heads));
+  t->set_ffn_hidden_size(static_cast<int32_t>(ffn));
+  t->set_num_query_groups(static_cast<int32_t>(hf.Int("num_key_value_heads").value_or(heads)));
+  // Bridge maps the config's head_dim attribute, which transformers fills with h // n.
+  if (std::optional<int64_t> head_dim = hf.Int("head_dim"); head_dim.has_value()) {
+    t->set_kv_channels(static_cast<int32_t>(*head_dim));
+  } else if (family.head_dim.has_value()) {
+    t->set_kv_channels(static_cast<int32_t>(*family.head_dim));
+  } else if (heads > 0 && hidden % heads == 0) {
+    t->set_kv_channels(static_cast<int32_t>(hidden / heads));
+  }
+  config->set_vocab_size(vocab);
+  config->set_make_vocab_size_divisible_by(VocabDivisor(vocab > 0 ? vocab : 128));
+  config->set_should_pad_vocab(false);  // Bridge keeps the HF vocabulary as is
+  config->set_seq_length(static_cast<int32_t>(
+      hf.Int("max_position_embeddings").value_or(family.max_position_embeddings)));
+  t->set_layernorm_epsilon(hf.Number("rms_norm_eps").value_or(family.rms_norm_eps));
+  t->set_init_method_std(hf.Number("initializer_range").value_or(0.02));
+  t->set_attention_dropout(hf.Number("attention_dropout").value_or(0.0));
+  t->set_hidden_dropout(0.0);
+  config->set_share_embeddings_and_output_weights(hf.Bool("tie_word_embeddings").value_or(false));
+  t->set_normalization("RMSNorm");
+  t->set_gated_linear_unit(true);
+  SetActivation(hf, "hidden_act", "silu", t);
+  t->set_add_bias_linear(false);
+  t->set_add_qkv_bias(family.qkv_bias);
+  if (family.llama_extras) {
+    t->set_add_qkv_bias(hf.Bool("attention_bias").value_or(false));
+    t->set_add_bias_linear(hf.Bool("mlp_bias").value_or(false));
+    t->set_bias_activation_fusion(true);
+    t->set_masked_softmax_fusion(true);
+    t->set_persist_layer_norm(true);
+    t->set_bias_dropout_fusion(true);
+    t->set_apply_rope_fusion(true);
+  }
+  if (family.qk_layernorm) t->set_qk_layernorm(true);
+  if (family.bf16_autocast) t->set_autocast_dtype("bfloat16");
+  config->set_position_embedding_type("rope");
+  config->set_rotary_percent(hf.Number("partial_rotary_factor").value_or(1.0));
+  const Json* rope_parameters = hf.Has("rope_parameters") ? hf.Object("rope_parameters") : nullptr;
+  SetRotaryBase(hf, rope_parameters, family.rope_theta, config);
+  SetRopeScaling(hf, family, config);
+  if (family.sliding_window) {
+    if (std::optional<int64_t> window = hf.Int("sliding_window"); window.has_value()) {
+      t->add_window_size(static_cast<int32_t>(*window - 1));
+      t->add_window_size(0);
+    }
+  } else if (hf.Bool("use_sliding_window").value_or(false)) {
+    hf.violations()->Add("use_sliding_window", "UNSUPPORTED",
+                         absl::StrCat(family.model_type, "'s per-layer sliding window "
+                                      "(max_window_layers) is not supported; set "
+                                      "use_sliding_window to false."));
+  }
+  if (family.moe) {
+    t->set_num_moe_experts(static_cast<int32_t>(hf.Int("num_local_experts").value_or(8)));
+    t->set_moe_router_topk(static_cast<int32_t>(hf.Int("num_experts_per_tok").value_or(2)));
+    t->set_moe_ffn_hidden_size(static_cast<int32_t>(ffn));
+    t->set_moe_aux_loss_coeff(hf.Number("router_aux_loss_coef").value_or(0.001));
+  }
+  SetDtype(hf, t);
+  SetNameOrPath(hf, config);
+}
+
+// GPT-2 has no Bridge bridge; this follows Megatron-LM's GPT-2 recipe (LayerNorm, gelu, biases,
+// learned absolute positions, tied embeddings, vocabulary padded to a multiple of 128 on request).
+void ImportGpt2(HfReader& hf, GPTModelConfig* config) {
+  TransformerConfig* t = config->mutable_transformer();
+  const int64_t hidden = hf.RequiredInt("n_embd");
+  t->set_num_layers(static_cast<int32_t>(hf.RequiredInt("n_layer")));
+  t->set_hidden_size(static_cast<int32_t>(hidden));
+  t->set_num_attention_heads(static_cast<int32_t>(hf.RequiredInt("n_head")));
+  t->set_ffn_hidden_size(static_cast<int32_t>(hf.Int("n_inner").value_or(4 * hidden)));
+  config->set_vocab_size(hf.RequiredInt("vocab_size"));
+  config->set_make_vocab_size_divisible_by(128);
+  config->set_should_pad_vocab(false);
+  config->set_seq_length(static_cast<int32_t>(hf.Int("n_positions").value_or(1024)));
+  t->set_layernorm_epsilon(hf.Number("layer_norm_epsilon").value_or(1e-5));
+  t->set_init_method_std(hf.Number("initializer_range").value_or(0.02));
+  t->set_hidden_dropout(hf.Number("resid_pdrop").value_or(0.1));
+  t->set_attention_dropout(hf.Number("attn_pdrop").value_or(0.1));
+  config->set_share_embeddings_and_output_weights(hf.Bool("tie_word_embeddings").value_or(true));
+  t->set_normalization("LayerNorm");
+  t->set_gated_linear_unit(false);
+  t->set_add_bias_linear(true);
+  config->set_position_embedding_type("learned_absolute");
+  // GPT-2's "gelu_new" (tanh approximation) is trained as Megatron's gelu.
+  const std::string act = hf.String("activation_function").value_or("gelu_new");
+  if (act == "gelu_new" || act == "gelu") {
+    t->set_activation_func("gelu");
+  } else {
+    SetActivation(hf, "activation_function", "gelu", t);
+  }
+  SetDtype(hf, t);
+  SetNameOrPath(hf, config);
+}
+
+}  // namespace
+
+const std::vector<std::string>& SupportedHfModelTypes() {
+  static const auto* types = new std::vector<std::string>{"gpt2",  "llama", "mistral",
+                                                          "mixtral", "qwen2", "qwen3"};
+  return *types;
+}
+
+bool IsHfConfig(const Json& json) { return json.is_object() && json.contains("model_type"); }
+
+absl::StatusOr<GPTModelConfig> ImportHfConfig(const Json& hf_config) {
+  Violations violations;
+  if (!IsHfConfig(hf_config) || !hf_config["model_type"].is_string()) {
+    violations.Add("model_type", "REQUIRED",
+                   absl::StrCat("a Hugging Face config.json needs a string model_type; supported: ",
+                                absl::StrJoin(SupportedHfModelTypes(), ", "), "."));
+    return violations.ToStatus();
+  }
+  const std::string model_type = hf_config["model_type"].get<std::string>();
+  HfReader hf(hf_config, &violations);
+  GPTModelConfig config;
+  if (model_type == "gpt2") {
+    ImportGpt2(hf, &config);
+  } else {
+    const Family* family = nullptr;
+    for (const Family& f : kFamilies) {
+      if (model_type == f.model_type) family = &f;
+    }
+    if (family == nullptr) {
+      violations.Add("model_type", "UNSUPPORTED_MODEL_TYPE",
+                     absl::StrCat("model_type '", model_type, "' is not supported; supported: ",
+                                  absl::StrJoin(SupportedHfModelTypes(), ", "), "."));
+      return violations.ToStatus();
+    }
+    ImportLlamaLike(hf, *family, &config);
+  }
+  if (!violations.empty()) return violations.ToStatus();
+  return config;
+}
+
+absl::StatusOr<GPTModelConfig> ImportHfConfigText(std::string_view json_text) {
+  Json json = Json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) {
+    return absl::InvalidArgumentError("config.json is not valid JSON");
+  }
+  return ImportHfConfig(json);
+}
+
+}  // namespace gptb::config
