@@ -116,7 +116,9 @@ Coordinator::Coordinator(CoordinatorOptions options, std::unique_ptr<Rendezvous>
 
 Coordinator::~Coordinator() { Shutdown(); }
 
-void Coordinator::Start() { sweeper_ = std::thread([this] { SweepLoop(); }); }
+void Coordinator::Start() {
+  sweeper_ = std::thread([this] { SweepLoop(); });
+}
 
 void Coordinator::Shutdown() {
   std::vector<std::shared_ptr<BuildJob>> jobs;
@@ -274,7 +276,7 @@ void Coordinator::RunBuild(std::shared_ptr<BuildJob> job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [worker, ranks] : by_worker) {
-      const gptbuilder::v1::Worker* w = workers_.Find(worker);
+      const gptbuilder::v1::WorkerInfo* w = workers_.Find(worker);
       if (w != nullptr) addresses[worker] = w->address();
     }
   }
@@ -307,11 +309,11 @@ void Coordinator::RunBuild(std::shared_ptr<BuildJob> job) {
       if (!status.ok() && !canceller->cancelled()) {
         std::vector<int> ranks;
         for (const auto& a : request.ranks()) ranks.push_back(a.rank());
-        job->Fail(absl::Status(
-            status.code() == absl::StatusCode::kCancelled ? absl::StatusCode::kAborted
-                                                          : status.code(),
-            absl::StrCat("worker ", worker, " (", address, ") failed building ranks ",
-                         RankList(ranks), ": ", status.message())));
+        job->Fail(
+            absl::Status(status.code() == absl::StatusCode::kCancelled ? absl::StatusCode::kAborted
+                                                                       : status.code(),
+                         absl::StrCat("worker ", worker, " (", address, ") failed building ranks ",
+                                      RankList(ranks), ": ", status.message())));
       }
     });
   }
@@ -359,9 +361,9 @@ void Coordinator::FinishBuild(BuildJob* job) {
   {
     std::lock_guard<std::mutex> lock(job->mu);
     if (failure.ok() && job->ranks_done.size() != job->placement.size()) {
-      failure = absl::InternalError(absl::StrCat(
-          "the workers ended the build with ", job->ranks_done.size(), " of ",
-          job->placement.size(), " ranks built"));
+      failure = absl::InternalError(absl::StrCat("the workers ended the build with ",
+                                                 job->ranks_done.size(), " of ",
+                                                 job->placement.size(), " ranks built"));
     }
   }
   std::optional<Release> release;
@@ -384,7 +386,8 @@ void Coordinator::FinishBuild(BuildJob* job) {
         result = failure.code() == absl::StatusCode::kCancelled ? "cancelled" : "failed";
         std::string reason(failure.message());
         if (failure.code() != absl::StatusCode::kCancelled) {
-          absl::StrAppend(&reason, "; every other rank was released; fix the cause and build again");
+          absl::StrAppend(&reason,
+                          "; every other rank was released; fix the cause and build again");
         }
         models_.Transition(job->model, Model::FAILED, reason, absl::Now()).IgnoreError();
         failures_[job->build_id] = failure;
@@ -447,16 +450,14 @@ absl::Status Coordinator::WatchBuild(const gptbuilder::v1::WatchBuildRequest& re
     bool terminal = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      changed_.wait_for(lock, std::chrono::milliseconds(200), [&] {
-        return models_.Version(request.name()) != seen || stopping_;
-      });
+      changed_.wait_for(lock, std::chrono::milliseconds(200),
+                        [&] { return models_.Version(request.name()) != seen || stopping_; });
       if (cancelled()) return absl::CancelledError("the watch was cancelled");
       const Model* model = models_.Find(request.name());
       if (model == nullptr) {
-        return absl::NotFoundError(seen == 0 ? absl::StrCat("model '", request.name(),
-                                                            "' not found")
-                                             : absl::StrCat("model '", request.name(),
-                                                            "' was released"));
+        return absl::NotFoundError(seen == 0
+                                       ? absl::StrCat("model '", request.name(), "' not found")
+                                       : absl::StrCat("model '", request.name(), "' was released"));
       }
       if (stopping_) return absl::UnavailableError("the coordinator is shutting down");
       const uint64_t version = models_.Version(request.name());
@@ -509,7 +510,8 @@ gptbuilder::v1::ListModelsResponse Coordinator::ListModels() const {
 gptbuilder::v1::ListWorkersResponse Coordinator::ListWorkers() const {
   std::lock_guard<std::mutex> lock(mu_);
   gptbuilder::v1::ListWorkersResponse response;
-  for (gptbuilder::v1::Worker& worker : workers_.List()) *response.add_workers() = std::move(worker);
+  for (gptbuilder::v1::WorkerInfo& worker : workers_.List())
+    *response.add_workers() = std::move(worker);
   return response;
 }
 
@@ -567,7 +569,7 @@ absl::StatusOr<gptbuilder::v1::DescribeModelResponse> Coordinator::DescribeModel
     }
     model = *found;
     for (const std::string& worker : WorkersOf(model)) {
-      const gptbuilder::v1::Worker* w = workers_.Find(worker);
+      const gptbuilder::v1::WorkerInfo* w = workers_.Find(worker);
       if (w == nullptr) return absl::UnavailableError(absl::StrCat("worker ", worker, " is gone"));
       addresses[worker] = w->address();
     }
@@ -593,9 +595,9 @@ absl::StatusOr<gptbuilder::v1::DescribeModelResponse> Coordinator::DescribeModel
   std::map<int, std::pair<std::string, const gptbuilder::v1::HeldRankDescription*>> ranks;
   for (const auto& [worker, answer] : answers) {
     if (!answer.ok()) {
-      return absl::Status(answer.status().code(),
-                          absl::StrCat("describing the ranks on worker ", worker, ": ",
-                                       answer.status().message()));
+      return absl::Status(
+          answer.status().code(),
+          absl::StrCat("describing the ranks on worker ", worker, ": ", answer.status().message()));
     }
     for (const auto& rank : answer->ranks()) ranks[rank.rank()] = {worker, &rank};
   }
@@ -610,8 +612,8 @@ absl::StatusOr<gptbuilder::v1::DescribeModelResponse> Coordinator::DescribeModel
   for (int r = 0; r < model.world_size(); ++r) {
     auto it = ranks.find(r);
     if (it == ranks.end()) {
-      return absl::DataLossError(absl::StrCat("no worker reports holding rank ", r, " of model '",
-                                              name, "'"));
+      return absl::DataLossError(
+          absl::StrCat("no worker reports holding rank ", r, " of model '", name, "'"));
     }
     const auto& [worker, held] = it->second;
     const plan::RankPlan rank_plan = plan->Rank(r);
@@ -658,8 +660,8 @@ absl::StatusOr<gptbuilder::v1::DescribeModelResponse> Coordinator::DescribeModel
 // ---- Workers --------------------------------------------------------------------------------
 
 std::optional<Coordinator::Release> Coordinator::FailModelLocked(const std::string& name,
-                                                                  const std::string& reason,
-                                                                  const std::string& exclude) {
+                                                                 const std::string& reason,
+                                                                 const std::string& exclude) {
   const Model* model = models_.Find(name);
   if (model == nullptr) return std::nullopt;
   auto job = jobs_.find(name);
@@ -747,9 +749,8 @@ absl::StatusOr<gptbuilder::v1::RegisterWorkerResponse> Coordinator::RegisterWork
         held_bytes += p.planned_bytes();
         kept.push_back(p);
       }
-      std::sort(kept.begin(), kept.end(), [](const RankPlacement& a, const RankPlacement& b) {
-        return a.rank() < b.rank();
-      });
+      std::sort(kept.begin(), kept.end(),
+                [](const RankPlacement& a, const RankPlacement& b) { return a.rank() < b.rank(); });
       editable->clear_placement();
       for (const RankPlacement& p : kept) {
         *editable->add_placement() = p;
@@ -843,8 +844,7 @@ void Coordinator::SweepLoop() {
             FailModelLocked(model.name(),
                             absl::StrCat("not every worker holding a rank re-registered within ",
                                          absl::FormatDuration(options_.recovery_grace),
-                                         " of the coordinator's restart (",
-                                         model.reason(), ")"),
+                                         " of the coordinator's restart (", model.reason(), ")"),
                             "");
         if (release.has_value()) releases.push_back(*release);
       }
@@ -867,9 +867,9 @@ CoordinatorSnapshot Coordinator::Snapshot() const {
   for (const auto& [state, count] : models_.CountByState()) {
     s.models_by_state[ModelStateName(state)] = count;
   }
-  for (const gptbuilder::v1::Worker& w : workers_.List()) {
-    ++s.workers_by_state[w.state() == gptbuilder::v1::Worker::READY ? "ready" : "lost"];
-    if (w.state() != gptbuilder::v1::Worker::READY) continue;
+  for (const gptbuilder::v1::WorkerInfo& w : workers_.List()) {
+    ++s.workers_by_state[w.state() == gptbuilder::v1::WorkerInfo::READY ? "ready" : "lost"];
+    if (w.state() != gptbuilder::v1::WorkerInfo::READY) continue;
     for (const gptbuilder::v1::Slot& slot : w.slots()) {
       (slot.model().empty() ? s.slots_free : s.slots_used) += 1;
     }
@@ -912,13 +912,13 @@ absl::StatusOr<google::longrunning::Operation> Coordinator::GetOperation(
     const std::string& name) const {
   std::lock_guard<std::mutex> lock(mu_);
   if (name.rfind(kOperationPrefix, 0) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("operation names look like ", kOperationPrefix, "<build id>; got '", name, "'"));
+    return absl::InvalidArgumentError(absl::StrCat("operation names look like ", kOperationPrefix,
+                                                   "<build id>; got '", name, "'"));
   }
   const Model* model = FindByBuildIdLocked(name.substr(sizeof(kOperationPrefix) - 1));
   if (model == nullptr) {
-    return absl::NotFoundError(absl::StrCat("operation '", name,
-                                            "' not found (its model may have been released)"));
+    return absl::NotFoundError(
+        absl::StrCat("operation '", name, "' not found (its model may have been released)"));
   }
   return OperationLocked(*model);
 }
@@ -941,7 +941,8 @@ absl::Status Coordinator::CancelOperation(const std::string& name) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     const Model* model = FindByBuildIdLocked(name.substr(sizeof(kOperationPrefix) - 1));
-    if (model == nullptr) return absl::NotFoundError(absl::StrCat("operation '", name, "' not found"));
+    if (model == nullptr)
+      return absl::NotFoundError(absl::StrCat("operation '", name, "' not found"));
     auto it = jobs_.find(model->name());
     if (it != jobs_.end() && it->second->build_id == model->build_id()) job = it->second;
   }

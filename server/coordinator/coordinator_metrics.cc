@@ -18,7 +18,8 @@ class SnapshotCollector : public prometheus::Collectable {
                                      prometheus::MetricType::Gauge);
     for (const char* state : {"building", "ready", "failed", "releasing", "recovering"}) {
       auto it = s.models_by_state.find(state);
-      server::AddSample(&models, {{"state", state}}, it == s.models_by_state.end() ? 0 : it->second);
+      server::AddSample(&models, {{"state", state}},
+                        it == s.models_by_state.end() ? 0 : it->second);
     }
     out.push_back(std::move(models));
     auto workers = server::MakeFamily(metrics::kWorkers, "Registered workers, by state.",

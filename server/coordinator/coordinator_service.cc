@@ -25,9 +25,9 @@ constexpr absl::Duration kFanOutBudget = absl::Seconds(60);
 
 }  // namespace
 
-grpc::Status CoordinatorService::ValidateConfig(grpc::ServerContext*,
-                                                const gptbuilder::v1::ValidateConfigRequest* request,
-                                                gptbuilder::v1::ValidateConfigResponse* response) {
+grpc::Status CoordinatorService::ValidateConfig(
+    grpc::ServerContext*, const gptbuilder::v1::ValidateConfigRequest* request,
+    gptbuilder::v1::ValidateConfigResponse* response) {
   return Reply(coordinator_->ValidateConfig(*request), response);
 }
 
@@ -44,9 +44,9 @@ grpc::Status CoordinatorService::BuildModel(grpc::ServerContext* context,
   return Reply(coordinator_->BuildModel(*request), response);
 }
 
-grpc::Status CoordinatorService::WatchBuild(grpc::ServerContext* context,
-                                            const gptbuilder::v1::WatchBuildRequest* request,
-                                            grpc::ServerWriter<gptbuilder::v1::BuildEvent>* writer) {
+grpc::Status CoordinatorService::WatchBuild(
+    grpc::ServerContext* context, const gptbuilder::v1::WatchBuildRequest* request,
+    grpc::ServerWriter<gptbuilder::v1::BuildEvent>* writer) {
   return ToGrpcStatus(coordinator_->WatchBuild(
       *request, [writer](const gptbuilder::v1::BuildEvent& event) { return writer->Write(event); },
       [context] { return context->IsCancelled(); }));
@@ -102,9 +102,9 @@ grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status OperationsService::GetOperation(grpc::ServerContext*,
-                                             const google::longrunning::GetOperationRequest* request,
-                                             google::longrunning::Operation* response) {
+grpc::Status OperationsService::GetOperation(
+    grpc::ServerContext*, const google::longrunning::GetOperationRequest* request,
+    google::longrunning::Operation* response) {
   return Reply(coordinator_->GetOperation(request->name()), response);
 }
 

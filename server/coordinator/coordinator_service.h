@@ -27,7 +27,8 @@ class CoordinatorService final : public gptbuilder::v1::Coordinator::Service {
   grpc::Status WatchBuild(grpc::ServerContext* context,
                           const gptbuilder::v1::WatchBuildRequest* request,
                           grpc::ServerWriter<gptbuilder::v1::BuildEvent>* writer) override;
-  grpc::Status GetModel(grpc::ServerContext* context, const gptbuilder::v1::GetModelRequest* request,
+  grpc::Status GetModel(grpc::ServerContext* context,
+                        const gptbuilder::v1::GetModelRequest* request,
                         gptbuilder::v1::Model* response) override;
   grpc::Status ListModels(grpc::ServerContext* context,
                           const gptbuilder::v1::ListModelsRequest* request,

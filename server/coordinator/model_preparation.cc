@@ -35,10 +35,10 @@ absl::StatusOr<plan::ModelPlan> PlanFinalized(
   return plan::ModelPlan::Create(config, options);
 }
 
-absl::StatusOr<PreparedModel> PrepareModel(
-    const gptbuilder::v1::GPTModelConfig& config,
-    const gptbuilder::v1::DistributedDataParallelConfig& ddp,
-    const gptbuilder::v1::BuildOptions& build, int world_size) {
+absl::StatusOr<PreparedModel> PrepareModel(const gptbuilder::v1::GPTModelConfig& config,
+                                           const gptbuilder::v1::DistributedDataParallelConfig& ddp,
+                                           const gptbuilder::v1::BuildOptions& build,
+                                           int world_size) {
   PreparedModel out;
   auto start = std::chrono::steady_clock::now();
   config::LoadedConfig loaded;
@@ -54,8 +54,8 @@ absl::StatusOr<PreparedModel> PrepareModel(
 
   start = std::chrono::steady_clock::now();
   out.world_size = world_size > 0 ? world_size : MinimalWorldSize(out.finalized.model);
-  absl::StatusOr<plan::ModelPlan> plan = PlanFinalized(
-      out.finalized.model, out.finalized.ddp, out.finalized.build, out.world_size);
+  absl::StatusOr<plan::ModelPlan> plan =
+      PlanFinalized(out.finalized.model, out.finalized.ddp, out.finalized.build, out.world_size);
   if (!plan.ok()) return plan.status();
   out.plan.emplace(*std::move(plan));
   out.plan_seconds = SecondsSince(start);

@@ -32,10 +32,10 @@ absl::StatusOr<PreparedModel> PrepareModel(const gptbuilder::v1::GPTModelConfig&
 
 // The plan of an already finalized model (describe and recovery re-derive it; never recomputed
 // differently from the build's).
-absl::StatusOr<plan::ModelPlan> PlanFinalized(const gptbuilder::v1::GPTModelConfig& config,
-                                              const gptbuilder::v1::DistributedDataParallelConfig& ddp,
-                                              const gptbuilder::v1::BuildOptions& build,
-                                              int world_size);
+absl::StatusOr<plan::ModelPlan> PlanFinalized(
+    const gptbuilder::v1::GPTModelConfig& config,
+    const gptbuilder::v1::DistributedDataParallelConfig& ddp,
+    const gptbuilder::v1::BuildOptions& build, int world_size);
 
 // The smallest world of a finalized config: pp * lcm(tp * cp, etp * ep) (data-parallel size 1
 // on the dense grid).

@@ -20,39 +20,59 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
 
 const char* ModelStateName(Model::State state) {
   switch (state) {
-    case Model::BUILDING: return "building";
-    case Model::READY: return "ready";
-    case Model::FAILED: return "failed";
-    case Model::RELEASING: return "releasing";
-    case Model::RECOVERING: return "recovering";
-    default: return "unspecified";
+    case Model::BUILDING:
+      return "building";
+    case Model::READY:
+      return "ready";
+    case Model::FAILED:
+      return "failed";
+    case Model::RELEASING:
+      return "releasing";
+    case Model::RECOVERING:
+      return "recovering";
+    default:
+      return "unspecified";
   }
 }
 
 const char* PhaseKey(BuildPhase phase) {
   switch (phase) {
-    case gptbuilder::v1::BUILD_PHASE_VALIDATE: return "validate";
-    case gptbuilder::v1::BUILD_PHASE_PLAN: return "plan";
-    case gptbuilder::v1::BUILD_PHASE_RENDEZVOUS: return "rendezvous";
-    case gptbuilder::v1::BUILD_PHASE_PROCESS_GROUPS: return "process_groups";
-    case gptbuilder::v1::BUILD_PHASE_CONSTRUCT: return "construct";
-    case gptbuilder::v1::BUILD_PHASE_INIT: return "init";
-    case gptbuilder::v1::BUILD_PHASE_WRAP: return "wrap";
-    case gptbuilder::v1::BUILD_PHASE_DONE: return "done";
-    default: return "";
+    case gptbuilder::v1::BUILD_PHASE_VALIDATE:
+      return "validate";
+    case gptbuilder::v1::BUILD_PHASE_PLAN:
+      return "plan";
+    case gptbuilder::v1::BUILD_PHASE_RENDEZVOUS:
+      return "rendezvous";
+    case gptbuilder::v1::BUILD_PHASE_PROCESS_GROUPS:
+      return "process_groups";
+    case gptbuilder::v1::BUILD_PHASE_CONSTRUCT:
+      return "construct";
+    case gptbuilder::v1::BUILD_PHASE_INIT:
+      return "init";
+    case gptbuilder::v1::BUILD_PHASE_WRAP:
+      return "wrap";
+    case gptbuilder::v1::BUILD_PHASE_DONE:
+      return "done";
+    default:
+      return "";
   }
 }
 
 bool ModelRegistry::Allowed(Model::State from, Model::State to) {
   if (from == to) return true;
   switch (from) {
-    case Model::BUILDING: return to == Model::READY || to == Model::FAILED || to == Model::RELEASING;
-    case Model::READY: return to == Model::FAILED || to == Model::RELEASING;
-    case Model::FAILED: return to == Model::RELEASING;
+    case Model::BUILDING:
+      return to == Model::READY || to == Model::FAILED || to == Model::RELEASING;
+    case Model::READY:
+      return to == Model::FAILED || to == Model::RELEASING;
+    case Model::FAILED:
+      return to == Model::RELEASING;
     case Model::RECOVERING:
       return to == Model::READY || to == Model::FAILED || to == Model::RELEASING;
-    case Model::RELEASING: return false;
-    default: return false;
+    case Model::RELEASING:
+      return false;
+    default:
+      return false;
   }
 }
 
@@ -113,9 +133,8 @@ absl::Status ModelRegistry::Transition(const std::string& name, Model::State to,
   if (it == models_.end()) return absl::NotFoundError(absl::StrCat("model '", name, "' not found"));
   Model& model = it->second.model;
   if (!Allowed(model.state(), to)) {
-    return absl::FailedPreconditionError(absl::StrCat("model '", name, "' is ",
-                                                      ModelStateName(model.state()), ", not ",
-                                                      ModelStateName(to)));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", name, "' is ", ModelStateName(model.state()), ", not ", ModelStateName(to)));
   }
   model.set_state(to);
   model.set_reason(reason);
@@ -133,7 +152,8 @@ void ModelRegistry::UpdateRank(const std::string& name, const RankProgress& prog
   RankProgress& latest = entry.ranks[progress.rank()];
   // Keep the finished phases' durations across events of later phases.
   auto phases = latest.phase_seconds_by_phase();
-  if (progress.phase() != latest.phase() && latest.phase() != gptbuilder::v1::BUILD_PHASE_UNSPECIFIED) {
+  if (progress.phase() != latest.phase() &&
+      latest.phase() != gptbuilder::v1::BUILD_PHASE_UNSPECIFIED) {
     phases[PhaseKey(latest.phase())] = latest.phase_seconds();
   }
   latest = progress;
@@ -190,6 +210,7 @@ void ModelRegistry::Aggregate(Entry* entry) {
   auto phase_seconds = p->phase_seconds();
   p->Clear();
   p->set_ranks_total(static_cast<int>(entry->ranks.size()));
+  int64_t held_bytes = 0;
   for (const RankProgress& r : entry->ranks) {
     if (r.phase() > gptbuilder::v1::BUILD_PHASE_PROCESS_GROUPS) {
       p->set_ranks_with_process_groups(p->ranks_with_process_groups() + 1);
@@ -199,12 +220,14 @@ void ModelRegistry::Aggregate(Entry* entry) {
     p->set_layers_total(p->layers_total() + r.layers_total());
     p->set_bytes_initialized(p->bytes_initialized() + r.bytes_initialized());
     p->set_bytes_total(p->bytes_total() + r.bytes_total());
+    held_bytes += r.parameter_bytes() + r.gradient_bytes();
     for (const auto& [phase, seconds] : r.phase_seconds_by_phase()) {
       auto found = phase_seconds.find(phase);
       if (found == phase_seconds.end() || found->second < seconds) phase_seconds[phase] = seconds;
     }
   }
   *p->mutable_phase_seconds() = std::move(phase_seconds);
+  if (held_bytes > 0) entry->model.set_held_bytes(held_bytes);
 }
 
 }  // namespace gptb::coordinator

@@ -62,7 +62,7 @@ bool PlaceGroupOn(const std::vector<int>& group, const std::vector<int64_t>& ran
 }  // namespace
 
 absl::StatusOr<std::vector<RankPlacement>> PlaceRanks(const PlacementRequest& request,
-                                                       const std::vector<WorkerCapacity>& workers) {
+                                                      const std::vector<WorkerCapacity>& workers) {
   const int world = static_cast<int>(request.rank_bytes.size());
   int registered = 0, free = 0;
   int64_t largest_budget = 0;
@@ -78,8 +78,7 @@ absl::StatusOr<std::vector<RankPlacement>> PlaceRanks(const PlacementRequest& re
                      " are registered on ", workers.size(),
                      " live workers; start more workers (or give them more --slots), or build "
                      "with a smaller world size"),
-        {{"WORKERS", "slots",
-          absl::StrCat(world, " slots needed, ", registered, " registered")}});
+        {{"WORKERS", "slots", absl::StrCat(world, " slots needed, ", registered, " registered")}});
   }
 
   std::vector<server::QuotaViolation> too_large;

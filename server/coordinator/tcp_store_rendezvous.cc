@@ -29,11 +29,10 @@ absl::StatusOr<std::unique_ptr<Rendezvous>> StartTcpStoreRendezvous(
   options.timeout = timeout;
   try {
     auto store = std::make_unique<c10d::TCPStore>(advertised_host, options);
-    return std::unique_ptr<Rendezvous>(
-        new TcpStoreRendezvous(advertised_host, std::move(store)));
+    return std::unique_ptr<Rendezvous>(new TcpStoreRendezvous(advertised_host, std::move(store)));
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("cannot start the rendezvous store on port ", port,
-                                               ": ", e.what()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot start the rendezvous store on port ", port, ": ", e.what()));
   }
 }
 

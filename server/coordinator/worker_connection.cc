@@ -39,9 +39,10 @@ class GrpcWorkerConnection : public WorkerConnection {
   GrpcWorkerConnection(std::shared_ptr<grpc::Channel> channel, server::BearerToken token)
       : stub_(Worker::NewStub(channel)), token_(std::move(token)) {}
 
-  absl::Status BuildStages(const gptbuilder::v1::BuildStagesRequest& request, absl::Time deadline,
-                           const std::function<void(const gptbuilder::v1::RankProgress&)>& on_progress,
-                           CallCanceller* canceller) override {
+  absl::Status BuildStages(
+      const gptbuilder::v1::BuildStagesRequest& request, absl::Time deadline,
+      const std::function<void(const gptbuilder::v1::RankProgress&)>& on_progress,
+      CallCanceller* canceller) override {
     grpc::ClientContext context;
     Prepare(&context, deadline);
     canceller->SetCancel([&context] { context.TryCancel(); });
@@ -91,8 +92,8 @@ std::shared_ptr<WorkerConnection> GrpcWorkerConnector::Connect(const std::string
   std::lock_guard<std::mutex> lock(mu_);
   auto it = connections_.find(address);
   if (it != connections_.end()) return it->second;
-  auto connection = std::make_shared<GrpcWorkerConnection>(
-      server::MakeChannel(address, credentials_), token_);
+  auto connection =
+      std::make_shared<GrpcWorkerConnection>(server::MakeChannel(address, credentials_), token_);
   connections_[address] = connection;
   return connection;
 }

@@ -7,8 +7,8 @@
 namespace gptb::coordinator {
 namespace {
 
-using gptbuilder::v1::Worker;
 using google::protobuf::util::TimeUtil;
+using gptbuilder::v1::WorkerInfo;
 
 google::protobuf::Timestamp ToProto(absl::Time t) {
   return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
@@ -19,10 +19,10 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
 void WorkerRegistry::Register(const gptbuilder::v1::RegisterWorkerRequest& request,
                               absl::Time now) {
   Record record;
-  Worker& w = record.info;
+  WorkerInfo& w = record.info;
   w.set_name(request.name());
   w.set_address(request.address());
-  w.set_state(Worker::READY);
+  w.set_state(WorkerInfo::READY);
   w.set_version(request.version());
   for (int i = 0; i < request.slots_size(); ++i) {
     gptbuilder::v1::Slot* slot = w.add_slots();
@@ -41,15 +41,15 @@ bool WorkerRegistry::Heartbeat(const std::string& name, absl::Time now) {
   if (it == workers_.end()) return false;
   it->second.last_heartbeat = now;
   *it->second.info.mutable_last_heartbeat() = ToProto(now);
-  it->second.info.set_state(Worker::READY);
+  it->second.info.set_state(WorkerInfo::READY);
   return true;
 }
 
 std::vector<std::string> WorkerRegistry::SweepLost(absl::Time now, absl::Duration timeout) {
   std::vector<std::string> lost;
   for (auto& [name, record] : workers_) {
-    if (record.info.state() == Worker::READY && now - record.last_heartbeat > timeout) {
-      record.info.set_state(Worker::LOST);
+    if (record.info.state() == WorkerInfo::READY && now - record.last_heartbeat > timeout) {
+      record.info.set_state(WorkerInfo::LOST);
       lost.push_back(name);
     }
   }
@@ -58,25 +58,25 @@ std::vector<std::string> WorkerRegistry::SweepLost(absl::Time now, absl::Duratio
 
 void WorkerRegistry::Remove(const std::string& name) { workers_.erase(name); }
 
-const Worker* WorkerRegistry::Find(const std::string& name) const {
+const WorkerInfo* WorkerRegistry::Find(const std::string& name) const {
   auto it = workers_.find(name);
   return it == workers_.end() ? nullptr : &it->second.info;
 }
 
 bool WorkerRegistry::IsReady(const std::string& name) const {
-  const Worker* w = Find(name);
-  return w != nullptr && w->state() == Worker::READY;
+  const WorkerInfo* w = Find(name);
+  return w != nullptr && w->state() == WorkerInfo::READY;
 }
 
 std::vector<WorkerCapacity> WorkerRegistry::Capacity() const {
   std::vector<WorkerCapacity> out;
   for (const auto& [name, record] : workers_) {
-    if (record.info.state() != Worker::READY) continue;
+    if (record.info.state() != WorkerInfo::READY) continue;
     WorkerCapacity capacity;
     capacity.worker = name;
     for (const gptbuilder::v1::Slot& slot : record.info.slots()) {
-      capacity.slots.push_back({slot.index(), slot.device(), slot.memory_bytes(),
-                                slot.model().empty()});
+      capacity.slots.push_back(
+          {slot.index(), slot.device(), slot.memory_bytes(), slot.model().empty()});
     }
     out.push_back(std::move(capacity));
   }
@@ -85,7 +85,7 @@ std::vector<WorkerCapacity> WorkerRegistry::Capacity() const {
 
 int WorkerRegistry::ReadyCount() const {
   int n = 0;
-  for (const auto& [name, record] : workers_) n += record.info.state() == Worker::READY ? 1 : 0;
+  for (const auto& [name, record] : workers_) n += record.info.state() == WorkerInfo::READY ? 1 : 0;
   return n;
 }
 
@@ -114,7 +114,7 @@ void WorkerRegistry::FreeModel(const std::string& model) {
 
 std::vector<std::string> WorkerRegistry::ModelsOn(const std::string& worker) const {
   std::set<std::string> models;
-  const Worker* w = Find(worker);
+  const WorkerInfo* w = Find(worker);
   if (w == nullptr) return {};
   for (const gptbuilder::v1::Slot& slot : w->slots()) {
     if (!slot.model().empty()) models.insert(slot.model());
@@ -122,8 +122,8 @@ std::vector<std::string> WorkerRegistry::ModelsOn(const std::string& worker) con
   return {models.begin(), models.end()};
 }
 
-std::vector<Worker> WorkerRegistry::List() const {
-  std::vector<Worker> out;
+std::vector<WorkerInfo> WorkerRegistry::List() const {
+  std::vector<WorkerInfo> out;
   for (const auto& [name, record] : workers_) out.push_back(record.info);
   return out;
 }

@@ -25,7 +25,7 @@ class WorkerRegistry {
   std::vector<std::string> SweepLost(absl::Time now, absl::Duration timeout);
   void Remove(const std::string& name);
 
-  const gptbuilder::v1::Worker* Find(const std::string& name) const;
+  const gptbuilder::v1::WorkerInfo* Find(const std::string& name) const;
   bool IsReady(const std::string& name) const;
   // READY workers' slots, for placement.
   std::vector<WorkerCapacity> Capacity() const;
@@ -36,13 +36,13 @@ class WorkerRegistry {
   // Models with a rank on `worker`.
   std::vector<std::string> ModelsOn(const std::string& worker) const;
 
-  std::vector<gptbuilder::v1::Worker> List() const;
+  std::vector<gptbuilder::v1::WorkerInfo> List() const;
   // Seconds since each worker's last heartbeat.
   std::map<std::string, double> HeartbeatAges(absl::Time now) const;
 
  private:
   struct Record {
-    gptbuilder::v1::Worker info;
+    gptbuilder::v1::WorkerInfo info;
     absl::Time last_heartbeat;
   };
   std::map<std::string, Record> workers_;
