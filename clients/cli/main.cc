@@ -1,5 +1,6 @@
 // gptb: the command-line client. Each subcommand is one entry of the table below; a command's
 // flags are its own plus the global ones (GlobalFlags), and `gptb CMD --help` prints its usage.
+#include <algorithm>
 #include <iostream>
 #include <string>
 #include <vector>

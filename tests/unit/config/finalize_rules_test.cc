@@ -6,8 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "core/config/config_emitter.h"
+#include "core/config/config_loader.h"
 #include "core/config/finalize.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "tests/unit/config/test_configs.h"
 
@@ -992,7 +995,16 @@ TEST_P(FinalizeRuleTest, FailsWithFieldAndReasonAndPassesNearby) {
   GPTModelConfig passing = rule.moe ? TinyMoe() : TinyLlama();
   rule.pass(passing);
   absl::StatusOr<GPTModelConfig> passed = Finalize(passing, {rule.pass_world});
-  EXPECT_TRUE(passed.ok()) << passed.status().message();
+  ASSERT_TRUE(passed.ok()) << passed.status().message();
+  // Every passing config is also a round-trip case: finalizing again changes nothing, and the
+  // emitted YAML loads back to the same resolved config.
+  absl::StatusOr<GPTModelConfig> again = Finalize(*passed, {rule.pass_world});
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*again, *passed));
+  absl::StatusOr<LoadedConfig> reloaded = LoadConfigText(EmitYaml(*passed));
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status().message();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(reloaded->model, *passed))
+      << EmitYaml(*passed);
 }
 
 INSTANTIATE_TEST_SUITE_P(Rules, FinalizeRuleTest, ::testing::ValuesIn(Cases()),
