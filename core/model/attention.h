@@ -1,0 +1,63 @@
+#ifndef GPTB_CORE_MODEL_ATTENTION_H_
+#define GPTB_CORE_MODEL_ATTENTION_H_
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/model/layers.h"
+#include "core/spec/module_spec.h"
+
+namespace gptb::model {
+
+// Rotary position embedding (Megatron's RotaryEmbedding): rotary_percent of each head's
+// channels, base rotary_base, optional Llama-3.1 scaling and sequence-length interpolation;
+// rotate-half layout, or adjacent pairs with rotary_interleaved.
+class Rotary {
+ public:
+  Rotary(const gptbuilder::v1::GPTModelConfig& config);
+  // Frequencies for positions [0, seq_len): [s, 1, 1, rotary_dim].
+  torch::Tensor Frequencies(int64_t seq_len, const torch::Device& device) const;
+  // Applies the rotation to t [s, b, heads, d].
+  torch::Tensor Apply(const torch::Tensor& t, const torch::Tensor& freqs) const;
+
+ private:
+  torch::Tensor inv_freq_;
+  double interpolation_ = 1.0;
+  bool interleaved_ = false;
+};
+
+// SelfAttention with GQA, a causal mask, optional q/k layernorm and RoPE. Registration order as
+// Megatron: (core_attention.softmax_offset), linear_proj, linear_qkv, q_layernorm, k_layernorm.
+// The local qkv rows are the rank's slice of the grouped layout [q heads of group j, k_j, v_j].
+class SelfAttention : public torch::nn::Module {
+ public:
+  SelfAttention(const ModuleContext& ctx, const spec::ModuleSpec& spec, const std::string& prefix,
+                const std::string& qkv_name = "linear_qkv",
+                const std::string& proj_name = "linear_proj", bool fused_norm_override = false,
+                bool qkv_first = false);
+  // x [s, b, h] -> [s, b, h] (bias included). `rotary_freqs` undefined without RoPE.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& rotary_freqs,
+                        const Rotary* rotary);
+
+ private:
+  std::shared_ptr<ColumnParallelLinear> linear_qkv_;
+  std::shared_ptr<RowParallelLinear> linear_proj_;
+  std::shared_ptr<Norm> q_layernorm_;
+  std::shared_ptr<Norm> k_layernorm_;
+  bool qk_l2_norm_ = false;
+  std::shared_ptr<torch::nn::Module> core_attention_;
+  torch::Tensor softmax_offset_;
+  ParallelContext* parallel_;
+  int64_t heads_, groups_, head_dim_;
+  int tp_, tp_rank_;
+  bool output_gate_;
+  double dropout_;
+  double softmax_scale_;
+};
+
+}  // namespace gptb::model
+
+#endif  // GPTB_CORE_MODEL_ATTENTION_H_

@@ -1,0 +1,107 @@
+#include "core/model/gpt_stage.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/spec/module_registry.h"
+
+namespace gptb::model {
+
+GptStage::GptStage(const gptbuilder::v1::GPTModelConfig& config, const plan::StagePlan& stage,
+                   const spec::StageLayerSpecs& specs,
+                   const std::optional<std::vector<spec::ModuleSpecPtr>>& mtp_specs,
+                   ParallelContext* parallel, torch::Device device)
+    : config_(config), stage_(stage) {
+  ParamTable params(stage_.params, device);
+  ModuleContext ctx{&config_, &config_.transformer(), parallel, &params};
+  if (params.Has("embedding.word_embeddings.weight")) {
+    embedding_ =
+        register_module("embedding", std::make_shared<LanguageModelEmbedding>(ctx, "embedding."));
+  }
+  const std::string& position = config_.position_embedding_type();
+  if (position == "rope") {
+    rotary_ = std::make_unique<Rotary>(config_);
+  } else if (position == "yarn" || position == "mrope") {
+    rotary_ = nullptr;  // construction is supported; see forward()
+  }
+  auto decoder = register_module("decoder", std::make_shared<torch::nn::Module>());
+  auto layers = decoder->register_module("layers", std::make_shared<torch::nn::Module>());
+  for (size_t i = 0; i < specs.layers.size(); ++i) {
+    const std::string prefix = absl::StrCat("decoder.layers.", i, ".");
+    const spec::ModuleInfo* info = spec::FindModule(specs.layers[i]->module);
+    if (info != nullptr && info->kind == spec::ModuleKind::kTeTransformerLayer) {
+      te_layers_.push_back(layers->register_module(
+          absl::StrCat(i), std::make_shared<TeTransformerLayer>(ctx, prefix)));
+    } else {
+      layers_.push_back(layers->register_module(
+          absl::StrCat(i), std::make_shared<TransformerLayer>(ctx, *specs.layers[i], prefix)));
+    }
+  }
+  if (params.Has("decoder.final_layernorm.weight")) {
+    final_layernorm_ = decoder->register_module(
+        "final_layernorm", std::make_shared<Norm>(ctx, "decoder.final_layernorm."));
+  }
+  if (mtp_specs.has_value() && !mtp_specs->empty()) {
+    auto mtp = register_module("mtp", std::make_shared<torch::nn::Module>());
+    auto mtp_list = mtp->register_module("layers", std::make_shared<torch::nn::Module>());
+    for (size_t i = 0; i < mtp_specs->size(); ++i) {
+      mtp_layers_.push_back(mtp_list->register_module(
+          absl::StrCat(i),
+          std::make_shared<MtpLayer>(ctx, *(*mtp_specs)[i], absl::StrCat("mtp.layers.", i, "."))));
+    }
+  }
+  if (stage_.post_process) {
+    output_layer_ = register_module(
+        "output_layer",
+        std::make_shared<ColumnParallelLinear>(
+            ctx, "output_layer.", false, LinearComm::kTensorParallel, !config_.parallel_output()));
+  }
+  params.CheckAllTaken();
+}
+
+torch::Tensor GptStage::Hidden(const torch::Tensor& input) {
+  torch::Tensor x;
+  if (stage_.pre_process) {
+    if (!embedding_) throw std::runtime_error("first stage without an embedding");
+    x = embedding_->forward(input);
+  } else {
+    x = input;
+  }
+  const std::string& position = config_.position_embedding_type();
+  if (position == "yarn" || position == "mrope") {
+    throw std::runtime_error(
+        absl::StrCat("forward with position_embedding_type '", position, "' is not supported"));
+  }
+  torch::Tensor freqs;
+  if (rotary_) freqs = rotary_->Frequencies(x.size(0), x.device());
+  for (auto& layer : layers_) x = layer->forward(x, freqs, rotary_.get());
+  for (auto& layer : te_layers_) x = layer->forward(x, freqs, rotary_.get());
+  if (final_layernorm_) x = final_layernorm_->forward(x);
+  return x;
+}
+
+torch::Tensor GptStage::Logits(const torch::Tensor& hidden) {
+  torch::Tensor logits;
+  if (output_layer_ && output_layer_->named_parameters(false).size() == 0) {
+    // Tied on a single-stage pipeline: the output layer uses the word embedding.
+    logits = output_layer_->ForwardWithWeight(hidden, embedding_->word_embedding_weight());
+  } else {
+    logits = output_layer_->forward(hidden);
+  }
+  return logits.transpose(0, 1).contiguous();  // [b, s, V/t]
+}
+
+torch::Tensor GptStage::forward(const torch::Tensor& input) {
+  torch::Tensor hidden = Hidden(input);
+  if (!stage_.post_process) return hidden;
+  return Logits(hidden);
+}
+
+torch::Tensor GptStage::AuxLoss() const {
+  torch::Tensor total;
+  for (const auto& layer : layers_) {
+    torch::Tensor aux = layer->aux_loss();
+    if (aux.defined()) total = total.defined() ? total + aux : aux;
+  }
+  return total;
+}
+
+}  // namespace gptb::model

@@ -1,0 +1,161 @@
+#include "core/model/layers.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace gptb::model {
+
+Activation ActivationByName(const std::string& name) {
+  if (name == "gelu") return [](const torch::Tensor& x) { return torch::gelu(x); };
+  if (name == "silu") return [](const torch::Tensor& x) { return torch::silu(x); };
+  if (name == "relu") return [](const torch::Tensor& x) { return torch::relu(x); };
+  if (name == "squared_relu") {
+    return [](const torch::Tensor& x) { return torch::pow(torch::relu(x), 2); };
+  }
+  if (name == "quick_gelu") {
+    return [](const torch::Tensor& x) { return x * torch::sigmoid(1.702 * x); };
+  }
+  throw BuildError(absl::StrCat("transformer.activation_func: unknown activation '", name, "'"));
+}
+
+torch::Tensor MaybeDropout(const torch::Tensor& x, double p, bool training) {
+  if (!training || p <= 0.0) return x;
+  return torch::dropout(x, p, /*train=*/true);
+}
+
+NormParams::NormParams(torch::nn::Module* owner, const ModuleContext& ctx,
+                       const std::string& prefix, const std::string& weight_name,
+                       const std::string& bias_name)
+    : eps_(ctx.config->layernorm_epsilon()),
+      zero_centered_(ctx.config->layernorm_zero_centered_gamma()) {
+  weight_ = owner->register_parameter(weight_name, ctx.params->Take(prefix + weight_name));
+  if (ctx.params->Has(prefix + bias_name)) {
+    bias_ = owner->register_parameter(bias_name, ctx.params->Take(prefix + bias_name));
+  }
+}
+
+torch::Tensor NormParams::Apply(const torch::Tensor& x) const {
+  torch::Tensor gamma = zero_centered_ ? weight_ + 1 : weight_;
+  if (bias_.defined()) {
+    return torch::layer_norm(x, {weight_.size(0)}, gamma, bias_, eps_);
+  }
+  // RMSNorm as torch.nn.RMSNorm: x * rsqrt(mean(x^2) + eps) * gamma, in the input dtype.
+  torch::Tensor rms = torch::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps_);
+  return x * rms * gamma;
+}
+
+Norm::Norm(const ModuleContext& ctx, const std::string& prefix)
+    : params_(this, ctx, prefix, "weight", "bias") {}
+
+ColumnParallelLinear::ColumnParallelLinear(const ModuleContext& ctx, const std::string& prefix,
+                                           bool fused_norm, LinearComm comm, bool gather_output,
+                                           const std::string& weight_name,
+                                           const std::string& bias_name)
+    : parallel_(ctx.parallel), comm_(comm), gather_output_(gather_output) {
+  if (fused_norm) {
+    norm_ = std::make_unique<NormParams>(this, ctx, prefix, "layer_norm_weight", "layer_norm_bias");
+  }
+  if (ctx.params->Has(prefix + weight_name)) {
+    weight_ = register_parameter(weight_name, ctx.params->Take(prefix + weight_name));
+  }
+  if (ctx.params->Has(prefix + bias_name)) {
+    bias_ = register_parameter(bias_name, ctx.params->Take(prefix + bias_name));
+  }
+}
+
+torch::Tensor ColumnParallelLinear::ForwardWithWeight(const torch::Tensor& x,
+                                                      const torch::Tensor& weight) {
+  torch::Tensor input = norm_ ? norm_->Apply(x) : x;
+  if (comm_ == LinearComm::kTensorParallel) input = parallel_->CopyToTensorParallelRegion(input);
+  torch::Tensor y = torch::linear(input, weight, bias_);
+  if (gather_output_) y = parallel_->GatherFromTensorParallelRegion(y);
+  return y;
+}
+
+torch::Tensor ColumnParallelLinear::forward(const torch::Tensor& x) {
+  if (!weight_.defined()) throw std::runtime_error("ColumnParallelLinear without a weight");
+  return ForwardWithWeight(x, weight_);
+}
+
+RowParallelLinear::RowParallelLinear(const ModuleContext& ctx, const std::string& prefix,
+                                     LinearComm comm, const std::string& weight_name,
+                                     const std::string& bias_name)
+    : parallel_(ctx.parallel), comm_(comm) {
+  weight_ = register_parameter(weight_name, ctx.params->Take(prefix + weight_name));
+  if (ctx.params->Has(prefix + bias_name)) {
+    bias_ = register_parameter(bias_name, ctx.params->Take(prefix + bias_name));
+  }
+}
+
+torch::Tensor RowParallelLinear::forward(const torch::Tensor& x) {
+  torch::Tensor y = torch::linear(x, weight_);
+  if (comm_ == LinearComm::kTensorParallel) y = parallel_->ReduceFromTensorParallelRegion(y);
+  if (bias_.defined() && comm_ == LinearComm::kTensorParallel) y = y + bias_;
+  return y;
+}
+
+VocabParallelEmbedding::VocabParallelEmbedding(const ModuleContext& ctx, const std::string& prefix)
+    : parallel_(ctx.parallel) {
+  weight_ = register_parameter("weight", ctx.params->Take(prefix + "weight"));
+  const plan::ParamInfo& info = ctx.params->Info(prefix + "weight");
+  vocab_start_ = info.pieces.empty() ? 0 : info.pieces.front().start;
+}
+
+torch::Tensor VocabParallelEmbedding::forward(const torch::Tensor& ids) {
+  if (parallel_->size(ParallelContext::Group::kTensor) == 1) return torch::embedding(weight_, ids);
+  const int64_t rows = weight_.size(0);
+  torch::Tensor outside = (ids < vocab_start_).logical_or(ids >= vocab_start_ + rows);
+  torch::Tensor local = (ids - vocab_start_).masked_fill(outside, 0);
+  torch::Tensor out = torch::embedding(weight_, local);
+  out = out.masked_fill(outside.unsqueeze(-1), 0.0);
+  return parallel_->ReduceFromTensorParallelRegion(out);
+}
+
+LanguageModelEmbedding::LanguageModelEmbedding(const ModuleContext& ctx, const std::string& prefix)
+    : dropout_(ctx.config->hidden_dropout()) {
+  word_embeddings_ = register_module("word_embeddings", std::make_shared<VocabParallelEmbedding>(
+                                                            ctx, prefix + "word_embeddings."));
+  const std::string pos = prefix + "position_embeddings.weight";
+  if (ctx.params->Has(pos)) {
+    position_embeddings_holder_ =
+        register_module("position_embeddings", std::make_shared<torch::nn::Module>());
+    position_weight_ =
+        position_embeddings_holder_->register_parameter("weight", ctx.params->Take(pos));
+  }
+}
+
+torch::Tensor LanguageModelEmbedding::forward(const torch::Tensor& ids) {
+  torch::Tensor x = word_embeddings_->forward(ids);  // [b, s, h]
+  if (position_weight_.defined()) {
+    torch::Tensor positions = torch::arange(ids.size(1), ids.options());
+    x = x + torch::embedding(position_weight_, positions).unsqueeze(0).to(x.dtype());
+  }
+  x = x.transpose(0, 1).contiguous();  // [s, b, h]
+  return MaybeDropout(x, dropout_, is_training());
+}
+
+Mlp::Mlp(const ModuleContext& ctx, const std::string& prefix, bool fc1_fused_norm, LinearComm comm)
+    : activation_(ActivationByName(ctx.config->activation_func())),
+      gated_(ctx.config->gated_linear_unit()),
+      glu_offset_(ctx.config->glu_linear_offset()) {
+  linear_fc1_ = register_module(
+      "linear_fc1",
+      std::make_shared<ColumnParallelLinear>(ctx, prefix + "linear_fc1.", fc1_fused_norm, comm));
+  linear_fc2_ = register_module(
+      "linear_fc2", std::make_shared<RowParallelLinear>(ctx, prefix + "linear_fc2.", comm));
+}
+
+torch::Tensor Mlp::Hidden(const torch::Tensor& x) {
+  torch::Tensor h = linear_fc1_->forward(x);
+  if (gated_) {
+    // The local fc1 rows are [gate_r; up_r]: act(gate) * (up + glu_linear_offset).
+    std::vector<torch::Tensor> halves = h.chunk(2, -1);
+    return activation_(halves[0]) * (halves[1] + glu_offset_);
+  }
+  return activation_(h);
+}
+
+torch::Tensor Mlp::forward(const torch::Tensor& x) { return linear_fc2_->forward(Hidden(x)); }
+
+torch::Tensor Mlp::ForwardNoBias(const torch::Tensor& x) { return linear_fc2_->forward(Hidden(x)); }
+
+}  // namespace gptb::model

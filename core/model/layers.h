@@ -1,0 +1,153 @@
+#ifndef GPTB_CORE_MODEL_LAYERS_H_
+#define GPTB_CORE_MODEL_LAYERS_H_
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/model/parallel_context.h"
+#include "core/model/param_table.h"
+#include "gptbuilder/v1/model_config.pb.h"
+
+namespace gptb::model {
+
+// What every module constructor needs: the (finalized) transformer config, the stage's
+// collectives, and the plan's parameters of the stage.
+struct ModuleContext {
+  const gptbuilder::v1::GPTModelConfig* model = nullptr;
+  const gptbuilder::v1::TransformerConfig* config = nullptr;
+  ParallelContext* parallel = nullptr;
+  ParamTable* params = nullptr;
+};
+
+// Megatron's activation functions by name (gelu is the exact erf form, as F.gelu).
+using Activation = std::function<torch::Tensor(const torch::Tensor&)>;
+Activation ActivationByName(const std::string& name);
+
+// LayerNorm / RMSNorm parameters and math. Parameter names are given so the same code serves a
+// plain norm ("weight", "bias") and TE's fused norm ("layer_norm_weight", "layer_norm_bias").
+// The bias exists iff the plan has it (LayerNorm); zero-centred gamma uses (1 + weight).
+class NormParams {
+ public:
+  NormParams(torch::nn::Module* owner, const ModuleContext& ctx, const std::string& prefix,
+             const std::string& weight_name, const std::string& bias_name);
+  torch::Tensor Apply(const torch::Tensor& x) const;
+
+ private:
+  torch::Tensor weight_;
+  torch::Tensor bias_;  // undefined for RMSNorm
+  double eps_;
+  bool zero_centered_;
+};
+
+class Norm : public torch::nn::Module {
+ public:
+  Norm(const ModuleContext& ctx, const std::string& prefix);
+  torch::Tensor forward(const torch::Tensor& x) { return params_.Apply(x); }
+
+ private:
+  NormParams params_;
+};
+
+// How a linear talks to its tensor-parallel group. Expert linears do no communication of their
+// own: the MoE token dispatcher gathers and reduce-scatters around them.
+enum class LinearComm { kTensorParallel, kNone };
+
+// ColumnParallelLinear (and TE's LayerNormColumnParallelLinear when `fused_norm`): weight
+// [out/t, in], bias [out/t]; the input is copied into the tensor-parallel region; the output
+// stays split unless gather_output.
+class ColumnParallelLinear : public torch::nn::Module {
+ public:
+  ColumnParallelLinear(const ModuleContext& ctx, const std::string& prefix, bool fused_norm,
+                       LinearComm comm = LinearComm::kTensorParallel, bool gather_output = false,
+                       const std::string& weight_name = "weight",
+                       const std::string& bias_name = "bias");
+  torch::Tensor forward(const torch::Tensor& x);
+  // Uses `weight` instead of an own weight (a tied output layer on the first stage).
+  torch::Tensor ForwardWithWeight(const torch::Tensor& x, const torch::Tensor& weight);
+
+ private:
+  std::unique_ptr<NormParams> norm_;
+  torch::Tensor weight_;
+  torch::Tensor bias_;
+  ParallelContext* parallel_;
+  LinearComm comm_;
+  bool gather_output_;
+};
+
+// RowParallelLinear: weight [out, in/t], bias [out] added after the all-reduce.
+class RowParallelLinear : public torch::nn::Module {
+ public:
+  RowParallelLinear(const ModuleContext& ctx, const std::string& prefix,
+                    LinearComm comm = LinearComm::kTensorParallel,
+                    const std::string& weight_name = "weight",
+                    const std::string& bias_name = "bias");
+  torch::Tensor forward(const torch::Tensor& x);
+  // Without the bias (the MoE dispatcher adds expert biases itself).
+  const torch::Tensor& bias() const { return bias_; }
+
+ private:
+  torch::Tensor weight_;
+  torch::Tensor bias_;
+  ParallelContext* parallel_;
+  LinearComm comm_;
+};
+
+// VocabParallelEmbedding: rows [r*V/t, (r+1)*V/t) of the word embedding; ids outside the
+// rank's range contribute zeros and the all-reduce sums the shards.
+class VocabParallelEmbedding : public torch::nn::Module {
+ public:
+  VocabParallelEmbedding(const ModuleContext& ctx, const std::string& prefix);
+  torch::Tensor forward(const torch::Tensor& ids);
+  const torch::Tensor& weight() const { return weight_; }
+
+ private:
+  torch::Tensor weight_;
+  int64_t vocab_start_ = 0;
+  ParallelContext* parallel_;
+};
+
+// LanguageModelEmbedding: word embeddings plus learned absolute positions when configured;
+// [b, s] ids -> [s, b, h] hidden states, then embedding dropout.
+class LanguageModelEmbedding : public torch::nn::Module {
+ public:
+  LanguageModelEmbedding(const ModuleContext& ctx, const std::string& prefix);
+  torch::Tensor forward(const torch::Tensor& ids);
+  const torch::Tensor& word_embedding_weight() const { return word_embeddings_->weight(); }
+
+ private:
+  std::shared_ptr<VocabParallelEmbedding> word_embeddings_;
+  std::shared_ptr<torch::nn::Module> position_embeddings_holder_;
+  torch::Tensor position_weight_;
+  double dropout_;
+};
+
+// Dense MLP: linear_fc1 (column-parallel, [gate; up] rows when gated) -> activation / GLU ->
+// linear_fc2 (row-parallel). `comm` kNone for experts.
+class Mlp : public torch::nn::Module {
+ public:
+  Mlp(const ModuleContext& ctx, const std::string& prefix, bool fc1_fused_norm,
+      LinearComm comm = LinearComm::kTensorParallel);
+  torch::Tensor forward(const torch::Tensor& x);
+  // fc2 without its all-reduce / bias handling (experts): returns fc2's matmul only.
+  torch::Tensor ForwardNoBias(const torch::Tensor& x);
+  const torch::Tensor& fc2_bias() const { return linear_fc2_->bias(); }
+
+ private:
+  torch::Tensor Hidden(const torch::Tensor& x);
+
+  std::shared_ptr<ColumnParallelLinear> linear_fc1_;
+  std::shared_ptr<RowParallelLinear> linear_fc2_;
+  Activation activation_;
+  bool gated_;
+  double glu_offset_;
+};
+
+// Dropout that is a no-op in eval mode or with p == 0.
+torch::Tensor MaybeDropout(const torch::Tensor& x, double p, bool training);
+
+}  // namespace gptb::model
+
+#endif  // GPTB_CORE_MODEL_LAYERS_H_

@@ -1,0 +1,180 @@
+#include "core/model/moe.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/spec/module_registry.h"
+
+namespace gptb::model {
+
+MoeLayer::MoeLayer(const ModuleContext& ctx, const spec::ModuleSpec& spec,
+                   const std::string& prefix)
+    : parallel_(ctx.parallel),
+      activation_(ActivationByName(ctx.config->activation_func())),
+      gated_(ctx.config->gated_linear_unit()),
+      glu_offset_(ctx.config->glu_linear_offset()) {
+  const auto& t = *ctx.config;
+  num_experts_ = t.num_moe_experts();
+  local_experts_ = num_experts_ / t.expert_model_parallel_size();
+  topk_ = t.moe_router_topk();
+  score_function_ = t.moe_router_score_function();
+  pre_softmax_ = t.moe_router_pre_softmax();
+  if (t.has_moe_router_topk_scaling_factor()) topk_scaling_ = t.moe_router_topk_scaling_factor();
+  aux_coeff_ = t.moe_router_load_balancing_type() == "aux_loss" ? t.moe_aux_loss_coeff() : 0.0;
+
+  auto router = register_module("router", std::make_shared<torch::nn::Module>());
+  router_weight_ = router->register_parameter("weight", ctx.params->Take(prefix + "router.weight"));
+  if (ctx.params->Has(prefix + "router.bias")) {
+    router_bias_ = router->register_parameter("bias", ctx.params->Take(prefix + "router.bias"));
+  }
+
+  const spec::ModuleSpec* experts_spec = spec.Submodule("experts");
+  const spec::ModuleInfo* info = experts_spec ? spec::FindModule(experts_spec->module) : nullptr;
+  auto experts = register_module("experts", std::make_shared<torch::nn::Module>());
+  const std::string ep = prefix + "experts.";
+  experts_.resize(local_experts_);
+  if (info != nullptr && info->kind == spec::ModuleKind::kGroupedMlp) {
+    // TEGroupedMLP: linear_fc1.weight<j> / bias<j>, then linear_fc2.weight<j> / bias<j>.
+    auto fc1 = experts->register_module("linear_fc1", std::make_shared<torch::nn::Module>());
+    auto fc2 = experts->register_module("linear_fc2", std::make_shared<torch::nn::Module>());
+    for (int pass = 0; pass < 2; ++pass) {
+      for (int64_t j = 0; j < local_experts_; ++j) {
+        const std::string w = absl::StrCat("weight", j), b = absl::StrCat("bias", j);
+        auto& module = pass == 0 ? fc1 : fc2;
+        const std::string base = ep + (pass == 0 ? "linear_fc1." : "linear_fc2.");
+        (pass == 0 ? experts_[j].fc1_weight : experts_[j].fc2_weight) =
+            module->register_parameter(w, ctx.params->Take(base + w));
+      }
+      for (int64_t j = 0; j < local_experts_; ++j) {
+        const std::string b = absl::StrCat("bias", j);
+        auto& module = pass == 0 ? fc1 : fc2;
+        const std::string base = ep + (pass == 0 ? "linear_fc1." : "linear_fc2.");
+        if (ctx.params->Has(base + b)) {
+          (pass == 0 ? experts_[j].fc1_bias : experts_[j].fc2_bias) =
+              module->register_parameter(b, ctx.params->Take(base + b));
+        }
+      }
+    }
+  } else {
+    // SequentialMLP: local_experts.<j>.linear_fc1 / linear_fc2.
+    auto list = experts->register_module("local_experts", std::make_shared<torch::nn::Module>());
+    for (int64_t j = 0; j < local_experts_; ++j) {
+      auto mlp = list->register_module(absl::StrCat(j), std::make_shared<torch::nn::Module>());
+      const std::string base = absl::StrCat(ep, "local_experts.", j, ".");
+      for (const char* fc : {"linear_fc1", "linear_fc2"}) {
+        auto lin = mlp->register_module(fc, std::make_shared<torch::nn::Module>());
+        const std::string p = base + fc + ".";
+        torch::Tensor w = lin->register_parameter("weight", ctx.params->Take(p + "weight"));
+        torch::Tensor b;
+        if (ctx.params->Has(p + "bias"))
+          b = lin->register_parameter("bias", ctx.params->Take(p + "bias"));
+        if (std::string(fc) == "linear_fc1") {
+          experts_[j].fc1_weight = w;
+          experts_[j].fc1_bias = b;
+        } else {
+          experts_[j].fc2_weight = w;
+          experts_[j].fc2_bias = b;
+        }
+      }
+    }
+  }
+
+  const std::string shared = prefix + "shared_experts.";
+  if (ctx.params->Has(shared + "linear_fc1.weight")) {
+    shared_experts_ = register_module("shared_experts", std::make_shared<Mlp>(ctx, shared, false));
+    if (ctx.params->Has(shared + "gate_weight")) {
+      shared_gate_ = shared_experts_->register_parameter("gate_weight",
+                                                         ctx.params->Take(shared + "gate_weight"));
+    }
+  }
+  ep_rank_ = 0;
+  // The first local expert's canonical index tells which experts this rank holds.
+  if (local_experts_ > 0) {
+    const std::string first = info != nullptr && info->kind == spec::ModuleKind::kGroupedMlp
+                                  ? ep + "linear_fc1.weight0"
+                                  : ep + "local_experts.0.linear_fc1.weight";
+    const std::string& canonical = ctx.params->Info(first).canonical_name;
+    const std::string marker = "local_experts.";
+    const size_t at = canonical.rfind(marker);
+    const int64_t global = std::stoll(canonical.substr(at + marker.size()));
+    ep_rank_ = static_cast<int>(global / local_experts_);
+  }
+}
+
+torch::Tensor MoeLayer::RunExpert(const Expert& e, const torch::Tensor& tokens) const {
+  torch::Tensor h = torch::linear(tokens, e.fc1_weight, e.fc1_bias);
+  if (gated_) {
+    std::vector<torch::Tensor> halves = h.chunk(2, -1);
+    h = activation_(halves[0]) * (halves[1] + glu_offset_);
+  } else {
+    h = activation_(h);
+  }
+  torch::Tensor y = torch::linear(h, e.fc2_weight);
+  if (e.fc2_bias.defined()) y = y + e.fc2_bias;  // expert biases need expert TP 1
+  return y;
+}
+
+torch::Tensor MoeLayer::forward(const torch::Tensor& x) {
+  const int64_t s = x.size(0), b = x.size(1), hidden = x.size(2);
+  torch::Tensor tokens = x.reshape({s * b, hidden});
+
+  // Route the local tokens (fp32 logits, as Megatron's router computes them).
+  torch::Tensor logits =
+      torch::linear(tokens.to(torch::kFloat32), router_weight_.to(torch::kFloat32),
+                    router_bias_.defined() ? router_bias_.to(torch::kFloat32) : torch::Tensor());
+  torch::Tensor probs, indices, scores;
+  if (score_function_ == "sigmoid") {
+    scores = torch::sigmoid(logits);
+    std::tie(probs, indices) = torch::topk(scores, topk_, -1);
+    if (topk_ > 1) probs = probs / (probs.sum(-1, true) + 1e-20);
+  } else if (pre_softmax_) {
+    scores = torch::softmax(logits, -1);
+    std::tie(probs, indices) = torch::topk(scores, topk_, -1);
+  } else {
+    torch::Tensor top;
+    std::tie(top, indices) = torch::topk(logits, topk_, -1);
+    probs = torch::softmax(top, -1);
+    scores = torch::softmax(logits, -1);
+  }
+  if (topk_scaling_ != 1.0) probs = probs * topk_scaling_;
+
+  if (aux_coeff_ > 0.0 && is_training()) {
+    // Switch load balancing: E * sum_e (fraction of routed slots to e) * (mean router prob of e).
+    torch::Tensor counts = torch::zeros({num_experts_}, logits.options())
+                               .scatter_add_(0, indices.reshape({-1}),
+                                             torch::ones({indices.numel()}, logits.options()));
+    torch::Tensor fraction = counts / static_cast<double>(indices.numel());
+    torch::Tensor mean_prob = scores.mean(0);
+    aux_loss_ = aux_coeff_ * num_experts_ * (fraction * mean_prob).sum();
+  } else {
+    aux_loss_ = torch::Tensor();
+  }
+
+  // Dispatch: every rank of the tp-ep group sees every block of tokens.
+  torch::Tensor all_tokens =
+      parallel_->AllGatherFirstDim(tokens, ParallelContext::Group::kTensorExpert);
+  torch::Tensor all_probs =
+      parallel_->AllGatherFirstDim(probs, ParallelContext::Group::kTensorExpert);
+  torch::Tensor all_indices =
+      parallel_->AllGatherFirstDim(indices, ParallelContext::Group::kTensorExpert);
+
+  torch::Tensor out = torch::zeros({all_tokens.size(0), hidden}, all_tokens.options());
+  for (int64_t j = 0; j < local_experts_; ++j) {
+    const int64_t global = ep_rank_ * local_experts_ + j;
+    torch::Tensor hit = all_indices.eq(global);  // [N, k]
+    torch::Tensor rows = hit.any(-1).nonzero().squeeze(-1);
+    if (rows.numel() == 0) continue;
+    torch::Tensor weight = (all_probs * hit.to(all_probs.dtype())).sum(-1).index_select(0, rows);
+    torch::Tensor y = RunExpert(experts_[j], all_tokens.index_select(0, rows));
+    out = out.index_add(0, rows, y * weight.unsqueeze(-1).to(y.dtype()));
+  }
+  torch::Tensor combined =
+      parallel_->ReduceScatterFirstDim(out, ParallelContext::Group::kTensorExpert);
+  torch::Tensor result = combined.view({s, b, hidden});
+  if (shared_experts_) {
+    torch::Tensor shared = shared_experts_->forward(x);
+    if (shared_gate_.defined()) shared = shared * torch::sigmoid(torch::linear(x, shared_gate_));
+    result = result + shared;
+  }
+  return result;
+}
+
+}  // namespace gptb::model

@@ -1,0 +1,54 @@
+#ifndef GPTB_CORE_MODEL_MOE_H_
+#define GPTB_CORE_MODEL_MOE_H_
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/model/layers.h"
+#include "core/spec/module_spec.h"
+
+namespace gptb::model {
+
+// Megatron's MoELayer with the all-gather token dispatcher: route the rank's tokens with the
+// replicated TopKRouter, all-gather tokens and routing over the expert grid's tp-ep group, run
+// the rank's local experts (each split over expert-TP, no communication of their own), and
+// reduce-scatter the weighted expert outputs back (which also sums the expert-TP partials).
+// Shared experts run on the dense TP group. Registration order: router, experts,
+// shared_experts.
+class MoeLayer : public torch::nn::Module {
+ public:
+  MoeLayer(const ModuleContext& ctx, const spec::ModuleSpec& spec, const std::string& prefix);
+  torch::Tensor forward(const torch::Tensor& x);  // [s, b, h] -> [s, b, h]
+  // The load-balancing auxiliary loss of the last forward (moe_aux_loss_coeff times Switch's
+  // E * sum_e f_e * P_e), or an undefined tensor when the coefficient is 0.
+  const torch::Tensor& aux_loss() const { return aux_loss_; }
+
+ private:
+  struct Expert {
+    torch::Tensor fc1_weight, fc1_bias, fc2_weight, fc2_bias;
+  };
+  torch::Tensor RunExpert(const Expert& expert, const torch::Tensor& tokens) const;
+
+  ParallelContext* parallel_;
+  torch::Tensor router_weight_, router_bias_;
+  std::vector<Expert> experts_;
+  std::shared_ptr<Mlp> shared_experts_;
+  torch::Tensor shared_gate_;
+  Activation activation_;
+  bool gated_;
+  double glu_offset_;
+  int64_t num_experts_, local_experts_, topk_;
+  int ep_rank_;
+  std::string score_function_;
+  bool pre_softmax_;
+  double topk_scaling_ = 1.0;
+  double aux_coeff_ = 0.0;
+  torch::Tensor aux_loss_;
+};
+
+}  // namespace gptb::model
+
+#endif  // GPTB_CORE_MODEL_MOE_H_

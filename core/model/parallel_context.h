@@ -1,0 +1,48 @@
+#ifndef GPTB_CORE_MODEL_PARALLEL_CONTEXT_H_
+#define GPTB_CORE_MODEL_PARALLEL_CONTEXT_H_
+
+#include <torch/torch.h>
+
+namespace gptb::model {
+
+// The collectives a stage's forward needs, as autograd-aware operations, so the model code does
+// not depend on how the process groups were made. Every op is the identity over a group of
+// size 1. The real implementation runs over core/parallel's process groups; tests of a single
+// rank use LocalParallelContext.
+class ParallelContext {
+ public:
+  enum class Group { kTensor, kTensorExpert };  // "tp" and "tp_ep" (expert grid tp-ep)
+
+  virtual ~ParallelContext() = default;
+
+  virtual int size(Group group) const = 0;
+  virtual int rank(Group group) const = 0;
+
+  // Megatron's mappings (tensor_parallel/mappings.py):
+  // forward identity, backward all-reduce over tp (input of a column-parallel linear).
+  virtual torch::Tensor CopyToTensorParallelRegion(const torch::Tensor& x) = 0;
+  // forward all-reduce over tp, backward identity (output of a row-parallel linear).
+  virtual torch::Tensor ReduceFromTensorParallelRegion(const torch::Tensor& x) = 0;
+  // forward all-gather along the last dim over tp, backward split (gather_output).
+  virtual torch::Tensor GatherFromTensorParallelRegion(const torch::Tensor& x) = 0;
+  // forward all-gather along dim 0 over `group`, backward reduce-scatter.
+  virtual torch::Tensor AllGatherFirstDim(const torch::Tensor& x, Group group) = 0;
+  // forward reduce-scatter along dim 0 over `group`, backward all-gather.
+  virtual torch::Tensor ReduceScatterFirstDim(const torch::Tensor& x, Group group) = 0;
+};
+
+// A single rank: every group has size 1 and every op is the identity.
+class LocalParallelContext : public ParallelContext {
+ public:
+  int size(Group) const override { return 1; }
+  int rank(Group) const override { return 0; }
+  torch::Tensor CopyToTensorParallelRegion(const torch::Tensor& x) override { return x; }
+  torch::Tensor ReduceFromTensorParallelRegion(const torch::Tensor& x) override { return x; }
+  torch::Tensor GatherFromTensorParallelRegion(const torch::Tensor& x) override { return x; }
+  torch::Tensor AllGatherFirstDim(const torch::Tensor& x, Group) override { return x; }
+  torch::Tensor ReduceScatterFirstDim(const torch::Tensor& x, Group) override { return x; }
+};
+
+}  // namespace gptb::model
+
+#endif  // GPTB_CORE_MODEL_PARALLEL_CONTEXT_H_

@@ -1,0 +1,101 @@
+#ifndef GPTB_CORE_MODEL_RANK_MODEL_H_
+#define GPTB_CORE_MODEL_RANK_MODEL_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/plan/model_plan.h"
+#include "gptbuilder/v1/model_config.pb.h"
+
+namespace gptb::model {
+
+// The phases of one rank's build, in order (Prometheus phase labels use these names).
+enum class BuildPhase { kProcessGroups, kConstruct, kInitialize, kWrap, kDone };
+const char* BuildPhaseName(
+    BuildPhase phase);  // "process_groups", "construct", "init", "wrap", "done"
+
+struct BuildProgress {
+  int rank = 0;
+  BuildPhase phase = BuildPhase::kProcessGroups;
+  int layers_built = 0;
+  int layers_total = 0;
+  int64_t bytes_initialized = 0;
+  int64_t bytes_total = 0;
+  double phase_seconds = 0.0;  // time spent in the phase that just finished (or so far)
+};
+
+// Everything one rank needs to build its share of a model: the finalized config and the
+// arguments of build_distributed_models, its place in the world, and the rendezvous store
+// (a c10d TCPStore hosted by the coordinator; each build uses its own key prefix).
+struct RankBuildOptions {
+  gptbuilder::v1::GPTModelConfig config;  // finalized
+  gptbuilder::v1::DistributedDataParallelConfig ddp;
+  gptbuilder::v1::BuildOptions build;
+  int world_size = 1;
+  int rank = 0;
+  std::string store_host = "127.0.0.1";
+  int store_port = 0;
+  std::string store_prefix;  // e.g. "builds/<model>/<build id>/"
+  // Address Gloo binds for this rank's process groups (the worker's own address).
+  std::string bind_address = "127.0.0.1";
+  // One timeout for the store and every process group.
+  std::chrono::milliseconds timeout{60000};
+  // "cpu", or "cuda:<index>" when built with GPTB_WITH_CUDA.
+  std::string device = "cpu";
+  // Called from the building thread; must be cheap.
+  std::function<void(const BuildProgress&)> on_progress;
+  // Polled between layers; returning true aborts the build with CANCELLED.
+  std::function<bool()> cancelled;
+};
+
+// One parameter as a rank actually holds it.
+struct HeldParameter {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::string dtype;      // "float32", "bfloat16", "float16"
+  uint64_t checksum = 0;  // over the tensor's bytes (core/init Checksum)
+};
+
+// One model chunk (stage) held by a rank, described from its tensors.
+struct HeldStage {
+  int tp_rank = 0, pp_rank = 0, ep_rank = 0, etp_rank = 0;
+  std::optional<int> vp_stage;
+  bool pre_process = false, post_process = false;
+  std::vector<int> layers;
+  std::vector<HeldParameter> params;  // registration order
+  int64_t num_params = 0;
+};
+
+// What one rank holds after build_distributed_models: its stages (one per vp chunk), wrapped
+// as configured, on its process groups. Destroying it releases every tensor and group.
+class RankModel {
+ public:
+  virtual ~RankModel() = default;
+
+  virtual int rank() const = 0;
+  virtual const plan::ModelPlan& plan() const = 0;
+  // The stages as held (names, shapes, dtypes and a checksum per tensor).
+  virtual std::vector<HeldStage> Describe() const = 0;
+  // Bytes of parameter storage (and gradient buffers) this rank holds.
+  virtual int64_t parameter_bytes() const = 0;
+  virtual int64_t gradient_bytes() const = 0;
+  // Wall time of each finished phase.
+  virtual std::vector<std::pair<BuildPhase, double>> phase_seconds() const = 0;
+};
+
+// Builds this rank's stages: rendezvous on the store, create the process groups this rank
+// belongs to, construct its chunks from the plan (only the local shards are ever allocated),
+// initialise them, wrap them (Float16Module, DDP / FSDP-style sharding) and broadcast replicas
+// when data_parallel_random_init. Every rank of the world must call it concurrently. On error
+// everything allocated so far is released before returning.
+absl::StatusOr<std::unique_ptr<RankModel>> BuildRankModel(const RankBuildOptions& options);
+
+}  // namespace gptb::model
+
+#endif  // GPTB_CORE_MODEL_RANK_MODEL_H_

@@ -1,0 +1,145 @@
+#include "core/plan/model_plan.h"
+
+#include <algorithm>
+#include <set>
+#include <tuple>
+#include <unordered_map>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/config/vocab.h"
+#include "core/plan/memory.h"
+#include "core/spec/layer_specs.h"
+
+namespace gptb::plan {
+
+absl::StatusOr<ModelPlan> ModelPlan::Create(const gptbuilder::v1::GPTModelConfig& config,
+                                            const PlanOptions& options) {
+  const gptbuilder::v1::TransformerConfig& t = config.transformer();
+  absl::StatusOr<int64_t> vocab = config::ModelVocabSize(config);
+  if (!vocab.ok()) return vocab.status();
+
+  RankTopology::Options topo;
+  topo.world_size = options.world_size;
+  topo.tensor_model_parallel_size = t.tensor_model_parallel_size();
+  topo.pipeline_model_parallel_size = t.pipeline_model_parallel_size();
+  topo.context_parallel_size = t.context_parallel_size();
+  topo.expert_model_parallel_size = t.expert_model_parallel_size();
+  topo.expert_tensor_parallel_size = t.has_expert_tensor_parallel_size()
+                                         ? t.expert_tensor_parallel_size()
+                                         : t.tensor_model_parallel_size();
+  topo.order = options.order;
+  absl::StatusOr<RankTopology> topology = RankTopology::Create(topo);
+  if (!topology.ok()) return topology.status();
+  absl::StatusOr<PipelineLayout> layout = PipelineLayout::Create(t);
+  if (!layout.ok()) return layout.status();
+
+  ModelPlan plan(config, options, *std::move(topology), *std::move(layout));
+  plan.vocab_size_ = *vocab;
+
+  // Parameter dtype after build: params_dtype, or the half dtype when Float16Module wraps.
+  std::optional<DType> params_dtype = ParseDType(t.params_dtype());
+  if (!params_dtype.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("transformer.params_dtype: unknown dtype '", t.params_dtype(), "'"));
+  }
+  const bool wrapped = (t.bf16() || t.fp16()) && options.build.mixed_precision_wrapper();
+  plan.dtype_ = wrapped ? (t.bf16() ? DType::kBFloat16 : DType::kFloat16) : *params_dtype;
+  const DType position_dtype = wrapped ? plan.dtype_ : DType::kFloat32;
+
+  // The distinct shard positions (tp rank, ep rank, expert-tp rank) of each pp rank.
+  const RankTopology& topo_ref = plan.topology_;
+  const int p = topo_ref.pp(), tp = topo_ref.tp(), ep = topo_ref.ep(), etp = topo_ref.etp();
+  std::vector<std::set<std::tuple<int, int, int>>> positions(p);
+  for (int r = 0; r < topo_ref.world_size(); ++r) {
+    const RankCoords c = topo_ref.Coords(r);
+    positions[c.pp].insert({c.tp, c.ep, c.etp});
+  }
+
+  const int chunks = plan.layout_.num_chunks();
+  plan.stage_index_.assign(static_cast<size_t>(chunks) * p * tp * ep * etp, -1);
+  for (int pp_rank = 0; pp_rank < p; ++pp_rank) {
+    for (int c = 0; c < chunks; ++c) {
+      const ChunkLayout& chunk = plan.layout_.Chunk(pp_rank, c);
+      absl::StatusOr<spec::StageLayerSpecs> specs =
+          spec::ResolveStageLayerSpecs(config, chunk.LayerIds());
+      if (!specs.ok()) return specs.status();
+      auto mtp = spec::MtpBlockSpec(config, *specs, chunk.num_mtp_layers);
+      if (!mtp.ok()) return mtp.status();
+      StageContext context;
+      context.config = &plan.config_;
+      context.vocab_size = plan.vocab_size_;
+      context.dtype = plan.dtype_;
+      context.position_embedding_dtype = position_dtype;
+      context.chunk = &chunk;
+      context.specs = &*specs;
+      context.mtp_specs = mtp->has_value() ? &**mtp : nullptr;
+      for (const auto& [tp_rank, ep_rank, etp_rank] : positions[pp_rank]) {
+        StagePlan stage;
+        stage.tp_rank = tp_rank;
+        stage.pp_rank = pp_rank;
+        stage.ep_rank = ep_rank;
+        stage.etp_rank = etp_rank;
+        stage.vp_stage = chunk.vp_stage;
+        stage.chunk_index = c;
+        stage.pre_process = chunk.pre_process;
+        stage.post_process = chunk.post_process;
+        stage.layers = chunk.LayerIds();
+        for (int i = 0; i < chunk.num_mtp_layers; ++i)
+          stage.mtp_layers.push_back(chunk.mtp_offset + i);
+        stage.layer_spec = specs->spec_name;
+        absl::StatusOr<std::vector<ParamInfo>> params =
+            PlanStageParameters(context, StageCoords{tp_rank, etp_rank, ep_rank});
+        if (!params.ok()) return params.status();
+        stage.params = *std::move(params);
+        for (const ParamInfo& param : stage.params) {
+          stage.num_params += param.numel();
+          stage.param_bytes += param.bytes();
+          if (param.is_expert) stage.expert_params += param.numel();
+        }
+        const size_t index = ((static_cast<size_t>(c) * p + pp_rank) * tp + tp_rank) * ep * etp +
+                             static_cast<size_t>(ep_rank) * etp + etp_rank;
+        plan.stage_index_[index] = static_cast<int>(plan.stages_.size());
+        plan.stages_.push_back(std::move(stage));
+      }
+    }
+  }
+  return plan;
+}
+
+int ModelPlan::StageIndex(const RankCoords& coords, int chunk_index) const {
+  const int p = topology_.pp(), tp = topology_.tp(), ep = topology_.ep(), etp = topology_.etp();
+  const size_t index =
+      ((static_cast<size_t>(chunk_index) * p + coords.pp) * tp + coords.tp) * ep * etp +
+      static_cast<size_t>(coords.ep) * etp + coords.etp;
+  return stage_index_.at(index);
+}
+
+RankPlan ModelPlan::Rank(int rank) const {
+  RankPlan r;
+  r.coords = topology_.Coords(rank);
+  std::vector<const StagePlan*> held;
+  for (int c = 0; c < layout_.num_chunks(); ++c) {
+    const int index = StageIndex(r.coords, c);
+    r.stages.push_back(index);
+    held.push_back(&stages_[index]);
+  }
+  r.memory = ComputeRankMemory(held, options_, topology_.dp() * topology_.cp(), topology_.edp());
+  return r;
+}
+
+int64_t ModelPlan::TotalParameters() const {
+  std::unordered_map<std::string, int64_t> canonical;
+  for (const StagePlan& stage : stages_) {
+    for (const ParamInfo& p : stage.params) {
+      int64_t n = 1;
+      for (int64_t d : p.canonical_shape) n *= d;
+      canonical.emplace(p.canonical_name, n);
+    }
+  }
+  int64_t total = 0;
+  for (const auto& [name, n] : canonical) total += n;
+  return total;
+}
+
+}  // namespace gptb::plan

@@ -1,0 +1,107 @@
+#ifndef GPTB_CORE_PLAN_MODEL_PLAN_H_
+#define GPTB_CORE_PLAN_MODEL_PLAN_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/plan/parameter_table.h"
+#include "core/plan/pipeline_layout.h"
+#include "core/plan/rank_topology.h"
+#include "gptbuilder/v1/model_config.pb.h"
+
+namespace gptb::plan {
+
+// One distinct stage: a model chunk (pp rank, vp stage) at one shard position (tp rank, expert
+// TP rank, ep rank). Every rank holding this position holds exactly these tensors.
+struct StagePlan {
+  int tp_rank = 0;
+  int pp_rank = 0;
+  int ep_rank = 0;
+  int etp_rank = 0;
+  std::optional<int> vp_stage;
+  int chunk_index = 0;
+  bool pre_process = false;
+  bool post_process = false;
+  std::vector<int> layers;      // global decoder layer indices
+  std::vector<int> mtp_layers;  // global MTP layer indices
+  std::string layer_spec;       // the named spec used ("local", "transformer_engine", ...)
+  std::vector<ParamInfo> params;
+  int64_t num_params = 0;
+  int64_t param_bytes = 0;
+  int64_t expert_params = 0;  // parameters whose gradients reduce over expt_dp
+};
+
+// Bytes one rank needs for the model state (documented in memory.h).
+struct RankMemory {
+  int64_t num_params = 0;
+  int64_t param_bytes = 0;
+  int64_t grad_bytes = 0;
+  int64_t optimizer_bytes = 0;
+  int64_t total_bytes() const { return param_bytes + grad_bytes + optimizer_bytes; }
+};
+
+struct RankPlan {
+  RankCoords coords;
+  std::vector<int> stages;  // indices into ModelPlan::stages, one per model chunk
+  RankMemory memory;
+};
+
+struct PlanOptions {
+  int world_size = 1;
+  gptbuilder::v1::BuildOptions build;
+  gptbuilder::v1::DistributedDataParallelConfig ddp;
+  std::string order = "tp-cp-ep-dp-pp";
+};
+
+// A plan is a pure function of (finalized config, world size, build options): topology,
+// per-chunk layers and pre/post flags, every parameter of every distinct stage, bytes per rank.
+class ModelPlan {
+ public:
+  // `config` must be finalized (core/config/finalize.h). INVALID_ARGUMENT when the world does
+  // not fit the parallel sizes or the layer spec cannot be built.
+  static absl::StatusOr<ModelPlan> Create(const gptbuilder::v1::GPTModelConfig& config,
+                                          const PlanOptions& options);
+
+  const gptbuilder::v1::GPTModelConfig& config() const { return config_; }
+  const PlanOptions& options() const { return options_; }
+  int world_size() const { return options_.world_size; }
+  int64_t padded_vocab_size() const { return vocab_size_; }
+  const RankTopology& topology() const { return topology_; }
+  const PipelineLayout& layout() const { return layout_; }
+  // Distinct stages ordered by (pp rank, chunk, tp rank, ep rank, expert TP rank).
+  const std::vector<StagePlan>& stages() const { return stages_; }
+  DType dtype() const { return dtype_; }
+
+  // The stage index a rank holds for a chunk.
+  int StageIndex(const RankCoords& coords, int chunk_index) const;
+  // Coordinates, stages and memory of one global rank.
+  RankPlan Rank(int rank) const;
+  // Sum over the distinct (tp, pp, ep, etp, chunk) positions of their canonical tensors counted
+  // once: the model's parameter count (tied and MTP embedding copies excluded).
+  int64_t TotalParameters() const;
+
+ private:
+  ModelPlan(const gptbuilder::v1::GPTModelConfig& config, PlanOptions options,
+            RankTopology topology, PipelineLayout layout)
+      : config_(config),
+        options_(std::move(options)),
+        topology_(std::move(topology)),
+        layout_(std::move(layout)) {}
+
+  gptbuilder::v1::GPTModelConfig config_;
+  PlanOptions options_;
+  RankTopology topology_;
+  PipelineLayout layout_;
+  int64_t vocab_size_ = 0;
+  DType dtype_ = DType::kFloat32;
+  std::vector<StagePlan> stages_;
+  // stage_index_[((chunk * pp + pp_rank) * tp + tp_rank) * ep * etp + ep_rank * etp + etp_rank]
+  std::vector<int> stage_index_;
+};
+
+}  // namespace gptb::plan
+
+#endif  // GPTB_CORE_PLAN_MODEL_PLAN_H_

@@ -1,0 +1,94 @@
+#ifndef GPTB_CORE_PLAN_PARAMETER_TABLE_H_
+#define GPTB_CORE_PLAN_PARAMETER_TABLE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/plan/pipeline_layout.h"
+#include "core/spec/layer_specs.h"
+#include "gptbuilder/v1/model_config.pb.h"
+
+namespace gptb::plan {
+
+enum class DType { kFloat32, kBFloat16, kFloat16 };
+const char* DTypeName(DType dtype);  // "float32", "bfloat16", "float16"
+int DTypeBytes(DType dtype);
+// Parses the schema's dtype strings ("float32", "bfloat16", "float16").
+std::optional<DType> ParseDType(const std::string& name);
+
+// A contiguous range [start, start + length) of a canonical tensor along its partition dim.
+struct Piece {
+  int64_t start = 0;
+  int64_t length = 0;
+  bool operator==(const Piece& o) const { return start == o.start && length == o.length; }
+};
+
+// How a parameter is initialised (Megatron's init methods, section 6 of the core spec).
+struct InitMethod {
+  enum class Kind { kNormal, kConstant };
+  Kind kind = Kind::kNormal;
+  double value = 0.0;  // the std for kNormal, the value for kConstant
+  static InitMethod Normal(double std) { return {Kind::kNormal, std}; }
+  static InitMethod Constant(double v) { return {Kind::kConstant, v}; }
+};
+
+// One named parameter of a stage, as Megatron Core registers it on this rank, and the
+// canonical (unsharded, layout-independent) tensor it is a shard of.
+struct ParamInfo {
+  std::string name;  // module-local state-dict name, e.g. decoder.layers.0.mlp.linear_fc1.weight
+  std::vector<int64_t> shape;  // shape on this rank
+  DType dtype = DType::kFloat32;
+  // The canonical tensor: global layer / expert / MTP indices and Transformer-Engine key names
+  // (input_layernorm.weight -> self_attention.linear_qkv.layer_norm_weight, as Megatron's
+  // sharded_state_dict_keys_map does), so every spec and layout maps to the same names. A tied
+  // output layer's canonical tensor is embedding.word_embeddings.weight.
+  std::string canonical_name;
+  std::vector<int64_t> canonical_shape;
+  // The local tensor is the concatenation along `partition_dim` of `pieces` of the canonical
+  // tensor (one piece for vocab/column/row-parallel slices, two for a gated fc1 [gate_r; up_r]).
+  // partition_dim -1: the local tensor is the whole canonical tensor.
+  int partition_dim = -1;
+  std::vector<Piece> pieces;
+  InitMethod init;
+  // Megatron's tensor attributes.
+  bool tensor_model_parallel = false;
+  int partition_stride = 1;
+  bool is_expert = false;         // allreduce=False: gradients reduce over expt_dp
+  bool shared_embedding = false;  // a tied or MTP copy of the word embeddings
+
+  int64_t numel() const;
+  int64_t bytes() const { return numel() * DTypeBytes(dtype); }
+};
+
+// Where a stage sits: its chunk of the pipeline and the rank's shard coordinates.
+struct StageCoords {
+  int tp_rank = 0;
+  int etp_rank = 0;
+  int ep_rank = 0;
+};
+
+// Everything the parameter walk needs that does not change within a chunk.
+struct StageContext {
+  const gptbuilder::v1::GPTModelConfig* config = nullptr;  // finalized
+  int64_t vocab_size = 0;                                  // padded (or as configured)
+  DType dtype = DType::kFloat32;  // dtype of the built parameters (after Float16Module)
+  // torch.nn.Embedding is created in fp32 whatever params_dtype is; only Float16Module casts it.
+  DType position_embedding_dtype = DType::kFloat32;
+  const ChunkLayout* chunk = nullptr;
+  const spec::StageLayerSpecs* specs = nullptr;
+  const std::vector<spec::ModuleSpecPtr>* mtp_specs = nullptr;  // null: no MTP on this chunk
+};
+
+// Megatron Core's GPTModel.named_parameters() for one stage, in registration order: embedding
+// (pre_process or MTP chunk), decoder layers (module-local indices), final norm, MTP layers,
+// output layer (absent when pre_process and tied). INVALID_ARGUMENT for module combinations
+// Megatron cannot build (e.g. biases on experts with expert TP > 1).
+absl::StatusOr<std::vector<ParamInfo>> PlanStageParameters(const StageContext& context,
+                                                           const StageCoords& coords);
+
+}  // namespace gptb::plan
+
+#endif  // GPTB_CORE_PLAN_PARAMETER_TABLE_H_

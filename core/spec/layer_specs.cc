@@ -1,0 +1,291 @@
+#include "core/spec/layer_specs.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/spec/module_registry.h"
+
+namespace gptb::spec {
+namespace {
+
+using gptbuilder::v1::GPTModelConfig;
+using gptbuilder::v1::TransformerConfig;
+
+ModuleSpecPtr QkNorm(bool qk_layernorm, bool qk_l2_norm, const std::string& norm) {
+  if (qk_l2_norm) return Leaf("L2Norm");
+  return Leaf(qk_layernorm ? norm : "IdentityOp");
+}
+
+ModuleSpecPtr SelfAttentionSpec(const std::string& qkv, const std::string& proj,
+                                const std::string& core, ModuleSpecPtr qk_norm,
+                                const std::string& mask = "causal") {
+  return Node("SelfAttention",
+              {{"core_attention", Leaf(core)},
+               {"linear_proj", Leaf(proj)},
+               {"linear_qkv", Leaf(qkv)},
+               {"q_layernorm", qk_norm},
+               {"k_layernorm", qk_norm}},
+              {{"attn_mask_type", mask}});
+}
+
+ModuleSpecPtr MoeSpec(const std::string& column, const std::string& row, bool grouped_gemm_te) {
+  ModuleSpecPtr experts =
+      grouped_gemm_te
+          ? Node("TEGroupedMLP", {{"linear_fc1", Leaf("TEColumnParallelGroupedLinear")},
+                                  {"linear_fc2", Leaf("TERowParallelGroupedLinear")}})
+          : Node("SequentialMLP", {{"linear_fc1", Leaf(column)}, {"linear_fc2", Leaf(row)}});
+  return Node("MoELayer",
+              {{"router", Leaf("TopKRouter")},
+               {"experts", experts},
+               {"shared_experts", Node("SharedExpertMLP", {{"linear_fc1", Leaf(column)},
+                                                           {"linear_fc2", Leaf(row)}})}});
+}
+
+// ModelOpt's layer: the local layer with TENorm norms and TE core attention.
+ModuleSpecPtr ModelOptLayer(const TransformerConfig& t, bool moe, bool arbitrary_mask) {
+  ModuleSpecPtr mlp = moe ? MoeSpec("ColumnParallelLinear", "RowParallelLinear", false)
+                          : Node("MLP", {{"linear_fc1", Leaf("ColumnParallelLinear")},
+                                         {"linear_fc2", Leaf("RowParallelLinear")}});
+  return Node(
+      "TransformerLayer",
+      {{"input_layernorm", Leaf("TENorm")},
+       {"self_attention",
+        SelfAttentionSpec("ColumnParallelLinear", "RowParallelLinear", "TEDotProductAttention",
+                          QkNorm(t.qk_layernorm(), t.qk_l2_norm(), "TENorm"),
+                          arbitrary_mask ? "arbitrary" : "causal")},
+       {"pre_mlp_layernorm", Leaf("TENorm")},
+       {"mlp", mlp}});
+}
+
+bool UsesTransformerEngine(const ModuleSpec& spec) {
+  const ModuleInfo* info = FindModule(spec.module);
+  if (info != nullptr && info->transformer_engine) return true;
+  for (const auto& [slot, sub] : spec.submodules) {
+    if (sub && UsesTransformerEngine(*sub)) return true;
+  }
+  return false;
+}
+
+std::optional<int> Experts(const TransformerConfig& t) {
+  if (!t.has_num_moe_experts()) return std::nullopt;
+  return t.num_moe_experts();
+}
+
+std::vector<ModuleSpecPtr> Replicate(const ModuleSpecPtr& spec, size_t n) {
+  return std::vector<ModuleSpecPtr>(n, spec);
+}
+
+}  // namespace
+
+std::vector<int> MoeLayerPattern(const TransformerConfig& t) {
+  std::vector<int> pattern(t.num_layers(), 0);
+  if (!t.has_num_moe_experts()) return pattern;
+  if (t.moe_layer_freq_size() > 1) {
+    for (int i = 0; i < t.num_layers() && i < t.moe_layer_freq_size(); ++i) {
+      pattern[i] = t.moe_layer_freq(i);
+    }
+    return pattern;
+  }
+  const int every = t.moe_layer_freq_size() == 1 ? t.moe_layer_freq(0) : 1;
+  for (int i = 0; i < t.num_layers(); ++i) pattern[i] = (every > 0 && i % every == 0) ? 1 : 0;
+  return pattern;
+}
+
+ModuleSpecPtr GetGptLayerLocalSpec(std::optional<int> num_experts, bool moe_grouped_gemm,
+                                   bool qk_layernorm, const std::string& normalization,
+                                   bool qk_l2_norm) {
+  (void)moe_grouped_gemm;  // the local backend always uses SequentialMLP
+  const std::string norm = normalization == "RMSNorm" ? "RMSNorm" : "LayerNorm";
+  ModuleSpecPtr mlp = num_experts.has_value()
+                          ? MoeSpec("ColumnParallelLinear", "RowParallelLinear", false)
+                          : Node("MLP", {{"linear_fc1", Leaf("ColumnParallelLinear")},
+                                         {"linear_fc2", Leaf("RowParallelLinear")}});
+  return Node("TransformerLayer",
+              {{"input_layernorm", Leaf(norm)},
+               {"self_attention",
+                SelfAttentionSpec("ColumnParallelLinear", "RowParallelLinear",
+                                  "DotProductAttention", QkNorm(qk_layernorm, qk_l2_norm, norm))},
+               {"pre_mlp_layernorm", Leaf(norm)},
+               {"mlp", mlp}});
+}
+
+ModuleSpecPtr GetGptLayerWithTransformerEngineSpec(std::optional<int> num_experts,
+                                                   bool moe_grouped_gemm, bool qk_layernorm,
+                                                   bool qk_l2_norm) {
+  const bool moe = num_experts.has_value();
+  ModuleSpecPtr mlp =
+      moe ? MoeSpec("TEColumnParallelLinear", "TERowParallelLinear", moe_grouped_gemm)
+          : Node("MLP", {{"linear_fc1", Leaf("TELayerNormColumnParallelLinear")},
+                         {"linear_fc2", Leaf("TERowParallelLinear")}});
+  return Node("TransformerLayer",
+              {{"input_layernorm", Leaf("IdentityOp")},
+               {"self_attention", SelfAttentionSpec("TELayerNormColumnParallelLinear",
+                                                    "TERowParallelLinear", "TEDotProductAttention",
+                                                    QkNorm(qk_layernorm, qk_l2_norm, "TENorm"))},
+               {"pre_mlp_layernorm", Leaf(moe ? "TENorm" : "IdentityOp")},
+               {"mlp", mlp}});
+}
+
+BlockSpec GetGptDecoderBlockSpec(const TransformerConfig& t, const std::string& backend,
+                                 const std::vector<int>& layer_ids) {
+  const bool te = backend == "transformer_engine";
+  ModuleSpecPtr dense = te ? GetGptLayerWithTransformerEngineSpec(std::nullopt, false,
+                                                                  t.qk_layernorm(), t.qk_l2_norm())
+                           : GetGptLayerLocalSpec(std::nullopt, false, t.qk_layernorm(),
+                                                  t.normalization(), t.qk_l2_norm());
+  ModuleSpecPtr moe = te ? GetGptLayerWithTransformerEngineSpec(Experts(t), t.moe_grouped_gemm(),
+                                                                t.qk_layernorm(), t.qk_l2_norm())
+                         : GetGptLayerLocalSpec(Experts(t), t.moe_grouped_gemm(), t.qk_layernorm(),
+                                                t.normalization(), t.qk_l2_norm());
+  const std::vector<int> pattern = MoeLayerPattern(t);
+  BlockSpec block;
+  block.layer_norm = te ? "TENorm" : "WrappedTorchNorm";
+  for (int id : layer_ids) block.layer_specs.push_back(pattern.at(id) ? moe : dense);
+  return block;
+}
+
+LayerSpecChoice LocalLayerSpec(const GPTModelConfig& config, const std::vector<int>& layer_ids) {
+  const TransformerConfig& t = config.transformer();
+  LayerSpecChoice choice;
+  if (t.has_num_moe_experts()) {
+    choice.block = std::make_shared<BlockSpec>(GetGptDecoderBlockSpec(t, "local", layer_ids));
+  } else {
+    choice.layer = GetGptLayerLocalSpec(std::nullopt, t.moe_grouped_gemm(), t.qk_layernorm(),
+                                        t.normalization(), t.qk_l2_norm());
+  }
+  return choice;
+}
+
+LayerSpecChoice TransformerEngineLayerSpec(const GPTModelConfig& config,
+                                           const std::vector<int>& layer_ids) {
+  const TransformerConfig& t = config.transformer();
+  LayerSpecChoice choice;
+  if (t.has_num_moe_experts()) {
+    choice.block =
+        std::make_shared<BlockSpec>(GetGptDecoderBlockSpec(t, "transformer_engine", layer_ids));
+  } else {
+    choice.layer = GetGptLayerWithTransformerEngineSpec(std::nullopt, t.moe_grouped_gemm(),
+                                                        t.qk_layernorm(), t.qk_l2_norm());
+  }
+  return choice;
+}
+
+absl::StatusOr<LayerSpecChoice> TransformerEngineFullLayerSpec(const GPTModelConfig& config,
+                                                               const std::vector<int>& layer_ids) {
+  if (config.transformer().has_num_moe_experts()) {
+    return absl::InvalidArgumentError(
+        "transformer_layer_spec: the full Transformer Engine layer (TETransformerLayerAutocast) "
+        "has no mixture-of-experts MLP; use 'transformer_engine' or 'local' for MoE models");
+  }
+  LayerSpecChoice choice;
+  choice.block = std::make_shared<BlockSpec>();
+  choice.block->layer_specs = Replicate(Leaf("TETransformerLayerAutocast"), layer_ids.size());
+  choice.block->layer_norm = "FusedLayerNorm";
+  return choice;
+}
+
+LayerSpecChoice ModelOptTransformerLayerSpec(const GPTModelConfig& config,
+                                             const std::vector<int>& layer_ids) {
+  const TransformerConfig& t = config.transformer();
+  const std::vector<int> pattern = MoeLayerPattern(t);
+  // Bridge: use_arbitrary_attention_mask, or (unset) "arbitrary iff the CP size is 1".
+  const bool arbitrary = config.has_use_arbitrary_attention_mask()
+                             ? config.use_arbitrary_attention_mask()
+                             : t.context_parallel_size() == 1;
+  ModuleSpecPtr dense = ModelOptLayer(t, false, arbitrary);
+  ModuleSpecPtr moe = t.has_num_moe_experts() ? ModelOptLayer(t, true, arbitrary) : dense;
+  LayerSpecChoice choice;
+  choice.block = std::make_shared<BlockSpec>();
+  choice.block->layer_norm = "TENorm";
+  for (int id : layer_ids) choice.block->layer_specs.push_back(pattern.at(id) ? moe : dense);
+  return choice;
+}
+
+absl::StatusOr<LayerSpecChoice> DefaultLayerSpec(const GPTModelConfig& config,
+                                                 const std::vector<int>& layer_ids) {
+  if (config.restore_modelopt_state()) return ModelOptTransformerLayerSpec(config, layer_ids);
+  if (config.use_transformer_engine_full_layer_spec()) {
+    return TransformerEngineFullLayerSpec(config, layer_ids);
+  }
+  return TransformerEngineLayerSpec(config, layer_ids);
+}
+
+absl::StatusOr<StageLayerSpecs> ResolveStageLayerSpecs(const GPTModelConfig& config,
+                                                       const std::vector<int>& layer_ids) {
+  StageLayerSpecs stage;
+  const gptbuilder::v1::LayerSpec& requested = config.transformer_layer_spec();
+  if (requested.has_custom()) {
+    stage.spec_name = "custom";
+    stage.choice.layer = FromProto(requested.custom());
+  } else {
+    const std::string name = requested.has_name() ? requested.name() : "default";
+    stage.spec_name = name;
+    absl::StatusOr<LayerSpecChoice> choice;
+    if (name == "default") {
+      choice = DefaultLayerSpec(config, layer_ids);
+    } else if (name == "local") {
+      choice = LocalLayerSpec(config, layer_ids);
+    } else if (name == "transformer_engine") {
+      choice = TransformerEngineLayerSpec(config, layer_ids);
+    } else if (name == "transformer_engine_full") {
+      choice = TransformerEngineFullLayerSpec(config, layer_ids);
+    } else if (name == "modelopt") {
+      choice = ModelOptTransformerLayerSpec(config, layer_ids);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "transformer_layer_spec: unknown spec '", name,
+          "'; use default, local, transformer_engine, transformer_engine_full, modelopt or a "
+          "custom ModuleSpec tree"));
+    }
+    if (!choice.ok()) return choice.status();
+    stage.choice = *std::move(choice);
+  }
+  if (stage.choice.is_block()) {
+    stage.layers = stage.choice.block->layer_specs;
+    stage.final_layernorm = stage.choice.block->layer_norm;
+  } else {
+    stage.layers = Replicate(stage.choice.layer, layer_ids.size());
+    // TransformerBlock's default final norm (LNImpl): TENorm when TE is in use.
+    stage.final_layernorm =
+        UsesTransformerEngine(*stage.choice.layer) ? "TENorm" : "WrappedTorchNorm";
+  }
+  for (const ModuleSpecPtr& layer : stage.layers) {
+    if (UsesTransformerEngine(*layer)) stage.transformer_engine = true;
+  }
+  return stage;
+}
+
+absl::StatusOr<std::optional<std::vector<ModuleSpecPtr>>> MtpBlockSpec(
+    const GPTModelConfig& config, const StageLayerSpecs& stage, int num_mtp_layers_to_build) {
+  const TransformerConfig& t = config.transformer();
+  if (!t.has_mtp_num_layers()) return std::optional<std::vector<ModuleSpecPtr>>();
+  if (num_mtp_layers_to_build == 0) return std::optional<std::vector<ModuleSpecPtr>>();
+  ModuleSpecPtr inner;
+  if (stage.choice.is_block()) {
+    if (stage.choice.block->layer_specs.empty()) {
+      // Bridge: an MTP-only stage has an empty block; fall back to the default spec.
+      std::vector<int> last = {t.num_layers() - 1};
+      absl::StatusOr<LayerSpecChoice> fallback = DefaultLayerSpec(config, last);
+      if (!fallback.ok()) return fallback.status();
+      inner = fallback->is_block() ? fallback->block->layer_specs.back() : fallback->layer;
+    } else {
+      inner = stage.choice.block->layer_specs.back();
+    }
+  } else {
+    inner = stage.choice.layer;
+  }
+  if (inner->module == "TETransformerLayerAutocast") {
+    return absl::InvalidArgumentError(
+        "transformer.mtp_num_layers: multi-token prediction needs a TransformerLayer spec; the "
+        "full Transformer Engine layer spec cannot be used as the MTP inner layer");
+  }
+  ModuleSpecPtr mtp_layer =
+      Node("MultiTokenPredictionLayer", {{"enorm", Leaf("TENorm")},
+                                         {"hnorm", Leaf("TENorm")},
+                                         {"eh_proj", Leaf("TEColumnParallelLinear")},
+                                         {"mtp_model_layer", inner},
+                                         {"layer_norm", Leaf("TENorm")}});
+  const int count = t.mtp_use_repeated_layer() ? 1 : num_mtp_layers_to_build;
+  return std::optional<std::vector<ModuleSpecPtr>>(Replicate(mtp_layer, count));
+}
+
+}  // namespace gptb::spec

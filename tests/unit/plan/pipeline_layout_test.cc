@@ -1,0 +1,181 @@
+#include "core/plan/pipeline_layout.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace gptb::plan {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+gptbuilder::v1::TransformerConfig Layers(int L, int p, std::optional<int> v = std::nullopt) {
+  gptbuilder::v1::TransformerConfig t;
+  t.set_num_layers(L);
+  t.set_pipeline_model_parallel_size(p);
+  if (v.has_value()) t.set_virtual_pipeline_model_parallel_size(*v);
+  return t;
+}
+
+std::vector<std::pair<int, int>> CountsAndOffsets(const PipelineLayout& layout) {
+  std::vector<std::pair<int, int>> out;
+  for (const ChunkLayout& c : layout.chunks()) out.emplace_back(c.num_layers, c.layer_offset);
+  return out;
+}
+
+TEST(PipelineLayout, EvenSplit) {
+  absl::StatusOr<PipelineLayout> layout = PipelineLayout::Create(Layers(8, 4));
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_THAT(CountsAndOffsets(*layout),
+              ElementsAre(std::pair(2, 0), std::pair(2, 2), std::pair(2, 4), std::pair(2, 6)));
+  EXPECT_TRUE(layout->Chunk(0, 0).pre_process);
+  EXPECT_FALSE(layout->Chunk(0, 0).post_process);
+  EXPECT_TRUE(layout->Chunk(3, 0).post_process);
+  EXPECT_TRUE(layout->Chunk(3, 0).has_final_layernorm);
+  EXPECT_FALSE(layout->Chunk(0, 0).vp_stage.has_value());
+}
+
+// Spec §4: L=8, p=2, v=2 -> pp0 holds [0,1] and [4,5], pp1 holds [2,3] and [6,7].
+TEST(PipelineLayout, VirtualPipeline) {
+  absl::StatusOr<PipelineLayout> layout = PipelineLayout::Create(Layers(8, 2, 2));
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  ASSERT_EQ(layout->num_chunks(), 2);
+  EXPECT_THAT(layout->Chunk(0, 0).LayerIds(), ElementsAre(0, 1));
+  EXPECT_THAT(layout->Chunk(0, 1).LayerIds(), ElementsAre(4, 5));
+  EXPECT_THAT(layout->Chunk(1, 0).LayerIds(), ElementsAre(2, 3));
+  EXPECT_THAT(layout->Chunk(1, 1).LayerIds(), ElementsAre(6, 7));
+  EXPECT_EQ(layout->Chunk(0, 1).vp_stage, 1);
+  // pre/post: first vp chunk of pp0, last vp chunk of the last pp rank.
+  EXPECT_TRUE(layout->Chunk(0, 0).pre_process);
+  EXPECT_FALSE(layout->Chunk(0, 1).pre_process);
+  EXPECT_FALSE(layout->Chunk(1, 0).post_process);
+  EXPECT_TRUE(layout->Chunk(1, 1).post_process);
+}
+
+TEST(PipelineLayout, VirtualPipelineIgnoredWithoutPipeline) {
+  absl::StatusOr<PipelineLayout> layout = PipelineLayout::Create(Layers(4, 1, 2));
+  ASSERT_TRUE(layout.ok());
+  EXPECT_EQ(layout->num_chunks(), 1);
+  EXPECT_FALSE(layout->Chunk(0, 0).vp_stage.has_value());
+  EXPECT_EQ(layout->Chunk(0, 0).num_layers, 4);
+}
+
+// Spec §4: L=30, p=4, first=last=6 builds 6/9/9/6 at offsets 0/6/15/24.
+TEST(PipelineLayout, UnevenFirstAndLast) {
+  gptbuilder::v1::TransformerConfig t = Layers(30, 4);
+  t.set_num_layers_in_first_pipeline_stage(6);
+  t.set_num_layers_in_last_pipeline_stage(6);
+  absl::StatusOr<PipelineLayout> layout = PipelineLayout::Create(t);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_THAT(CountsAndOffsets(*layout),
+              ElementsAre(std::pair(6, 0), std::pair(9, 6), std::pair(9, 15), std::pair(6, 24)));
+}
+
+TEST(PipelineLayout, UnevenFirstOnly) {
+  // Golden config E: 5 layers, first stage 2 -> 2 and 3.
+  gptbuilder::v1::TransformerConfig t = Layers(5, 2);
+  t.set_num_layers_in_first_pipeline_stage(2);
+  absl::StatusOr<PipelineLayout> layout = PipelineLayout::Create(t);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_THAT(CountsAndOffsets(*layout), ElementsAre(std::pair(2, 0), std::pair(3, 2)));
+}
+
+TEST(PipelineLayout, UnevenWithVirtualPipeline) {
+  // L=12, p=3, v=2, first=2, last=2: middle 8 on one rank; per chunk 1/4/1.
+  gptbuilder::v1::TransformerConfig t = Layers(12, 3, 2);
+  t.set_num_layers_in_first_pipeline_stage(2);
+  t.set_num_layers_in_last_pipeline_stage(2);
+  absl::StatusOr<PipelineLayout> layout = PipelineLayout::Create(t);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  // pp-major: (pp0,v0) (pp0,v1) (pp1,v0) (pp1,v1) (pp2,v0) (pp2,v1)
+  EXPECT_THAT(CountsAndOffsets(*layout),
+              ElementsAre(std::pair(1, 0), std::pair(1, 6), std::pair(4, 1), std::pair(4, 7),
+                          std::pair(1, 5), std::pair(1, 11)));
+}
+
+// Spec §4: L=30, p=4, both account flags: 7/8/8/7 at 0/7/15/23.
+TEST(PipelineLayout, AccountForEmbeddingAndLoss) {
+  gptbuilder::v1::TransformerConfig t = Layers(30, 4);
+  t.set_account_for_embedding_in_pipeline_split(true);
+  t.set_account_for_loss_in_pipeline_split(true);
+  absl::StatusOr<PipelineLayout> layout = PipelineLayout::Create(t);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_THAT(CountsAndOffsets(*layout),
+              ElementsAre(std::pair(7, 0), std::pair(8, 7), std::pair(8, 15), std::pair(7, 23)));
+}
+
+TEST(PipelineLayout, AccountForEmbeddingWithVirtualPipeline) {
+  // L=7 + 1 embedding slot = 8 over p=2, v=2: chunks of 2; pp0 v0 builds 1.
+  gptbuilder::v1::TransformerConfig t = Layers(7, 2, 2);
+  t.set_account_for_embedding_in_pipeline_split(true);
+  absl::StatusOr<PipelineLayout> layout = PipelineLayout::Create(t);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_THAT(CountsAndOffsets(*layout),
+              ElementsAre(std::pair(1, 0), std::pair(2, 3), std::pair(2, 1), std::pair(2, 5)));
+}
+
+// Spec §4: "E|(tt|)*2,(t|)*4,mL" expands to [E][t,t][t,t][t][t][t][t][m,L]; with p=4, v=2.
+TEST(PipelineLayout, LayoutString) {
+  gptbuilder::v1::TransformerConfig t = Layers(8, 4);
+  t.set_mtp_num_layers(1);
+  t.set_pipeline_model_parallel_layout("E|(tt|)*2,(t|)*4,mL");
+  absl::StatusOr<PipelineLayout> layout = PipelineLayout::Create(t);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  ASSERT_EQ(layout->num_chunks(), 2);
+  EXPECT_TRUE(layout->virtual_pipeline());
+  EXPECT_EQ(layout->Chunk(0, 0).num_layers, 0);
+  EXPECT_THAT(layout->Chunk(1, 0).LayerIds(), ElementsAre(0, 1));
+  EXPECT_THAT(layout->Chunk(2, 0).LayerIds(), ElementsAre(2, 3));
+  EXPECT_THAT(layout->Chunk(3, 0).LayerIds(), ElementsAre(4));
+  EXPECT_THAT(layout->Chunk(0, 1).LayerIds(), ElementsAre(5));
+  EXPECT_THAT(layout->Chunk(1, 1).LayerIds(), ElementsAre(6));
+  EXPECT_THAT(layout->Chunk(2, 1).LayerIds(), ElementsAre(7));
+  EXPECT_EQ(layout->Chunk(3, 1).num_layers, 0);
+  EXPECT_EQ(layout->Chunk(3, 1).num_mtp_layers, 1);
+  // With MTP the final norm sits with the last decoder layer, not on the post_process chunk.
+  EXPECT_TRUE(layout->Chunk(2, 1).has_final_layernorm);
+  EXPECT_FALSE(layout->Chunk(3, 1).has_final_layernorm);
+  EXPECT_TRUE(layout->Chunk(3, 1).post_process);
+}
+
+TEST(PipelineLayout, MtpOnLastStageWithoutLayout) {
+  gptbuilder::v1::TransformerConfig t = Layers(4, 2);
+  t.set_mtp_num_layers(2);
+  absl::StatusOr<PipelineLayout> layout = PipelineLayout::Create(t);
+  ASSERT_TRUE(layout.ok());
+  EXPECT_EQ(layout->Chunk(0, 0).num_mtp_layers, 0);
+  EXPECT_EQ(layout->Chunk(1, 0).num_mtp_layers, 2);
+  EXPECT_TRUE(layout->Chunk(1, 0).has_final_layernorm);
+}
+
+TEST(PipelineLayout, BadLayoutStringsAreErrors) {
+  gptbuilder::v1::TransformerConfig t = Layers(4, 2);
+  t.set_pipeline_model_parallel_layout("Ett|txL");
+  absl::StatusOr<PipelineLayout> layout = PipelineLayout::Create(t);
+  ASSERT_FALSE(layout.ok());
+  EXPECT_THAT(std::string(layout.status().message()), HasSubstr("invalid layer character 'x'"));
+
+  t.set_pipeline_model_parallel_layout("Ett|tL|t");  // 3 stages over p=2
+  layout = PipelineLayout::Create(t);
+  ASSERT_FALSE(layout.ok());
+  EXPECT_THAT(std::string(layout.status().message()), HasSubstr("not a multiple"));
+
+  t.set_pipeline_model_parallel_layout("Ett|tL");  // 3 decoders for num_layers 4
+  layout = PipelineLayout::Create(t);
+  ASSERT_FALSE(layout.ok());
+  EXPECT_THAT(std::string(layout.status().message()), HasSubstr("3 decoder layers"));
+
+  t.set_pipeline_model_parallel_layout("tEt|ttL");  // embedding not first
+  layout = PipelineLayout::Create(t);
+  ASSERT_FALSE(layout.ok());
+  EXPECT_THAT(std::string(layout.status().message()), HasSubstr("first layer"));
+}
+
+TEST(PipelineLayout, UnevenRemainderIsAnError) {
+  gptbuilder::v1::TransformerConfig t = Layers(10, 4);
+  t.set_num_layers_in_first_pipeline_stage(3);  // 7 left over 3 stages
+  EXPECT_FALSE(PipelineLayout::Create(t).ok());
+}
+
+}  // namespace
+}  // namespace gptb::plan
