@@ -6,6 +6,7 @@
 #include <set>
 #include <tuple>
 
+#include "core/config/finalize.h"
 #include "core/plan/model_plan.h"
 #include "gtest/gtest.h"
 #include "tests/unit/plan/golden_config.h"
@@ -17,9 +18,32 @@ using StageId = std::tuple<int, int, int, int>;  // tp, pp, ep, vp (-1 = None)
 
 class GoldenPlanTest : public ::testing::TestWithParam<std::string> {};
 
+// Finalize derives what Megatron's TransformerConfig.__post_init__ derived for the golden run.
+TEST_P(GoldenPlanTest, FinalizeDerivesMegatronsResolvedValues) {
+  const nlohmann::json golden = testing::LoadGolden(GetParam());
+  const nlohmann::json& r = golden["config"]["transformer_config_resolved"];
+  absl::StatusOr<gptbuilder::v1::GPTModelConfig> finalized = config::Finalize(
+      testing::GoldenUserConfig(golden), {golden["layout"]["world_size"].get<int64_t>()});
+  ASSERT_TRUE(finalized.ok()) << finalized.status();
+  const gptbuilder::v1::TransformerConfig& t = finalized->transformer();
+  EXPECT_EQ(t.num_query_groups(), r["num_query_groups"].get<int>());
+  EXPECT_EQ(t.kv_channels(), r["kv_channels"].get<int>());
+  EXPECT_EQ(t.ffn_hidden_size(), r["ffn_hidden_size"].get<int>());
+  EXPECT_EQ(t.expert_tensor_parallel_size(), r["expert_tensor_parallel_size"].get<int>());
+  EXPECT_EQ(t.has_moe_ffn_hidden_size(), !r["moe_ffn_hidden_size"].is_null());
+  if (t.has_moe_ffn_hidden_size()) EXPECT_EQ(t.moe_ffn_hidden_size(), r["moe_ffn_hidden_size"].get<int>());
+  EXPECT_DOUBLE_EQ(t.embedding_init_method_std(), r["embedding_init_method_std"].get<double>());
+  EXPECT_EQ(t.microbatch_group_size_per_vp_stage(), r["microbatch_group_size_per_vp_stage"].get<int>());
+  EXPECT_EQ(t.layernorm_epsilon(), r["layernorm_epsilon"].get<double>());
+  EXPECT_EQ(t.sequence_parallel(), r["sequence_parallel"].get<bool>());
+}
+
 TEST_P(GoldenPlanTest, StagesMatchMegatronCore) {
   const nlohmann::json golden = testing::LoadGolden(GetParam());
-  const gptbuilder::v1::GPTModelConfig config = testing::GoldenResolvedConfig(golden);
+  absl::StatusOr<gptbuilder::v1::GPTModelConfig> finalized = config::Finalize(
+      testing::GoldenUserConfig(golden), {golden["layout"]["world_size"].get<int64_t>()});
+  ASSERT_TRUE(finalized.ok()) << finalized.status();
+  const gptbuilder::v1::GPTModelConfig config = *finalized;
   PlanOptions options;
   options.world_size = golden["layout"]["world_size"];
   absl::StatusOr<ModelPlan> plan = ModelPlan::Create(config, options);
