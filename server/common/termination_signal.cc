@@ -30,4 +30,11 @@ int WaitForTerminationSignal() {
   return signal;
 }
 
+int WaitForTerminationSignalFor(int milliseconds) {
+  sigset_t set = TerminationSet();
+  timespec timeout{milliseconds / 1000, (milliseconds % 1000) * 1000000L};
+  const int signal = sigtimedwait(&set, nullptr, &timeout);
+  return signal > 0 ? signal : 0;
+}
+
 }  // namespace gptb::server

@@ -9,6 +9,8 @@ void BlockTerminationSignals();
 
 // Waits for SIGTERM, SIGINT or SIGHUP and returns its number.
 int WaitForTerminationSignal();
+// Like WaitForTerminationSignal, but returns 0 when none arrived within `milliseconds`.
+int WaitForTerminationSignalFor(int milliseconds);
 
 }  // namespace gptb::server
 

@@ -1,0 +1,50 @@
+// gptbd: the gptbuilder daemons. `gptbd coordinator` validates, plans, places and builds models
+// on the registered workers; `gptbd worker` holds slots, builds ranks and holds their stages.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "server/common/termination_signal.h"
+#include "server/gptbd/commands.h"
+
+#ifndef GPTB_VERSION
+#define GPTB_VERSION "0.0.0"
+#endif
+
+namespace {
+
+void PrintUsage(std::ostream& os) {
+  os << "usage: gptbd coordinator [FLAGS]   the coordinator (validate, plan, place, build)\n"
+        "       gptbd worker [FLAGS]        a worker holding slots (one rank per slot)\n"
+        "\n`gptbd coordinator --help` and `gptbd worker --help` list the flags; every flag can\n"
+        "also come from the environment variable named in its help. Both daemons serve gRPC\n"
+        "health (live: service \"\", ready: gptbuilder.v1.Coordinator / gptbuilder.v1.Worker),\n"
+        "server reflection, and Prometheus metrics on --metrics-listen.\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Before any thread starts, so that only the main thread takes SIGTERM / SIGINT.
+  gptb::server::BlockTerminationSignals();
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    PrintUsage(std::cerr);
+    return 2;
+  }
+  const std::string command = args[0];
+  args.erase(args.begin());
+  if (command == "coordinator") return gptb::gptbd::RunCoordinator(args);
+  if (command == "worker") return gptb::gptbd::RunWorker(args);
+  if (command == "--help" || command == "-h" || command == "help") {
+    PrintUsage(std::cout);
+    return 0;
+  }
+  if (command == "--version" || command == "version") {
+    std::cout << "gptbd " << GPTB_VERSION << "\n";
+    return 0;
+  }
+  std::cerr << "gptbd: unknown command '" << command << "'\n\n";
+  PrintUsage(std::cerr);
+  return 2;
+}
