@@ -11,6 +11,7 @@
 #include "core/config/violations.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/common/grpc_status.h"
+#include "server/common/log.h"
 #include "server/common/status_details.h"
 #include "server/coordinator/model_preparation.h"
 #include "server/coordinator/placement.h"
@@ -262,6 +263,9 @@ absl::StatusOr<google::longrunning::Operation> Coordinator::BuildModel(
       metrics_->ObservePhase("plan", prepared->plan_seconds);
     }
   }
+  server::Log(absl::StrCat("building model '", model.name(), "' (", model.operation(), ") on ",
+                           model.world_size(), " ranks over ", WorkersOf(model).size(),
+                           " workers"));
   std::thread([this, job] { RunBuild(job); }).detach();
   std::lock_guard<std::mutex> lock(mu_);
   const Model* current = models_.Find(request.name());
@@ -400,6 +404,10 @@ void Coordinator::FinishBuild(BuildJob* job) {
     if (it != jobs_.end() && it->second->build_id == job->build_id) jobs_.erase(it);
   }
   changed_.notify_all();
+  server::Log(absl::StrCat(
+      "model '", job->model, "': build ", result, " after ",
+      absl::FormatDuration(absl::Trunc(absl::Now() - job->start, absl::Milliseconds(1))),
+      failure.ok() ? "" : absl::StrCat(": ", failure.message())));
   if (release.has_value()) ReleaseOnWorkers(*release, absl::Now() + options_.worker_rpc_timeout);
   if (metrics_ != nullptr) {
     metrics_->BuildFinished(result, absl::ToDoubleSeconds(absl::Now() - job->start));
@@ -539,6 +547,7 @@ absl::StatusOr<gptbuilder::v1::DeleteModelResponse> Coordinator::DeleteModel(
   if (job != nullptr) {
     job->Fail(absl::CancelledError("the model was deleted while it was building"));
   }
+  server::Log(absl::StrCat("releasing model '", name, "'"));
   ReleaseOnWorkers(release, deadline);
   gptbuilder::v1::DeleteModelResponse response;
   {
@@ -701,6 +710,9 @@ absl::StatusOr<gptbuilder::v1::RegisterWorkerResponse> Coordinator::RegisterWork
     const absl::Time now = absl::Now();
     const std::vector<std::string> before = workers_.ModelsOn(request.name());
     workers_.Register(request, now);
+    server::Log(absl::StrCat("worker ", request.name(), " registered from ", request.address(),
+                             " with ", request.slots_size(), " slots and ",
+                             request.held_models_size(), " held models"));
     std::set<std::string> held;
     for (const gptbuilder::v1::HeldModel& h : request.held_models()) {
       const Model* model = models_.Find(h.name());
@@ -824,6 +836,8 @@ void Coordinator::SweepLoop() {
       const absl::Time now = absl::Now();
       for (const std::string& worker : workers_.SweepLost(now, options_.heartbeat_timeout)) {
         if (metrics_ != nullptr) metrics_->WorkerLost();
+        server::Log(absl::StrCat("worker ", worker, " lost: no heartbeat for ",
+                                 absl::FormatDuration(options_.heartbeat_timeout)));
         const std::string address = workers_.Find(worker)->address();
         for (const std::string& name : workers_.ModelsOn(worker)) {
           std::optional<Release> release = FailModelLocked(

@@ -1,3 +1,5 @@
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
@@ -19,35 +21,46 @@ namespace {
 std::vector<DaemonFlag> CoordinatorFlags() {
   std::vector<DaemonFlag> flags = {
       {{"listen", true, false, "HOST:PORT", "gRPC address (port 0 picks a free port)"},
-       "GPTB_LISTEN", "127.0.0.1:50051"},
+       "GPTB_LISTEN",
+       "127.0.0.1:50051"},
       {{"metrics-listen", true, false, "HOST:PORT", "Prometheus /metrics address"},
-       "GPTB_METRICS_LISTEN", "127.0.0.1:9464"},
+       "GPTB_METRICS_LISTEN",
+       "127.0.0.1:9464"},
       {{"store-port", true, false, "PORT",
         "port of the c10d TCPStore the ranks rendezvous on (0: a free port)"},
-       "GPTB_STORE_PORT", "0"},
+       "GPTB_STORE_PORT",
+       "0"},
       {{"advertise-host", true, false, "HOST",
         "host the ranks reach the store at (default: the --listen host, or this machine's "
         "hostname when it listens on all interfaces)"},
-       "GPTB_ADVERTISE_HOST", ""},
+       "GPTB_ADVERTISE_HOST",
+       ""},
       {{"heartbeat-interval", true, false, "DURATION", "how often workers heart-beat"},
-       "GPTB_HEARTBEAT_INTERVAL", "1s"},
+       "GPTB_HEARTBEAT_INTERVAL",
+       "1s"},
       {{"heartbeat-timeout", true, false, "DURATION",
         "a worker silent this long is LOST: its builds fail and its models are released"},
-       "GPTB_HEARTBEAT_TIMEOUT", "6s"},
+       "GPTB_HEARTBEAT_TIMEOUT",
+       "6s"},
       {{"rank-timeout", true, false, "DURATION",
         "store and process-group timeout of every rank: how long a rank waits for a peer "
         "that never comes"},
-       "GPTB_RANK_TIMEOUT", "120s"},
+       "GPTB_RANK_TIMEOUT",
+       "120s"},
       {{"recovery-grace", true, false, "DURATION",
         "after a restart, how long to wait for every worker of a held model to re-register"},
-       "GPTB_RECOVERY_GRACE", "60s"},
+       "GPTB_RECOVERY_GRACE",
+       "60s"},
       {{"build-deadline", true, false, "DURATION", "the longest a build may take"},
-       "GPTB_BUILD_DEADLINE", "6h"},
+       "GPTB_BUILD_DEADLINE",
+       "6h"},
       {{"max-request-bytes", true, false, "N", "largest request accepted"},
-       "GPTB_MAX_REQUEST_BYTES", "16777216"},
+       "GPTB_MAX_REQUEST_BYTES",
+       "16777216"},
       {{"ready-file", true, false, "PATH",
         "once serving, write {\"grpc\", \"metrics\", \"store\", \"pid\"} here as JSON"},
-       "", ""},
+       "",
+       ""},
   };
   for (DaemonFlag& f : SecurityFlags()) flags.push_back(std::move(f));
   return flags;
@@ -98,7 +111,8 @@ int RunCoordinator(const std::vector<std::string>& raw) {
   if (!store_port.ok()) return Fail(store_port.status());
   absl::StatusOr<int64_t> max_request = args.GetInt("max-request-bytes");
   if (!max_request.ok()) return Fail(max_request.status());
-  absl::StatusOr<server::BearerToken> token = server::BearerToken::Load(args.Get("auth-token-file"));
+  absl::StatusOr<server::BearerToken> token =
+      server::BearerToken::Load(args.Get("auth-token-file"));
   if (!token.ok()) return Fail(token.status());
   const server::TlsFiles tls = TlsFromArgs(args);
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> worker_credentials =
@@ -155,10 +169,16 @@ int RunCoordinator(const std::vector<std::string>& raw) {
     signal = server::WaitForTerminationSignalFor(250);
   }
   server::Log(absl::StrCat("signal ", signal, ": shutting down"));
-  (*server)->Shutdown(std::chrono::seconds(5));
+  // Builds in flight fail (and release) and watches end first; then the server gets a short
+  // grace, as idle client connections would otherwise hold its shutdown for the whole grace.
+  (*server)->SetReady(false);
   coordinator.Shutdown();
+  (*server)->Shutdown(std::chrono::seconds(1));
   server::Log("stopped");
-  return 0;
+  // Exit without unwinding: the metrics server's shutdown alone waits out a 1-2 s poll, and
+  // the OS reclaims everything held (a worker's stages included) at once.
+  std::fflush(nullptr);
+  std::_Exit(0);
 }
 
 }  // namespace gptb::gptbd

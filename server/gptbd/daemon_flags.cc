@@ -45,7 +45,8 @@ absl::StatusOr<int64_t> DaemonArgs::GetInt(const std::string& name) const {
   const std::string text = Get(name);
   int64_t value = 0;
   if (!absl::SimpleAtoi(text, &value)) {
-    return absl::InvalidArgumentError(absl::StrCat("--", name, " needs an integer, got '", text, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, " needs an integer, got '", text, "'"));
   }
   return value;
 }
@@ -63,16 +64,19 @@ absl::StatusOr<absl::Duration> DaemonArgs::GetDuration(const std::string& name) 
 std::vector<DaemonFlag> SecurityFlags() {
   return {
       {{"tls-cert", true, false, "PEM", "serve TLS with this certificate (needs --tls-key)"},
-       "GPTB_TLS_CERT", ""},
+       "GPTB_TLS_CERT",
+       ""},
       {{"tls-key", true, false, "PEM", "the private key of --tls-cert"}, "GPTB_TLS_KEY", ""},
       {{"tls-ca", true, false, "PEM",
         "CA that signs peers: require client certificates (mutual TLS) and verify the peers "
         "this daemon calls"},
-       "GPTB_TLS_CA", ""},
+       "GPTB_TLS_CA",
+       ""},
       {{"auth-token-file", true, false, "PATH",
         "bearer token required on mutating RPCs and sent on this daemon's own calls (else "
         "GPTB_AUTH_TOKEN; none: no token)"},
-       "", ""},
+       "",
+       ""},
   };
 }
 

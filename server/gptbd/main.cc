@@ -1,9 +1,12 @@
 // gptbd: the gptbuilder daemons. `gptbd coordinator` validates, plans, places and builds models
 // on the registered workers; `gptbd worker` holds slots, builds ranks and holds their stages.
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "grpc/grpc.h"
 #include "server/common/termination_signal.h"
 #include "server/gptbd/commands.h"
 
@@ -34,8 +37,17 @@ int main(int argc, char** argv) {
   }
   const std::string command = args[0];
   args.erase(args.begin());
-  if (command == "coordinator") return gptb::gptbd::RunCoordinator(args);
-  if (command == "worker") return gptb::gptbd::RunWorker(args);
+  if (command == "coordinator" || command == "worker") {
+    // Hold a gRPC library reference for the whole process: without it, the last channel or
+    // server to go away runs gRPC's blocking global shutdown (seconds) while we return.
+    grpc_init();
+    const int code =
+        command == "coordinator" ? gptb::gptbd::RunCoordinator(args) : gptb::gptbd::RunWorker(args);
+    // Everything of ours is shut down by now; skip the library teardown at exit (gRPC's and
+    // LibTorch's global destructors take seconds) so that a stopped daemon exits at once.
+    std::fflush(nullptr);
+    std::_Exit(code);
+  }
   if (command == "--help" || command == "-h" || command == "help") {
     PrintUsage(std::cout);
     return 0;

@@ -1,3 +1,4 @@
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 
@@ -33,28 +34,36 @@ std::vector<DaemonFlag> WorkerFlags() {
       {{"coordinator", true, false, "HOST:PORT",
         "the coordinator (else MASTER_ADDR:MASTER_PORT or PET_MASTER_ADDR:PET_MASTER_PORT, as "
         "torchrun / PyTorchJob / TrainJob set them)"},
-       "GPTB_COORDINATOR", "127.0.0.1:50051"},
+       "GPTB_COORDINATOR",
+       "127.0.0.1:50051"},
       {{"listen", true, false, "HOST:PORT", "gRPC address (port 0 picks a free port)"},
-       "GPTB_LISTEN", "127.0.0.1:50052"},
+       "GPTB_LISTEN",
+       "127.0.0.1:50052"},
       {{"advertise", true, false, "HOST:PORT",
         "where the coordinator reaches this worker (default: --listen with the bound port, the "
         "hostname for a wildcard host); its host is also the ranks' Gloo address"},
-       "GPTB_ADVERTISE", ""},
+       "GPTB_ADVERTISE",
+       ""},
       {{"name", true, false, "NAME", "stable worker name (default: the advertised address)"},
-       "GPTB_WORKER_NAME", ""},
+       "GPTB_WORKER_NAME",
+       ""},
       {{"slots", true, false, "N",
         "ranks this worker holds, one per slot: CPU slots, or CUDA devices in a CUDA build "
         "(0: every visible device)"},
-       "GPTB_SLOTS", "1"},
+       "GPTB_SLOTS",
+       "1"},
       {{"slot-memory-bytes", true, false, "N",
         "memory budget of each slot that ranks are admitted against (0: the machine's memory / "
         "slots, or the device's memory)"},
-       "GPTB_SLOT_MEMORY_BYTES", "0"},
+       "GPTB_SLOT_MEMORY_BYTES",
+       "0"},
       {{"metrics-listen", true, false, "HOST:PORT", "Prometheus /metrics address"},
-       "GPTB_METRICS_LISTEN", "127.0.0.1:9465"},
+       "GPTB_METRICS_LISTEN",
+       "127.0.0.1:9465"},
       {{"ready-file", true, false, "PATH",
         "once serving, write {\"grpc\", \"metrics\", \"pid\"} here as JSON"},
-       "", ""},
+       "",
+       ""},
   };
   for (DaemonFlag& f : SecurityFlags()) flags.push_back(std::move(f));
   return flags;
@@ -115,10 +124,11 @@ int RunWorker(const std::vector<std::string>& raw) {
   if (cuda_devices > 0) device_memory = at::cuda::getDeviceProperties(0)->totalGlobalMem;
   if (*slot_count == 0) *slot_count = cuda_devices;
 #endif
-  absl::StatusOr<std::vector<gptbuilder::v1::Slot>> slots = worker::MakeSlots(
-      static_cast<int>(*slot_count), *slot_memory, cuda_devices, device_memory);
+  absl::StatusOr<std::vector<gptbuilder::v1::Slot>> slots =
+      worker::MakeSlots(static_cast<int>(*slot_count), *slot_memory, cuda_devices, device_memory);
   if (!slots.ok()) return Fail(slots.status());
-  absl::StatusOr<server::BearerToken> token = server::BearerToken::Load(args.Get("auth-token-file"));
+  absl::StatusOr<server::BearerToken> token =
+      server::BearerToken::Load(args.Get("auth-token-file"));
   if (!token.ok()) return Fail(token.status());
   const server::TlsFiles tls = TlsFromArgs(args);
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> coordinator_credentials =
@@ -130,7 +140,8 @@ int RunWorker(const std::vector<std::string>& raw) {
   const std::string listen = args.Get("listen");
   std::string advertise = args.Get("advertise");
   // The ranks' Gloo address is known before the port is bound.
-  const std::string bind_host = HostOf(advertise.empty() ? AdvertisedAddress(listen, 0) : advertise);
+  const std::string bind_host =
+      HostOf(advertise.empty() ? AdvertisedAddress(listen, 0) : advertise);
   worker::StageHolder holder(*slots, bind_host, &model::BuildRankModel, &worker_metrics);
   worker::WorkerService service(&holder, *token);
 
@@ -168,10 +179,10 @@ int RunWorker(const std::vector<std::string>& raw) {
     absl::Status written = WriteReadyFile(ready_file, advertise, metrics.url(), {{"name", name}});
     if (!written.ok()) return Fail(written);
   }
-  server::Log(absl::StrCat("worker ", name, " serving gRPC on ", advertise, " with ",
-                           slots->size(), " ", slots->front().device(), " slots of ",
-                           slots->front().memory_bytes() >> 20, " MiB; metrics at ",
-                           metrics.url(), "; coordinator ", link_options.coordinator));
+  server::Log(absl::StrCat("worker ", name, " serving gRPC on ", advertise, " with ", slots->size(),
+                           " ", slots->front().device(), " slots of ",
+                           slots->front().memory_bytes() >> 20, " MiB; metrics at ", metrics.url(),
+                           "; coordinator ", link_options.coordinator));
 
   int signal = 0;
   while (signal == 0) {
@@ -179,10 +190,14 @@ int RunWorker(const std::vector<std::string>& raw) {
     signal = server::WaitForTerminationSignalFor(250);
   }
   server::Log(absl::StrCat("signal ", signal, ": shutting down"));
-  (*server)->Shutdown(std::chrono::seconds(5));
+  // Idle client connections would hold the server's shutdown for the whole grace: keep it short.
+  (*server)->Shutdown(std::chrono::seconds(1));
   link.Stop();
   server::Log("stopped");
-  return 0;  // the holder's destructor cancels running builds and releases what is held
+  // Exit without unwinding: the metrics server's shutdown alone waits out a 1-2 s poll, and
+  // the OS reclaims everything held (a worker's stages included) at once.
+  std::fflush(nullptr);
+  std::_Exit(0);
 }
 
 }  // namespace gptb::gptbd

@@ -261,7 +261,7 @@ void StageHolder::OnRankDone(const std::shared_ptr<Build>& build, int rank,
       build->cancelled = true;  // the siblings cannot finish without this rank
       outcome = status.code() == absl::StatusCode::kCancelled ? "cancelled" : "failed";
       final_event.set_phase(gptbuilder::v1::BUILD_PHASE_UNSPECIFIED);
-      *final_event.mutable_result() = server::ToRpcStatus(status);
+      *final_event.mutable_result() = server::ToRpcStatus(result.status());
     }
     --build->running;
     if (build->running == 0) {
