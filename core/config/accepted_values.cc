@@ -9,7 +9,7 @@ namespace gptb::config {
 namespace {
 
 // Function-local statics: never destroyed, so safe to use from other static initialisers.
-#define GPTB_VALUES(...)                                                  \
+#define GPTB_VALUES(...)                                                 \
   static const auto* values = new std::vector<std::string>{__VA_ARGS__}; \
   return *values
 
@@ -56,21 +56,32 @@ const std::vector<std::string>& LayerSpecNames() {
 }
 const std::vector<std::string>& DtypeValues() { GPTB_VALUES("float32", "bfloat16", "float16"); }
 const std::vector<std::string>& ActivationValues() {
-  GPTB_VALUES("gelu", "silu", "relu", "squared_relu", "quick_gelu", "fast_gelu", "sigmoid",
-              "tanh");
+  GPTB_VALUES("gelu", "silu", "relu", "squared_relu", "quick_gelu", "fast_gelu", "sigmoid", "tanh");
 }
 
 #undef GPTB_VALUES
 
 std::optional<std::string> NormalizeDtype(std::string_view name) {
   static const auto* aliases = new std::vector<std::pair<std::string, std::string>>{
-      {"float32", "float32"},        {"fp32", "float32"},         {"32", "float32"},
-      {"32-true", "float32"},        {"torch.float32", "float32"}, {"torch.float", "float32"},
-      {"torch.fp32", "float32"},     {"bfloat16", "bfloat16"},    {"bf16", "bfloat16"},
-      {"bf16-mixed", "bfloat16"},    {"torch.bfloat16", "bfloat16"},
-      {"torch.bf16", "bfloat16"},    {"float16", "float16"},      {"fp16", "float16"},
-      {"16", "float16"},             {"16-mixed", "float16"},     {"torch.float16", "float16"},
-      {"torch.half", "float16"},     {"torch.fp16", "float16"},
+      {"float32", "float32"},
+      {"fp32", "float32"},
+      {"32", "float32"},
+      {"32-true", "float32"},
+      {"torch.float32", "float32"},
+      {"torch.float", "float32"},
+      {"torch.fp32", "float32"},
+      {"bfloat16", "bfloat16"},
+      {"bf16", "bfloat16"},
+      {"bf16-mixed", "bfloat16"},
+      {"torch.bfloat16", "bfloat16"},
+      {"torch.bf16", "bfloat16"},
+      {"float16", "float16"},
+      {"fp16", "float16"},
+      {"16", "float16"},
+      {"16-mixed", "float16"},
+      {"torch.float16", "float16"},
+      {"torch.half", "float16"},
+      {"torch.fp16", "float16"},
   };
   for (const auto& [alias, canonical] : *aliases) {
     if (alias == name) return canonical;

@@ -86,9 +86,10 @@ Json MapToTree(const Message& m, const FD* field) {
     const Message& entry = r->GetRepeatedMessage(m, field, i);
     Json key = ScalarToJson(entry, key_field, -1);
     std::string key_text = key.is_string() ? key.get<std::string>() : key.dump();
-    sorted[key_text] = value_field->cpp_type() == FD::CPPTYPE_MESSAGE
-                           ? MessageValueToTree(entry.GetReflection()->GetMessage(entry, value_field))
-                           : ScalarToJson(entry, value_field, -1);
+    sorted[key_text] =
+        value_field->cpp_type() == FD::CPPTYPE_MESSAGE
+            ? MessageValueToTree(entry.GetReflection()->GetMessage(entry, value_field))
+            : ScalarToJson(entry, value_field, -1);
   }
   Json tree = Json::object();
   for (auto& [key, value] : sorted) tree[key] = std::move(value);
@@ -140,16 +141,16 @@ Json LoadedToTree(const LoadedConfig& config) {
 
 // Words YAML (1.1 or 1.2) would read as something other than a string.
 bool IsYamlSpecialWord(const std::string& text) {
-  static const char* const kWords[] = {"true", "false", "yes", "no", "on", "off", "y", "n",
-                                       "null", "~"};
+  static const char* const kWords[] = {"true", "false", "yes", "no",   "on",
+                                       "off",  "y",     "n",   "null", "~"};
   const std::string lowered = absl::AsciiStrToLower(text);
   return std::any_of(std::begin(kWords), std::end(kWords),
                      [&](const char* w) { return lowered == w; });
 }
 
 std::string YamlString(const std::string& text) {
-  bool plain = !text.empty() && (absl::ascii_isalpha(static_cast<unsigned char>(text[0])) ||
-                                 text[0] == '_') &&
+  bool plain = !text.empty() &&
+               (absl::ascii_isalpha(static_cast<unsigned char>(text[0])) || text[0] == '_') &&
                !IsYamlSpecialWord(text);
   for (char ch : text) {
     if (!(absl::ascii_isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' ||

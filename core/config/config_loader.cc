@@ -92,9 +92,9 @@ absl::StatusOr<LoadedConfig> LoadTree(std::string_view text, ConfigFormat format
   try {
     root = YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
-    violations.Add(source_name, "PARSE_ERROR",
-                   absl::StrCat("line ", e.mark.line + 1, ", column ", e.mark.column + 1, ": ",
-                                e.msg));
+    violations.Add(
+        source_name, "PARSE_ERROR",
+        absl::StrCat("line ", e.mark.line + 1, ", column ", e.mark.column + 1, ": ", e.msg));
     return violations.ToStatus();
   }
   if (!root.IsDefined() || root.IsNull()) {
@@ -179,14 +179,12 @@ class CollectingErrors : public google::protobuf::io::ErrorCollector {
                 const std::string& message) override {
     std::string text = message;
     // Name the real message types and suggest the closest field for an unknown one.
-    static const std::regex kUnknown(
-        R"re(Message type "([\w.]+)" has no field named "(\w+)")re");
+    static const std::regex kUnknown(R"re(Message type "([\w.]+)" has no field named "(\w+)")re");
     std::smatch match;
     if (std::regex_search(text, match, kUnknown)) {
       const std::string type_name = match[1];
       const std::string field = match[2];
-      const google::protobuf::Descriptor* type =
-          FileType().pool->FindMessageTypeByName(type_name);
+      const google::protobuf::Descriptor* type = FileType().pool->FindMessageTypeByName(type_name);
       text = type != nullptr ? UnknownFieldDescription(field, *type) : text;
       if (type_name == FileType().descriptor->full_name()) {
         text = UnknownTopLevelDescription(field);

@@ -38,8 +38,10 @@ std::string DivisorList(int64_t n) {
   return absl::StrJoin(out, ", ");
 }
 
-// "4, 8, 12, ..." : the first multiples of `m`.
-std::string MultipleList(int64_t m) { return absl::StrCat(m, ", ", 2 * m, ", ", 3 * m, ", ..."); }
+// "multiples of 4 (4, 8, 12, ...)".
+std::string MultipleList(int64_t m) {
+  return absl::StrCat("multiples of ", m, " (", m, ", ", 2 * m, ", ", 3 * m, ", ...)");
+}
 
 // The nearest values below and above `value` that `divisor` divides, for "e.g." hints.
 std::string NearestMultiples(int64_t value, int64_t divisor) {
@@ -146,9 +148,9 @@ void NormalizeDtypeField(bool has, std::string* value, const std::string& field,
     return;
   }
   c.Add(field, "INVALID_DTYPE",
-        absl::StrCat(name, " '", *value, "' is not a parameter dtype; use ",
-                     QuotedList(DtypeValues()),
-                     " (aliases fp32, bf16, fp16, torch.float32, torch.bfloat16, ... are accepted)."));
+        absl::StrCat(
+            name, " '", *value, "' is not a parameter dtype; use ", QuotedList(DtypeValues()),
+            " (aliases fp32, bf16, fp16, torch.float32, torch.bfloat16, ... are accepted)."));
 }
 
 void NormalizeStrings(GPTModelConfig* config, Checker& c) {
@@ -192,7 +194,8 @@ bool IsMixedDenseMoe(const TransformerConfig& t) {
 // Megatron's derivations, in the order Bridge's finalize and Megatron's __post_init__ apply them.
 void DeriveValues(GPTModelConfig* config, Checker& c) {
   TransformerConfig* t = config->mutable_transformer();
-  // Bridge finalize 1b: pipelined models need a p2p dtype; the parameters' dtype is the natural one.
+  // Bridge finalize 1b: pipelined models need a p2p dtype; the parameters' dtype is the natural
+  // one.
   if (t->pipeline_model_parallel_size() > 1 && !t->has_pipeline_dtype()) {
     t->set_pipeline_dtype(t->params_dtype());
   }
@@ -289,8 +292,8 @@ Sizes CheckParallelSizes(const TransformerConfig& t, Checker& c) {
   if (t.has_virtual_pipeline_model_parallel_size()) {
     const int64_t vp = t.virtual_pipeline_model_parallel_size();
     // NOT_POSITIVE (ours): a chunk count.
-    if (c.Positive(T("virtual_pipeline_model_parallel_size"), "virtual_pipeline_model_parallel_size",
-                   vp)) {
+    if (c.Positive(T("virtual_pipeline_model_parallel_size"),
+                   "virtual_pipeline_model_parallel_size", vp)) {
       s.vp = vp;
       // VP_WITHOUT_PP (ours; Megatron's training arguments reject it, the config does not): the
       // interleaved schedule needs several pipeline stages.
@@ -304,8 +307,7 @@ Sizes CheckParallelSizes(const TransformerConfig& t, Checker& c) {
   }
   // GTP_UNSUPPORTED (ours): generalized tensor parallelism is not built here; only the default
   // (None, meaning one shard per TP rank) or exactly tensor_model_parallel_size is accepted.
-  if (t.has_tensor_parallel_num_weight_shards() &&
-      t.tensor_parallel_num_weight_shards() != s.tp) {
+  if (t.has_tensor_parallel_num_weight_shards() && t.tensor_parallel_num_weight_shards() != s.tp) {
     c.Add(T("tensor_parallel_num_weight_shards"), "GTP_UNSUPPORTED",
           absl::StrCat("tensor_parallel_num_weight_shards (", t.tensor_parallel_num_weight_shards(),
                        ") must be unset or equal to tensor_model_parallel_size (", s.tp,
@@ -379,7 +381,8 @@ void CheckSizesAndAttention(const TransformerConfig& t, const Sizes& s, const Gi
                        "), or set kv_channels explicitly."));
   }
   if (given.ffn_hidden_size) {
-    c.Positive(T("ffn_hidden_size"), "ffn_hidden_size", t.ffn_hidden_size());  // NOT_POSITIVE (ours)
+    c.Positive(T("ffn_hidden_size"), "ffn_hidden_size",
+               t.ffn_hidden_size());  // NOT_POSITIVE (ours)
   }
   const int64_t g = t.num_query_groups();
   // NOT_POSITIVE / QUERY_GROUPS_* (ours): grouped-query attention needs 1 <= g <= n with g | n.
@@ -400,15 +403,21 @@ void CheckSizesAndAttention(const TransformerConfig& t, const Sizes& s, const Gi
   // HEADS_NOT_DIVISIBLE_BY_TP (Megatron).
   if (n_ok && n % s.tp != 0) {
     c.Add(T("num_attention_heads"), "HEADS_NOT_DIVISIBLE_BY_TP",
-          absl::StrCat("num_attention_heads (", n, ") must be a multiple of "
-                       "tensor_model_parallel_size (", s.tp, "); tensor_model_parallel_size values "
-                       "that divide it: ", DivisorList(n), "."));
+          absl::StrCat("num_attention_heads (", n,
+                       ") must be a multiple of "
+                       "tensor_model_parallel_size (",
+                       s.tp,
+                       "); tensor_model_parallel_size values "
+                       "that divide it: ",
+                       DivisorList(n), "."));
   }
   // QUERY_GROUPS_VS_TP (Megatron): each TP rank holds whole groups, or a group is replicated.
   if (g_ok && g % s.tp != 0 && s.tp % g != 0) {
     c.Add(T("num_query_groups"), "QUERY_GROUPS_VS_TP",
-          absl::StrCat("num_query_groups (", g, ") must be a multiple or divisor of "
-                       "tensor_model_parallel_size (", s.tp, ")."));
+          absl::StrCat("num_query_groups (", g,
+                       ") must be a multiple or divisor of "
+                       "tensor_model_parallel_size (",
+                       s.tp, ")."));
   }
   // FFN_NOT_DIVISIBLE_BY_TP (ours): linear_fc1 / linear_fc2 split ffn_hidden_size across TP ranks
   // (Megatron's divide() asserts when the layer is built).
@@ -453,8 +462,7 @@ void CheckMla(const TransformerConfig& t, Checker& c) {
 void CheckPrecision(const TransformerConfig& t, Checker& c) {
   // FP16_AND_BF16 (Megatron).
   if (t.fp16() && t.bf16()) {
-    c.Add(T("bf16"), "CONFLICT",
-          "Only one of fp16 and bf16 can be true; set the other to false.");
+    c.Add(T("bf16"), "CONFLICT", "Only one of fp16 and bf16 can be true; set the other to false.");
   }
   // INVALID_VALUE / FP8_* / FP4_* (Megatron).
   if (t.has_fp8()) c.OneOf(T("fp8"), "fp8", t.fp8(), Fp8FormatValues());
@@ -469,18 +477,16 @@ void CheckPrecision(const TransformerConfig& t, Checker& c) {
           "fp4_param must be used together with fp4 mode; set fp4: e2m1 or fp4_param: false.");
   }
   if (t.has_fp4() && t.has_fp8()) {
-    c.Add(T("fp4"), "CONFLICT",
-          "fp4 and fp8 cannot be used simultaneously. Please choose one.");
+    c.Add(T("fp4"), "CONFLICT", "fp4 and fp8 cannot be used simultaneously. Please choose one.");
   }
 }
 
 void CheckNormsActivationsFusions(const TransformerConfig& t, Checker& c) {
   // INVALID_VALUE (Megatron's Literal / string comparisons).
-  const bool norm_ok = c.OneOf(T("normalization"), "normalization", t.normalization(),
-                               NormalizationValues());
+  const bool norm_ok =
+      c.OneOf(T("normalization"), "normalization", t.normalization(), NormalizationValues());
   c.OneOf(T("softmax_type"), "softmax_type", t.softmax_type(), SoftmaxTypeValues());
-  c.OneOf(T("transformer_impl"), "transformer_impl", t.transformer_impl(),
-          TransformerImplValues());
+  c.OneOf(T("transformer_impl"), "transformer_impl", t.transformer_impl(), TransformerImplValues());
   const std::string& act = t.activation_func();
   // DROPOUT_RANGE (ours): torch's dropout rejects probabilities outside [0, 1] in the forward.
   const std::pair<const char*, double> dropouts[] = {{"hidden_dropout", t.hidden_dropout()},
@@ -665,8 +671,8 @@ void CheckPipelineSplit(const TransformerConfig& t, const Sizes& s, Checker& c) 
   const int64_t layers = t.num_layers();
   const bool has_first = t.has_num_layers_in_first_pipeline_stage();
   const bool has_last = t.has_num_layers_in_last_pipeline_stage();
-  const bool account = t.account_for_embedding_in_pipeline_split() ||
-                       t.account_for_loss_in_pipeline_split();
+  const bool account =
+      t.account_for_embedding_in_pipeline_split() || t.account_for_loss_in_pipeline_split();
   const bool has_layout = t.has_pipeline_model_parallel_layout();
   // PIPELINE_SPLIT_CONFLICT (Megatron): one way of splitting at a time.
   if ((has_first || has_last) && account) {
@@ -723,9 +729,10 @@ void CheckPipelineSplit(const TransformerConfig& t, const Sizes& s, Checker& c) 
       }
       if (vp.has_value() && value % *vp != 0) {
         c.Add(T(name), "PIPELINE_SPLIT_NOT_DIVISIBLE_BY_VP",
-              absl::StrCat(name, " (", value, ") must be divisible by "
-                           "virtual_pipeline_model_parallel_size (", *vp, "), e.g. ",
-                           NearestMultiples(value, *vp), "."));
+              absl::StrCat(name, " (", value,
+                           ") must be divisible by "
+                           "virtual_pipeline_model_parallel_size (",
+                           *vp, "), e.g. ", NearestMultiples(value, *vp), "."));
       }
       remaining -= value;
       middle_stages -= 1;
@@ -746,10 +753,10 @@ void CheckPipelineSplit(const TransformerConfig& t, const Sizes& s, Checker& c) 
                          " must be divisible by the middle pipeline model parallel size ",
                          middle_stages, "; adjust num_layers or the first/last stage sizes."));
     } else if (middle_stages > 0 && vp.has_value() && (remaining / middle_stages) % *vp != 0) {
-      c.Add(T("num_layers"), "PIPELINE_SPLIT_NOT_DIVISIBLE_BY_VP",
-            absl::StrCat("number of layers on each middle pipeline rank: ",
-                         remaining / middle_stages,
-                         " must be divisible by virtual pipeline parallel degree ", *vp, "."));
+      c.Add(
+          T("num_layers"), "PIPELINE_SPLIT_NOT_DIVISIBLE_BY_VP",
+          absl::StrCat("number of layers on each middle pipeline rank: ", remaining / middle_stages,
+                       " must be divisible by virtual pipeline parallel degree ", *vp, "."));
     }
   } else if (account) {
     // account_for_* (Megatron): embedding and loss count as one layer slot each.
@@ -772,9 +779,10 @@ void CheckPipelineSplit(const TransformerConfig& t, const Sizes& s, Checker& c) 
   } else if (layers % s.pp != 0) {
     // PIPELINE_SPLIT_UNEVEN (ours; Megatron asserts when a stage is built).
     c.Add(T("num_layers"), "PIPELINE_SPLIT_UNEVEN",
-          absl::StrCat("num_layers (", layers, ") must be divisible by "
-                       "pipeline_model_parallel_size (", s.pp, "), e.g. ",
-                       NearestMultiples(layers, s.pp),
+          absl::StrCat("num_layers (", layers,
+                       ") must be divisible by "
+                       "pipeline_model_parallel_size (",
+                       s.pp, "), e.g. ", NearestMultiples(layers, s.pp),
                        "; or set num_layers_in_first/last_pipeline_stage, "
                        "account_for_embedding/loss_in_pipeline_split or a "
                        "pipeline_model_parallel_layout."));
@@ -819,16 +827,20 @@ void CheckMoe(const TransformerConfig& t, const Sizes& s, const Given& given, Ch
   // EXPERTS_NOT_DIVISIBLE_BY_EP (ours; Megatron's MoELayer asserts it when built).
   if (experts_ok && s.ok && experts % s.ep != 0) {
     c.Add(T("num_moe_experts"), "EXPERTS_NOT_DIVISIBLE_BY_EP",
-          absl::StrCat("num_moe_experts (", experts, ") must be divisible by "
-                       "expert_model_parallel_size (", s.ep, "); expert_model_parallel_size "
-                       "values that divide it: ", DivisorList(experts), "."));
+          absl::StrCat("num_moe_experts (", experts,
+                       ") must be divisible by "
+                       "expert_model_parallel_size (",
+                       s.ep,
+                       "); expert_model_parallel_size "
+                       "values that divide it: ",
+                       DivisorList(experts), "."));
   }
   // MOE_FFN_NOT_DIVISIBLE_BY_ETP (ours): expert fc1/fc2 split moe_ffn_hidden_size over ETP.
   const bool moe_ffn_ok =
-      experts_ok && (given.moe_ffn_hidden_size
-                         ? c.Positive(T("moe_ffn_hidden_size"), "moe_ffn_hidden_size",
-                                      t.moe_ffn_hidden_size())
-                         : t.moe_ffn_hidden_size() > 0);
+      experts_ok &&
+      (given.moe_ffn_hidden_size
+           ? c.Positive(T("moe_ffn_hidden_size"), "moe_ffn_hidden_size", t.moe_ffn_hidden_size())
+           : t.moe_ffn_hidden_size() > 0);
   if (moe_ffn_ok && s.ok && t.moe_ffn_hidden_size() % s.etp != 0) {
     c.Add(T("moe_ffn_hidden_size"), "MOE_FFN_NOT_DIVISIBLE_BY_ETP",
           absl::StrCat("moe_ffn_hidden_size (", t.moe_ffn_hidden_size(),
@@ -844,8 +856,10 @@ void CheckMoe(const TransformerConfig& t, const Sizes& s, const Given& given, Ch
   // ROUTER_TOPK_RANGE (ours): torch.topk fails when k exceeds the expert count.
   if (experts_ok && (t.moe_router_topk() < 1 || t.moe_router_topk() > experts)) {
     c.Add(T("moe_router_topk"), "OUT_OF_RANGE",
-          absl::StrCat("moe_router_topk (", t.moe_router_topk(), ") must be between 1 and "
-                       "num_moe_experts (", experts, ")."));
+          absl::StrCat("moe_router_topk (", t.moe_router_topk(),
+                       ") must be between 1 and "
+                       "num_moe_experts (",
+                       experts, ")."));
   }
   // ROUTER_TOPK1_SOFTMAX (Megatron).
   if (t.moe_router_topk() == 1 && t.moe_router_score_function() == "softmax" &&
@@ -870,9 +884,13 @@ void CheckMoe(const TransformerConfig& t, const Sizes& s, const Given& given, Ch
                           t.moe_router_num_groups())) {
       if (experts_ok && experts % t.moe_router_num_groups() != 0) {
         c.Add(T("moe_router_num_groups"), "NOT_DIVISIBLE",
-              absl::StrCat("num_moe_experts (", experts, ") should be divisible by "
-                           "moe_router_num_groups (", t.moe_router_num_groups(), "); valid "
-                           "values: ", DivisorList(experts), "."));
+              absl::StrCat("num_moe_experts (", experts,
+                           ") should be divisible by "
+                           "moe_router_num_groups (",
+                           t.moe_router_num_groups(),
+                           "); valid "
+                           "values: ",
+                           DivisorList(experts), "."));
       }
       if (t.moe_router_group_topk() > t.moe_router_num_groups()) {
         c.Add(T("moe_router_group_topk"), "OUT_OF_RANGE",
@@ -1002,10 +1020,16 @@ void CheckGptLevel(const GPTModelConfig& config, const Sizes& s, Checker& c) {
                             ")");
     }
     c.Add("vocab_size", "VOCAB_NOT_DIVISIBLE_BY_TP",
-          absl::StrCat("vocab_size (", config.vocab_size(), ") must be divisible by "
-                       "tensor_model_parallel_size (", s.tp, ") when should_pad_vocab is false; "
-                       "set should_pad_vocab: true", padded, " or a tensor_model_parallel_size "
-                       "that divides it (", DivisorList(config.vocab_size()), ")."));
+          absl::StrCat("vocab_size (", config.vocab_size(),
+                       ") must be divisible by "
+                       "tensor_model_parallel_size (",
+                       s.tp,
+                       ") when should_pad_vocab is false; "
+                       "set should_pad_vocab: true",
+                       padded,
+                       " or a tensor_model_parallel_size "
+                       "that divides it (",
+                       DivisorList(config.vocab_size()), ")."));
   }
   // SEQ_LENGTH (ours): the position table and the rotary cache are sized by it.
   c.Positive("seq_length", "seq_length", config.seq_length());
@@ -1057,20 +1081,27 @@ void CheckWorldSize(const Sizes& s, int64_t world, Checker& c) {
   // WORLD_SIZE_* (ours): Megatron's rank generator asserts these when the groups are created.
   if (!c.Positive("world_size", "world size", world) || !s.ok) return;
   const int64_t dense = s.tp * s.pp * s.cp;
-  if (world % dense != 0) {
+  const bool dense_ok = world % dense == 0;
+  if (!dense_ok) {
     c.Add("world_size", "WORLD_SIZE_NOT_DIVISIBLE",
-          absl::StrCat("world size ", world, " is not a multiple of tensor_model_parallel_size * "
-                       "pipeline_model_parallel_size * context_parallel_size = ", dense, " (tp ",
-                       s.tp, " x pp ", s.pp, " x cp ", s.cp, "); valid world sizes: ",
-                       MultipleList(dense), "."));
+          absl::StrCat("world size ", world,
+                       " is not a multiple of tensor_model_parallel_size * "
+                       "pipeline_model_parallel_size * context_parallel_size = ",
+                       dense, " (tp ", s.tp, " x pp ", s.pp, " x cp ", s.cp,
+                       "); valid world sizes are ", MultipleList(dense), "."));
   }
   const int64_t expert = s.etp * s.ep * s.pp;
-  if (world % expert != 0) {
+  // When the expert grid divides the dense grid, fixing the dense one fixes both: say it once.
+  const bool implied = !dense_ok && dense % expert == 0;
+  if (world % expert != 0 && !implied) {
     c.Add("world_size", "EXPERT_WORLD_SIZE_NOT_DIVISIBLE",
-          absl::StrCat("world size ", world, " is not a multiple of expert_tensor_parallel_size * "
-                       "expert_model_parallel_size * pipeline_model_parallel_size = ", expert,
-                       " (etp ", s.etp, " x ep ", s.ep, " x pp ", s.pp, "), the expert grid; "
-                       "valid world sizes: ", MultipleList(expert), "."));
+          absl::StrCat("world size ", world,
+                       " is not a multiple of expert_tensor_parallel_size * "
+                       "expert_model_parallel_size * pipeline_model_parallel_size = ",
+                       expert, " (etp ", s.etp, " x ep ", s.ep, " x pp ", s.pp,
+                       "), the expert grid; "
+                       "valid world sizes are ",
+                       MultipleList(expert), "."));
   }
 }
 
@@ -1135,8 +1166,7 @@ absl::StatusOr<DistributedDataParallelConfig> FinalizeDdp(
     c.Add("reuse_grad_buf_for_mxfp8_param_ag", "CONFLICT",
           "Reuse grad buffer only when keeping params in MXFP8 (set fp8_param_gather: true).");
   }
-  if (out.param_name_patterns_for_fp32_local_accumulation_size() > 0 &&
-      out.grad_reduce_in_fp32()) {
+  if (out.param_name_patterns_for_fp32_local_accumulation_size() > 0 && out.grad_reduce_in_fp32()) {
     c.Add("param_name_patterns_for_fp32_local_accumulation", "CONFLICT",
           "Only need to explicitly specify param_name patterns for FP32 local accumulation if "
           ".main_grads aren't already in FP32 (grad_reduce_in_fp32 is true).");

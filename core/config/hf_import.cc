@@ -23,12 +23,12 @@ struct Family {
   double rope_theta;
   int64_t max_position_embeddings;
   std::optional<int64_t> head_dim;  // the class default when config.json has none (Qwen3: 128)
-  bool qkv_bias;          // Qwen2 (Bridge sets add_qkv_bias true)
-  bool qk_layernorm;      // Qwen3
-  bool moe;               // Mixtral: num_local_experts, num_experts_per_tok
-  bool llama_extras;      // Llama: attention_bias/mlp_bias keys, fusions, llama3/linear rope scaling
-  bool sliding_window;    // Mistral/Mixtral: sliding_window W -> window_size [W - 1, 0]
-  bool bf16_autocast;     // Qwen2/Qwen3 bridges set autocast_dtype bfloat16
+  bool qkv_bias;                    // Qwen2 (Bridge sets add_qkv_bias true)
+  bool qk_layernorm;                // Qwen3
+  bool moe;                         // Mixtral: num_local_experts, num_experts_per_tok
+  bool llama_extras;    // Llama: attention_bias/mlp_bias keys, fusions, llama3/linear rope scaling
+  bool sliding_window;  // Mistral/Mixtral: sliding_window W -> window_size [W - 1, 0]
+  bool bf16_autocast;   // Qwen2/Qwen3 bridges set autocast_dtype bfloat16
 };
 
 constexpr Family kFamilies[] = {
@@ -55,14 +55,16 @@ class HfReader {
         std::floor(v.get<double>()) == v.get<double>()) {
       return static_cast<int64_t>(v.get<double>());
     }
-    violations_->Add(key, "TYPE_MISMATCH", absl::StrCat("expected an integer, got ", v.dump(), "."));
+    violations_->Add(key, "TYPE_MISMATCH",
+                     absl::StrCat("expected an integer, got ", v.dump(), "."));
     return std::nullopt;
   }
 
   int64_t RequiredInt(const char* key) {
     if (!Has(key)) {
       violations_->Add(key, "REQUIRED",
-                       absl::StrCat("config.json has no '", key, "'; it is needed to size the "
+                       absl::StrCat("config.json has no '", key,
+                                    "'; it is needed to size the "
                                     "model."));
       return 0;
     }
@@ -120,8 +122,8 @@ int32_t VocabDivisor(int64_t vocab_size) {
 // params_dtype from torch_dtype (transformers 5: dtype); Bridge's dtype_from_hf falls back to
 // float32 for anything it does not know.
 void SetDtype(HfReader& hf, TransformerConfig* t) {
-  std::optional<std::string> name = hf.Has("torch_dtype") ? hf.String("torch_dtype")
-                                                          : hf.String("dtype");
+  std::optional<std::string> name =
+      hf.Has("torch_dtype") ? hf.String("torch_dtype") : hf.String("dtype");
   std::string dtype = "float32";
   if (name.has_value()) dtype = NormalizeDtype(*name).value_or("float32");
   t->set_params_dtype(dtype);
@@ -157,7 +159,8 @@ void SetRotaryBase(HfReader& hf, const Json* rope_parameters, double family_defa
   const double value = theta.value_or(family_default);
   if (!(value > 0) || std::floor(value) != value || value > 2147483647.0) {
     hf.violations()->Add("rope_theta", "UNSUPPORTED",
-                         absl::StrCat("rope_theta ", value, " must be a positive integer value "
+                         absl::StrCat("rope_theta ", value,
+                                      " must be a positive integer value "
                                       "(rotary_base is an int)."));
     return;
   }
@@ -198,11 +201,11 @@ void SetRopeScaling(HfReader& hf, const Family& family, GPTModelConfig* config) 
     config->set_seq_len_interpolation_factor(factor);
     return;
   }
-  hf.violations()->Add(key, "UNSUPPORTED",
-                       absl::StrCat("rope scaling type '", type, "' is not supported for ",
-                                    family.model_type, family.llama_extras
-                                                           ? " (supported: llama3, linear)."
-                                                           : " (no rope scaling is supported)."));
+  hf.violations()->Add(
+      key, "UNSUPPORTED",
+      absl::StrCat("rope scaling type '", type, "' is not supported for ", family.model_type,
+                   family.llama_extras ? " (supported: llama3, linear)."
+                                       : " (no rope scaling is supported)."));
 }
 
 void ImportLlamaLike(HfReader& hf, const Family& family, GPTModelConfig* config) {
@@ -263,7 +266,8 @@ void ImportLlamaLike(HfReader& hf, const Family& family, GPTModelConfig* config)
     }
   } else if (hf.Bool("use_sliding_window").value_or(false)) {
     hf.violations()->Add("use_sliding_window", "UNSUPPORTED",
-                         absl::StrCat(family.model_type, "'s per-layer sliding window "
+                         absl::StrCat(family.model_type,
+                                      "'s per-layer sliding window "
                                       "(max_window_layers) is not supported; set "
                                       "use_sliding_window to false."));
   }
@@ -313,8 +317,8 @@ void ImportGpt2(HfReader& hf, GPTModelConfig* config) {
 }  // namespace
 
 const std::vector<std::string>& SupportedHfModelTypes() {
-  static const auto* types = new std::vector<std::string>{"gpt2",  "llama", "mistral",
-                                                          "mixtral", "qwen2", "qwen3"};
+  static const auto* types =
+      new std::vector<std::string>{"gpt2", "llama", "mistral", "mixtral", "qwen2", "qwen3"};
   return *types;
 }
 

@@ -97,8 +97,8 @@ std::string ShortTypeName(const google::protobuf::Descriptor& descriptor) {
 }
 
 // Parses one scalar for `field` and sets it (singular) or appends it (repeated).
-void ApplyScalar(const YAML::Node& node, const FD* field, Message* message,
-                 const std::string& path, Violations* violations) {
+void ApplyScalar(const YAML::Node& node, const FD* field, Message* message, const std::string& path,
+                 Violations* violations) {
   const google::protobuf::Reflection* r = message->GetReflection();
   const bool repeated = field->is_repeated();
   if (!node.IsScalar()) {
@@ -163,8 +163,7 @@ void ApplyScalar(const YAML::Node& node, const FD* field, Message* message,
     }
     case FD::CPPTYPE_DOUBLE:
     case FD::CPPTYPE_FLOAT: {
-      std::optional<double> value =
-          IsQuoted(node) ? std::nullopt : ParseDoubleText(text);
+      std::optional<double> value = IsQuoted(node) ? std::nullopt : ParseDoubleText(text);
       if (!value.has_value()) {
         violations->Add(path, "TYPE_MISMATCH",
                         absl::StrCat("expected a number, got ", Describe(node),
@@ -196,9 +195,9 @@ void ApplyScalar(const YAML::Node& node, const FD* field, Message* message,
       const google::protobuf::EnumValueDescriptor* value =
           field->enum_type()->FindValueByName(text);
       if (value == nullptr) {
-        violations->Add(path, "TYPE_MISMATCH",
-                        absl::StrCat("'", text, "' is not a value of ", field->enum_type()->name(),
-                                     "."));
+        violations->Add(
+            path, "TYPE_MISMATCH",
+            absl::StrCat("'", text, "' is not a value of ", field->enum_type()->name(), "."));
         return;
       }
       repeated ? r->AddEnum(message, field, value) : r->SetEnum(message, field, value);

@@ -11,8 +11,9 @@
 namespace gptb::config {
 
 // The one converter from a parsed YAML/JSON tree to a schema message, by reflection. Every
-// problem becomes a violation whose field is the dotted path of the value (`transformer.num_layers`,
-// `transformer.moe_layer_freq[2]`), so a whole file is checked in one pass:
+// problem becomes a violation whose field is the dotted path of the value
+// (`transformer.num_layers`, `transformer.moe_layer_freq[2]`), so a whole file is checked in one
+// pass:
 //   UNKNOWN_FIELD  a key the message does not declare (with the closest field name suggested)
 //   TYPE_MISMATCH  a value of the wrong kind ("expected an integer, got 'abc'")
 //   OUT_OF_RANGE   an integer outside the field's int32/int64 range

@@ -91,9 +91,9 @@ bool ResolveDottedKey(const std::string& key, const Targets& targets, Resolved* 
     const FD* field = type->FindFieldByName(parts[i]);
     const std::string field_path = JoinPath(path, parts[i]);
     if (field == nullptr) {
-      violations->Add(key, "UNKNOWN_FIELD",
-                      absl::StrCat("cannot set '", key, "': ",
-                                   UnknownFieldDescription(parts[i], *type)));
+      violations->Add(
+          key, "UNKNOWN_FIELD",
+          absl::StrCat("cannot set '", key, "': ", UnknownFieldDescription(parts[i], *type)));
       return false;
     }
     if (i + 1 == parts.size()) {
@@ -120,21 +120,32 @@ void ApplyValue(const std::string& value_text, const Resolved& target, Violation
   const FD* field = target.field;
   const google::protobuf::Reflection* r = target.message->GetReflection();
   const std::string trimmed(absl::StripAsciiWhitespace(value_text));
-  // Strings are taken as written (layouts like "E|(tt|)*2,L" are not YAML-friendly).
-  if (field->cpp_type() == FD::CPPTYPE_STRING && !field->is_repeated()) {
-    const bool quoted = trimmed.size() >= 2 && (trimmed.front() == '"' || trimmed.front() == '\'') &&
+  // Strings are taken as written (layouts like "E|(tt|)*2,L" and patterns like "*.bias" are
+  // not YAML-friendly); a repeated string field takes a `[...]` list in YAML syntax.
+  const bool yaml_list = field->is_repeated() && !trimmed.empty() && trimmed.front() == '[';
+  if (field->cpp_type() == FD::CPPTYPE_STRING && !yaml_list) {
+    const bool quoted = trimmed.size() >= 2 &&
+                        (trimmed.front() == '"' || trimmed.front() == '\'') &&
                         trimmed.back() == trimmed.front();
     if (IsNullText(trimmed)) {
       r->ClearField(target.message, field);
-    } else if (!quoted) {
-      r->SetString(target.message, field, value_text);
-    } else {
+      return;
+    }
+    std::string text = value_text;
+    if (quoted) {
       try {
-        r->SetString(target.message, field, YAML::Load(trimmed).Scalar());
+        text = YAML::Load(trimmed).Scalar();
       } catch (const YAML::Exception& e) {
         violations->Add(target.path, "TYPE_MISMATCH",
                         absl::StrCat("cannot read the quoted string: ", e.msg));
+        return;
       }
+    }
+    if (field->is_repeated()) {
+      r->ClearField(target.message, field);
+      r->AddString(target.message, field, text);
+    } else {
+      r->SetString(target.message, field, text);
     }
     return;
   }
@@ -153,7 +164,8 @@ void ApplyOne(const std::string& assignment, const Targets& targets, Violations*
   const size_t eq = assignment.find('=');
   if (eq == std::string::npos) {
     violations->Add(assignment, "INVALID_OVERRIDE",
-                    absl::StrCat("'", assignment, "' is not key=value (e.g. "
+                    absl::StrCat("'", assignment,
+                                 "' is not key=value (e.g. "
                                  "transformer.num_layers=4)."));
     return;
   }

@@ -19,8 +19,9 @@ namespace gptb::config {
 //   - anything else is an error naming the key ("Neither GPTModelConfig nor TransformerConfig
 //     declares a field named 'x'.") with the closest field suggested.
 // Values are read by the field's type with YAML scalar syntax (`true`, `1e-5`, `[1,0,1,0]` for a
-// list, one scalar for a one-element list, `null` or nothing to unset); string fields take the
-// text as written unless it is quoted or null. Overrides apply in order, later ones win.
+// list, one scalar for a one-element list, `null` or nothing to unset, a `{...}` mapping that
+// replaces a whole section); string fields take the text as written unless it is quoted or null.
+// Overrides apply in order, later ones win.
 //
 // Every bad override is reported (INVALID_ARGUMENT, one BadRequest violation each, on the
 // resolved field path or on the key when it does not resolve); the good ones are still applied.
