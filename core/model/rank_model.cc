@@ -1,28 +1,278 @@
 #include "core/model/rank_model.h"
 
+#include <chrono>
+#include <thread>
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/init/checksum.h"
+#include "core/init/initializer.h"
+#include "core/model/distributed_parallel_context.h"
+#include "core/model/gpt_stage.h"
+#include "core/parallel/torch_status.h"
 
 namespace gptb::model {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+init::DType InitDtype(plan::DType dtype) {
+  switch (dtype) {
+    case plan::DType::kFloat32: return init::DType::kFloat32;
+    case plan::DType::kBFloat16: return init::DType::kBFloat16;
+    case plan::DType::kFloat16: return init::DType::kFloat16;
+  }
+  return init::DType::kFloat32;
+}
+
+class RankModelImpl : public RankModel {
+ public:
+  RankModelImpl(plan::ModelPlan plan, int rank) : plan_(std::move(plan)), rank_(rank) {}
+
+  int rank() const override { return rank_; }
+  const plan::ModelPlan& plan() const override { return plan_; }
+  int64_t parameter_bytes() const override { return parameter_bytes_; }
+  int64_t gradient_bytes() const override { return gradient_bytes_; }
+  std::vector<std::pair<BuildPhase, double>> phase_seconds() const override { return phases_; }
+  const std::vector<std::shared_ptr<GptStage>>& stages() const override { return stages_; }
+  ParallelContext* parallel_context() const override { return parallel_.get(); }
+  const parallel::ProcessGroupCollection* groups() const override {
+    return groups_.has_value() ? &*groups_ : nullptr;
+  }
+
+  std::vector<HeldStage> Describe() const override {
+    std::vector<HeldStage> out;
+    for (const auto& stage : stages_) {
+      const plan::StagePlan& p = stage->plan();
+      HeldStage held;
+      held.tp_rank = p.tp_rank;
+      held.pp_rank = p.pp_rank;
+      held.ep_rank = p.ep_rank;
+      held.etp_rank = p.etp_rank;
+      held.vp_stage = p.vp_stage;
+      held.pre_process = p.pre_process;
+      held.post_process = p.post_process;
+      held.layers = p.layers;
+      for (const auto& item : stage->named_parameters()) {
+        const torch::Tensor tensor = item.value().detach().contiguous().cpu();
+        HeldParameter param;
+        param.name = item.key();
+        param.shape = tensor.sizes().vec();
+        param.dtype = tensor.scalar_type() == torch::kBFloat16 ? "bfloat16"
+                      : tensor.scalar_type() == torch::kFloat16 ? "float16"
+                                                                : "float32";
+        param.checksum = init::Checksum(tensor.data_ptr(), tensor.numel() * tensor.element_size());
+        held.num_params += tensor.numel();
+        held.params.push_back(std::move(param));
+      }
+      out.push_back(std::move(held));
+    }
+    return out;
+  }
+
+  absl::Status Build(const RankBuildOptions& options);
+
+ private:
+  void Phase(BuildPhase phase, double seconds, const RankBuildOptions& options, int layers_built,
+             int64_t bytes_done) {
+    phases_.emplace_back(phase, seconds);
+    if (options.on_progress) {
+      BuildProgress progress;
+      progress.rank = rank_;
+      progress.phase = phase;
+      progress.layers_built = layers_built;
+      progress.layers_total = layers_total_;
+      progress.bytes_initialized = bytes_done;
+      progress.bytes_total = parameter_bytes_;
+      progress.phase_seconds = seconds;
+      options.on_progress(progress);
+    }
+  }
+  absl::Status CheckCancelled(const RankBuildOptions& options) const {
+    if (options.cancelled && options.cancelled()) {
+      return absl::CancelledError(absl::StrCat("rank ", rank_, ": build cancelled"));
+    }
+    return absl::OkStatus();
+  }
+
+  // Declaration order is destruction order reversed: stages go before the groups they use.
+  plan::ModelPlan plan_;
+  int rank_;
+  std::optional<parallel::ProcessGroupCollection> groups_;
+  std::unique_ptr<ParallelContext> parallel_;
+  std::vector<std::shared_ptr<GptStage>> stages_;
+  std::vector<std::pair<BuildPhase, double>> phases_;
+  int64_t parameter_bytes_ = 0;
+  int64_t gradient_bytes_ = 0;
+  int layers_total_ = 0;
+};
+
+absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
+  const plan::RankPlan rank_plan = plan_.Rank(rank_);
+  for (int index : rank_plan.stages) {
+    const plan::StagePlan& stage = plan_.stages()[index];
+    layers_total_ += static_cast<int>(stage.layers.size() + stage.mtp_layers.size());
+    parameter_bytes_ += stage.param_bytes;
+  }
+  torch::Device device(torch::kCPU);
+  if (absl::Status s = parallel::CallTorch("device", [&] { device = torch::Device(options.device); });
+      !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("device '", options.device, "' is not valid"));
+  }
+  if (device.is_cuda()) {
+#ifndef GPTB_WITH_CUDA
+    return absl::FailedPreconditionError(
+        absl::StrCat("device '", options.device, "' needs a build with -DGPTB_WITH_CUDA=ON"));
+#endif
+  }
+
+  // 1. Rendezvous and the process groups this rank belongs to.
+  Clock::time_point start = Clock::now();
+  if (plan_.world_size() == 1 && options.store_port == 0) {
+    parallel_ = std::make_unique<LocalParallelContext>();
+  } else {
+    absl::StatusOr<parallel::StorePtr> store = parallel::CallTorchOr("connect to the rendezvous store", [&] {
+      c10d::TCPStoreOptions store_options;
+      store_options.port = static_cast<uint16_t>(options.store_port);
+      store_options.isServer = false;
+      store_options.waitWorkers = false;
+      store_options.timeout = options.timeout;
+      parallel::StorePtr tcp = c10::make_intrusive<c10d::TCPStore>(options.store_host, store_options);
+      return parallel::StorePtr(c10::make_intrusive<c10d::PrefixStore>(options.store_prefix, tcp));
+    });
+    if (!store.ok()) return store.status();
+    parallel::ProcessGroupOptions group_options;
+    group_options.timeout = options.timeout;
+    group_options.gloo_hostname = options.bind_address;
+    if (device.is_cuda()) {
+      group_options.backend = parallel::Backend::kNccl;
+      group_options.cuda_device = device.index();
+    }
+    absl::StatusOr<parallel::ProcessGroupCollection> groups =
+        parallel::ProcessGroupCollection::Create(plan_.topology(), rank_, *store, group_options);
+    if (!groups.ok()) return groups.status();
+    groups_.emplace(*std::move(groups));
+    parallel_ = std::make_unique<DistributedParallelContext>(&*groups_);
+  }
+  Phase(BuildPhase::kProcessGroups, Since(start), options, 0, 0);
+  if (absl::Status s = CheckCancelled(options); !s.ok()) return s;
+
+  // 2. Construct this rank's chunks: only the local shards are allocated.
+  start = Clock::now();
+  int layers_built = 0;
+  for (int chunk_index = 0; chunk_index < static_cast<int>(rank_plan.stages.size()); ++chunk_index) {
+    const plan::StagePlan& stage = plan_.stages()[rank_plan.stages[chunk_index]];
+    const plan::ChunkLayout& chunk = plan_.layout().Chunk(stage.pp_rank, stage.chunk_index);
+    absl::StatusOr<spec::StageLayerSpecs> specs = spec::ResolveStageLayerSpecs(plan_.config(), chunk.LayerIds());
+    if (!specs.ok()) return specs.status();
+    auto mtp = spec::MtpBlockSpec(plan_.config(), *specs, chunk.num_mtp_layers);
+    if (!mtp.ok()) return mtp.status();
+    absl::Status built = parallel::CallTorch("construct stage", [&] {
+      torch::NoGradGuard no_grad;
+      stages_.push_back(std::make_shared<GptStage>(plan_.config(), stage, *specs, *mtp, parallel_.get(), device));
+    });
+    if (!built.ok()) return built;
+    layers_built += static_cast<int>(stage.layers.size() + stage.mtp_layers.size());
+    if (absl::Status s = CheckCancelled(options); !s.ok()) return s;
+  }
+  Phase(BuildPhase::kConstruct, Since(start), options, layers_built, 0);
+
+  // 3. Initialise every shard straight from the counter-based stream (core/init).
+  start = Clock::now();
+  const gptbuilder::v1::TransformerConfig& t = plan_.config().transformer();
+  if (t.perform_initialization()) {
+    uint64_t seed = static_cast<uint64_t>(options.build.seed());
+    // Megatron's data_parallel_random_init: DP replicas draw from different seeds and DDP's
+    // broadcast_params then copies DP rank 0's values to every replica.
+    const plan::RankCoords& coords = rank_plan.coords;
+    if (options.build.data_parallel_random_init() && options.build.wrap_with_ddp()) {
+      seed += 10 * static_cast<uint64_t>(coords.dp);
+    }
+    init::FillOptions fill;
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    fill.num_threads = options.init_threads > 0
+                           ? options.init_threads
+                           : std::max(1, static_cast<int>(cores) / std::max(1, options.ranks_per_process));
+    int64_t done = 0;
+    for (const auto& stage : stages_) {
+      const std::vector<plan::ParamInfo>& infos = stage->plan().params;
+      size_t i = 0;
+      for (const auto& item : stage->named_parameters()) {
+        const plan::ParamInfo& info = infos[i++];
+        torch::Tensor tensor = item.value();
+        init::ShardLayout layout;
+        layout.canonical_shape = info.canonical_shape;
+        layout.partition_dim = info.partition_dim;
+        for (const plan::Piece& piece : info.pieces) layout.pieces.push_back({piece.start, piece.length});
+        const init::InitSpec spec = info.init.kind == plan::InitMethod::Kind::kNormal
+                                        ? init::InitSpec::Normal(info.init.value)
+                                        : init::InitSpec::Constant(info.init.value);
+        absl::Status filled = init::FillShard(seed, info.canonical_name, spec, layout, InitDtype(info.dtype),
+                                              tensor.data_ptr(), tensor.numel(), fill);
+        if (!filled.ok()) {
+          return absl::InternalError(absl::StrCat("initialising ", info.name, ": ", filled.message()));
+        }
+        done += info.bytes();
+      }
+      if (absl::Status s = CheckCancelled(options); !s.ok()) return s;
+      if (options.on_progress) {
+        BuildProgress progress;
+        progress.rank = rank_;
+        progress.phase = BuildPhase::kInitialize;
+        progress.layers_built = layers_built;
+        progress.layers_total = layers_total_;
+        progress.bytes_initialized = done;
+        progress.bytes_total = parameter_bytes_;
+        progress.phase_seconds = Since(start);
+        options.on_progress(progress);
+      }
+    }
+  }
+  Phase(BuildPhase::kInitialize, Since(start), options, layers_built, parameter_bytes_);
+
+  // 4. Wrap (Float16Module is implied by the planned dtypes: tensors are allocated and
+  // initialised in the wrapped dtype directly).
+  start = Clock::now();
+  Phase(BuildPhase::kWrap, Since(start), options, layers_built, parameter_bytes_);
+  Phase(BuildPhase::kDone, 0.0, options, layers_built, parameter_bytes_);
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 const char* BuildPhaseName(BuildPhase phase) {
   switch (phase) {
-    case BuildPhase::kProcessGroups:
-      return "process_groups";
-    case BuildPhase::kConstruct:
-      return "construct";
-    case BuildPhase::kInitialize:
-      return "init";
-    case BuildPhase::kWrap:
-      return "wrap";
-    case BuildPhase::kDone:
-      return "done";
+    case BuildPhase::kProcessGroups: return "process_groups";
+    case BuildPhase::kConstruct: return "construct";
+    case BuildPhase::kInitialize: return "init";
+    case BuildPhase::kWrap: return "wrap";
+    case BuildPhase::kDone: return "done";
   }
   return "?";
 }
 
 absl::StatusOr<std::unique_ptr<RankModel>> BuildRankModel(const RankBuildOptions& options) {
-  (void)options;
-  return absl::UnimplementedError("BuildRankModel: the LibTorch builder is not implemented yet");
+  if (options.world_size <= 0 || options.rank < 0 || options.rank >= options.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("rank ", options.rank, " is not in a world of ",
+                                                   options.world_size));
+  }
+  plan::PlanOptions plan_options;
+  plan_options.world_size = options.world_size;
+  plan_options.build = options.build;
+  plan_options.ddp = options.ddp;
+  absl::StatusOr<plan::ModelPlan> plan = plan::ModelPlan::Create(options.config, plan_options);
+  if (!plan.ok()) return plan.status();
+  auto model = std::make_unique<RankModelImpl>(*std::move(plan), options.rank);
+  // On failure the half-built model is destroyed here, releasing its tensors and groups.
+  if (absl::Status s = model->Build(options); !s.ok()) return s;
+  return std::unique_ptr<RankModel>(std::move(model));
 }
 
 }  // namespace gptb::model

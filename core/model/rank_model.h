@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/parallel/process_group_collection.h"
 #include "core/plan/model_plan.h"
 #include "gptbuilder/v1/model_config.pb.h"
 
@@ -48,6 +49,10 @@ struct RankBuildOptions {
   std::chrono::milliseconds timeout{60000};
   // "cpu", or "cuda:<index>" when built with GPTB_WITH_CUDA.
   std::string device = "cpu";
+  // Threads that initialise this rank's tensors (0: the machine's cores divided by
+  // ranks_per_process).
+  int init_threads = 0;
+  int ranks_per_process = 1;
   // Called from the building thread; must be cheap.
   std::function<void(const BuildProgress&)> on_progress;
   // Polled between layers; returning true aborts the build with CANCELLED.
@@ -87,6 +92,11 @@ class RankModel {
   virtual int64_t gradient_bytes() const = 0;
   // Wall time of each finished phase.
   virtual std::vector<std::pair<BuildPhase, double>> phase_seconds() const = 0;
+  // The stages (one per model chunk, in chunk order) for forward/backward and training.
+  virtual const std::vector<std::shared_ptr<class GptStage>>& stages() const = 0;
+  virtual class ParallelContext* parallel_context() const = 0;
+  // The rank's process groups; null for a model built without a store (world size 1 tests).
+  virtual const parallel::ProcessGroupCollection* groups() const = 0;
 };
 
 // Builds this rank's stages: rendezvous on the store, create the process groups this rank

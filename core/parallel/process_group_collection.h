@@ -61,7 +61,9 @@ class ProcessGroupCollection {
   // `store` as well. Errors: INVALID_ARGUMENT for a bad rank/store/option, FAILED_PRECONDITION
   // for a backend this build lacks, DEADLINE_EXCEEDED when a peer does not join a group within
   // the timeout, UNAVAILABLE when the store cannot be reached. On error every group created so
-  // far is released (their threads joined) before returning.
+  // far is released (their threads joined) before returning. On success this rank's side of each
+  // group is connected; a slower peer may still be finishing its side, so destroying the groups
+  // right away (without a collective first) can fail that peer's Create.
   static absl::StatusOr<ProcessGroupCollection> Create(const plan::RankTopology& topology, int rank,
                                                        StorePtr store,
                                                        const ProcessGroupOptions& options);

@@ -1,0 +1,30 @@
+#ifndef GPTB_CORE_MODEL_DISTRIBUTED_PARALLEL_CONTEXT_H_
+#define GPTB_CORE_MODEL_DISTRIBUTED_PARALLEL_CONTEXT_H_
+
+#include "core/model/parallel_context.h"
+#include "core/parallel/process_group_collection.h"
+
+namespace gptb::model {
+
+// ParallelContext over a rank's c10d process groups (core/parallel's autograd functions).
+class DistributedParallelContext : public ParallelContext {
+ public:
+  // `groups` must outlive this context.
+  explicit DistributedParallelContext(const parallel::ProcessGroupCollection* groups);
+
+  int size(Group group) const override;
+  int rank(Group group) const override;
+  torch::Tensor CopyToTensorParallelRegion(const torch::Tensor& x) override;
+  torch::Tensor ReduceFromTensorParallelRegion(const torch::Tensor& x) override;
+  torch::Tensor GatherFromTensorParallelRegion(const torch::Tensor& x) override;
+  torch::Tensor AllGatherFirstDim(const torch::Tensor& x, Group group) override;
+  torch::Tensor ReduceScatterFirstDim(const torch::Tensor& x, Group group) override;
+
+ private:
+  const parallel::ProcessGroupPtr& Get(Group group) const;
+  const parallel::ProcessGroupCollection* groups_;
+};
+
+}  // namespace gptb::model
+
+#endif  // GPTB_CORE_MODEL_DISTRIBUTED_PARALLEL_CONTEXT_H_
