@@ -86,18 +86,34 @@ struct Coordinator::BuildJob {
   absl::Time dispatched;
 
   std::mutex mu;
+  std::condition_variable changed;
   absl::Status failure;
+  int failure_rank = 0;  // the Cause of `failure`
+  int calls_done = 0;
   std::vector<std::shared_ptr<CallCanceller>> calls;
   std::set<std::string> workers_started;
   std::set<int> ranks_done;
 
-  // Records the first failure and cancels every call (their workers release what they built).
-  void Fail(absl::Status status) {
+  // Why a build fails, from consequence to root cause: when several failures arrive, the reason
+  // a person reads is the most fundamental one (a killed worker's peers report broken
+  // connections a moment before its own stream is seen to break).
+  enum Cause { kRankFailed = 1, kWorkerLost = 2, kStopped = 3 };
+
+  // Records a failure; RunBuild then cancels every call (their workers release what they
+  // built) after a short grace in which a more fundamental cause may still arrive.
+  void Fail(absl::Status status, Cause cause) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!failure.ok() && failure_rank >= cause) return;
+      failure = std::move(status);
+      failure_rank = cause;
+    }
+    changed.notify_all();
+  }
+  void CancelCalls() {
     std::vector<std::shared_ptr<CallCanceller>> to_cancel;
     {
       std::lock_guard<std::mutex> lock(mu);
-      if (!failure.ok()) return;
-      failure = std::move(status);
       to_cancel = calls;
     }
     for (const auto& call : to_cancel) call->Cancel();
@@ -131,7 +147,8 @@ void Coordinator::Shutdown() {
   }
   changed_.notify_all();
   for (const auto& job : jobs) {
-    job->Fail(absl::UnavailableError("the coordinator shut down during the build; build again"));
+    job->Fail(absl::UnavailableError("the coordinator shut down during the build; build again"),
+              BuildJob::kStopped);
   }
   if (sweeper_.joinable()) sweeper_.join();
   std::unique_lock<std::mutex> lock(mu_);
@@ -291,7 +308,6 @@ void Coordinator::RunBuild(std::shared_ptr<BuildJob> job) {
     {
       std::lock_guard<std::mutex> lock(job->mu);
       job->calls.push_back(canceller);
-      if (!job->failure.ok()) canceller->Cancel();
     }
     gptbuilder::v1::BuildStagesRequest request = job->request;
     for (const RankPlacement& p : ranks) {
@@ -301,26 +317,48 @@ void Coordinator::RunBuild(std::shared_ptr<BuildJob> job) {
     }
     const std::string address = addresses.count(worker) ? addresses[worker] : "";
     calls.emplace_back([this, job, worker, address, request, canceller] {
-      if (address.empty()) {
-        job->Fail(absl::UnavailableError(
-            absl::StrCat("worker ", worker, " left before the build started")));
-        return;
+      absl::Status status =
+          absl::UnavailableError(absl::StrCat("worker ", worker, " left before the build started"));
+      if (!address.empty()) {
+        status = connector_->Connect(address)->BuildStages(
+            request, absl::Now() + options_.build_deadline,
+            [&](const RankProgress& progress) { OnRankProgress(job.get(), worker, progress); },
+            canceller.get());
       }
-      absl::Status status = connector_->Connect(address)->BuildStages(
-          request, absl::Now() + options_.build_deadline,
-          [&](const RankProgress& progress) { OnRankProgress(job.get(), worker, progress); },
-          canceller.get());
-      if (!status.ok() && !canceller->cancelled()) {
+      // A call we cancelled ends CANCELLED; anything else is this worker's own failure.
+      if (!status.ok() &&
+          !(canceller->cancelled() && status.code() == absl::StatusCode::kCancelled)) {
         std::vector<int> ranks;
         for (const auto& a : request.ranks()) ranks.push_back(a.rank());
+        const bool lost = status.code() == absl::StatusCode::kUnavailable;
         job->Fail(
-            absl::Status(status.code() == absl::StatusCode::kCancelled ? absl::StatusCode::kAborted
-                                                                       : status.code(),
-                         absl::StrCat("worker ", worker, " (", address, ") failed building ranks ",
-                                      RankList(ranks), ": ", status.message())));
+            absl::Status(
+                status.code() == absl::StatusCode::kCancelled ? absl::StatusCode::kAborted
+                                                              : status.code(),
+                absl::StrCat("worker ", worker, " (", address, ") ",
+                             lost ? "was lost while building ranks " : "failed building ranks ",
+                             RankList(ranks), ": ", status.message())),
+            lost ? BuildJob::kWorkerLost : BuildJob::kRankFailed);
       }
+      {
+        std::lock_guard<std::mutex> lock(job->mu);
+        ++job->calls_done;
+      }
+      job->changed.notify_all();
     });
   }
+  // Wait for the calls to end or for a failure; on a failure, give a more fundamental cause a
+  // moment to arrive, then cancel the rest.
+  const int num_calls = static_cast<int>(calls.size());
+  {
+    std::unique_lock<std::mutex> lock(job->mu);
+    job->changed.wait(lock, [&] { return job->calls_done == num_calls || !job->failure.ok(); });
+    if (job->calls_done < num_calls) {
+      job->changed.wait_for(lock, std::chrono::milliseconds(300),
+                            [&] { return job->calls_done == num_calls; });
+    }
+  }
+  if (!job->Failure().ok()) job->CancelCalls();
   for (std::thread& t : calls) t.join();
   FinishBuild(job.get());
 }
@@ -356,7 +394,8 @@ void Coordinator::OnRankProgress(BuildJob* job, const std::string& worker,
   if (!rank_failure.ok()) {
     job->Fail(absl::Status(rank_failure.code(),
                            absl::StrCat("rank ", progress.rank(), " on worker ", worker,
-                                        " failed: ", rank_failure.message())));
+                                        " failed: ", rank_failure.message())),
+              BuildJob::kRankFailed);
   }
 }
 
@@ -545,7 +584,8 @@ absl::StatusOr<gptbuilder::v1::DeleteModelResponse> Coordinator::DeleteModel(
   }
   changed_.notify_all();
   if (job != nullptr) {
-    job->Fail(absl::CancelledError("the model was deleted while it was building"));
+    job->Fail(absl::CancelledError("the model was deleted while it was building"),
+              BuildJob::kStopped);
   }
   server::Log(absl::StrCat("releasing model '", name, "'"));
   ReleaseOnWorkers(release, deadline);
@@ -675,7 +715,7 @@ std::optional<Coordinator::Release> Coordinator::FailModelLocked(const std::stri
   if (model == nullptr) return std::nullopt;
   auto job = jobs_.find(name);
   if (job != jobs_.end()) {
-    job->second->Fail(absl::UnavailableError(reason));
+    job->second->Fail(absl::UnavailableError(reason), BuildJob::kWorkerLost);
     return std::nullopt;  // the build's own thread releases
   }
   if (model->state() != Model::READY && model->state() != Model::RECOVERING) return std::nullopt;
@@ -961,7 +1001,8 @@ absl::Status Coordinator::CancelOperation(const std::string& name) {
     if (it != jobs_.end() && it->second->build_id == model->build_id()) job = it->second;
   }
   if (job != nullptr) {
-    job->Fail(absl::CancelledError("the build was cancelled (CancelOperation)"));
+    job->Fail(absl::CancelledError("the build was cancelled (CancelOperation)"),
+              BuildJob::kStopped);
   }
   return absl::OkStatus();
 }

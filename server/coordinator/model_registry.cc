@@ -212,7 +212,8 @@ void ModelRegistry::Aggregate(Entry* entry) {
   p->set_ranks_total(static_cast<int>(entry->ranks.size()));
   int64_t held_bytes = 0;
   for (const RankProgress& r : entry->ranks) {
-    if (r.phase() > gptbuilder::v1::BUILD_PHASE_PROCESS_GROUPS) {
+    // A rank reports a phase when it finishes it (then progress within the next).
+    if (r.phase() >= gptbuilder::v1::BUILD_PHASE_PROCESS_GROUPS) {
       p->set_ranks_with_process_groups(p->ranks_with_process_groups() + 1);
     }
     if (r.phase() == gptbuilder::v1::BUILD_PHASE_DONE) p->set_ranks_done(p->ranks_done() + 1);

@@ -213,6 +213,8 @@ void StageHolder::RunRank(std::shared_ptr<Build> build, int rank, int slot) {
   options.timeout =
       std::chrono::milliseconds(request.timeout_ms() > 0 ? request.timeout_ms() : 60000);
   options.device = slots_[slot].device();
+  // The ranks of this worker share its cores while they initialise.
+  options.ranks_per_process = static_cast<int>(slots_.size());
   Build* raw = build.get();
   options.on_progress = [raw](const model::BuildProgress& p) { raw->Push(ToProto(p)); };
   options.cancelled = [raw] { return raw->cancelled.load(); };

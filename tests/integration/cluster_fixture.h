@@ -117,14 +117,16 @@ inline double Sample(const std::string& text, const std::string& series) {
 // failure tests take seconds.
 class ClusterTest : public ::testing::Test {
  protected:
-  void StartCluster(int workers = 2, int slots = 2, std::vector<std::string> worker_flags = {}) {
+  void StartCluster(int workers = 2, int slots = 2, std::vector<std::string> worker_flags = {},
+                    const std::string& rank_timeout = "8s") {
     cli::LocalClusterOptions options;
     options.gptbd = BinDir() + "/gptbd";
     options.dir = dir_.path();
     options.workers = workers;
     options.slots = slots;
-    options.coordinator_flags = {"--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s",
-                                 "--rank-timeout",       "8s",    "--recovery-grace",    "30s"};
+    options.coordinator_flags = {
+        "--heartbeat-interval", "200ms",      "--heartbeat-timeout", "2s",
+        "--rank-timeout",       rank_timeout, "--recovery-grace",    "30s"};
     options.worker_flags = std::move(worker_flags);
     auto cluster = cli::LocalCluster::Start(options);
     ASSERT_TRUE(cluster.ok()) << cluster.status();

@@ -221,6 +221,19 @@ TEST_F(CoordinatorTest, ARankFailureFailsTheBuildAndReleasesEveryWorker) {
   EXPECT_TRUE(op->has_error());
 }
 
+TEST_F(CoordinatorTest, ALostWorkerIsTheReasonEvenWhenItsPeersFailFirst) {
+  AddWorker("w1", 2);
+  AddWorker("w2", 2);
+  // w1's ranks report broken connections first; then w2's stream breaks: w2 is the cause.
+  connector_->Worker("w1:1")->mode = FakeWorker::Mode::kFailFirstRank;
+  connector_->Worker("w2:1")->mode = FakeWorker::Mode::kLoseConnection;
+  ASSERT_TRUE(coordinator_->BuildModel(Build("m")).ok());
+  Model model = WaitTerminal("m");
+  ASSERT_EQ(model.state(), Model::FAILED);
+  EXPECT_THAT(model.reason(), HasSubstr("worker w2"));
+  EXPECT_THAT(model.reason(), HasSubstr("was lost"));
+}
+
 TEST_F(CoordinatorTest, ALostWorkerFailsItsBuildWithinTheHeartbeatTimeout) {
   Restart(absl::Milliseconds(300));
   AddWorker("w1", 2);

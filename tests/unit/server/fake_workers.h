@@ -21,7 +21,7 @@ namespace gptb::testing {
 // every rank, then succeeds, fails a rank, or blocks until cancelled.
 class FakeWorker : public coordinator::WorkerConnection {
  public:
-  enum class Mode { kSucceed, kFailFirstRank, kBlock };
+  enum class Mode { kSucceed, kFailFirstRank, kBlock, kLoseConnection };
   std::atomic<Mode> mode{Mode::kSucceed};
   std::atomic<int> build_calls{0};
 
@@ -45,6 +45,10 @@ class FakeWorker : public coordinator::WorkerConnection {
     if (mode == Mode::kBlock) {
       while (!canceller->cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
       return absl::CancelledError("cancelled");
+    }
+    if (mode == Mode::kLoseConnection) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      return absl::UnavailableError("Socket closed");
     }
     if (mode == Mode::kFailFirstRank) {
       gptbuilder::v1::RankProgress p;

@@ -46,11 +46,16 @@ class FakeRankModel : public model::RankModel {
   std::vector<std::pair<model::BuildPhase, double>> phase_seconds() const override {
     return {{model::BuildPhase::kConstruct, 0.25}};
   }
+  // Nothing to train: no stages, context or groups.
+  const std::vector<std::shared_ptr<model::GptStage>>& stages() const override { return stages_; }
+  model::ParallelContext* parallel_context() const override { return nullptr; }
+  const parallel::ProcessGroupCollection* groups() const override { return nullptr; }
 
  private:
   std::shared_ptr<plan::ModelPlan> plan_;
   int rank_;
   std::atomic<int>* alive_;
+  std::vector<std::shared_ptr<model::GptStage>> stages_;
 };
 
 class StageHolderTest : public ::testing::Test {
