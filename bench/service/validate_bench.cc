@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/config/config_loader.h"
+#include "core/config/finalize.h"
 #include "echo.grpc.pb.h"
 #include "gptbuilder/v1/coordinator.grpc.pb.h"
 #include "grpcpp/create_channel.h"
@@ -26,6 +27,7 @@
 #include "server/coordinator/coordinator.h"
 #include "server/coordinator/coordinator_metrics.h"
 #include "server/coordinator/coordinator_service.h"
+#include "server/coordinator/model_preparation.h"
 
 namespace {
 
@@ -149,6 +151,13 @@ int main(int argc, char** argv) {
     gptbuilder::v1::ValidateConfigResponse response;
     return stub->ValidateConfig(&context, request, &response).ok();
   };
+  // The coordinator server's fixed cost (interceptor, status mapping) with a trivial handler.
+  auto list_call = [&] {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    gptbuilder::v1::ListModelsResponse response;
+    return stub->ListModels(&context, {}, &response).ok();
+  };
   if (!validate_call()) {
     std::fprintf(stderr, "ValidateConfig failed on %s\n", config_path.c_str());
     return 1;
@@ -159,17 +168,40 @@ int main(int argc, char** argv) {
       "%u cores\n\n",
       echo_request.payload().size(), config_path.c_str(), seconds,
       std::thread::hardware_concurrency());
+  std::printf(
+      "ListModels: the coordinator server's fixed cost (metrics interceptor, health,\n"
+      "reflection, status mapping) with an empty handler.\n\n");
   std::printf("%-8s %-16s %12s %10s %10s %8s\n", "clients", "service", "requests/s", "p50 us",
               "p99 us", "errors");
   for (int threads : {1, 8}) {
     const Result echo = Drive(threads, seconds, echo_call);
+    const Result list = Drive(threads, seconds, list_call);
     const Result validate = Drive(threads, seconds, validate_call);
     std::printf("%-8d %-16s %12.0f %10.0f %10.0f %8lld\n", threads, "echo (baseline)", echo.rps,
                 echo.p50_us, echo.p99_us, static_cast<long long>(echo.errors));
+    std::printf("%-8d %-16s %12.0f %10.0f %10.0f %8lld\n", threads, "ListModels", list.rps,
+                list.p50_us, list.p99_us, static_cast<long long>(list.errors));
     std::printf("%-8d %-16s %12.0f %10.0f %10.0f %8lld\n", threads, "ValidateConfig", validate.rps,
                 validate.p50_us, validate.p99_us, static_cast<long long>(validate.errors));
     std::printf("%-8d %-16s %11.0f%%\n\n", threads, "ratio", 100.0 * validate.rps / echo.rps);
   }
+  // Where a ValidateConfig's time goes, in process: finalize alone, then finalize + plan.
+  const int n = 2000;
+  auto time_per_call = [n](const std::function<void()>& f) {
+    const auto start = Clock::now();
+    for (int i = 0; i < n; ++i) f();
+    return std::chrono::duration<double, std::micro>(Clock::now() - start).count() / n;
+  };
+  const double finalize_us = time_per_call([&] {
+    gptb::config::LoadedConfig copy;
+    copy.model = request.config();
+    (void)gptb::config::FinalizeLoaded(copy, {});
+  });
+  const double prepare_us = time_per_call([&] {
+    (void)gptb::coordinator::PrepareModel(request.config(), request.ddp(), request.build(), 0);
+  });
+  std::printf("in process, per call: finalize %.0f us, finalize + plan %.0f us\n", finalize_us,
+              prepare_us);
   (*server)->Shutdown(std::chrono::seconds(1));
   echo_server->Shutdown();
   return 0;

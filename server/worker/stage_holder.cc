@@ -191,6 +191,11 @@ absl::StatusOr<std::shared_ptr<BuildSession>> StageHolder::StartBuild(
     building_[name] = build;
   }
   for (const gptbuilder::v1::RankAssignment& a : request.ranks()) {
+    // The coordinator's rendezvous phase ends when every worker has its ranks under way.
+    RankProgress started;
+    started.set_rank(a.rank());
+    started.set_phase(gptbuilder::v1::BUILD_PHASE_RENDEZVOUS);
+    build->Push(started);
     std::thread([this, build, rank = a.rank(), slot = a.slot()] {
       RunRank(build, rank, slot);
     }).detach();
