@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "clients/cli/args.h"
 #include "clients/cli/command.h"
+#include "clients/cli/plan_command.h"
 #include "clients/cli/validate_command.h"
 #include "core/config/suggest.h"
 
@@ -17,6 +18,7 @@ namespace {
 const std::vector<const Command*>& Commands() {
   static const auto* commands = new std::vector<const Command*>{
       &ValidateCommand(),
+      &PlanCommand(),
   };
   return *commands;
 }
