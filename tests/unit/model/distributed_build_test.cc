@@ -69,8 +69,12 @@ std::map<std::string, torch::Tensor> Canonical(const testing::World& world) {
         }
         int64_t local = 0;
         for (const plan::Piece& piece : info.pieces) {
-          full.narrow(info.partition_dim, piece.start, piece.length)
-              .copy_(item.value().narrow(info.partition_dim, local, piece.length));
+          torch::Tensor target = full.narrow(info.partition_dim, piece.start, piece.length);
+          torch::Tensor source = item.value().narrow(info.partition_dim, local, piece.length);
+          if (!torch::isnan(target).all().item<bool>()) {  // a data-parallel replica's shard
+            EXPECT_TRUE(torch::equal(target, source)) << info.canonical_name << " replicas differ";
+          }
+          target.copy_(source);
           local += piece.length;
         }
       }
@@ -216,6 +220,52 @@ TEST_P(ForwardTest, ParallelLogitsEqualSingleRankAndBackwardReachesEveryParamete
 
 INSTANTIATE_TEST_SUITE_P(Configs, ForwardTest, ::testing::Values("A_tp1_pp1", "B_tp1_pp1", "D_tp1_pp1_ep1"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param.substr(0, 1); });
+
+// Two data-parallel replicas start equal (data_parallel_random_init draws them differently, then
+// DDP broadcasts) and after backward + FinishGradSync both hold the mean of their gradients,
+// which equals the mean of the gradients a single rank computes for each half of the batch.
+TEST(DataParallel, ReplicasStartEqualAndGradientsAreAveraged) {
+  gptbuilder::v1::GPTModelConfig c = ConfigFor("B_tp1_pp1", {1, 1, 0, 1});
+  torch::manual_seed(3);
+  const torch::Tensor batches[2] = {torch::randint(0, 1000, {2, 16}, torch::kLong),
+                                    torch::randint(0, 1000, {2, 16}, torch::kLong)};
+  auto loss_of = [](GptStage& stage, const torch::Tensor& ids) {
+    torch::Tensor logits = stage.forward(ids);
+    return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                                ids.roll(-1, 1).reshape({-1}));
+  };
+  // Reference: one rank, each batch separately.
+  testing::World single = testing::BuildWorld(Finalized(c, 1), 1);
+  ASSERT_FALSE(HasFailure());
+  std::map<std::string, torch::Tensor> expected;
+  for (const torch::Tensor& ids : batches) {
+    RankModel& model = *single.ranks[0];
+    model.ddp(0)->ZeroGradBuffer();
+    loss_of(*model.stages()[0], ids).backward();
+    ASSERT_TRUE(model.ddp(0)->FinishGradSync().ok());
+    for (const auto& item : model.stages()[0]->named_parameters()) {
+      torch::Tensor g = model.ddp(0)->main_grad(item.key()).clone() / 2;
+      expected[item.key()] = expected.count(item.key()) ? expected[item.key()] + g : g;
+    }
+  }
+  gptbuilder::v1::BuildOptions build;
+  build.set_data_parallel_random_init(true);
+  testing::World world = testing::BuildWorld(Finalized(c, 2), 2, build);
+  ASSERT_FALSE(HasFailure());
+  (void)Canonical(world);  // replicas are equal after the broadcast
+  testing::OnEveryRank(2, [&](int r) {
+    RankModel& model = *world.ranks[r];
+    loss_of(*model.stages()[0], batches[r]).backward();
+    absl::Status s = model.ddp(0)->FinishGradSync();
+    if (!s.ok()) throw std::runtime_error(std::string(s.message()));
+  });
+  for (const auto& item : world.ranks[0]->stages()[0]->named_parameters()) {
+    torch::Tensor g0 = world.ranks[0]->ddp(0)->main_grad(item.key());
+    torch::Tensor g1 = world.ranks[1]->ddp(0)->main_grad(item.key());
+    EXPECT_TRUE(torch::equal(g0, g1)) << item.key();
+    EXPECT_TRUE(torch::allclose(g0, expected[item.key()], 1e-5, 1e-6)) << item.key();
+  }
+}
 
 // Each initialised tensor follows its distribution: normal(0, std) for weights (scaled for
 // linear_proj / fc2), zero biases, unit norm weights.
