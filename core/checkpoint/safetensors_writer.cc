@@ -1,9 +1,11 @@
 #include "core/checkpoint/safetensors_writer.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "core/checkpoint/posix_file.h"
@@ -11,20 +13,21 @@
 namespace gptb::checkpoint {
 namespace {
 
-absl::Status Preallocate(int fd, uint64_t size, Preallocation mode, const std::string& path) {
-  if (mode == Preallocation::kFallocate && size > 0) {
-    int rc;
-    do {
-      rc = ::fallocate(fd, 0, 0, static_cast<off_t>(size));
-    } while (rc != 0 && errno == EINTR);
-    if (rc != 0 && errno != EOPNOTSUPP && errno != ENOSYS) {
-      return FileError(errno, absl::StrCat("reserving ", size, " bytes for"), path);
-    }
+// Reserves the blocks of [0, size). Sets *reserved to whether the filesystem did; an error only
+// for real failures such as ENOSPC.
+absl::Status Reserve(int fd, uint64_t size, const std::string& path, bool* reserved) {
+  *reserved = false;
+  if (size == 0) return absl::OkStatus();
+  int rc;
+  do {
+    rc = ::fallocate(fd, 0, 0, static_cast<off_t>(size));
+  } while (rc != 0 && errno == EINTR);
+  if (rc == 0) {
+    *reserved = true;
+    return absl::OkStatus();
   }
-  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
-    return FileError(errno, absl::StrCat("resizing to ", size, " bytes"), path);
-  }
-  return absl::OkStatus();
+  if (errno == EOPNOTSUPP || errno == ENOSYS) return absl::OkStatus();
+  return FileError(errno, absl::StrCat("reserving ", size, " bytes for"), path);
 }
 
 // The first way in which the header found in an existing file differs from the expected one.
@@ -79,18 +82,26 @@ absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Create(
   writer->IndexNames();
   writer->fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (writer->fd_ < 0) return FileError(errno, "creating", path);
+  const uint64_t size = writer->layout_.file_size;
+  bool reserved = false;
+  if (options.preallocation == Preallocation::kFallocate) {
+    absl::Status status = Reserve(writer->fd_, size, path, &reserved);
+    if (!status.ok()) return status;
+  }
+  if (::ftruncate(writer->fd_, static_cast<off_t>(size)) != 0) {
+    return FileError(errno, absl::StrCat("resizing to ", size, " bytes"), path);
+  }
   absl::Status status =
-      Preallocate(writer->fd_, writer->layout_.file_size, options.preallocation, path);
-  if (!status.ok()) return status;
-  status =
       PwriteFull(writer->fd_, writer->layout_.bytes.data(), writer->layout_.bytes.size(), 0, path);
+  if (!status.ok()) return status;
+  status = writer->MaybeMap(options, reserved);
   if (!status.ok()) return status;
   return writer;
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::OpenExisting(
     const std::string& path, const std::vector<TensorSpec>& tensors,
-    const std::map<std::string, std::string>& metadata) {
+    const std::map<std::string, std::string>& metadata, const WriterOptions& options) {
   absl::StatusOr<HeaderLayout> layout = LayoutHeader(tensors, metadata);
   if (!layout.ok()) return layout.status();
   std::unique_ptr<SafetensorsWriter> writer(new SafetensorsWriter());
@@ -121,11 +132,35 @@ absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::OpenExisti
   if (!found.ok()) return in_file(found.status());
   status = CompareHeaders(writer->layout_.header, *found, writer->layout_.file_size, size, path);
   if (!status.ok()) return status;
+  if (options.mode == WriteMode::kMmap) {
+    bool reserved = false;
+    status = Reserve(writer->fd_, size, path, &reserved);
+    if (!status.ok()) return status;
+    status = writer->MaybeMap(options, reserved);
+    if (!status.ok()) return status;
+  }
   return writer;
 }
 
 SafetensorsWriter::~SafetensorsWriter() {
+  if (map_ != nullptr) ::munmap(map_, layout_.file_size);
   if (fd_ >= 0) ::close(fd_);
+}
+
+absl::Status SafetensorsWriter::MaybeMap(const WriterOptions& options, bool reserved) {
+  if (options.mode != WriteMode::kMmap || !reserved || layout_.file_size == 0) {
+    return absl::OkStatus();
+  }
+  void* map = ::mmap(nullptr, layout_.file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  if (map == MAP_FAILED) return FileError(errno, "mapping", path_);
+  map_ = static_cast<unsigned char*>(map);
+  return absl::OkStatus();
+}
+
+absl::Status SafetensorsWriter::CopyRun(const void* data, uint64_t size, uint64_t offset) {
+  if (map_ == nullptr) return PwriteFull(fd_, data, size, offset, path_);
+  if (size > 0) std::memcpy(map_ + offset, data, size);  // in bounds: offsets come from layout_
+  return absl::OkStatus();
 }
 
 void SafetensorsWriter::IndexNames() {
@@ -165,7 +200,7 @@ absl::Status SafetensorsWriter::WriteSlice(std::string_view name, int dim, int64
   const auto* src = static_cast<const unsigned char*>(data);
   uint64_t offset = (*info)->file_offset + slice->first_offset;
   for (uint64_t run = 0; run < slice->runs; ++run) {
-    absl::Status status = PwriteFull(fd_, src, slice->run_bytes, offset, path_);
+    absl::Status status = CopyRun(src, slice->run_bytes, offset);
     if (!status.ok()) return status;
     offset += slice->stride;
     src += slice->run_bytes;
@@ -181,7 +216,7 @@ absl::Status SafetensorsWriter::WriteTensor(std::string_view name, const void* d
   }
   absl::StatusOr<const TensorInfo*> info = Find(name);
   if (!info.ok()) return info.status();
-  absl::Status status = PwriteFull(fd_, data, (*info)->nbytes(), (*info)->file_offset, path_);
+  absl::Status status = CopyRun(data, (*info)->nbytes(), (*info)->file_offset);
   if (!status.ok()) return status;
   bytes_written_.fetch_add((*info)->nbytes(), std::memory_order_relaxed);
   return absl::OkStatus();
@@ -192,7 +227,14 @@ absl::Status SafetensorsWriter::Finish(bool sync) {
     return absl::FailedPreconditionError(absl::StrCat(path_, ": Finish() called twice"));
   }
   absl::Status status;
-  if (sync && ::fdatasync(fd_) != 0) status = FileError(errno, "syncing", path_);
+  if (map_ != nullptr) {
+    if (sync && ::msync(map_, layout_.file_size, MS_SYNC) != 0) {
+      status = FileError(errno, "syncing the mapping of", path_);
+    }
+    ::munmap(map_, layout_.file_size);
+    map_ = nullptr;
+  }
+  if (sync && ::fdatasync(fd_) != 0 && status.ok()) status = FileError(errno, "syncing", path_);
   if (::close(fd_) != 0 && status.ok()) status = FileError(errno, "closing", path_);
   fd_ = -1;
   return status;

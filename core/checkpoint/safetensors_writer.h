@@ -21,8 +21,18 @@ namespace gptb::checkpoint {
 // kTruncate on filesystems without fallocate; kTruncate makes a sparse file of the final size.
 enum class Preallocation { kFallocate, kTruncate };
 
+// How tensor bytes reach the file. kPwrite issues one positioned write per contiguous run.
+// kMmap maps the file shared and copies runs into the mapping: no system call per run, which pays
+// off for slices along dim > 0 (one short run per row) written by several threads, since buffered
+// pwrite serialises on the file's inode lock. A mapping cannot report a full disk except by
+// SIGBUS, so kMmap is used only when the file's blocks are reserved (fallocate succeeded);
+// otherwise the writer falls back to kPwrite (see mode()). Either way the file must keep its size
+// while writers have it open; a mapped writer would fault on a truncated file.
+enum class WriteMode { kPwrite, kMmap };
+
 struct WriterOptions {
   Preallocation preallocation = Preallocation::kFallocate;
+  WriteMode mode = WriteMode::kPwrite;
 };
 
 // Writes one .safetensors file whose header is fixed up front, so that the tensor data can then
@@ -45,15 +55,19 @@ class SafetensorsWriter {
   // Opens a file another writer created, for writing more slices into it. Its header must describe
   // exactly these tensors (name, dtype, shape, offsets) and this metadata, and the file must have
   // its final size; otherwise FAILED_PRECONDITION naming the first difference.
+  // options.preallocation is not used here; with options.mode == kMmap the file's blocks are
+  // reserved again (a no-op where the creator reserved them) before it is mapped.
   static absl::StatusOr<std::unique_ptr<SafetensorsWriter>> OpenExisting(
       const std::string& path, const std::vector<TensorSpec>& tensors,
-      const std::map<std::string, std::string>& metadata);
+      const std::map<std::string, std::string>& metadata, const WriterOptions& options = {});
 
   ~SafetensorsWriter();  // closes without syncing when Finish was not called
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
 
   const std::string& path() const { return path_; }
+  // The mode in effect: kPwrite when kMmap was asked for but the blocks could not be reserved.
+  WriteMode mode() const { return map_ != nullptr ? WriteMode::kMmap : WriteMode::kPwrite; }
   uint64_t file_size() const { return layout_.file_size; }
   const Header& header() const { return layout_.header; }
   const std::vector<TensorInfo>& tensors() const { return layout_.header.tensors; }
@@ -74,9 +88,10 @@ class SafetensorsWriter {
   absl::StatusOr<uint64_t> SliceBytes(std::string_view name, int dim, int64_t start,
                                       int64_t length) const;
 
-  // Ends this writer's part: with `sync`, flushes the file's data to stable storage (fdatasync)
-  // before closing. Call it after every thread using this writer has returned from its writes.
-  // Only this writer's descriptor is closed; other processes' writers finish on their own.
+  // Ends this writer's part: with `sync`, flushes the file's data to stable storage (msync of the
+  // mapping, fdatasync) before unmapping and closing. Call it after every thread using this writer
+  // has returned from its writes. Only this writer's descriptor is closed; other processes' writers
+  // finish on their own.
   absl::Status Finish(bool sync = true);
 
   // Bytes written by WriteSlice / WriteTensor so far, over all threads.
@@ -85,9 +100,13 @@ class SafetensorsWriter {
  private:
   SafetensorsWriter() = default;
   void IndexNames();
+  // Maps the file for kMmap when its blocks are reserved; leaves kPwrite otherwise.
+  absl::Status MaybeMap(const WriterOptions& options, bool reserved);
+  absl::Status CopyRun(const void* data, uint64_t size, uint64_t offset);
 
   std::string path_;
   int fd_ = -1;
+  unsigned char* map_ = nullptr;  // the whole file, in kMmap mode
   HeaderLayout layout_;
   std::unordered_map<std::string_view, size_t> by_name_;
   std::atomic<bool> finished_{false};

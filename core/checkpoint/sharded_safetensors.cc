@@ -136,11 +136,11 @@ absl::StatusOr<std::unique_ptr<ShardedSafetensorsWriter>> ShardedSafetensorsWrit
 
 absl::StatusOr<std::unique_ptr<ShardedSafetensorsWriter>> ShardedSafetensorsWriter::OpenExisting(
     const std::string& directory, const std::vector<ShardPlan>& shards,
-    const std::map<std::string, std::string>& file_metadata) {
+    const std::map<std::string, std::string>& file_metadata, const WriterOptions& options) {
   std::unique_ptr<ShardedSafetensorsWriter> writer(new ShardedSafetensorsWriter());
   for (const ShardPlan& shard : shards) {
     absl::StatusOr<std::unique_ptr<SafetensorsWriter>> file = SafetensorsWriter::OpenExisting(
-        JoinPath(directory, shard.file_name), shard.tensors, file_metadata);
+        JoinPath(directory, shard.file_name), shard.tensors, file_metadata, options);
     if (!file.ok()) return file.status();
     writer->shards_.push_back(*std::move(file));
   }

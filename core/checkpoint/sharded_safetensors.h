@@ -69,7 +69,7 @@ class ShardedSafetensorsWriter {
 
   static absl::StatusOr<std::unique_ptr<ShardedSafetensorsWriter>> OpenExisting(
       const std::string& directory, const std::vector<ShardPlan>& shards,
-      const std::map<std::string, std::string>& file_metadata);
+      const std::map<std::string, std::string>& file_metadata, const WriterOptions& options = {});
 
   const std::vector<std::unique_ptr<SafetensorsWriter>>& shards() const { return shards_; }
 

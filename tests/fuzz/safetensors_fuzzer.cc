@@ -11,7 +11,7 @@
 // a structured case: its first bytes pick a dtype and a shape of rank 1-4, a file of that
 // tensor is built with LayoutHeader from the remaining bytes, every slice of it is read back
 // against the gather oracle, and the tensor is rewritten slice by slice through
-// SafetensorsWriter (into a memfd) and must read back whole.
+// SafetensorsWriter (into a memfd, by pwrite or through a mapping) and must read back whole.
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -177,7 +177,8 @@ void StructuredCase(const uint8_t* data, size_t size) {
   int fd = -1;
   const std::string path = MemFile(nullptr, 0, &fd);
   if (path.empty()) return;
-  auto writer = SafetensorsWriter::Create(path, {spec}, {}, {Preallocation::kTruncate});
+  const WriteMode mode = data[4] & 0x80 ? WriteMode::kMmap : WriteMode::kPwrite;
+  auto writer = SafetensorsWriter::Create(path, {spec}, {}, {Preallocation::kFallocate, mode});
   Require(writer.ok(), "SafetensorsWriter::Create failed on a memfd");
   const int64_t extent = spec.shape[dim];
   int64_t start = 0;

@@ -228,7 +228,7 @@ const std::vector<SliceCase>& SliceCases() {
 // Every tensor is cut along `dim` into 4 uneven pieces; one thread per piece writes that piece of
 // every tensor through one shared writer. The file must then hold exactly the full tensors, and
 // every piece must read back through ReadSlice in both modes.
-void WriteAndCheckSlicesAlong(int dim) {
+void WriteAndCheckSlicesAlong(int dim, WriteMode mode) {
   TempDir dir;
   const std::string path = dir.File("sliced.safetensors");
   std::vector<TensorSpec> specs;
@@ -239,8 +239,11 @@ void WriteAndCheckSlicesAlong(int dim) {
     specs.push_back({c.name, c.dtype, c.shape});
     full[c.name] = Pattern(Numel(c.shape) * ItemSize(c.dtype), seed++);
   }
-  auto writer = SafetensorsWriter::Create(path, specs, {{"dim", std::to_string(dim)}});
+  auto writer = SafetensorsWriter::Create(path, specs, {{"dim", std::to_string(dim)}},
+                                          {Preallocation::kFallocate, mode});
   ASSERT_TRUE(writer.ok()) << writer.status();
+  // /tmp is ext4 or tmpfs, both with fallocate, so the mode asked for is the mode used.
+  ASSERT_EQ((*writer)->mode(), mode);
   constexpr int kThreads = 4;
   std::vector<std::thread> threads;
   std::vector<absl::Status> results(kThreads);
@@ -281,13 +284,21 @@ void WriteAndCheckSlicesAlong(int dim) {
   }
 }
 
-TEST(ConcurrentSlices, ThreadsWritingDim0SlicesGiveTheFullTensors) { WriteAndCheckSlicesAlong(0); }
-TEST(ConcurrentSlices, ThreadsWritingDim1SlicesGiveTheFullTensors) { WriteAndCheckSlicesAlong(1); }
-TEST(ConcurrentSlices, ThreadsWritingDim2SlicesGiveTheFullTensors) { WriteAndCheckSlicesAlong(2); }
+class ConcurrentSlices : public ::testing::TestWithParam<WriteMode> {};
+
+TEST_P(ConcurrentSlices, ThreadsWritingDim0SlicesGiveTheFullTensors) {
+  WriteAndCheckSlicesAlong(0, GetParam());
+}
+TEST_P(ConcurrentSlices, ThreadsWritingDim1SlicesGiveTheFullTensors) {
+  WriteAndCheckSlicesAlong(1, GetParam());
+}
+TEST_P(ConcurrentSlices, ThreadsWritingDim2SlicesGiveTheFullTensors) {
+  WriteAndCheckSlicesAlong(2, GetParam());
+}
 
 // Ranks as processes: the parent creates the file, each child opens it on its own and writes
 // only its column block of a matrix and its row block of a 3-D tensor.
-TEST(ConcurrentSlices, ProcessesWritingTheirOwnSlicesGiveTheFullTensors) {
+TEST_P(ConcurrentSlices, ProcessesWritingTheirOwnSlicesGiveTheFullTensors) {
   TempDir dir;
   const std::string path = dir.File("ranks.safetensors");
   const std::vector<TensorSpec> specs = {{"proj.weight", DType::kFloat32, {9, 12}},
@@ -306,8 +317,10 @@ TEST(ConcurrentSlices, ProcessesWritingTheirOwnSlicesGiveTheFullTensors) {
     pid_t pid = ::fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
-      auto writer = SafetensorsWriter::OpenExisting(path, specs, metadata);
+      auto writer = SafetensorsWriter::OpenExisting(path, specs, metadata,
+                                                    {Preallocation::kFallocate, GetParam()});
       if (!writer.ok()) ::_exit(10);
+      if ((*writer)->mode() != GetParam()) ::_exit(12);
       Bytes cols = ExtractSlice(proj, {9, 12}, 4, 1, 4 * rank, 4);
       Bytes rows = ExtractSlice(qkv, {6, 4, 5}, 2, 0, 2 * rank, 2);
       bool ok = (*writer)->WriteSlice("proj.weight", 1, 4 * rank, 4, cols.data()).ok() &&
@@ -331,6 +344,12 @@ TEST(ConcurrentSlices, ProcessesWritingTheirOwnSlicesGiveTheFullTensors) {
   EXPECT_EQ(back_proj, proj);
   EXPECT_EQ(back_qkv, qkv);
 }
+
+INSTANTIATE_TEST_SUITE_P(WriteModes, ConcurrentSlices,
+                         ::testing::Values(WriteMode::kPwrite, WriteMode::kMmap),
+                         [](const auto& info) {
+                           return info.param == WriteMode::kPwrite ? "Pwrite" : "Mmap";
+                         });
 
 TEST(SafetensorsWriter, OpenExistingRejectsAFileMadeForOtherTensors) {
   TempDir dir;
@@ -396,6 +415,27 @@ TEST(SafetensorsWriter, RejectsInvalidSpecsAndLateWrites) {
   ExpectError((*writer)->WriteTensor("a", values), absl::StatusCode::kFailedPrecondition,
               {"after Finish"});
   ExpectError((*writer)->Finish(), absl::StatusCode::kFailedPrecondition, {"twice"});
+}
+
+TEST(SafetensorsWriter, MmapModeNeedsReservedBlocksAndFallsBackToPwrite) {
+  TempDir dir;
+  const std::vector<TensorSpec> specs = {{"a", DType::kFloat32, {3, 3}}};
+  const Bytes a = Pattern(36, 4);
+  auto sparse = SafetensorsWriter::Create(dir.File("sparse"), specs, {},
+                                          {Preallocation::kTruncate, WriteMode::kMmap});
+  ASSERT_TRUE(sparse.ok());
+  EXPECT_EQ((*sparse)->mode(), WriteMode::kPwrite);  // no reserved blocks: no mapping
+  ASSERT_TRUE((*sparse)->WriteTensor("a", a.data()).ok());
+  ASSERT_TRUE((*sparse)->Finish().ok());
+  auto mapped = SafetensorsWriter::Create(dir.File("mapped"), specs, {},
+                                          {Preallocation::kFallocate, WriteMode::kMmap});
+  ASSERT_TRUE(mapped.ok());
+  EXPECT_EQ((*mapped)->mode(), WriteMode::kMmap);
+  ASSERT_TRUE((*mapped)->WriteTensor("a", a.data()).ok());
+  ASSERT_TRUE((*mapped)->Finish().ok());
+  EXPECT_EQ(testing::ReadBytes(dir.File("sparse")), testing::ReadBytes(dir.File("mapped")));
+  ExpectError((*mapped)->WriteTensor("a", a.data()), absl::StatusCode::kFailedPrecondition,
+              {"after Finish"});
 }
 
 TEST(SafetensorsWriter, TruncatePreallocationGivesTheSameFile) {
