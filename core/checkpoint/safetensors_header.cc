@@ -67,33 +67,52 @@ absl::StatusOr<uint64_t> ShapeBytes(const std::vector<int64_t>& shape, DType dty
   return has_zero ? 0 : nonzero;
 }
 
-// Parses the JSON text, rejecting duplicate keys (nlohmann would silently keep the last one) and
-// nesting deeper than a header can have (tensor entry -> shape list), which also bounds the memory
-// a hostile header can make the parser build.
-absl::StatusOr<Json> ParseJson(std::string_view text) {
-  constexpr int kMaxDepth = 2;  // depth at which the shape / data_offsets arrays open
-  std::vector<std::set<std::string>> keys_at_depth(kMaxDepth + 2);
-  std::string duplicate;
-  bool too_deep = false;
-  auto callback = [&](int depth, Json::parse_event_t event, Json& parsed) {
-    switch (event) {
-      case Json::parse_event_t::object_start:
-      case Json::parse_event_t::array_start:
-        if (depth > kMaxDepth) {
-          too_deep = true;
-          return false;  // skip the nested value instead of building it
-        }
-        if (event == Json::parse_event_t::object_start) keys_at_depth[depth + 1].clear();
-        return true;
-      case Json::parse_event_t::key:
-        if (depth <= kMaxDepth + 1 && duplicate.empty() &&
-            !keys_at_depth[depth].insert(parsed.get<std::string>()).second) {
-          duplicate = parsed.get<std::string>();
-        }
-        return true;
-      default:
-        return true;
+// The deepest nesting of objects and arrays in `text` (brackets inside strings do not count).
+// A valid header nests three deep: the header object, a tensor's entry, its shape list.
+int NestingDepth(std::string_view text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // the escaped character cannot end the string
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == '}' || c == ']') {
+      --depth;
     }
+  }
+  return deepest;
+}
+
+// Parses the JSON text, rejecting nesting deeper than a header can have before parsing (the
+// parser's own stack would otherwise grow with a hostile header's depth) and duplicate keys
+// (nlohmann would silently keep the last one).
+absl::StatusOr<Json> ParseJson(std::string_view text) {
+  constexpr int kMaxNesting = 3;
+  if (NestingDepth(text) > kMaxNesting) {
+    return absl::InvalidArgumentError(
+        "safetensors header JSON nests deeper than {name: {\"shape\": [dims]}}; no valid "
+        "header has nested objects or lists inside a tensor's fields");
+  }
+  // Keys seen in the object open at each depth (the callback's depth of a key is one more than
+  // that of its object's start).
+  std::vector<std::set<std::string>> keys_at_depth(kMaxNesting + 1);
+  std::string duplicate;
+  auto callback = [&](int depth, Json::parse_event_t event, Json& parsed) {
+    if (event == Json::parse_event_t::object_start && depth + 1 <= kMaxNesting) {
+      keys_at_depth[depth + 1].clear();
+    } else if (event == Json::parse_event_t::key && depth <= kMaxNesting && duplicate.empty() &&
+               !keys_at_depth[depth].insert(parsed.get<std::string>()).second) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
   };
   Json json;
   try {
@@ -101,11 +120,6 @@ absl::StatusOr<Json> ParseJson(std::string_view text) {
   } catch (const Json::exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat("safetensors header is not valid JSON: ", e.what()));
-  }
-  if (too_deep) {
-    return absl::InvalidArgumentError(
-        "safetensors header JSON nests deeper than {name: {\"shape\": [dims]}}; no valid "
-        "header has nested objects or lists inside a tensor's fields");
   }
   if (!duplicate.empty()) {
     return absl::InvalidArgumentError(
