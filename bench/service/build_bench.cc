@@ -7,7 +7,7 @@
 //   baseline:   BuildRankModel on one thread per rank in this process, over an in-process
 //               TCPStore, with the same options (measured in the same run).
 //
-//   build/bench/build_bench [CONFIG] [--repeats N]
+//   build/bench/service_build_bench [CONFIG] [--repeats N]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

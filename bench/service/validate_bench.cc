@@ -5,7 +5,7 @@
 // gRPC metrics interceptor, status mapping); each ValidateConfig finalizes and plans the config.
 // The echo server is a plain grpc::ServerBuilder service that returns its request.
 //
-//   build/bench/validate_bench [CONFIG] [--seconds S]
+//   build/bench/service_validate_bench [CONFIG] [--seconds S]
 #include <algorithm>
 #include <atomic>
 #include <chrono>

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "clients/cli/args.h"
 #include "clients/cli/command.h"
+#include "clients/cli/plan_command.h"
 #include "clients/cli/service_commands.h"
 #include "clients/cli/validate_command.h"
 #include "core/config/suggest.h"
@@ -17,7 +18,7 @@ namespace {
 
 const std::vector<const Command*>& Commands() {
   static const auto* commands = new std::vector<const Command*>{
-      &ValidateCommand(), &BuildCommand(),   &WatchCommand(),   &DescribeCommand(),
+      &ValidateCommand(), &PlanCommand(),    &BuildCommand(),   &WatchCommand(), &DescribeCommand(),
       &ModelsCommand(),   &WorkersCommand(), &ReleaseCommand(), &UpCommand(),
   };
   return *commands;

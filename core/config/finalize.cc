@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/config/accepted_values.h"
+#include "core/config/pipeline_layout_string.h"
 #include "core/config/suggest.h"
 #include "core/config/violations.h"
 #include "core/config/vocab.h"
@@ -667,6 +668,42 @@ void CheckRecomputeOffloadGraphs(const TransformerConfig& t, Checker& c) {
   }
 }
 
+// pipeline_model_parallel_layout (Megatron's PipelineParallelLayerLayout): the grammar, the
+// layer counts and MTP placement (validate_layer_layout), the stage count against pp, and the
+// virtual pipeline size the layout implies, which Megatron sets when it is > 1 and vp is unset.
+void ApplyPipelineLayout(TransformerConfig* t, Checker& c) {
+  if (!t->has_pipeline_model_parallel_layout() || t->pipeline_model_parallel_size() <= 0) return;
+  if (absl::StripAsciiWhitespace(t->pipeline_model_parallel_layout()).empty()) return;
+  absl::StatusOr<PipelineLayoutString> layout =
+      ParsePipelineLayout(t->pipeline_model_parallel_layout(), t->pipeline_model_parallel_size());
+  if (!layout.ok()) {
+    c.Add(T("pipeline_model_parallel_layout"), "INVALID_LAYOUT",
+          absl::StrCat(
+              layout.status().message(),
+              " (a layout is stages of E, t, m, L separated by '|', e.g. \"Et*3|t*4|t*4,L\")."));
+    return;
+  }
+  for (const std::string& problem : ValidatePipelineLayout(
+           *layout, t->num_layers(),
+           t->has_mtp_num_layers() ? std::optional<int>(t->mtp_num_layers()) : std::nullopt)) {
+    c.Add(T("pipeline_model_parallel_layout"), "INVALID_LAYOUT", absl::StrCat(problem, "."));
+  }
+  const int detected = layout->virtual_pipeline_model_parallel_size;
+  if (t->has_virtual_pipeline_model_parallel_size()) {
+    if (t->virtual_pipeline_model_parallel_size() != detected) {
+      c.Add(
+          T("virtual_pipeline_model_parallel_size"), "LAYOUT_VP_CONFLICT",
+          absl::StrCat("virtual_pipeline_model_parallel_size (",
+                       t->virtual_pipeline_model_parallel_size(), ") conflicts with the ", detected,
+                       " virtual stages of pipeline_model_parallel_layout; remove it "
+                       "or set it to ",
+                       detected, "."));
+    }
+  } else if (detected > 1) {
+    t->set_virtual_pipeline_model_parallel_size(detected);
+  }
+}
+
 void CheckPipelineSplit(const TransformerConfig& t, const Sizes& s, Checker& c) {
   const int64_t layers = t.num_layers();
   const bool has_first = t.has_num_layers_in_first_pipeline_stage();
@@ -1135,6 +1172,7 @@ absl::StatusOr<GPTModelConfig> Finalize(const GPTModelConfig& config,
   SetExplicitDefaults(out.mutable_transformer());
   NormalizeStrings(&out, c);
   DeriveValues(&out, c);
+  ApplyPipelineLayout(out.mutable_transformer(), c);
 
   const TransformerConfig& t = out.transformer();
   const Sizes sizes = CheckParallelSizes(t, c);

@@ -58,7 +58,9 @@ struct GradBuffer {
 // on Gloo the whole bucket is all-reduced, a superset). ParamSync() all-gathers the shards
 // after an optimizer step has updated this rank's shard.
 //
-// Not thread-safe: use one wrapper from the rank's thread (autograd runs the hooks on it).
+// Wrap after Float16Module: a later dtype change would replace the parameters' gradient
+// accumulators and so detach the hooks. Not thread-safe: use one wrapper from the rank's thread
+// (autograd runs the hooks on it).
 class DistributedDataParallel {
  public:
   // Errors: INVALID_ARGUMENT when a module parameter is missing from `params` (matched by name)

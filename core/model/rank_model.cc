@@ -2,12 +2,13 @@
 
 #include <chrono>
 #include <thread>
-
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/dist/wrap.h"
 #include "core/init/checksum.h"
 #include "core/init/initializer.h"
 #include "core/model/distributed_parallel_context.h"
@@ -25,9 +26,12 @@ double Since(Clock::time_point start) {
 
 init::DType InitDtype(plan::DType dtype) {
   switch (dtype) {
-    case plan::DType::kFloat32: return init::DType::kFloat32;
-    case plan::DType::kBFloat16: return init::DType::kBFloat16;
-    case plan::DType::kFloat16: return init::DType::kFloat16;
+    case plan::DType::kFloat32:
+      return init::DType::kFloat32;
+    case plan::DType::kBFloat16:
+      return init::DType::kBFloat16;
+    case plan::DType::kFloat16:
+      return init::DType::kFloat16;
   }
   return init::DType::kFloat32;
 }
@@ -45,6 +49,11 @@ class RankModelImpl : public RankModel {
   ParallelContext* parallel_context() const override { return parallel_.get(); }
   const parallel::ProcessGroupCollection* groups() const override {
     return groups_.has_value() ? &*groups_ : nullptr;
+  }
+  dist::DistributedDataParallel* ddp(int chunk) const override { return ddp_.at(chunk).get(); }
+  dist::FullyShardedDataParallel* fsdp(int chunk) const override { return fsdp_.at(chunk).get(); }
+  const dist::Float16Module* float16(int chunk) const override {
+    return float16_.at(chunk).has_value() ? &*float16_.at(chunk) : nullptr;
   }
 
   std::vector<HeldStage> Describe() const override {
@@ -65,7 +74,7 @@ class RankModelImpl : public RankModel {
         HeldParameter param;
         param.name = item.key();
         param.shape = tensor.sizes().vec();
-        param.dtype = tensor.scalar_type() == torch::kBFloat16 ? "bfloat16"
+        param.dtype = tensor.scalar_type() == torch::kBFloat16  ? "bfloat16"
                       : tensor.scalar_type() == torch::kFloat16 ? "float16"
                                                                 : "float32";
         param.checksum = init::Checksum(tensor.data_ptr(), tensor.numel() * tensor.element_size());
@@ -108,6 +117,9 @@ class RankModelImpl : public RankModel {
   std::optional<parallel::ProcessGroupCollection> groups_;
   std::unique_ptr<ParallelContext> parallel_;
   std::vector<std::shared_ptr<GptStage>> stages_;
+  std::vector<std::unique_ptr<dist::DistributedDataParallel>> ddp_;
+  std::vector<std::unique_ptr<dist::FullyShardedDataParallel>> fsdp_;
+  std::vector<std::optional<dist::Float16Module>> float16_;
   std::vector<std::pair<BuildPhase, double>> phases_;
   int64_t parameter_bytes_ = 0;
   int64_t gradient_bytes_ = 0;
@@ -122,7 +134,8 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
     parameter_bytes_ += stage.param_bytes;
   }
   torch::Device device(torch::kCPU);
-  if (absl::Status s = parallel::CallTorch("device", [&] { device = torch::Device(options.device); });
+  if (absl::Status s =
+          parallel::CallTorch("device", [&] { device = torch::Device(options.device); });
       !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("device '", options.device, "' is not valid"));
   }
@@ -135,18 +148,23 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
 
   // 1. Rendezvous and the process groups this rank belongs to.
   Clock::time_point start = Clock::now();
-  if (plan_.world_size() == 1 && options.store_port == 0) {
-    parallel_ = std::make_unique<LocalParallelContext>();
-  } else {
-    absl::StatusOr<parallel::StorePtr> store = parallel::CallTorchOr("connect to the rendezvous store", [&] {
-      c10d::TCPStoreOptions store_options;
-      store_options.port = static_cast<uint16_t>(options.store_port);
-      store_options.isServer = false;
-      store_options.waitWorkers = false;
-      store_options.timeout = options.timeout;
-      parallel::StorePtr tcp = c10::make_intrusive<c10d::TCPStore>(options.store_host, store_options);
-      return parallel::StorePtr(c10::make_intrusive<c10d::PrefixStore>(options.store_prefix, tcp));
-    });
+  {
+    absl::StatusOr<parallel::StorePtr> store =
+        parallel::CallTorchOr("connect to the rendezvous store", [&] {
+          // A world of one needs no rendezvous: its groups are all local.
+          if (plan_.world_size() == 1 && options.store_port == 0) {
+            return parallel::StorePtr(c10::make_intrusive<c10d::HashStore>());
+          }
+          c10d::TCPStoreOptions store_options;
+          store_options.port = static_cast<uint16_t>(options.store_port);
+          store_options.isServer = false;
+          store_options.waitWorkers = false;
+          store_options.timeout = options.timeout;
+          parallel::StorePtr tcp =
+              c10::make_intrusive<c10d::TCPStore>(options.store_host, store_options);
+          return parallel::StorePtr(
+              c10::make_intrusive<c10d::PrefixStore>(options.store_prefix, tcp));
+        });
     if (!store.ok()) return store.status();
     parallel::ProcessGroupOptions group_options;
     group_options.timeout = options.timeout;
@@ -167,16 +185,19 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
   // 2. Construct this rank's chunks: only the local shards are allocated.
   start = Clock::now();
   int layers_built = 0;
-  for (int chunk_index = 0; chunk_index < static_cast<int>(rank_plan.stages.size()); ++chunk_index) {
+  for (int chunk_index = 0; chunk_index < static_cast<int>(rank_plan.stages.size());
+       ++chunk_index) {
     const plan::StagePlan& stage = plan_.stages()[rank_plan.stages[chunk_index]];
     const plan::ChunkLayout& chunk = plan_.layout().Chunk(stage.pp_rank, stage.chunk_index);
-    absl::StatusOr<spec::StageLayerSpecs> specs = spec::ResolveStageLayerSpecs(plan_.config(), chunk.LayerIds());
+    absl::StatusOr<spec::StageLayerSpecs> specs =
+        spec::ResolveStageLayerSpecs(plan_.config(), chunk.LayerIds());
     if (!specs.ok()) return specs.status();
     auto mtp = spec::MtpBlockSpec(plan_.config(), *specs, chunk.num_mtp_layers);
     if (!mtp.ok()) return mtp.status();
     absl::Status built = parallel::CallTorch("construct stage", [&] {
       torch::NoGradGuard no_grad;
-      stages_.push_back(std::make_shared<GptStage>(plan_.config(), stage, *specs, *mtp, parallel_.get(), device));
+      stages_.push_back(
+          std::make_shared<GptStage>(plan_.config(), stage, *specs, *mtp, parallel_.get(), device));
     });
     if (!built.ok()) return built;
     layers_built += static_cast<int>(stage.layers.size() + stage.mtp_layers.size());
@@ -188,18 +209,22 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
   start = Clock::now();
   const gptbuilder::v1::TransformerConfig& t = plan_.config().transformer();
   if (t.perform_initialization()) {
-    uint64_t seed = static_cast<uint64_t>(options.build.seed());
-    // Megatron's data_parallel_random_init: DP replicas draw from different seeds and DDP's
-    // broadcast_params then copies DP rank 0's values to every replica.
-    const plan::RankCoords& coords = rank_plan.coords;
-    if (options.build.data_parallel_random_init() && options.build.wrap_with_ddp()) {
-      seed += 10 * static_cast<uint64_t>(coords.dp);
-    }
+    const uint64_t seed = static_cast<uint64_t>(options.build.seed());
+    // Megatron's data_parallel_random_init: data-parallel replicas draw from different seeds
+    // (+10 per replica) and DDP's broadcast_params then copies the group's first replica to the
+    // others. The offset is the rank's place in the group its tensor is broadcast over (dp_cp, or
+    // expt_dp for expert tensors), so the broadcast source always holds the seed's values and the
+    // model stays layout-invariant.
+    const bool dp_random =
+        options.build.data_parallel_random_init() && options.build.wrap_with_ddp();
+    const int dense_replica = dp_random ? std::max(0, groups_->rank(plan::GroupKind::kDpCp)) : 0;
+    const int expert_replica = dp_random ? std::max(0, groups_->rank(plan::GroupKind::kExptDp)) : 0;
     init::FillOptions fill;
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-    fill.num_threads = options.init_threads > 0
-                           ? options.init_threads
-                           : std::max(1, static_cast<int>(cores) / std::max(1, options.ranks_per_process));
+    fill.num_threads =
+        options.init_threads > 0
+            ? options.init_threads
+            : std::max(1, static_cast<int>(cores) / std::max(1, options.ranks_per_process));
     int64_t done = 0;
     for (const auto& stage : stages_) {
       const std::vector<plan::ParamInfo>& infos = stage->plan().params;
@@ -210,14 +235,19 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
         init::ShardLayout layout;
         layout.canonical_shape = info.canonical_shape;
         layout.partition_dim = info.partition_dim;
-        for (const plan::Piece& piece : info.pieces) layout.pieces.push_back({piece.start, piece.length});
+        for (const plan::Piece& piece : info.pieces)
+          layout.pieces.push_back({piece.start, piece.length});
         const init::InitSpec spec = info.init.kind == plan::InitMethod::Kind::kNormal
                                         ? init::InitSpec::Normal(info.init.value)
                                         : init::InitSpec::Constant(info.init.value);
-        absl::Status filled = init::FillShard(seed, info.canonical_name, spec, layout, InitDtype(info.dtype),
-                                              tensor.data_ptr(), tensor.numel(), fill);
+        const uint64_t replica_seed =
+            seed + 10 * static_cast<uint64_t>(info.is_expert ? expert_replica : dense_replica);
+        absl::Status filled =
+            init::FillShard(replica_seed, info.canonical_name, spec, layout, InitDtype(info.dtype),
+                            tensor.data_ptr(), tensor.numel(), fill);
         if (!filled.ok()) {
-          return absl::InternalError(absl::StrCat("initialising ", info.name, ": ", filled.message()));
+          return absl::InternalError(
+              absl::StrCat("initialising ", info.name, ": ", filled.message()));
         }
         done += info.bytes();
       }
@@ -237,9 +267,56 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
   }
   Phase(BuildPhase::kInitialize, Since(start), options, layers_built, parameter_bytes_);
 
-  // 4. Wrap (Float16Module is implied by the planned dtypes: tensors are allocated and
-  // initialised in the wrapped dtype directly).
+  // 4. Wrap as build_distributed_models does: Float16Module (the tensors already have the wrapped
+  // dtype: they were allocated and initialised in it), then DDP or FSDP-style sharding, then the
+  // broadcast of data_parallel_random_init.
   start = Clock::now();
+  absl::StatusOr<std::vector<dist::ChunkWrap>> wraps = dist::PlanDistributedWrap(
+      t, options.build, &options.ddp, plan_.topology().pp(), rank_plan.coords.pp);
+  if (!wraps.ok()) return wraps.status();
+  if (wraps->size() != stages_.size()) {
+    return absl::InternalError("the wrap plan and the pipeline layout disagree on the chunk count");
+  }
+  for (size_t c = 0; c < stages_.size(); ++c) {
+    const dist::ChunkWrap& wrap = (*wraps)[c];
+    std::shared_ptr<GptStage> stage = stages_[c];
+    float16_.emplace_back();
+    ddp_.emplace_back();
+    fsdp_.emplace_back();
+    if (wrap.mixed_precision) {
+      absl::StatusOr<dist::Float16Module> f16 = dist::Float16Module::Wrap(
+          *stage, TorchDtype(plan_.dtype()), stage->pre_process(), stage->post_process());
+      if (!f16.ok()) return f16.status();
+      float16_.back().emplace(*std::move(f16));
+    }
+    if (wrap.wrapper == dist::DataParallelWrapper::kDdp) {
+      dist::DdpOptions ddp_options;
+      ddp_options.config = options.ddp;
+      ddp_options.disable_bucketing = wrap.disable_bucketing;
+      auto ddp =
+          dist::DistributedDataParallel::Create(stage, stage->plan().params, *groups_, ddp_options);
+      if (!ddp.ok()) return ddp.status();
+      if (wrap.broadcast_params) {
+        if (absl::Status s = (*ddp)->BroadcastParams(); !s.ok()) return s;
+      }
+      for (const dist::GradBuffer& buffer : (*ddp)->buffers()) {
+        gradient_bytes_ += buffer.grad_data.numel() * buffer.grad_data.element_size();
+      }
+      ddp_.back() = *std::move(ddp);
+    } else if (wrap.wrapper == dist::DataParallelWrapper::kMegatronFsdp ||
+               wrap.wrapper == dist::DataParallelWrapper::kTorchFsdp2) {
+      dist::FsdpOptions fsdp_options;
+      fsdp_options.flavor = wrap.wrapper == dist::DataParallelWrapper::kMegatronFsdp
+                                ? dist::FsdpFlavor::kMegatronFsdp
+                                : dist::FsdpFlavor::kTorchFsdp2;
+      fsdp_options.broadcast_from_source = wrap.broadcast_params;
+      auto fsdp = dist::FullyShardedDataParallel::Create(stage, stage->plan().params, *groups_,
+                                                         fsdp_options);
+      if (!fsdp.ok()) return fsdp.status();
+      fsdp_.back() = *std::move(fsdp);
+    }
+    if (absl::Status s = CheckCancelled(options); !s.ok()) return s;
+  }
   Phase(BuildPhase::kWrap, Since(start), options, layers_built, parameter_bytes_);
   Phase(BuildPhase::kDone, 0.0, options, layers_built, parameter_bytes_);
   return absl::OkStatus();
@@ -249,19 +326,24 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
 
 const char* BuildPhaseName(BuildPhase phase) {
   switch (phase) {
-    case BuildPhase::kProcessGroups: return "process_groups";
-    case BuildPhase::kConstruct: return "construct";
-    case BuildPhase::kInitialize: return "init";
-    case BuildPhase::kWrap: return "wrap";
-    case BuildPhase::kDone: return "done";
+    case BuildPhase::kProcessGroups:
+      return "process_groups";
+    case BuildPhase::kConstruct:
+      return "construct";
+    case BuildPhase::kInitialize:
+      return "init";
+    case BuildPhase::kWrap:
+      return "wrap";
+    case BuildPhase::kDone:
+      return "done";
   }
   return "?";
 }
 
 absl::StatusOr<std::unique_ptr<RankModel>> BuildRankModel(const RankBuildOptions& options) {
   if (options.world_size <= 0 || options.rank < 0 || options.rank >= options.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("rank ", options.rank, " is not in a world of ",
-                                                   options.world_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", options.rank, " is not in a world of ", options.world_size));
   }
   plan::PlanOptions plan_options;
   plan_options.world_size = options.world_size;

@@ -10,6 +10,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/dist/distributed_data_parallel.h"
+#include "core/dist/float16_module.h"
+#include "core/dist/fully_sharded_data_parallel.h"
 #include "core/parallel/process_group_collection.h"
 #include "core/plan/model_plan.h"
 #include "gptbuilder/v1/model_config.pb.h"
@@ -95,8 +98,14 @@ class RankModel {
   // The stages (one per model chunk, in chunk order) for forward/backward and training.
   virtual const std::vector<std::shared_ptr<class GptStage>>& stages() const = 0;
   virtual class ParallelContext* parallel_context() const = 0;
-  // The rank's process groups; null for a model built without a store (world size 1 tests).
+  // The rank's process groups.
   virtual const parallel::ProcessGroupCollection* groups() const = 0;
+  // Chunk `i`'s data-parallel wrapper (null when wrap_with_ddp is false or FSDP is used) and
+  // FSDP wrapper (null unless use_megatron_fsdp / use_torch_fsdp2), and its Float16Module casts
+  // (null without fp16/bf16).
+  virtual dist::DistributedDataParallel* ddp(int chunk) const = 0;
+  virtual dist::FullyShardedDataParallel* fsdp(int chunk) const = 0;
+  virtual const dist::Float16Module* float16(int chunk) const = 0;
 };
 
 // Builds this rank's stages: rendezvous on the store, create the process groups this rank

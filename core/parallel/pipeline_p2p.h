@@ -16,7 +16,8 @@ namespace gptb::parallel {
 // activations and their gradients. The receiver knows the shape and options (dtype, device) of
 // what it receives, as in Megatron's p2p_communication with a fixed tensor shape. Tags must match
 // between sender and receiver. Failures (peer gone, group timeout) are statuses:
-// DEADLINE_EXCEEDED on a timeout, INTERNAL otherwise.
+// DEADLINE_EXCEEDED on a timeout, UNAVAILABLE when the peer closed its connection, INTERNAL
+// otherwise.
 
 absl::Status Send(const torch::Tensor& tensor, int dst, const ProcessGroupPtr& group, int tag = 0);
 

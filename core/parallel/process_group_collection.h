@@ -52,6 +52,10 @@ std::string GroupStorePrefix(const std::string& key_prefix, plan::GroupKind kind
 // shared c10d store: each group on its own PrefixStore, groups of one rank without any network
 // setup. Ranks of a group must create it with the same topology, options and store.
 //
+// Each rank needs its own store client (one TCPStore connection per rank thread): a TCPStore
+// client serialises its blocking waits, so ranks sharing one would block each other's
+// rendezvous until the timeout. An in-process HashStore may be shared.
+//
 // Thread safety: the accessors are const and safe from any thread; c10d groups themselves may be
 // used from one thread per group at a time (collectives on a group are ordered).
 class ProcessGroupCollection {
@@ -60,10 +64,11 @@ class ProcessGroupCollection {
   // member follows the same order, so creation cannot deadlock). Applies options.timeout to
   // `store` as well. Errors: INVALID_ARGUMENT for a bad rank/store/option, FAILED_PRECONDITION
   // for a backend this build lacks, DEADLINE_EXCEEDED when a peer does not join a group within
-  // the timeout, UNAVAILABLE when the store cannot be reached. On error every group created so
-  // far is released (their threads joined) before returning. On success this rank's side of each
-  // group is connected; a slower peer may still be finishing its side, so destroying the groups
-  // right away (without a collective first) can fail that peer's Create.
+  // the timeout, UNAVAILABLE when the store cannot be reached or a peer closed its connection. On
+  // error every group created so far is released (their threads joined) before returning. On
+  // success this rank's side of each group is connected; a slower peer may still be finishing its
+  // side, so destroying the groups right away (without a collective first) can fail that peer's
+  // Create.
   static absl::StatusOr<ProcessGroupCollection> Create(const plan::RankTopology& topology, int rank,
                                                        StorePtr store,
                                                        const ProcessGroupOptions& options);

@@ -31,6 +31,7 @@ absl::Status StatusFromException(std::string_view what, const std::exception& e)
     return absl::DeadlineExceededError(message);
   }
   if (absl::StrContains(lower, "connection refused") ||
+      absl::StrContains(lower, "connection closed") ||
       absl::StrContains(lower, "connection reset") || absl::StrContains(lower, "broken pipe")) {
     return absl::UnavailableError(message);
   }

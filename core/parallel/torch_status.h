@@ -16,8 +16,8 @@ namespace gptb::parallel {
 std::string ExceptionMessage(const std::exception& e);
 
 // Maps an exception thrown by LibTorch or c10d to a status whose message is "<what>: <reason>".
-// Store and Gloo timeouts become DEADLINE_EXCEEDED, refused connections UNAVAILABLE, allocation
-// failures RESOURCE_EXHAUSTED, anything else INTERNAL.
+// Store and Gloo timeouts become DEADLINE_EXCEEDED, refused or closed connections (a peer gone)
+// UNAVAILABLE, allocation failures RESOURCE_EXHAUSTED, anything else INTERNAL.
 absl::Status StatusFromException(std::string_view what, const std::exception& e);
 
 // Runs `fn` (returning void or absl::Status) and turns any exception into a status (see above).

@@ -85,18 +85,13 @@ class CoordinatorClusterTest : public ClusterTest {
     return model;
   }
 
-  // The plan of a config file with `--set`-style overrides, from the coordinator's PlanModel,
-  // which serves `gptb plan --format json`'s document (core/plan PlanToJson).
-  Json PlanJson(const std::string& config_path, const std::vector<std::string>& overrides) {
-    auto loaded = config::LoadConfigFile(config_path);
-    EXPECT_TRUE(loaded.ok()) << loaded.status();
-    EXPECT_TRUE(config::ApplyOverrides(overrides, &*loaded).ok());
-    gptbuilder::v1::PlanModelRequest request;
-    *request.mutable_config() = loaded->model;
-    gptbuilder::v1::PlanModelResponse response;
-    grpc::Status status = client_->stub()->PlanModel(client_->Context().get(), request, &response);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    return Json::parse(response.plan_json());
+  // `gptb plan CONFIG ... --format json`, computed locally.
+  Json PlanJson(const std::string& config_path, const std::vector<std::string>& sets) {
+    std::vector<std::string> args = {"plan", config_path, "--format", "json"};
+    args.insert(args.end(), sets.begin(), sets.end());
+    CliResult r = Gptb(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return Json::parse(r.out);
   }
 };
 

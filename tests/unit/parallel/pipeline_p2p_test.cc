@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
+
 #include "tests/unit/parallel/rank_threads.h"
 
 namespace gptb::parallel {
@@ -76,6 +78,7 @@ TEST(PipelineP2pTest, BadPeersAndTimeoutsAreStatuses) {
   // TCPStore clients round their connect timeout down to whole seconds.
   const std::chrono::milliseconds timeout{1000};
   testing::StoreServer server(timeout);
+  std::promise<void> receiver_done;
   std::vector<std::thread> threads;
   for (int rank = 0; rank < 2; ++rank) {
     threads.emplace_back([&, rank] {
@@ -88,9 +91,15 @@ TEST(PipelineP2pTest, BadPeersAndTimeoutsAreStatuses) {
                 absl::StatusCode::kInvalidArgument);
       EXPECT_EQ(SendForward(torch::ones({1}), groups->group(GroupKind::kTp)).code(),
                 absl::StatusCode::kInvalidArgument);
-      // Nobody sends: the receive gives up after the group timeout.
-      absl::StatusOr<torch::Tensor> lonely = Recv({1}, torch::kFloat32, 1 - rank, pp, /*tag=*/9);
-      EXPECT_EQ(lonely.status().code(), absl::StatusCode::kDeadlineExceeded) << lonely.status();
+      // Rank 1 never sends: rank 0's receive gives up after the group timeout. Rank 1 keeps its
+      // groups until then (tearing them down would end the receive with UNAVAILABLE instead).
+      if (rank == 0) {
+        absl::StatusOr<torch::Tensor> lonely = Recv({1}, torch::kFloat32, 1, pp, /*tag=*/9);
+        EXPECT_EQ(lonely.status().code(), absl::StatusCode::kDeadlineExceeded) << lonely.status();
+        receiver_done.set_value();
+      } else {
+        receiver_done.get_future().wait();
+      }
     });
   }
   for (std::thread& t : threads) t.join();

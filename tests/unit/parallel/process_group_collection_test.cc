@@ -76,7 +76,10 @@ TEST(ProcessGroupCollectionTest, World8Tp2Pp2Dp2MatchesTopologyAndReducesPerGrou
   ASSERT_EQ(topology.dp(), 2);
   // Middle-free pipeline: embd = the pp pair, pos_embd only on the first stage.
   EXPECT_TRUE(topology.Group(GroupKind::kPosEmbd, 4).empty());
+  const int threads_before = ThreadCount();
   CheckGroupsOfWorld(topology);
+  // Destroying the collections joined every Gloo worker and transport thread.
+  EXPECT_EQ(ThreadCount(), threads_before);
 }
 
 TEST(ProcessGroupCollectionTest, ExpertGroupsFollowTheExpertGrid) {
@@ -90,6 +93,10 @@ TEST(ProcessGroupCollectionTest, MiddlePipelineRanksHaveNoEmbeddingGroup) {
     ProcessGroupCollection groups = MakeGroups(topology, rank, store);
     EXPECT_EQ(groups.has(GroupKind::kEmbd), rank != 1) << rank;
     EXPECT_EQ(groups.has(GroupKind::kPosEmbd), rank == 0) << rank;
+    // A collective before tearing down: a peer may still be finishing its side of a group.
+    torch::Tensor t = torch::ones({1});
+    AllReduceInPlace(t, groups.group(GroupKind::kPp));
+    EXPECT_EQ(t.item<float>(), 3.0f);
   });
 }
 
