@@ -99,13 +99,11 @@ TEST_F(CoordinatorClusterTest, TinyConfigsBuildAndDescribeEqualsPlan) {
   StartCluster();
   for (const std::string example : {"tiny-gpt", "tiny-llama", "tiny-moe"}) {
     SCOPED_TRACE(example);
-    std::vector<std::string> build = Tp2Pp2();
-    BuildReady(Example(example), example, build);
+    BuildReady(Example(example), example, Tp2Pp2());
     CliResult described = Gptb({"describe", example, "--format", "json"});
     ASSERT_EQ(described.exit_code, 0) << described.err;
     const Json held = Json::parse(described.out);
-    const Json plan = PlanJson(Example(example),
-                               {"tensor_model_parallel_size=2", "pipeline_model_parallel_size=2"});
+    const Json plan = PlanJson(Example(example), Tp2Pp2());
     EXPECT_EQ(held["padded_vocab_size"], plan["padded_vocab_size"]);
     EXPECT_EQ(held["world_size"], plan["world_size"]);
     ASSERT_EQ(held["stages"].size(), plan["stages"].size());
