@@ -8,7 +8,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "server/common/grpc_status.h"
+#include "server/common/log.h"
 
 namespace gptb::worker {
 
@@ -296,6 +298,10 @@ void StageHolder::OnRankDone(const std::shared_ptr<Build>& build, int rank,
   }
   build->changed.notify_all();
   threads_done_.notify_all();
+  server::Log(absl::StrCat(
+      "model '", build->request.model(), "' rank ", rank, ": ", outcome, " after ",
+      absl::StrFormat("%.3f", seconds), "s",
+      final_event.result().code() == 0 ? "" : absl::StrCat(": ", final_event.result().message())));
   if (metrics_ != nullptr) metrics_->RankFinished(outcome);
   Destroy(std::move(to_destroy));
 }
