@@ -319,6 +319,30 @@ TEST_F(CoordinatorClusterTest, MetricsParseAndShowTheBuild) {
   EXPECT_EQ(std::system(("promtool check metrics < " + path + " > /dev/null 2>&1").c_str()), 0);
 }
 
+TEST_F(CoordinatorClusterTest, ABearerTokenGuardsMutationsEndToEnd) {
+  // The daemons and gptb inherit GPTB_AUTH_TOKEN; this test's own client does not send it.
+  ::setenv("GPTB_AUTH_TOKEN", "integration-token", 1);
+  StartCluster(2, 2);
+  ::unsetenv("GPTB_AUTH_TOKEN");
+  gptbuilder::v1::BuildModelRequest request;
+  request.set_name("guarded");
+  auto loaded = config::LoadConfigFile(Example("tiny-gpt"));
+  ASSERT_TRUE(loaded.ok());
+  *request.mutable_config() = loaded->model;
+  google::longrunning::Operation op;
+  grpc::Status status = client_->stub()->BuildModel(client_->Context().get(), request, &op);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  gptbuilder::v1::ListModelsResponse models;  // reads need no token
+  EXPECT_TRUE(client_->stub()->ListModels(client_->Context().get(), {}, &models).ok());
+  // With the token (workers registered with it; the coordinator sends it to them).
+  const std::string token_file = dir_.path() + "/token";
+  std::ofstream(token_file) << "integration-token\n";
+  CliResult r = Gptb({"--auth-token-file", token_file, "build", Example("tiny-gpt"), "--name",
+                      "guarded", "--wait"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Gptb({"--auth-token-file", token_file, "release", "guarded"}).exit_code, 0);
+}
+
 TEST(GptbUpTest, ExitAfterBuildDescribesTheDefaultModel) {
   TempDir dir;
   CliResult r = RunGptb({"up", "--exit-after-build", "--listen", "127.0.0.1:0", "--metrics-listen",
