@@ -119,6 +119,7 @@ int RunUp(const ParsedArgs& raw_args, std::ostream& out, std::ostream& err) {
   out.flush();
   if (args.Has("exit-after-build")) {
     (*cluster)->Stop();
+    std::filesystem::remove_all(options.dir);  // the logs are kept only when something failed
     return kExitOk;
   }
   err << "gptb up: running; Ctrl-C stops the cluster\n";
@@ -132,6 +133,7 @@ int RunUp(const ParsedArgs& raw_args, std::ostream& out, std::ostream& err) {
   }
   err << "\ngptb up: stopping\n";
   (*cluster)->Stop();
+  std::filesystem::remove_all(options.dir);
   return kExitOk;
 }
 
