@@ -161,9 +161,19 @@ void ParallelMemset(char* p, size_t bytes, int threads) {
   for (auto& t : ts) t.join();
 }
 
-Sample MemsetFresh(size_t bytes, int threads) {
+Sample MemsetFresh(size_t bytes, int threads, bool populate) {
   return Measure([&]() -> std::function<void()> {
     char* p = static_cast<char*>(FreshPages(bytes));
+    if (populate) {
+      constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE (Linux 5.14)
+      std::vector<std::thread> ts;
+      const size_t step = (bytes / threads + 4095) / 4096 * 4096;
+      for (int t = 0; t < threads; ++t) {
+        const size_t b = std::min(bytes, step * t), e = std::min(bytes, step * (t + 1));
+        if (b < e) ts.emplace_back([=] { madvise(p + b, e - b, kPopulateWrite); });
+      }
+      for (auto& t : ts) t.join();
+    }
     ParallelMemset(p, bytes, threads);
     return [p, bytes] { munmap(p, bytes); };
   });
@@ -316,6 +326,7 @@ int main(int argc, char** argv) {
   }
   // Large allocations always come from fresh mmaps (no dynamic threshold, no reuse of freed
   // tensors), so LibTorch pays first-touch like the other contenders.
+  setvbuf(stdout, nullptr, _IOLBF, 0);
   mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   mallopt(M_TRIM_THRESHOLD, 128 * 1024);
   torch::set_num_threads(threads);
@@ -352,17 +363,24 @@ int main(int argc, char** argv) {
     const std::string tn = std::to_string(threads) + (threads > 1 ? " threads" : " thread");
     Row memset_all{"memset fresh pages, " + tn};
     Row memset_one{"memset fresh pages, 1 thread"};
+    Row populate_all{"MADV_POPULATE_WRITE + memset, " + tn};
     Row fill_fresh_all{"FillShard fresh pages, " + tn};
     Row fill_fresh_one{"FillShard fresh pages, 1 thread"};
+    Row fill_fresh_nopf{"FillShard fresh, no prefault, " + tn};
+    FillOptions fill_nopf = fill_all;
+    fill_nopf.prefault = false;
     Row torch_row{"torch empty().normal_() fresh, " + tn};
     std::vector<uint64_t> sums;
     for (int r = 0; r < reps; ++r) {
-      memset_all.Add(MemsetFresh(static_cast<size_t>(bytes), threads), false);
-      memset_one.Add(MemsetFresh(static_cast<size_t>(bytes), 1), false);
+      memset_all.Add(MemsetFresh(static_cast<size_t>(bytes), threads, false), false);
+      memset_one.Add(MemsetFresh(static_cast<size_t>(bytes), 1, false), false);
+      populate_all.Add(MemsetFresh(static_cast<size_t>(bytes), threads, true), false);
       uint64_t sum = 0;
       fill_fresh_all.Add(FillFresh(job.model, job.dtype, fill_all, &sum), true);
       sums.push_back(sum);
       fill_fresh_one.Add(FillFresh(job.model, job.dtype, fill_one, &sum), true);
+      sums.push_back(sum);
+      fill_fresh_nopf.Add(FillFresh(job.model, job.dtype, fill_nopf, &sum), true);
       sums.push_back(sum);
       if (with_torch) torch_row.Add(TorchFresh(job.model, job.dtype), true);
     }
@@ -370,8 +388,10 @@ int main(int argc, char** argv) {
                 "share of memset (wall / cpu)");
     Print(memset_all, bytes, nullptr);
     Print(memset_one, bytes, nullptr);
+    Print(populate_all, bytes, &memset_all);
     Print(fill_fresh_all, bytes, &memset_all);
     Print(fill_fresh_one, bytes, &memset_one);
+    Print(fill_fresh_nopf, bytes, &memset_all);
     if (with_torch) {
       Print(torch_row, bytes, &memset_all);
       std::printf("  FillShard / LibTorch normal_ (%s): %.1fx wall, %.1fx per CPU-second\n",
@@ -395,17 +415,17 @@ int main(int argc, char** argv) {
     }
     std::vector<char> arena(static_cast<size_t>(bytes));
     std::memset(arena.data(), 1, arena.size());
-    for (gptb::init::Isa isa : gptb::init::AvailableIsas()) {
-      for (int t : {1, threads}) {
-        FillOptions o;
-        o.num_threads = t;
-        o.isa = isa;
-        Row warm{std::string("FillShard pre-touched, ") + gptb::init::IsaName(isa) + ", " +
-                 std::to_string(t) + " thread" + (t > 1 ? "s" : "")};
-        for (int r = 0; r < reps; ++r) warm.Add(FillWarm(job.model, job.dtype, o, arena), false);
-        Print(warm, bytes, nullptr);
-        if (threads == 1) break;
-      }
+    std::vector<std::pair<gptb::init::Isa, int>> variants;
+    for (gptb::init::Isa isa : gptb::init::AvailableIsas()) variants.emplace_back(isa, 1);
+    if (threads > 1) variants.emplace_back(gptb::init::Isa::kAuto, threads);
+    for (const auto& [isa, t] : variants) {
+      FillOptions o;
+      o.num_threads = t;
+      o.isa = isa;
+      Row warm{std::string("FillShard pre-touched, ") + gptb::init::IsaName(isa) + ", " +
+               std::to_string(t) + " thread" + (t > 1 ? "s" : "")};
+      for (int r = 0; r < reps; ++r) warm.Add(FillWarm(job.model, job.dtype, o, arena), false);
+      Print(warm, bytes, nullptr);
     }
   }
   return 0;

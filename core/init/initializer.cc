@@ -1,5 +1,10 @@
 #include "core/init/initializer.h"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -20,6 +25,9 @@ constexpr int64_t kMaxNumel = int64_t{1} << 62;
 // Thread ranges start at multiples of this many local elements (whole cache lines for every
 // dtype, and whole generator blocks when the shard is one contiguous run).
 constexpr int64_t kThreadAlign = 1024;
+// Each thread prefaults and fills its range in chunks of this many bytes, so the pages the
+// kernel has just zeroed are still in cache when the fill writes them.
+constexpr int64_t kChunkBytes = int64_t{256} << 10;
 // Largest |z| the normal kernel can produce (sqrt(48 ln 2) = 5.7678), rounded up.
 constexpr double kMaxNormalDeviation = 5.77;
 
@@ -205,6 +213,29 @@ class RunWalker {
   std::vector<int64_t> lengths_;  // elements of each non-empty piece per row
   int64_t dim_span_ = 0;          // canonical elements per outer index
 };
+
+// Asks the kernel to map the whole pages inside [p, p + bytes) writable in one call
+// (MADV_POPULATE_WRITE, Linux 5.14), which zeroes fresh pages without taking one page fault per
+// 4 KiB: first touch costs about a third less CPU. Every byte of the range is written right after,
+// so this changes no contents. Populating pages that are already mapped is not free (~300 ns a
+// page), so a range whose first page is resident (mincore) is taken as touched and skipped.
+// Failure (older kernel, memory that cannot be populated) is harmless: the writes then fault
+// pages in one by one as usual.
+void Prefault(char* p, size_t bytes) {
+#if defined(__linux__)
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
+  if (e <= b) return;
+  unsigned char resident = 0;
+  if (mincore(reinterpret_cast<void*>(b), page, &resident) == 0 && (resident & 1)) return;
+  constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE, absent from older headers
+  (void)madvise(reinterpret_cast<void*>(b), e - b, kPopulateWrite);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
 
 // Runs fn(begin, end) over [0, total) split across up to `threads` threads (the caller is one).
 template <typename Fn>
@@ -418,10 +449,17 @@ absl::Status FillShard(uint64_t seed, std::string_view canonical_name, const Ini
   const int64_t grain = std::max<int64_t>(1, options.min_elements_per_thread);
   threads = static_cast<int>(std::clamp<int64_t>(out_numel / grain, 1, std::max(threads, 1)));
 
+  const size_t esize = DTypeSize(dtype);
+  const int64_t chunk = kChunkBytes / static_cast<int64_t>(esize);
+  char* base = static_cast<char*>(out);
   if (spec.dist == Distribution::kConstant) {
     const float value = static_cast<float>(spec.value);
     ParallelFor(out_numel, threads, [&](int64_t b, int64_t e) {
-      FillConstant(value, dtype, out, b, e);
+      for (int64_t cb = b; cb < e; cb += chunk) {
+        const int64_t ce = std::min(e, cb + chunk);
+        if (options.prefault) Prefault(base + cb * esize, static_cast<size_t>(ce - cb) * esize);
+        FillConstant(value, dtype, out, cb, ce);
+      }
     });
     return absl::OkStatus();
   }
@@ -443,14 +481,16 @@ absl::Status FillShard(uint64_t seed, std::string_view canonical_name, const Ini
     params.shift = static_cast<float>(spec.low);
   }
   const int out_kind = static_cast<int>(dtype);
-  const size_t esize = DTypeSize(dtype);
   const auto fill_range = (*kernels)->fill_range;
   const RunWalker walker(layout);
-  char* base = static_cast<char*>(out);
   ParallelFor(out_numel, threads, [&](int64_t b, int64_t e) {
-    walker.ForEachRun(b, e, [&](int64_t cb, int64_t ce, int64_t local) {
-      fill_range(params, cb, ce, out_kind, base + static_cast<size_t>(local) * esize);
-    });
+    for (int64_t lb = b; lb < e; lb += chunk) {
+      const int64_t le = std::min(e, lb + chunk);
+      if (options.prefault) Prefault(base + lb * esize, static_cast<size_t>(le - lb) * esize);
+      walker.ForEachRun(lb, le, [&](int64_t cb, int64_t ce, int64_t local) {
+        fill_range(params, cb, ce, out_kind, base + static_cast<size_t>(local) * esize);
+      });
+    }
   });
   return absl::OkStatus();
 }

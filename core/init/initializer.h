@@ -97,6 +97,10 @@ struct FillOptions {
   // about as much as generating tens of thousands of values).
   int64_t min_elements_per_thread = int64_t{1} << 16;
   Isa isa = Isa::kAuto;
+  // Map the output's pages with one madvise(MADV_POPULATE_WRITE) per 256 KiB chunk before
+  // writing it, instead of one page fault per 4 KiB page (a third less CPU on fresh memory;
+  // ignored where unsupported). Contents are the same either way.
+  bool prefault = true;
 };
 
 // 64-bit key of a canonical parameter name: the SplitMix64 finaliser of the 64-bit FNV-1a hash
