@@ -93,8 +93,7 @@ Model Gpt(const std::string& label, int layers, int64_t hidden, int64_t ffn, int
 }
 
 double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 void* FreshPages(size_t bytes) {
@@ -107,9 +106,7 @@ void* FreshPages(size_t bytes) {
   return p;
 }
 
-void ResetPeakRss() {
-  std::ofstream("/proc/self/clear_refs") << "5";
-}
+void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 // VmRSS and VmHWM in bytes.
 std::pair<int64_t, int64_t> Rss() {
@@ -314,10 +311,14 @@ int main(int argc, char** argv) {
   bool with_torch = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a.rfind("--models=", 0) == 0) models = a.substr(9);
-    else if (a.rfind("--reps=", 0) == 0) reps = std::max(1, std::atoi(a.c_str() + 7));
-    else if (a.rfind("--threads=", 0) == 0) threads = std::max(1, std::atoi(a.c_str() + 10));
-    else if (a == "--no-torch") with_torch = false;
+    if (a.rfind("--models=", 0) == 0)
+      models = a.substr(9);
+    else if (a.rfind("--reps=", 0) == 0)
+      reps = std::max(1, std::atoi(a.c_str() + 7));
+    else if (a.rfind("--threads=", 0) == 0)
+      threads = std::max(1, std::atoi(a.c_str() + 10));
+    else if (a == "--no-torch")
+      with_torch = false;
     else {
       std::fprintf(stderr, "usage: %s [--models=gpt2,1.3b] [--reps=3] [--threads=N] [--no-torch]\n",
                    argv[0]);
@@ -351,8 +352,7 @@ int main(int argc, char** argv) {
   }
 
   for (const Job& job : jobs) {
-    const double bytes =
-        static_cast<double>(job.model.numel()) * gptb::init::DTypeSize(job.dtype);
+    const double bytes = static_cast<double>(job.model.numel()) * gptb::init::DTypeSize(job.dtype);
     std::printf("\n%s, %s: %.1fM parameters, %zu tensors, %.2f GB\n", job.model.label.c_str(),
                 job.dtype == DType::kFloat32 ? "fp32" : "bf16", job.model.numel() / 1e6,
                 job.model.params.size(), bytes / 1e9);
@@ -399,8 +399,8 @@ int main(int argc, char** argv) {
                   fill_fresh_all.CpuGbs(bytes) / torch_row.CpuGbs(bytes));
     }
     bool same = std::all_of(sums.begin(), sums.end(), [&](uint64_t v) { return v == sums[0]; });
-    std::printf("  checksums of every FillShard run identical: %s (%016llx)\n",
-                same ? "yes" : "NO", static_cast<unsigned long long>(sums[0]));
+    std::printf("  checksums of every FillShard run identical: %s (%016llx)\n", same ? "yes" : "NO",
+                static_cast<unsigned long long>(sums[0]));
 
     // Generation alone, per kernel, into memory that is already touched.
     if (with_torch) {

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -95,23 +96,22 @@ absl::Status ValidateSpec(const InitSpec& spec, DType dtype) {
     }
     case Distribution::kConstant:
       if (!FitsDType(spec.value, dtype)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "spec.value must be finite in ", DTypeName(dtype), ", got ", spec.value));
+        return absl::InvalidArgumentError(
+            absl::StrCat("spec.value must be finite in ", DTypeName(dtype), ", got ", spec.value));
       }
       return absl::OkStatus();
     case Distribution::kUniform:
       if (!finite(spec.low) || !finite(spec.high) || spec.low > spec.high) {
         return absl::InvalidArgumentError(
-            absl::StrCat("spec.low and spec.high must be finite with low <= high, got [",
-                         spec.low, ", ", spec.high, "]"));
+            absl::StrCat("spec.low and spec.high must be finite with low <= high, got [", spec.low,
+                         ", ", spec.high, "]"));
       }
       if (!FitsDType(spec.low, dtype) || !FitsDType(spec.high, dtype) ||
-          !FitsDType(static_cast<double>(static_cast<float>(spec.high) -
-                                         static_cast<float>(spec.low)),
-                     dtype == DType::kFloat16 ? DType::kFloat32 : dtype)) {
-        return absl::InvalidArgumentError(absl::StrCat("spec: uniform [", spec.low, ", ",
-                                                       spec.high, "] overflows ",
-                                                       DTypeName(dtype)));
+          !FitsDType(
+              static_cast<double>(static_cast<float>(spec.high) - static_cast<float>(spec.low)),
+              dtype == DType::kFloat16 ? DType::kFloat32 : dtype)) {
+        return absl::InvalidArgumentError(absl::StrCat("spec: uniform [", spec.low, ", ", spec.high,
+                                                       "] overflows ", DTypeName(dtype)));
       }
       return absl::OkStatus();
   }
@@ -252,7 +252,11 @@ void ParallelFor(int64_t total, int threads, const Fn& fn) {
     const int64_t b = std::min(total, step * t);
     const int64_t e = std::min(total, step * (t + 1));
     if (b >= e) break;
-    workers.emplace_back([&fn, b, e] { fn(b, e); });
+    try {
+      workers.emplace_back([&fn, b, e] { fn(b, e); });
+    } catch (const std::system_error&) {
+      fn(b, e);  // no thread to be had: do this share on the caller's thread
+    }
   }
   fn(int64_t{0}, std::min(total, step));
   for (std::thread& w : workers) w.join();
@@ -268,8 +272,7 @@ void FillConstant(float value, DType dtype, void* out, int64_t begin, int64_t en
     }
     return;
   }
-  const uint16_t bits =
-      dtype == DType::kBFloat16 ? Fp32ToBf16Bits(value) : Fp32ToFp16Bits(value);
+  const uint16_t bits = dtype == DType::kBFloat16 ? Fp32ToBf16Bits(value) : Fp32ToFp16Bits(value);
   uint16_t* dst = static_cast<uint16_t*>(out);
   if (bits == 0) {
     std::memset(dst + begin, 0, static_cast<size_t>(end - begin) * sizeof(uint16_t));
@@ -318,9 +321,8 @@ absl::StatusOr<ShardLayout> SplitLayout(std::vector<int64_t> canonical_shape, in
         absl::StrCat("dim must be in [0, ", ndim, ") for a ", ndim, "-D tensor, got ", dim));
   }
   if (world < 1 || rank < 0 || rank >= world) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rank must be in [0, world) with world >= 1, got rank ", rank, ", world ",
-                     world));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank must be in [0, world) with world >= 1, got rank ", rank, ", world ", world));
   }
   if (stride < 1) {
     return absl::InvalidArgumentError(absl::StrCat("stride must be >= 1, got ", stride));
@@ -328,9 +330,8 @@ absl::StatusOr<ShardLayout> SplitLayout(std::vector<int64_t> canonical_shape, in
   const int64_t size = canonical_shape[dim];
   const int64_t chunks = int64_t{world} * stride;
   if (size < 0 || size % chunks != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("canonical_shape[", dim, "] = ", size, " is not divisible by world * stride = ",
-                     chunks));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "canonical_shape[", dim, "] = ", size, " is not divisible by world * stride = ", chunks));
   }
   ShardLayout layout;
   layout.canonical_shape = std::move(canonical_shape);
@@ -365,9 +366,9 @@ absl::Status ValidateLayout(const ShardLayout& layout) {
   }
   if (layout.partition_dim == -1) {
     if (!layout.pieces.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layout.pieces must be empty when partition_dim is -1 (the whole tensor) (",
-          LayoutText(layout), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("layout.pieces must be empty when partition_dim is -1 (the whole tensor) (",
+                       LayoutText(layout), ")"));
     }
     return absl::OkStatus();
   }
@@ -376,20 +377,19 @@ absl::Status ValidateLayout(const ShardLayout& layout) {
   for (size_t i = 0; i < layout.pieces.size(); ++i) {
     const Piece& p = layout.pieces[i];
     if (p.start < 0 || p.length < 0 || p.start > size || p.length > size - p.start) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layout.pieces[", i, "] = [", p.start, ", +", p.length,
-          ") must lie within [0, canonical_shape[", layout.partition_dim, "] = ", size, ") (",
-          LayoutText(layout), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("layout.pieces[", i, "] = [", p.start, ", +", p.length,
+                       ") must lie within [0, canonical_shape[", layout.partition_dim, "] = ", size,
+                       ") (", LayoutText(layout), ")"));
     }
     if (p.length > 0) ranges.emplace_back(p.start, p.start + p.length);
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i) {
     if (ranges[i].first < ranges[i - 1].second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("layout.pieces overlap: [", ranges[i - 1].first, ", ", ranges[i - 1].second,
-                       ") and [", ranges[i].first, ", ", ranges[i].second, ") (",
-                       LayoutText(layout), ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "layout.pieces overlap: [", ranges[i - 1].first, ", ", ranges[i - 1].second, ") and [",
+          ranges[i].first, ", ", ranges[i].second, ") (", LayoutText(layout), ")"));
     }
   }
   return absl::OkStatus();
@@ -433,8 +433,8 @@ absl::Status FillShard(uint64_t seed, std::string_view canonical_name, const Ini
   if (!numel.ok()) return numel.status();
   if (out_numel != *numel) {
     return absl::InvalidArgumentError(
-        absl::StrCat("out_numel must equal the shard's element count ", *numel, ", got ",
-                     out_numel, " (", LayoutText(layout), ")"));
+        absl::StrCat("out_numel must equal the shard's element count ", *numel, ", got ", out_numel,
+                     " (", LayoutText(layout), ")"));
   }
   if (out == nullptr && out_numel > 0) {
     return absl::InvalidArgumentError("out must not be null for a non-empty shard");
