@@ -1,14 +1,20 @@
 #include "clients/cli/command.h"
 
+#include "clients/cli/rpc_client.h"
 #include "core/config/violations.h"
 
 namespace gptb::cli {
 
 const std::vector<FlagSpec>& GlobalFlags() {
-  static const auto* flags = new std::vector<FlagSpec>{
-      {"server", true, false, "HOST:PORT",
-       "coordinator address (commands that only read a config run locally and ignore it)"},
-  };
+  static const auto* flags = [] {
+    auto* flags = new std::vector<FlagSpec>{
+        {"server", true, false, "HOST:PORT",
+         "coordinator address (else GPTB_SERVER, else 127.0.0.1:50051); commands that only "
+         "read a config run locally and ignore it"},
+    };
+    flags->insert(flags->end(), RpcFlags().begin(), RpcFlags().end());
+    return flags;
+  }();
   return *flags;
 }
 

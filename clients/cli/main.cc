@@ -9,6 +9,7 @@
 #include "clients/cli/args.h"
 #include "clients/cli/command.h"
 #include "clients/cli/plan_command.h"
+#include "clients/cli/service_commands.h"
 #include "clients/cli/validate_command.h"
 #include "core/config/suggest.h"
 
@@ -17,8 +18,8 @@ namespace {
 
 const std::vector<const Command*>& Commands() {
   static const auto* commands = new std::vector<const Command*>{
-      &ValidateCommand(),
-      &PlanCommand(),
+      &ValidateCommand(), &PlanCommand(),    &BuildCommand(),   &WatchCommand(), &DescribeCommand(),
+      &ModelsCommand(),   &WorkersCommand(), &ReleaseCommand(), &UpCommand(),
   };
   return *commands;
 }
@@ -50,7 +51,8 @@ void PrintCommandHelp(const Command& command, std::ostream& os) {
 
 int Main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  // Global flags may come before the command name.
+  // Global flags may come before the command name; they are handed to the command.
+  std::vector<std::string> globals;
   size_t i = 0;
   while (i < args.size() && absl::StartsWith(args[i], "-")) {
     const std::string& arg = args[i];
@@ -58,17 +60,26 @@ int Main(int argc, char** argv) {
       PrintUsage(std::cout);
       return kExitOk;
     }
-    if (arg == "--server") {
-      i += 2;  // parsed and, for now, ignored: every command runs locally
-      continue;
+    const std::string name =
+        arg.substr(2, arg.find('=') == std::string::npos ? std::string::npos : arg.find('=') - 2);
+    const FlagSpec* global = nullptr;
+    for (const FlagSpec& flag : GlobalFlags()) {
+      if (absl::StartsWith(arg, "--") && flag.name == name) global = &flag;
     }
-    if (absl::StartsWith(arg, "--server=")) {
-      ++i;
-      continue;
+    if (global == nullptr) {
+      std::cerr << "gptb: unknown flag " << arg << "\n\n";
+      PrintUsage(std::cerr);
+      return kExitInvalidInput;
     }
-    std::cerr << "gptb: unknown flag " << arg << "\n\n";
-    PrintUsage(std::cerr);
-    return kExitInvalidInput;
+    globals.push_back(arg);
+    ++i;
+    if (global->takes_value && arg.find('=') == std::string::npos) {
+      if (i >= args.size()) {
+        std::cerr << "gptb: " << arg << " needs a value\n";
+        return kExitInvalidInput;
+      }
+      globals.push_back(args[i++]);
+    }
   }
   if (i >= args.size()) {
     PrintUsage(std::cerr);
@@ -91,8 +102,9 @@ int Main(int argc, char** argv) {
     PrintUsage(std::cerr);
     return kExitInvalidInput;
   }
-  absl::StatusOr<ParsedArgs> parsed =
-      ParseArgs(std::vector<std::string>(args.begin() + i + 1, args.end()), AllFlags(*command));
+  std::vector<std::string> command_args = globals;
+  command_args.insert(command_args.end(), args.begin() + i + 1, args.end());
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(command_args, AllFlags(*command));
   if (!parsed.ok()) {
     std::cerr << "gptb " << command->name << ": " << parsed.status().message() << "\n"
               << "usage: gptb " << command->name << " " << command->usage << "\n";

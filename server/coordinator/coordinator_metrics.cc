@@ -1,0 +1,100 @@
+#include "server/coordinator/coordinator_metrics.h"
+
+#include "absl/status/status.h"
+#include "server/common/metric_names.h"
+
+namespace gptb::coordinator {
+namespace {
+
+class SnapshotCollector : public prometheus::Collectable {
+ public:
+  explicit SnapshotCollector(std::function<CoordinatorSnapshot()> snapshot)
+      : snapshot_(std::move(snapshot)) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    const CoordinatorSnapshot s = snapshot_();
+    std::vector<prometheus::MetricFamily> out;
+    auto models = server::MakeFamily(metrics::kModels, "Models known to the coordinator, by state.",
+                                     prometheus::MetricType::Gauge);
+    for (const char* state : {"building", "ready", "failed", "releasing", "recovering"}) {
+      auto it = s.models_by_state.find(state);
+      server::AddSample(&models, {{"state", state}},
+                        it == s.models_by_state.end() ? 0 : it->second);
+    }
+    out.push_back(std::move(models));
+    auto workers = server::MakeFamily(metrics::kWorkers, "Registered workers, by state.",
+                                      prometheus::MetricType::Gauge);
+    for (const char* state : {"ready", "lost"}) {
+      auto it = s.workers_by_state.find(state);
+      server::AddSample(&workers, {{"state", state}},
+                        it == s.workers_by_state.end() ? 0 : it->second);
+    }
+    out.push_back(std::move(workers));
+    auto slots = server::MakeFamily(metrics::kSlots, "Slots over all live workers, by state.",
+                                    prometheus::MetricType::Gauge);
+    server::AddSample(&slots, {{"state", "free"}}, s.slots_free);
+    server::AddSample(&slots, {{"state", "used"}}, s.slots_used);
+    out.push_back(std::move(slots));
+    auto ages = server::MakeFamily(metrics::kWorkerHeartbeatAge,
+                                   "Seconds since the worker's last heartbeat.",
+                                   prometheus::MetricType::Gauge);
+    for (const auto& [worker, age] : s.heartbeat_age_seconds) {
+      server::AddSample(&ages, {{"worker", worker}}, age);
+    }
+    out.push_back(std::move(ages));
+    return out;
+  }
+
+ private:
+  std::function<CoordinatorSnapshot()> snapshot_;
+};
+
+}  // namespace
+
+CoordinatorMetrics::CoordinatorMetrics(server::Metrics* metrics) : metrics_(metrics) {
+  prometheus::Registry& registry = metrics->registry();
+  phase_seconds_ = &prometheus::BuildHistogram()
+                        .Name(metrics::kBuildPhaseSeconds)
+                        .Help("Seconds per build phase; rank phases take the slowest rank.")
+                        .Register(registry);
+  build_seconds_ = &prometheus::BuildHistogram()
+                        .Name(metrics::kBuildSeconds)
+                        .Help("Seconds from BuildModel to the end of the build, by result.")
+                        .Register(registry);
+  builds_ = &prometheus::BuildCounter()
+                 .Name(metrics::kBuilds)
+                 .Help("Builds finished, by result.")
+                 .Register(registry);
+  rejected_ = &prometheus::BuildCounter()
+                   .Name(metrics::kBuildsRejected)
+                   .Help("BuildModel requests rejected before anything was allocated, by code.")
+                   .Register(registry);
+  workers_lost_ = &prometheus::BuildCounter()
+                       .Name(metrics::kWorkersLost)
+                       .Help("Workers that stopped heart-beating.")
+                       .Register(registry)
+                       .Add({});
+  // Results exist from the start so that rate() and absent() behave.
+  for (const char* result : {"ready", "failed", "cancelled"}) builds_->Add({{"result", result}});
+}
+
+void CoordinatorMetrics::ObservePhase(const std::string& phase, double seconds) {
+  phase_seconds_->Add({{"phase", phase}}, server::Metrics::PhaseBuckets()).Observe(seconds);
+}
+
+void CoordinatorMetrics::BuildFinished(const std::string& result, double seconds) {
+  builds_->Add({{"result", result}}).Increment();
+  build_seconds_->Add({{"result", result}}, server::Metrics::PhaseBuckets()).Observe(seconds);
+}
+
+void CoordinatorMetrics::BuildRejected(absl::StatusCode code) {
+  rejected_->Add({{"code", absl::StatusCodeToString(code)}}).Increment();
+}
+
+void CoordinatorMetrics::WorkerLost() { workers_lost_->Increment(); }
+
+void CoordinatorMetrics::CollectFrom(std::function<CoordinatorSnapshot()> snapshot) {
+  metrics_->AddCollector(std::make_shared<SnapshotCollector>(std::move(snapshot)));
+}
+
+}  // namespace gptb::coordinator

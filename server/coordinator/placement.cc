@@ -1,0 +1,153 @@
+#include "server/coordinator/placement.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "core/plan/plan_format.h"
+#include "server/common/status_details.h"
+
+namespace gptb::coordinator {
+namespace {
+
+using gptbuilder::v1::RankPlacement;
+using plan::HumanBytes;
+
+constexpr size_t kMaxListedViolations = 8;
+
+// The free slot of `worker` that holds `bytes` with the least budget to spare.
+std::optional<size_t> BestSlot(const WorkerCapacity& worker, int64_t bytes) {
+  std::optional<size_t> best;
+  for (size_t i = 0; i < worker.slots.size(); ++i) {
+    const SlotCapacity& slot = worker.slots[i];
+    if (!slot.free || slot.memory_bytes < bytes) continue;
+    if (!best.has_value() || slot.memory_bytes < worker.slots[*best].memory_bytes) best = i;
+  }
+  return best;
+}
+
+int FreeSlots(const WorkerCapacity& worker) {
+  int n = 0;
+  for (const SlotCapacity& slot : worker.slots) n += slot.free ? 1 : 0;
+  return n;
+}
+
+// Places every rank of `group` on `worker` when it can hold all of them; changes nothing and
+// returns false otherwise.
+bool PlaceGroupOn(const std::vector<int>& group, const std::vector<int64_t>& rank_bytes,
+                  WorkerCapacity* worker, std::vector<RankPlacement>* out) {
+  WorkerCapacity trial = *worker;
+  std::vector<RankPlacement> placed;
+  // Largest ranks first, so that a big rank is not starved by a small one taking its slot.
+  std::vector<int> order = group;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return rank_bytes[a] > rank_bytes[b]; });
+  for (int rank : order) {
+    std::optional<size_t> slot = BestSlot(trial, rank_bytes[rank]);
+    if (!slot.has_value()) return false;
+    trial.slots[*slot].free = false;
+    RankPlacement p;
+    p.set_rank(rank);
+    p.set_worker(trial.worker);
+    p.set_slot(trial.slots[*slot].index);
+    p.set_device(trial.slots[*slot].device);
+    p.set_planned_bytes(rank_bytes[rank]);
+    placed.push_back(std::move(p));
+  }
+  *worker = std::move(trial);
+  out->insert(out->end(), placed.begin(), placed.end());
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<RankPlacement>> PlaceRanks(const PlacementRequest& request,
+                                                      const std::vector<WorkerCapacity>& workers) {
+  const int world = static_cast<int>(request.rank_bytes.size());
+  int registered = 0, free = 0;
+  int64_t largest_budget = 0;
+  for (const WorkerCapacity& w : workers) {
+    registered += static_cast<int>(w.slots.size());
+    free += FreeSlots(w);
+    for (const SlotCapacity& s : w.slots) largest_budget = std::max(largest_budget, s.memory_bytes);
+  }
+  if (registered < world) {
+    return server::PreconditionFailedError(
+        "NOT_ENOUGH_SLOTS",
+        absl::StrCat("the model needs ", world, " slots (one per rank) but ", registered,
+                     " are registered on ", workers.size(),
+                     " live workers; start more workers (or give them more --slots), or build "
+                     "with a smaller world size"),
+        {{"WORKERS", "slots", absl::StrCat(world, " slots needed, ", registered, " registered")}});
+  }
+
+  std::vector<server::QuotaViolation> too_large;
+  for (int rank = 0; rank < world; ++rank) {
+    if (request.rank_bytes[rank] > largest_budget && too_large.size() < kMaxListedViolations) {
+      too_large.push_back({absl::StrCat("rank ", rank),
+                           absl::StrCat("needs ", HumanBytes(request.rank_bytes[rank]),
+                                        "; the largest slot holds ", HumanBytes(largest_budget))});
+    }
+  }
+  if (!too_large.empty()) {
+    return server::ResourceExhaustedError(
+        "RANK_TOO_LARGE",
+        absl::StrCat(too_large.front().subject, " ", too_large.front().description,
+                     "; use more tensor/pipeline parallelism, a smaller model, or workers with a "
+                     "larger --slot-memory-bytes"),
+        too_large);
+  }
+  if (free < world) {
+    return server::ResourceExhaustedError(
+        "NOT_ENOUGH_FREE_SLOTS",
+        absl::StrCat("the model needs ", world, " slots but only ", free, " of ", registered,
+                     " are free; release a model or add workers"),
+        {{"slots", absl::StrCat(world, " needed, ", free, " free")}});
+  }
+
+  std::vector<WorkerCapacity> state = workers;
+  std::vector<RankPlacement> placed;
+  for (const std::vector<int>& group : request.tp_groups) {
+    // Best fit: the worker with the fewest free slots that still holds the whole group.
+    std::vector<size_t> order(state.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return FreeSlots(state[a]) < FreeSlots(state[b]); });
+    bool done = false;
+    for (size_t i : order) {
+      if (FreeSlots(state[i]) >= static_cast<int>(group.size()) &&
+          PlaceGroupOn(group, request.rank_bytes, &state[i], &placed)) {
+        done = true;
+        break;
+      }
+    }
+    if (done) continue;
+    // No single worker holds it: spread it, each rank on the worker with the most free slots.
+    for (int rank : group) {
+      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        return FreeSlots(state[a]) > FreeSlots(state[b]);
+      });
+      bool rank_done = false;
+      for (size_t i : order) {
+        if (PlaceGroupOn({rank}, request.rank_bytes, &state[i], &placed)) {
+          rank_done = true;
+          break;
+        }
+      }
+      if (!rank_done) {
+        return server::ResourceExhaustedError(
+            "NOT_ENOUGH_SLOT_MEMORY",
+            absl::StrCat("no free slot can hold rank ", rank, " (",
+                         HumanBytes(request.rank_bytes[rank]),
+                         "); release a model or add workers with a larger --slot-memory-bytes"),
+            {{absl::StrCat("rank ", rank),
+              absl::StrCat("needs ", HumanBytes(request.rank_bytes[rank]))}});
+      }
+    }
+  }
+  std::sort(placed.begin(), placed.end(),
+            [](const RankPlacement& a, const RankPlacement& b) { return a.rank() < b.rank(); });
+  return placed;
+}
+
+}  // namespace gptb::coordinator

@@ -1,0 +1,34 @@
+#ifndef GPTB_SERVER_WORKER_WORKER_SERVICE_H_
+#define GPTB_SERVER_WORKER_WORKER_SERVICE_H_
+
+#include "gptbuilder/v1/worker.grpc.pb.h"
+#include "server/common/auth.h"
+#include "server/worker/stage_holder.h"
+
+namespace gptb::worker {
+
+// gptbuilder.v1.Worker over gRPC: translates to StageHolder. Every method needs the bearer
+// token when one is configured (only the coordinator calls workers).
+class WorkerService final : public gptbuilder::v1::Worker::Service {
+ public:
+  WorkerService(StageHolder* holder, server::BearerToken token)
+      : holder_(holder), token_(std::move(token)) {}
+
+  grpc::Status BuildStages(grpc::ServerContext* context,
+                           const gptbuilder::v1::BuildStagesRequest* request,
+                           grpc::ServerWriter<gptbuilder::v1::BuildStagesEvent>* writer) override;
+  grpc::Status ReleaseModel(grpc::ServerContext* context,
+                            const gptbuilder::v1::ReleaseModelRequest* request,
+                            gptbuilder::v1::ReleaseModelResponse* response) override;
+  grpc::Status DescribeModel(grpc::ServerContext* context,
+                             const gptbuilder::v1::DescribeHeldModelRequest* request,
+                             gptbuilder::v1::DescribeHeldModelResponse* response) override;
+
+ private:
+  StageHolder* holder_;
+  server::BearerToken token_;
+};
+
+}  // namespace gptb::worker
+
+#endif  // GPTB_SERVER_WORKER_WORKER_SERVICE_H_

@@ -1,0 +1,337 @@
+// Black-box tests of the real daemons: `gptbd coordinator` and `gptbd worker` processes on
+// 127.0.0.1 with free ports, driven through `gptb` and the gRPC API.
+#include <signal.h>
+
+#include <set>
+
+#include "core/config/config_loader.h"
+#include "core/config/overrides.h"
+#include "core/config/violations.h"
+#include "gmock/gmock.h"
+#include "google/rpc/error_details.pb.h"
+#include "gptbuilder/v1/coordinator.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "server/common/grpc_status.h"
+#include "server/common/status_details.h"
+#include "tests/integration/cluster_fixture.h"
+
+namespace gptb::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+
+// A Llama-style model of ~50M parameters: big enough for RSS to show, small enough to build in
+// seconds on CPU.
+constexpr char kMediumConfig[] = R"(transformer:
+  num_layers: 4
+  hidden_size: 512
+  num_attention_heads: 8
+  num_query_groups: 4
+  ffn_hidden_size: 2048
+  normalization: RMSNorm
+  activation_func: silu
+  gated_linear_unit: true
+  add_bias_linear: false
+  tensor_model_parallel_size: 2
+  pipeline_model_parallel_size: 2
+vocab_size: 32000
+seq_length: 256
+position_embedding_type: rope
+transformer_layer_spec: local
+)";
+
+std::vector<std::string> Tp2Pp2() {
+  return {"--set", "tensor_model_parallel_size=2", "--set", "pipeline_model_parallel_size=2"};
+}
+
+class CoordinatorClusterTest : public ClusterTest {
+ protected:
+  std::string WriteConfig(const std::string& name, const std::string& text) {
+    const std::string path = dir_.path() + "/" + name + ".yaml";
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  // `gptb build CONFIG ... --name NAME --wait`, expecting READY.
+  void BuildReady(const std::string& config, const std::string& name,
+                  std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"build", config, "--name", name, "--wait"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    CliResult r = Gptb(args);
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("READY"));
+  }
+
+  gptbuilder::v1::Model GetModel(const std::string& name, grpc::Status* status) {
+    gptbuilder::v1::GetModelRequest request;
+    request.set_name(name);
+    gptbuilder::v1::Model model;
+    *status = client_->stub()->GetModel(client_->Context().get(), request, &model);
+    return model;
+  }
+
+  // Polls until `done(model)` or the timeout; returns the last model seen.
+  template <typename Pred>
+  gptbuilder::v1::Model WaitModel(const std::string& name, absl::Duration timeout, Pred done) {
+    const absl::Time deadline = absl::Now() + timeout;
+    gptbuilder::v1::Model model;
+    while (absl::Now() < deadline) {
+      grpc::Status status;
+      model = GetModel(name, &status);
+      if (status.ok() && done(model)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return model;
+  }
+
+  // `gptb plan CONFIG ... --format json`, computed locally.
+  Json PlanJson(const std::string& config_path, const std::vector<std::string>& sets) {
+    std::vector<std::string> args = {"plan", config_path, "--format", "json"};
+    args.insert(args.end(), sets.begin(), sets.end());
+    CliResult r = Gptb(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return Json::parse(r.out);
+  }
+};
+
+TEST_F(CoordinatorClusterTest, TinyConfigsBuildAndDescribeEqualsPlan) {
+  StartCluster();
+  for (const std::string example : {"tiny-gpt", "tiny-llama", "tiny-moe"}) {
+    SCOPED_TRACE(example);
+    std::vector<std::string> build = Tp2Pp2();
+    BuildReady(Example(example), example, build);
+    CliResult described = Gptb({"describe", example, "--format", "json"});
+    ASSERT_EQ(described.exit_code, 0) << described.err;
+    const Json held = Json::parse(described.out);
+    const Json plan = PlanJson(Example(example),
+                               {"tensor_model_parallel_size=2", "pipeline_model_parallel_size=2"});
+    EXPECT_EQ(held["padded_vocab_size"], plan["padded_vocab_size"]);
+    EXPECT_EQ(held["world_size"], plan["world_size"]);
+    ASSERT_EQ(held["stages"].size(), plan["stages"].size());
+    for (size_t i = 0; i < plan["stages"].size(); ++i) {
+      const Json& h = held["stages"][i];
+      const Json& p = plan["stages"][i];
+      for (const char* key : {"tp_rank", "pp_rank", "ep_rank", "vp_stage", "pre_process",
+                              "post_process", "layers", "num_params"}) {
+        EXPECT_EQ(h[key], p[key]) << "stage " << i << " " << key;
+      }
+      ASSERT_EQ(h["params"].size(), p["params"].size()) << "stage " << i;
+      for (size_t k = 0; k < p["params"].size(); ++k) {
+        EXPECT_EQ(h["params"][k]["name"], p["params"][k]["name"]);
+        EXPECT_EQ(h["params"][k]["shape"], p["params"][k]["shape"]);
+        EXPECT_EQ(h["params"][k]["dtype"], p["params"][k]["dtype"]);
+        EXPECT_EQ(h["params"][k]["checksum"].get<std::string>().size(), 16u);
+      }
+    }
+    EXPECT_TRUE(held["inconsistent_stages"].empty());
+    CliResult released = Gptb({"release", example});
+    EXPECT_EQ(released.exit_code, 0) << released.err;
+  }
+  CliResult models = Gptb({"models"});
+  EXPECT_THAT(models.out, HasSubstr("no models"));
+}
+
+TEST_F(CoordinatorClusterTest, ReleaseFreesTheWorkersMemory) {
+  StartCluster();
+  const std::string config = WriteConfig("medium", kMediumConfig);
+  const pid_t worker = cluster_->worker(0).pid();
+  const int64_t before = ResidentBytes(worker);
+  BuildReady(config, "medium");
+  const int64_t built = ResidentBytes(worker);
+  CliResult released = Gptb({"release", "medium"});
+  ASSERT_EQ(released.exit_code, 0) << released.err;
+  const int64_t after = ResidentBytes(worker);
+  // Worker 0 holds two ranks of ~50M parameters with fp32 weights and gradient buffers.
+  EXPECT_GT(built - before, 100 << 20) << before << " -> " << built;
+  EXPECT_LT(after - before, (built - before) * 3 / 10)
+      << "RSS before " << before << ", built " << built << ", released " << after;
+  const std::string metrics = Scrape(cluster_->worker_metrics()[0]);
+  EXPECT_EQ(Sample(metrics, "gptb_worker_held_parameters"), 0);
+  EXPECT_EQ(Sample(metrics, "gptb_worker_slots{state=\"free\"}"), 2);
+}
+
+TEST_F(CoordinatorClusterTest, InvalidConfigReturnsEveryFieldViolation) {
+  StartCluster(1, 1);
+  gptbuilder::v1::BuildModelRequest request;
+  request.set_name("bad");
+  auto* t = request.mutable_config()->mutable_transformer();
+  t->set_num_layers(4);
+  t->set_hidden_size(66);  // not divisible by the heads
+  t->set_num_attention_heads(4);
+  t->set_tensor_model_parallel_size(3);  // does not divide the heads
+  google::longrunning::Operation op;
+  grpc::Status status = client_->stub()->BuildModel(client_->Context().get(), request, &op);
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  const auto violations = config::ViolationsFromStatus(server::FromGrpcStatus(status));
+  std::set<std::string> fields;
+  for (const auto& v : violations) fields.insert(v.field);
+  EXPECT_GE(violations.size(), 3u);
+  EXPECT_TRUE(fields.count("vocab_size")) << status.error_message();
+  EXPECT_TRUE(fields.count("transformer.num_attention_heads") ||
+              fields.count("transformer.hidden_size"))
+      << status.error_message();
+  // The CLI: exit 2, one `field: message` line per violation.
+  const std::string config = WriteConfig("bad",
+                                         "transformer:\n  num_layers: 4\n  hidden_size: 66\n"
+                                         "  num_attention_heads: 4\n");
+  CliResult r = Gptb({"build", config, "--name", "bad"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("vocab_size: "));
+  EXPECT_THAT(r.err, HasSubstr("transformer."));
+}
+
+TEST_F(CoordinatorClusterTest, OversizeIsResourceExhaustedAndTooFewSlotsFailedPrecondition) {
+  StartCluster(2, 2, {"--slot-memory-bytes", "4194304"});  // 4 MiB per slot
+  const pid_t worker = cluster_->worker(0).pid();
+  const int64_t before = ResidentBytes(worker);
+  gptbuilder::v1::BuildModelRequest request;
+  request.set_name("big");
+  auto loaded = config::LoadConfigText(kMediumConfig, config::ConfigFormat::kYaml);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  *request.mutable_config() = loaded->model;
+  google::longrunning::Operation op;
+  grpc::Status status = client_->stub()->BuildModel(client_->Context().get(), request, &op);
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_EQ(server::ErrorReason(server::FromGrpcStatus(status)), "RANK_TOO_LARGE");
+  EXPECT_THAT(status.error_message(), HasSubstr("the largest slot holds 4.00 MiB"));
+  // Nothing was dispatched: no model, every slot free, no rank build on the worker.
+  grpc::Status get;
+  GetModel("big", &get);
+  EXPECT_EQ(get.error_code(), grpc::StatusCode::NOT_FOUND);
+  const std::string metrics = Scrape(cluster_->worker_metrics()[0]);
+  EXPECT_EQ(Sample(metrics, "gptb_worker_slots{state=\"free\"}"), 2);
+  EXPECT_EQ(Sample(metrics, "gptb_rank_builds_total{result=\"failed\"}"), 0);
+  EXPECT_LT(std::abs(ResidentBytes(worker) - before), 32 << 20);
+
+  // Too few slots: 8 ranks on 4 registered slots.
+  CliResult r = Gptb({"build", Example("tiny-gpt"), "--name", "wide", "--world-size", "8"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("needs 8 slots"));
+  request.set_name("wide");
+  request.set_world_size(8);
+  status = client_->stub()->BuildModel(client_->Context().get(), request, &op);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(CoordinatorClusterTest, AKilledWorkerFailsTheBuildAndTheOtherReleases) {
+  // The ranks' store and process-group timeout bounds how long the survivors wait for the dead
+  // peer; keep it short here.
+  StartCluster(2, 2, {}, "4s");
+  const std::string config = WriteConfig("medium", kMediumConfig);
+  CliResult started = Gptb({"build", config, "--name", "victim"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  // Kill worker-1 once ranks are building.
+  gptbuilder::v1::WatchBuildRequest watch;
+  watch.set_name("victim");
+  watch.set_rank_events(true);
+  {
+    auto context = client_->Context(absl::Seconds(60));
+    auto reader = client_->stub()->WatchBuild(context.get(), watch);
+    gptbuilder::v1::BuildEvent event;
+    while (reader->Read(&event)) {
+      if (event.has_rank()) break;
+    }
+    context->TryCancel();
+  }
+  const absl::Time killed = absl::Now();
+  cluster_->worker(1).Signal(SIGKILL);
+  gptbuilder::v1::Model model = WaitModel(
+      "victim", absl::Seconds(20),
+      [](const gptbuilder::v1::Model& m) { return m.state() == gptbuilder::v1::Model::FAILED; });
+  ASSERT_EQ(model.state(), gptbuilder::v1::Model::FAILED) << model.reason();
+  EXPECT_THAT(model.reason(), HasSubstr("worker-1"));
+  EXPECT_LT(absl::Now() - killed, absl::Seconds(10));
+
+  // The surviving worker gives everything back. Its ranks may be blocked creating a process
+  // group with the dead peer, which each give up after the rank timeout.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  double free_slots = -1, held = -1;
+  while (absl::Now() < deadline) {
+    const std::string metrics = Scrape(cluster_->worker_metrics()[0]);
+    free_slots = Sample(metrics, "gptb_worker_slots{state=\"free\"}");
+    held = Sample(metrics, "gptb_worker_held_parameters");
+    if (free_slots == 2 && held == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(free_slots, 2);
+  EXPECT_EQ(held, 0);
+  EXPECT_EQ(Sample(Scrape(cluster_->worker_metrics()[0]), "gptb_worker_held_models"), 0);
+
+  // The coordinator keeps serving: worker-1 turns LOST and a model fits on worker-0.
+  std::string workers;
+  for (int i = 0; i < 100 && workers.find("LOST") == std::string::npos; ++i) {
+    workers = Gptb({"workers"}).out;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_THAT(workers, HasSubstr("LOST"));
+  BuildReady(Example("tiny-gpt"), "after", {"--set", "tensor_model_parallel_size=2"});
+}
+
+TEST_F(CoordinatorClusterTest, AReadyModelSurvivesACoordinatorRestart) {
+  StartCluster();
+  BuildReady(Example("tiny-llama"), "keeper", Tp2Pp2());
+  grpc::Status status;
+  const gptbuilder::v1::Model before = GetModel("keeper", &status);
+  ASSERT_TRUE(status.ok());
+  ASSERT_TRUE(cluster_->RestartCoordinator(/*kill=*/true).ok());
+  gptbuilder::v1::Model after = WaitModel(
+      "keeper", absl::Seconds(20),
+      [](const gptbuilder::v1::Model& m) { return m.state() == gptbuilder::v1::Model::READY; });
+  EXPECT_EQ(after.state(), gptbuilder::v1::Model::READY) << after.reason();
+  EXPECT_EQ(after.build_id(), before.build_id());
+  EXPECT_EQ(after.placement_size(), 4);
+  CliResult models = Gptb({"models"});
+  EXPECT_THAT(models.out, HasSubstr("keeper"));
+  EXPECT_THAT(models.out, HasSubstr("READY"));
+  CliResult described = Gptb({"describe", "keeper", "--format", "json"});
+  EXPECT_EQ(described.exit_code, 0) << described.err;
+  EXPECT_EQ(Gptb({"release", "keeper"}).exit_code, 0);
+}
+
+TEST_F(CoordinatorClusterTest, MetricsParseAndShowTheBuild) {
+  StartCluster();
+  BuildReady(Example("tiny-gpt"), "measured", Tp2Pp2());
+  const std::string coordinator = Scrape(cluster_->coordinator_metrics());
+  ASSERT_FALSE(coordinator.empty());
+  const std::string path = dir_.path() + "/metrics.txt";
+  std::ofstream(path) << coordinator;
+  EXPECT_EQ(std::system(("promtool check metrics < " + path + " > " + path + ".lint 2>&1").c_str()),
+            0)
+      << ReadFile(path + ".lint");
+  EXPECT_EQ(Sample(coordinator, "gptb_builds_total{result=\"ready\"}"), 1);
+  EXPECT_EQ(Sample(coordinator, "gptb_models{state=\"ready\"}"), 1);
+  EXPECT_EQ(Sample(coordinator, "gptb_workers{state=\"ready\"}"), 2);
+  EXPECT_EQ(Sample(coordinator, "gptb_slots{state=\"used\"}"), 4);
+  for (const char* phase :
+       {"validate", "plan", "rendezvous", "process_groups", "construct", "init", "wrap"}) {
+    EXPECT_EQ(Sample(coordinator, absl::StrCat("gptb_build_phase_duration_seconds_count{phase=\"",
+                                               phase, "\"}")),
+              1)
+        << phase;
+  }
+  EXPECT_GE(Sample(coordinator,
+                   "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"BuildModel\","
+                   "grpc_service=\"gptbuilder.v1.Coordinator\",grpc_type=\"unary\"}"),
+            1);
+  const std::string worker = Scrape(cluster_->worker_metrics()[0]);
+  EXPECT_GT(Sample(worker, "gptb_worker_held_parameters"), 0);
+  EXPECT_EQ(Sample(worker, "gptb_rank_builds_total{result=\"ready\"}"), 2);
+  std::ofstream(path) << worker;
+  EXPECT_EQ(std::system(("promtool check metrics < " + path + " > /dev/null 2>&1").c_str()), 0);
+}
+
+TEST(GptbUpTest, ExitAfterBuildDescribesTheDefaultModel) {
+  TempDir dir;
+  CliResult r = RunGptb({"up", "--exit-after-build", "--listen", "127.0.0.1:0", "--metrics-listen",
+                         "127.0.0.1:0", Example("tiny-gpt"), "--set",
+                         "tensor_model_parallel_size=2", "--set", "pipeline_model_parallel_size=2"},
+                        dir.path());
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("model default: READY"));
+  EXPECT_THAT(r.out, HasSubstr("fingerprint"));
+  EXPECT_THAT(r.out, HasSubstr("metrics: coordinator http://127.0.0.1:"));
+}
+
+}  // namespace
+}  // namespace gptb::testing

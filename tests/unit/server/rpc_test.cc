@@ -1,0 +1,273 @@
+// The RPC layer in one process: a real gRPC server with the coordinator's services over a
+// coordinator whose workers are fakes. Covers status details on the wire, auth, TLS, health,
+// request size limits and the gRPC metrics.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "core/config/violations.h"
+#include "gmock/gmock.h"
+#include "google/rpc/error_details.pb.h"
+#include "gptbuilder/v1/coordinator.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
+#include "server/common/auth.h"
+#include "server/common/grpc_server.h"
+#include "server/common/grpc_status.h"
+#include "server/common/metrics.h"
+#include "server/common/status_details.h"
+#include "server/coordinator/coordinator_service.h"
+#include "tests/unit/server/fake_workers.h"
+#include "tests/unit/server/test_models.h"
+
+namespace gptb::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(GrpcStatusTest, DetailsSurviveTheRoundTrip) {
+  config::Violations violations;
+  violations.Add("transformer.num_attention_heads", "NOT_DIVISIBLE", "must divide by tp");
+  violations.Add("vocab_size", "REQUIRED", "set vocab_size");
+  absl::Status status = WithErrorInfo(violations.ToStatus(), "INVALID_CONFIG");
+  grpc::Status wire = ToGrpcStatus(status);
+  EXPECT_EQ(wire.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  google::rpc::Status rpc;
+  ASSERT_TRUE(rpc.ParseFromString(wire.error_details()));
+  EXPECT_EQ(rpc.details_size(), 2);
+  absl::Status back = FromGrpcStatus(wire);
+  EXPECT_EQ(back.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(config::ViolationsFromStatus(back).size(), 2u);
+  EXPECT_EQ(ErrorReason(back), "INVALID_CONFIG");
+}
+
+TEST(GrpcStatusTest, LongMessagesAreTruncated) {
+  grpc::Status wire = ToGrpcStatus(absl::InternalError(std::string(100000, 'x')));
+  EXPECT_LT(wire.error_message().size(), kMaxStatusMessageBytes + 100);
+  EXPECT_THAT(wire.error_message(), HasSubstr("truncated"));
+}
+
+class RpcTest : public ::testing::Test {
+ protected:
+  void Start(const std::string& token, const TlsFiles& tls = {}) {
+    coordinator_ = std::make_unique<coordinator::Coordinator>(
+        coordinator::CoordinatorOptions(), nullptr, std::make_shared<testing::FakeConnector>());
+    service_ =
+        std::make_unique<coordinator::CoordinatorService>(coordinator_.get(), BearerToken(token));
+    GrpcServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.tls = tls;
+    options.max_receive_message_bytes = 64 * 1024;
+    options.services = {service_.get()};
+    options.ready_service = "gptbuilder.v1.Coordinator";
+    options.metrics = &metrics_;
+    auto server = GrpcServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    address_ = "127.0.0.1:" + std::to_string(server_->port());
+  }
+
+  std::unique_ptr<gptbuilder::v1::Coordinator::Stub> Stub(
+      std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials()) {
+    return gptbuilder::v1::Coordinator::NewStub(MakeChannel(address_, credentials));
+  }
+
+  static void Deadline(grpc::ClientContext* context) {
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  }
+
+  Metrics metrics_{"coordinator"};
+  std::unique_ptr<coordinator::Coordinator> coordinator_;
+  std::unique_ptr<coordinator::CoordinatorService> service_;
+  std::unique_ptr<GrpcServer> server_;
+  std::string address_;
+};
+
+TEST_F(RpcTest, InvalidConfigCarriesEveryFieldViolationOnTheWire) {
+  Start("");
+  gptbuilder::v1::ValidateConfigRequest request;
+  *request.mutable_config() = testing::TinyGpt(3, 1);
+  request.mutable_config()->mutable_transformer()->set_hidden_size(66);
+  gptbuilder::v1::ValidateConfigResponse response;
+  grpc::ClientContext context;
+  Deadline(&context);
+  grpc::Status status = Stub()->ValidateConfig(&context, request, &response);
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  google::rpc::Status rpc;
+  ASSERT_TRUE(rpc.ParseFromString(status.error_details()));
+  google::rpc::BadRequest bad_request;
+  bool found = false;
+  for (const auto& detail : rpc.details()) {
+    if (detail.type_url() == config::kBadRequestTypeUrl) {
+      found = bad_request.ParseFromString(detail.value());
+    }
+  }
+  ASSERT_TRUE(found);
+  EXPECT_GE(bad_request.field_violations_size(), 2);
+}
+
+TEST_F(RpcTest, MutatingMethodsNeedTheBearerToken) {
+  Start("s3cret");
+  gptbuilder::v1::BuildModelRequest request;
+  request.set_name("m");
+  *request.mutable_config() = testing::TinyGpt(1, 1);
+  google::longrunning::Operation op;
+  {
+    grpc::ClientContext context;
+    Deadline(&context);
+    EXPECT_EQ(Stub()->BuildModel(&context, request, &op).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    grpc::ClientContext context;
+    Deadline(&context);
+    BearerToken("wrong").Attach(&context);
+    EXPECT_EQ(Stub()->BuildModel(&context, request, &op).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    grpc::ClientContext context;
+    Deadline(&context);
+    BearerToken("s3cret").Attach(&context);
+    // Authenticated: now it fails for the real reason (no workers).
+    EXPECT_EQ(Stub()->BuildModel(&context, request, &op).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+  }
+  {
+    // Reads need no token.
+    grpc::ClientContext context;
+    Deadline(&context);
+    gptbuilder::v1::ListModelsResponse models;
+    EXPECT_TRUE(Stub()->ListModels(&context, {}, &models).ok());
+  }
+}
+
+TEST_F(RpcTest, OversizedRequestsAreRefused) {
+  Start("");
+  gptbuilder::v1::ValidateConfigRequest request;
+  *request.mutable_config() = testing::TinyGpt(1, 1);
+  request.mutable_config()->set_hf_model_id(std::string(200 * 1024, 'x'));
+  gptbuilder::v1::ValidateConfigResponse response;
+  grpc::ClientContext context;
+  Deadline(&context);
+  EXPECT_EQ(Stub()->ValidateConfig(&context, request, &response).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(RpcTest, HealthSeparatesLiveFromReady) {
+  Start("");
+  auto health = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  auto check = [&](const std::string& service) {
+    grpc::ClientContext context;
+    Deadline(&context);
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    EXPECT_TRUE(health->Check(&context, request, &response).ok());
+    return response.status();
+  };
+  EXPECT_EQ(check(""), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(check("gptbuilder.v1.Coordinator"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  server_->SetReady(true);
+  EXPECT_EQ(check("gptbuilder.v1.Coordinator"), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST_F(RpcTest, EveryRpcIsCountedByMethodAndCode) {
+  Start("");
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext context;
+    Deadline(&context);
+    gptbuilder::v1::Model model;
+    gptbuilder::v1::GetModelRequest request;
+    request.set_name("missing");
+    EXPECT_EQ(Stub()->GetModel(&context, request, &model).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  const std::string text = metrics_.Scrape();
+  EXPECT_THAT(text, HasSubstr("grpc_server_handled_total{grpc_code=\"NOT_FOUND\",grpc_method="
+                              "\"GetModel\",grpc_service=\"gptbuilder.v1.Coordinator\",grpc_type="
+                              "\"unary\"} 3"));
+  EXPECT_THAT(text, HasSubstr("grpc_server_handling_seconds_count{grpc_method=\"GetModel\""));
+  EXPECT_THAT(text, HasSubstr("gptb_build_info{"));
+  EXPECT_THAT(text, HasSubstr("process_resident_memory_bytes"));
+}
+
+// Writes a CA, a server certificate for 127.0.0.1 and a client certificate with openssl.
+class TlsFixture {
+ public:
+  TlsFixture() {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("gptb_tls_" + std::to_string(::getpid()) + "_" + std::to_string(rand()));
+    std::filesystem::create_directories(dir_);
+    const std::string d = dir_.string();
+    const std::string script =
+        "cd " + d +
+        " && "
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 "
+        "-subj /CN=gptb-test-ca 2>/dev/null && "
+        "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext && "
+        "for n in server client; do "
+        "openssl req -newkey rsa:2048 -nodes -keyout $n.key -out $n.csr -subj /CN=$n "
+        "2>/dev/null && "
+        "openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $n.pem "
+        "-days 1 -extfile san.ext 2>/dev/null; done";
+    ok_ = std::system(script.c_str()) == 0;
+  }
+  ~TlsFixture() { std::filesystem::remove_all(dir_); }
+  bool ok() const { return ok_; }
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+
+ private:
+  std::filesystem::path dir_;
+  bool ok_ = false;
+};
+
+TEST_F(RpcTest, MutualTlsAcceptsOnlyClientsWithACertificate) {
+  TlsFixture tls;
+  ASSERT_TRUE(tls.ok());
+  Start("", {tls.Path("server.pem"), tls.Path("server.key"), tls.Path("ca.pem")});
+  auto list = [&](std::shared_ptr<grpc::ChannelCredentials> credentials) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    gptbuilder::v1::ListModelsResponse response;
+    return Stub(credentials)->ListModels(&context, {}, &response);
+  };
+  auto with_cert =
+      MakeChannelCredentials({tls.Path("client.pem"), tls.Path("client.key"), tls.Path("ca.pem")});
+  ASSERT_TRUE(with_cert.ok()) << with_cert.status();
+  EXPECT_TRUE(list(*with_cert).ok());
+  auto without_cert = MakeChannelCredentials({"", "", tls.Path("ca.pem")});
+  ASSERT_TRUE(without_cert.ok());
+  EXPECT_FALSE(list(*without_cert).ok());
+  EXPECT_FALSE(list(grpc::InsecureChannelCredentials()).ok());
+}
+
+TEST(CredentialsTest, MisconfiguredTlsIsAnErrorNamingTheFlag) {
+  auto missing = MakeServerCredentials({"/nonexistent.pem", "/nonexistent.key", ""});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("--tls-cert"));
+  EXPECT_FALSE(MakeServerCredentials({"cert.pem", "", ""}).ok());
+  EXPECT_FALSE(MakeServerCredentials({"", "", "ca.pem"}).ok());
+}
+
+TEST(BearerTokenTest, LoadsFromAFileOrTheEnvironment) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("gptb_token_" + std::to_string(::getpid())))
+          .string();
+  std::ofstream(path) << "  tok-123  \n";
+  auto from_file = BearerToken::Load(path);
+  ASSERT_TRUE(from_file.ok());
+  EXPECT_TRUE(from_file->enabled());
+  std::filesystem::remove(path);
+  EXPECT_FALSE(BearerToken::Load(path).ok());
+  ::setenv("GPTB_AUTH_TOKEN", "env-token", 1);
+  EXPECT_TRUE(BearerToken::Load("")->enabled());
+  ::unsetenv("GPTB_AUTH_TOKEN");
+  EXPECT_FALSE(BearerToken::Load("")->enabled());
+}
+
+}  // namespace
+}  // namespace gptb::server
