@@ -88,7 +88,10 @@ class CoordinatorClusterTest : public ClusterTest {
   // `gptb plan CONFIG ... --format json`, computed locally.
   Json PlanJson(const std::string& config_path, const std::vector<std::string>& sets) {
     std::vector<std::string> args = {"plan", config_path, "--format", "json"};
-    args.insert(args.end(), sets.begin(), sets.end());
+    for (const std::string& set : sets) {
+      args.push_back("--set");
+      args.push_back(set);
+    }
     CliResult r = Gptb(args);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return Json::parse(r.out);
