@@ -451,10 +451,10 @@ void Coordinator::FinishBuild(BuildJob* job) {
   if (metrics_ != nullptr) {
     metrics_->BuildFinished(result, absl::ToDoubleSeconds(absl::Now() - job->start));
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    --active_jobs_;
-  }
+  // Last, and notified under the lock: once the count drops, Shutdown may return and the
+  // coordinator be destroyed.
+  std::lock_guard<std::mutex> lock(mu_);
+  --active_jobs_;
   changed_.notify_all();
 }
 

@@ -302,16 +302,18 @@ void StageHolder::OnRankDone(const std::shared_ptr<Build>& build, int rank,
       build->finished = true;
     }
     build->events.push_back(final_event);
-    --running_threads_;
   }
   build->changed.notify_all();
-  threads_done_.notify_all();
   server::Log(absl::StrCat(
       "model '", build->request.model(), "' rank ", rank, ": ", outcome, " after ",
       absl::StrFormat("%.3f", seconds), "s",
       final_event.result().code() == 0 ? "" : absl::StrCat(": ", final_event.result().message())));
   if (metrics_ != nullptr) metrics_->RankFinished(outcome);
   Destroy(std::move(to_destroy));
+  // Last: once the count drops, the destructor may destroy this holder.
+  std::lock_guard<std::mutex> lock(mu_);
+  --running_threads_;
+  threads_done_.notify_all();
 }
 
 void StageHolder::FreeSlotsLocked(const Build& build) {

@@ -85,7 +85,7 @@ class CoordinatorClusterTest : public ClusterTest {
     return model;
   }
 
-  // `gptb plan CONFIG ... --format json`, computed locally.
+  // `gptb plan CONFIG --set K=V... --format json`, computed locally.
   Json PlanJson(const std::string& config_path, const std::vector<std::string>& sets) {
     std::vector<std::string> args = {"plan", config_path, "--format", "json"};
     for (const std::string& set : sets) {
@@ -106,7 +106,8 @@ TEST_F(CoordinatorClusterTest, TinyConfigsBuildAndDescribeEqualsPlan) {
     CliResult described = Gptb({"describe", example, "--format", "json"});
     ASSERT_EQ(described.exit_code, 0) << described.err;
     const Json held = Json::parse(described.out);
-    const Json plan = PlanJson(Example(example), Tp2Pp2());
+    const Json plan = PlanJson(Example(example),
+                               {"tensor_model_parallel_size=2", "pipeline_model_parallel_size=2"});
     EXPECT_EQ(held["padded_vocab_size"], plan["padded_vocab_size"]);
     EXPECT_EQ(held["world_size"], plan["world_size"]);
     ASSERT_EQ(held["stages"].size(), plan["stages"].size());
