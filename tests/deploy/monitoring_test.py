@@ -44,7 +44,8 @@ class DashboardTest(unittest.TestCase):
             g = panel["gridPos"]
             for x in range(g["x"], g["x"] + g["w"]):
                 for y in range(g["y"], g["y"] + g["h"]):
-                    self.assertNotIn((x, y), cells, f"{panel['title']} overlaps {cells.get((x, y))}")
+                    self.assertNotIn((x, y), cells,
+                                     f"{panel['title']} overlaps {cells.get((x, y))}")
                     cells[(x, y)] = panel["title"]
 
     def expressions_using(self, metric, label=None):

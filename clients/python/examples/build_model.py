@@ -18,8 +18,9 @@ import gptbuilder
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", help="model config file (YAML or JSON)")
-    parser.add_argument("--server", default=None,
-                        help=f"coordinator HOST:PORT (GPTB_SERVER, else {gptbuilder.DEFAULT_SERVER})")
+    parser.add_argument(
+        "--server", default=None,
+        help=f"coordinator HOST:PORT (GPTB_SERVER, else {gptbuilder.DEFAULT_SERVER})")
     parser.add_argument("--name", default="model", help="the model's name")
     parser.add_argument("--world-size", type=int, default=0,
                         help="ranks to build (0: the smallest the parallel sizes allow)")

@@ -21,8 +21,9 @@ from gptbuilder.v1 import model_config_pb2
 from google.rpc import error_details_pb2
 
 ModelConfig = collections.namedtuple("ModelConfig", ["model", "ddp", "build"])
-ModelConfig.__doc__ = """A model config with its sections: GPTModelConfig, DistributedDataParallelConfig and
-BuildOptions messages (what ValidateConfig, PlanModel and BuildModel take)."""
+ModelConfig.__doc__ = """A model config with its sections: GPTModelConfig,
+DistributedDataParallelConfig and BuildOptions messages (what ValidateConfig, PlanModel and
+BuildModel take)."""
 
 _FD = _descriptor.FieldDescriptor
 _INT_RANGES = {
