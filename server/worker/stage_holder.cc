@@ -8,7 +8,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "server/common/grpc_status.h"
+#include "server/common/log.h"
 
 namespace gptb::worker {
 
@@ -103,12 +105,14 @@ struct StageHolder::Build {
   bool finished = false;
   absl::Status failure;
   std::map<int, RankResult> ranks;
+  std::map<int, RankProgress> last;  // each rank's latest progress, for its final event
 
   // Queues an event, coalescing a rank's consecutive progress within one phase so that a
   // slow reader sees the latest numbers rather than a backlog.
   void Push(const RankProgress& event) {
     {
       std::lock_guard<std::mutex> lock(mu);
+      last[event.rank()] = event;
       for (auto it = events.rbegin(); it != events.rend(); ++it) {
         if (it->rank() != event.rank()) continue;
         if (it->phase() == event.phase() && !it->has_result() && !event.has_result()) {
@@ -240,6 +244,12 @@ void StageHolder::OnRankDone(const std::shared_ptr<Build>& build, int rank,
                              absl::StatusOr<std::unique_ptr<model::RankModel>> result,
                              double seconds) {
   RankProgress final_event;
+  {
+    // The final event keeps the rank's last counts (layers, bytes) so that totals hold.
+    std::lock_guard<std::mutex> lock(build->mu);
+    auto it = build->last.find(rank);
+    if (it != build->last.end()) final_event = it->second;
+  }
   final_event.set_rank(rank);
   final_event.set_phase(gptbuilder::v1::BUILD_PHASE_DONE);
   final_event.set_phase_seconds(seconds);
@@ -296,6 +306,10 @@ void StageHolder::OnRankDone(const std::shared_ptr<Build>& build, int rank,
   }
   build->changed.notify_all();
   threads_done_.notify_all();
+  server::Log(absl::StrCat(
+      "model '", build->request.model(), "' rank ", rank, ": ", outcome, " after ",
+      absl::StrFormat("%.3f", seconds), "s",
+      final_event.result().code() == 0 ? "" : absl::StrCat(": ", final_event.result().message())));
   if (metrics_ != nullptr) metrics_->RankFinished(outcome);
   Destroy(std::move(to_destroy));
 }

@@ -99,13 +99,11 @@ TEST_F(CoordinatorClusterTest, TinyConfigsBuildAndDescribeEqualsPlan) {
   StartCluster();
   for (const std::string example : {"tiny-gpt", "tiny-llama", "tiny-moe"}) {
     SCOPED_TRACE(example);
-    std::vector<std::string> build = Tp2Pp2();
-    BuildReady(Example(example), example, build);
+    BuildReady(Example(example), example, Tp2Pp2());
     CliResult described = Gptb({"describe", example, "--format", "json"});
     ASSERT_EQ(described.exit_code, 0) << described.err;
     const Json held = Json::parse(described.out);
-    const Json plan = PlanJson(Example(example),
-                               {"tensor_model_parallel_size=2", "pipeline_model_parallel_size=2"});
+    const Json plan = PlanJson(Example(example), Tp2Pp2());
     EXPECT_EQ(held["padded_vocab_size"], plan["padded_vocab_size"]);
     EXPECT_EQ(held["world_size"], plan["world_size"]);
     ASSERT_EQ(held["stages"].size(), plan["stages"].size());
@@ -319,6 +317,30 @@ TEST_F(CoordinatorClusterTest, MetricsParseAndShowTheBuild) {
   EXPECT_EQ(Sample(worker, "gptb_rank_builds_total{result=\"ready\"}"), 2);
   std::ofstream(path) << worker;
   EXPECT_EQ(std::system(("promtool check metrics < " + path + " > /dev/null 2>&1").c_str()), 0);
+}
+
+TEST_F(CoordinatorClusterTest, ABearerTokenGuardsMutationsEndToEnd) {
+  // The daemons and gptb inherit GPTB_AUTH_TOKEN; this test's own client does not send it.
+  ::setenv("GPTB_AUTH_TOKEN", "integration-token", 1);
+  StartCluster(2, 2);
+  ::unsetenv("GPTB_AUTH_TOKEN");
+  gptbuilder::v1::BuildModelRequest request;
+  request.set_name("guarded");
+  auto loaded = config::LoadConfigFile(Example("tiny-gpt"));
+  ASSERT_TRUE(loaded.ok());
+  *request.mutable_config() = loaded->model;
+  google::longrunning::Operation op;
+  grpc::Status status = client_->stub()->BuildModel(client_->Context().get(), request, &op);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  gptbuilder::v1::ListModelsResponse models;  // reads need no token
+  EXPECT_TRUE(client_->stub()->ListModels(client_->Context().get(), {}, &models).ok());
+  // With the token (workers registered with it; the coordinator sends it to them).
+  const std::string token_file = dir_.path() + "/token";
+  std::ofstream(token_file) << "integration-token\n";
+  CliResult r = Gptb({"--auth-token-file", token_file, "build", Example("tiny-gpt"), "--name",
+                      "guarded", "--wait"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Gptb({"--auth-token-file", token_file, "release", "guarded"}).exit_code, 0);
 }
 
 TEST(GptbUpTest, ExitAfterBuildDescribesTheDefaultModel) {

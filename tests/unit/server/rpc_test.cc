@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "core/config/violations.h"
 #include "gmock/gmock.h"
@@ -12,6 +13,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "server/common/auth.h"
 #include "server/common/grpc_server.h"
@@ -173,6 +175,51 @@ TEST_F(RpcTest, HealthSeparatesLiveFromReady) {
   EXPECT_EQ(check("gptbuilder.v1.Coordinator"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   server_->SetReady(true);
   EXPECT_EQ(check("gptbuilder.v1.Coordinator"), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+// grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo through the generic stub (its
+// generated messages live inside libgrpc++_reflection and cannot be generated twice):
+// ServerReflectionRequest{list_services: ""} is the bytes 0x3a 0x00.
+TEST_F(RpcTest, ReflectionListsTheServices) {
+  Start("");
+  auto channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  Deadline(&context);
+  auto call = stub.PrepareCall(
+      &context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  auto next = [&cq](intptr_t expected) {
+    void* tag = nullptr;
+    bool ok = false;
+    return cq.Next(&tag, &ok) && reinterpret_cast<intptr_t>(tag) == expected && ok;
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(next(1));
+  const std::string request("\x3a\x00", 2);
+  grpc::Slice slice(request);
+  grpc::ByteBuffer out(&slice, 1);
+  call->Write(out, reinterpret_cast<void*>(2));
+  ASSERT_TRUE(next(2));
+  grpc::ByteBuffer in;
+  call->Read(&in, reinterpret_cast<void*>(3));
+  ASSERT_TRUE(next(3));
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(in.Dump(&slices).ok());
+  std::string response;
+  for (const grpc::Slice& s : slices) response.append(s.begin(), s.end());
+  EXPECT_THAT(response, HasSubstr("gptbuilder.v1.Coordinator"));
+  EXPECT_THAT(response, HasSubstr("grpc.health.v1.Health"));
+  call->WritesDone(reinterpret_cast<void*>(4));
+  next(4);
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  next(5);
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
 }
 
 TEST_F(RpcTest, EveryRpcIsCountedByMethodAndCode) {
