@@ -1,0 +1,190 @@
+"""A small client for the gptbuilder coordinator, for orchestration scripts.
+
+    from gptbuilder import Client
+
+    with Client("127.0.0.1:50051") as client:
+        client.validate("examples/tiny-llama.yaml", world_size=2)
+        model = client.build_and_wait("tiny", "examples/tiny-llama.yaml", world_size=2,
+                                      on_progress=print)
+        stages = client.describe("tiny").stages
+        client.release("tiny")
+
+Every call has a deadline (`timeout`, default 30 s; waits take their own) and raises a GptbError
+subclass on failure (InvalidConfigError with the field violations, PreconditionError,
+ResourceExhaustedError, NotFoundError, ...; BuildFailedError when a build ends FAILED).
+"""
+
+import os
+import uuid
+
+import grpc
+
+from gptbuilder import errors
+from gptbuilder.config import as_model_config
+from gptbuilder.v1 import coordinator_pb2
+from gptbuilder.v1 import coordinator_pb2_grpc
+from gptbuilder.v1 import model_pb2
+
+Model = model_pb2.Model
+# Model.State values by name, for comparisons in scripts (`model.state == State.READY`).
+State = model_pb2.Model.State
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+# Keepalive as the C++ clients send it (the daemons accept pings every 5 s or slower).
+_CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 10000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 256 << 20),
+]
+
+
+def _call(method, request, **kwargs):
+    try:
+        return method(request, **kwargs)
+    except grpc.RpcError as error:
+        raise errors.from_rpc_error(error) from None
+
+
+class Client:
+    """A connection to one coordinator.
+
+    server: HOST:PORT (default GPTB_SERVER, else 127.0.0.1:50051).
+    token: bearer token for mutating calls (default GPTB_AUTH_TOKEN; None: none).
+    credentials: grpc.ChannelCredentials for TLS (e.g. grpc.ssl_channel_credentials(ca)).
+    timeout: deadline in seconds of each unary call.
+    """
+
+    def __init__(self, server=None, *, token=None, credentials=None, timeout=30.0):
+        self.server = server or os.environ.get("GPTB_SERVER") or DEFAULT_SERVER
+        if token is None:
+            token = os.environ.get("GPTB_AUTH_TOKEN", "").strip() or None
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.timeout = timeout
+        if credentials is None:
+            self._channel = grpc.insecure_channel(self.server, options=_CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.secure_channel(self.server, credentials, options=_CHANNEL_OPTIONS)
+        self.stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _unary(self, name, request, timeout=None):
+        return _call(getattr(self.stub, name), request, timeout=timeout or self.timeout,
+                     metadata=self._metadata)
+
+    # ---- config ---------------------------------------------------------------------------
+    def validate(self, config, *, world_size=0):
+        """Finalizes `config` (a path, a dict laid out like a config file, a GPTModelConfig or a
+        ModelConfig) on the coordinator: the resolved ValidateConfigResponse, or
+        InvalidConfigError listing every violation."""
+        c = as_model_config(config)
+        request = coordinator_pb2.ValidateConfigRequest(config=c.model, ddp=c.ddp, build=c.build,
+                                                        world_size=world_size)
+        return self._unary("ValidateConfig", request)
+
+    def plan(self, config, *, world_size=0):
+        """The plan (PlanModelResponse: stages, parameters, bytes per rank); needs no worker."""
+        c = as_model_config(config)
+        request = coordinator_pb2.PlanModelRequest(config=c.model, ddp=c.ddp, build=c.build,
+                                                   world_size=world_size)
+        return self._unary("PlanModel", request)
+
+    # ---- builds ---------------------------------------------------------------------------
+    def build(self, name, config, *, world_size=0, request_id=None, validate_only=False):
+        """Starts a build and returns its google.longrunning.Operation at once. Rejections
+        (invalid config, too few slots, does not fit) raise before anything is allocated.
+        A retry with the same `request_id` returns the first call's operation."""
+        c = as_model_config(config)
+        request = coordinator_pb2.BuildModelRequest(
+            name=name, config=c.model, ddp=c.ddp, build=c.build, world_size=world_size,
+            request_id=request_id or str(uuid.uuid4()), validate_only=validate_only)
+        operation = self._unary("BuildModel", request)
+        if operation.done and operation.HasField("error"):
+            raise errors.from_status(operation.error)
+        return operation
+
+    def watch(self, name, *, rank_events=False, timeout=None):
+        """Yields the model's BuildEvents (state, aggregate progress, optionally every rank's)
+        until it is READY or FAILED."""
+        request = coordinator_pb2.WatchBuildRequest(name=name, rank_events=rank_events)
+        try:
+            for event in self.stub.WatchBuild(request, timeout=timeout, metadata=self._metadata):
+                yield event
+        except grpc.RpcError as error:
+            raise errors.from_rpc_error(error) from None
+
+    def wait(self, name, *, timeout=None, on_progress=None, rank_events=False):
+        """Waits until the build of `name` ends and returns the READY Model. `on_progress` is
+        called with every BuildEvent (see format_progress). Raises BuildFailedError when the
+        build fails, UnavailableError when `timeout` seconds pass first."""
+        for event in self.watch(name, rank_events=rank_events, timeout=timeout):
+            if on_progress is not None:
+                on_progress(event)
+        model = self.get(name)
+        if model.state != State.READY:
+            raise errors.BuildFailedError(model)
+        return model
+
+    def build_and_wait(self, name, config, *, world_size=0, request_id=None, timeout=None,
+                       on_progress=None):
+        """build() then wait(): the READY Model, or an exception saying why not."""
+        self.build(name, config, world_size=world_size, request_id=request_id)
+        return self.wait(name, timeout=timeout, on_progress=on_progress)
+
+    # ---- models and workers ---------------------------------------------------------------
+    def get(self, name):
+        """The Model (state, reason, placement, progress)."""
+        return self._unary("GetModel", coordinator_pb2.GetModelRequest(name=name))
+
+    def describe(self, name):
+        """What the workers actually hold (DescribeModelResponse: the plan's stages with a
+        checksum per parameter, one RankSummary per rank)."""
+        return self._unary("DescribeModel", coordinator_pb2.DescribeModelRequest(name=name))
+
+    def release(self, name):
+        """Releases every stage on every worker (cancels a running build first); returns the
+        Model as it was."""
+        return self._unary("DeleteModel", coordinator_pb2.DeleteModelRequest(name=name)).model
+
+    def list_models(self):
+        return list(self._unary("ListModels", coordinator_pb2.ListModelsRequest()).models)
+
+    def list_workers(self):
+        return list(self._unary("ListWorkers", coordinator_pb2.ListWorkersRequest()).workers)
+
+    def wait_for_workers(self, count, *, timeout=60.0, interval=0.2):
+        """Waits until `count` workers are READY (e.g. after starting a cluster); returns them."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ready = [w for w in self.list_workers()
+                         if w.state == coordinator_pb2.WorkerInfo.READY]
+                if len(ready) >= count:
+                    return ready
+            except errors.UnavailableError:
+                ready = []
+            if time.monotonic() >= deadline:
+                raise errors.UnavailableError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"{len(ready)} of {count} workers registered with {self.server} "
+                    f"after {timeout:g}s")
+            time.sleep(interval)
+
+
+def format_progress(event):
+    """One line for a BuildEvent, like `gptb build --wait` prints without a terminal."""
+    p = event.progress
+    ranks = p.ranks_total
+    init = int(10 * p.bytes_initialized / p.bytes_total) * 10 if p.bytes_total else 0
+    return (f"{Model.State.Name(event.state)}: groups {p.ranks_with_process_groups}/{ranks}, "
+            f"layers {p.layers_built}/{p.layers_total}, init {init}%, "
+            f"wrapped {p.ranks_done}/{ranks}")
