@@ -24,14 +24,15 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const model::RankModel& model, const st
   const int chunks = static_cast<int>(model.stages().size());
   absl::Status gathered;
   for (int c = 0; c < chunks && gathered.ok(); ++c) {
-    if (dist::FullyShardedDataParallel* fsdp = model.fsdp(c); fsdp != nullptr && !fsdp->gathered()) {
+    if (dist::FullyShardedDataParallel* fsdp = model.fsdp(c);
+        fsdp != nullptr && !fsdp->gathered()) {
       gathered = fsdp->Gather();
     }
   }
-  absl::StatusOr<SaveStats> saved =
-      gathered.ok() ? SaveWeights(model.plan(), model.rank(), model.groups(),
-                                  HeldTensorsOf(model), path, options)
-                    : absl::StatusOr<SaveStats>(gathered);
+  absl::StatusOr<SaveStats> saved = gathered.ok()
+                                        ? SaveWeights(model.plan(), model.rank(), model.groups(),
+                                                      HeldTensorsOf(model), path, options)
+                                        : absl::StatusOr<SaveStats>(gathered);
   for (int c = 0; c < chunks; ++c) {
     if (dist::FullyShardedDataParallel* fsdp = model.fsdp(c); fsdp != nullptr && fsdp->gathered()) {
       fsdp->Release();

@@ -19,9 +19,9 @@
 namespace gptb::checkpoint {
 namespace {
 
-using gptbuilder::v1::GPTModelConfig;
 using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
+using gptbuilder::v1::GPTModelConfig;
 
 // ---- layout-independent order ----------------------------------------------------------------
 
@@ -87,7 +87,8 @@ int64_t Numel(const std::vector<int64_t>& shape) {
 // The identity of a slice of a canonical tensor: its name and the pieces along partition_dim.
 std::string SliceKey(const plan::ParamInfo& p) {
   std::string key = absl::StrCat(p.canonical_name, "|", p.partition_dim);
-  for (const plan::Piece& piece : p.pieces) absl::StrAppend(&key, ":", piece.start, "+", piece.length);
+  for (const plan::Piece& piece : p.pieces)
+    absl::StrAppend(&key, ":", piece.start, "+", piece.length);
   return key;
 }
 
@@ -223,7 +224,8 @@ absl::StatusOr<std::vector<CanonicalTensor>> CanonicalTensors(const plan::ModelP
     for (const plan::ParamInfo& p : stage.params) {
       auto [it, inserted] = index.emplace(p.canonical_name, out.size());
       if (inserted) {
-        out.push_back({p.canonical_name, p.canonical_shape, p.dtype, IsVocabTensor(p.canonical_name)});
+        out.push_back(
+            {p.canonical_name, p.canonical_shape, p.dtype, IsVocabTensor(p.canonical_name)});
         continue;
       }
       const CanonicalTensor& seen = out[it->second];
@@ -301,11 +303,10 @@ absl::StatusOr<std::vector<std::vector<bool>>> OwnedParameters(const plan::Model
 std::string LayoutString(const plan::ModelPlan& plan) {
   const plan::RankTopology& t = plan.topology();
   const auto& tc = plan.config().transformer();
-  return absl::StrCat("world=", t.world_size(), " tp=", t.tp(), " pp=", t.pp(),
-                      " vp=", tc.has_virtual_pipeline_model_parallel_size()
-                                  ? tc.virtual_pipeline_model_parallel_size()
-                                  : 1,
-                      " cp=", t.cp(), " ep=", t.ep(), " etp=", t.etp());
+  return absl::StrCat(
+      "world=", t.world_size(), " tp=", t.tp(), " pp=", t.pp(), " vp=",
+      tc.has_virtual_pipeline_model_parallel_size() ? tc.virtual_pipeline_model_parallel_size() : 1,
+      " cp=", t.cp(), " ep=", t.ep(), " etp=", t.etp());
 }
 
 absl::StatusOr<std::map<std::string, std::string>> CheckpointMetadata(
@@ -337,15 +338,15 @@ absl::StatusOr<GPTModelConfig> StoredConfig(const std::map<std::string, std::str
   const std::string source(source_name);
   auto format = metadata.find(kFormatKey);
   if (format == metadata.end() || format->second != kCanonicalFormatName) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, " is not a gptbuilder checkpoint: its safetensors metadata has no ", kFormatKey,
-        " = ", kCanonicalFormatName));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, " is not a gptbuilder checkpoint: its safetensors metadata has no ",
+                     kFormatKey, " = ", kCanonicalFormatName));
   }
   auto version = metadata.find(kFormatVersionKey);
   int v = 0;
   if (version == metadata.end() || !absl::SimpleAtoi(version->second, &v) || v < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": metadata ", kFormatVersionKey, " is missing or not a positive integer"));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": metadata ", kFormatVersionKey,
+                                                   " is missing or not a positive integer"));
   }
   if (v > kFormatVersion) {
     return absl::UnimplementedError(absl::StrCat(source, " has checkpoint format version ", v,
@@ -359,8 +360,8 @@ absl::StatusOr<GPTModelConfig> StoredConfig(const std::map<std::string, std::str
   absl::StatusOr<config::LoadedConfig> loaded = config::LoadConfigText(
       text->second, config::ConfigFormat::kJson, absl::StrCat(source, " ", kConfigKey));
   if (!loaded.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": the stored config does not parse: ",
-                                                   loaded.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": the stored config does not parse: ", loaded.status().message()));
   }
   return loaded->model;
 }
@@ -384,8 +385,8 @@ absl::Status CheckConfigCompatible(const GPTModelConfig& stored, const GPTModelC
     }
   };
   for (const char* f : kShapeFields) compare(f);
-  const bool moe = stored.transformer().has_num_moe_experts() &&
-                   model.transformer().has_num_moe_experts();
+  const bool moe =
+      stored.transformer().has_num_moe_experts() && model.transformer().has_num_moe_experts();
   if (moe) {
     for (const char* f : kMoeShapeFields) compare(f);
   }

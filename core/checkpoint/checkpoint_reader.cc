@@ -60,11 +60,14 @@ absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::Open(
       ShardedSafetensorsReader::Open(path, reader_options);
   if (!files.ok()) return Prefixed(files.status(), absl::StrCat("checkpoint ", path));
   reader->files_ = *std::move(files);
-  if (!reader->files_->shards().empty()) reader->metadata_ = reader->files_->shards()[0]->metadata();
+  if (!reader->files_->shards().empty())
+    reader->metadata_ = reader->files_->shards()[0]->metadata();
 
   const bool has_gptb_metadata = reader->metadata_.count(kFormatKey) > 0;
-  const std::string directory = fs::is_directory(path, ec) ? path : fs::path(path).parent_path().string();
-  const std::string hf_config = (fs::path(directory.empty() ? "." : directory) / kHfConfigFile).string();
+  const std::string directory =
+      fs::is_directory(path, ec) ? path : fs::path(path).parent_path().string();
+  const std::string hf_config =
+      (fs::path(directory.empty() ? "." : directory) / kHfConfigFile).string();
   CheckpointFormat format = options.format;
   if (format == CheckpointFormat::kAuto) {
     if (has_gptb_metadata) {
@@ -73,8 +76,8 @@ absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::Open(
       format = CheckpointFormat::kHuggingFace;
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
-          path, " is neither a gptbuilder checkpoint (its safetensors metadata has no ",
-          kFormatKey, ") nor a Hugging Face model directory (no ", kHfConfigFile, " next to it)"));
+          path, " is neither a gptbuilder checkpoint (its safetensors metadata has no ", kFormatKey,
+          ") nor a Hugging Face model directory (no ", kHfConfigFile, " next to it)"));
     }
   }
   reader->format_ = format;
@@ -99,8 +102,8 @@ absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::Open(
   const std::string model_type = json.value("model_type", "");
   reader->hf_family_ = ParseHfModelType(model_type);
   if (!reader->hf_family_.has_value()) {
-    return absl::InvalidArgumentError(absl::StrCat(hf_config, ": model_type '", model_type,
-                                                   "' has no weight mapping"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(hf_config, ": model_type '", model_type, "' has no weight mapping"));
   }
   absl::StatusOr<gptbuilder::v1::GPTModelConfig> finalized = config::Finalize(*imported);
   if (!finalized.ok()) return Prefixed(finalized.status(), hf_config);
@@ -131,7 +134,8 @@ absl::Status CheckpointReader::Bind(const gptbuilder::v1::GPTModelConfig& model_
     if (!hf.ok()) return Prefixed(hf.status(), path_);
     routes = *std::move(hf);
   } else {
-    for (const CanonicalTensor& t : tensors) routes.push_back(IdentityRoute(t.name, t.shape, INT64_MAX));
+    for (const CanonicalTensor& t : tensors)
+      routes.push_back(IdentityRoute(t.name, t.shape, INT64_MAX));
   }
 
   std::vector<std::string> problems;
@@ -141,7 +145,8 @@ absl::Status CheckpointReader::Bind(const gptbuilder::v1::GPTModelConfig& model_
     TensorRoute& route = routes[i];
     // Vocabulary tensors: the stored rows may be padded differently from the model's.
     if (tensors[i].vocab_rows && route.segments.size() == 1) {
-      absl::StatusOr<ShardedSafetensorsReader::Location> at = files_->Find(route.segments[0].tensor);
+      absl::StatusOr<ShardedSafetensorsReader::Location> at =
+          files_->Find(route.segments[0].tensor);
       if (at.ok() && !at->tensor->shape.empty()) {
         const int64_t stored = at->tensor->shape[0];
         if (stored < model_config.vocab_size()) {
@@ -169,10 +174,9 @@ absl::Status CheckpointReader::Bind(const gptbuilder::v1::GPTModelConfig& model_
   }
   if (!problems.empty()) {
     bound_.clear();
-    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path_, " (",
-                                                   CheckpointFormatName(format_),
-                                                   ") does not match the model: ",
-                                                   ProblemList(problems)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint ", path_, " (", CheckpointFormatName(format_),
+                     ") does not match the model: ", ProblemList(problems)));
   }
   return absl::OkStatus();
 }
@@ -187,8 +191,8 @@ absl::StatusOr<const BoundTensor*> CheckpointReader::Find(const std::string& can
 }
 
 absl::StatusOr<std::vector<RowRange>> CheckpointReader::Read(const std::string& canonical_name,
-                                                             int dim, int64_t start,
-                                                             int64_t length, void* out) const {
+                                                             int dim, int64_t start, int64_t length,
+                                                             void* out) const {
   absl::StatusOr<const BoundTensor*> bound = Find(canonical_name);
   if (!bound.ok()) return bound.status();
   absl::StatusOr<std::vector<RowRange>> gaps =

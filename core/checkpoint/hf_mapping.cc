@@ -48,7 +48,9 @@ const FamilyRules& LlamaRules() {
           {"output_layer.weight", Layout::kCopy, {"lm_head.weight"}, true},
       },
       {
-          {"self_attention.linear_qkv.layer_norm_weight", Layout::kCopy, {"input_layernorm.weight"}},
+          {"self_attention.linear_qkv.layer_norm_weight",
+           Layout::kCopy,
+           {"input_layernorm.weight"}},
           {"self_attention.linear_qkv.weight",
            Layout::kQkv,
            {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"}},
@@ -61,7 +63,9 @@ const FamilyRules& LlamaRules() {
           {"self_attention.k_layernorm.weight", Layout::kCopy, {"self_attn.k_norm.weight"}},
           {"mlp.linear_fc1.layer_norm_weight", Layout::kCopy, {"post_attention_layernorm.weight"}},
           {"pre_mlp_layernorm.weight", Layout::kCopy, {"post_attention_layernorm.weight"}},
-          {"mlp.linear_fc1.weight", Layout::kGateUp, {"mlp.gate_proj.weight", "mlp.up_proj.weight"}},
+          {"mlp.linear_fc1.weight",
+           Layout::kGateUp,
+           {"mlp.gate_proj.weight", "mlp.up_proj.weight"}},
           {"mlp.linear_fc1.bias", Layout::kGateUp, {"mlp.gate_proj.bias", "mlp.up_proj.bias"}},
           {"mlp.linear_fc2.weight", Layout::kCopy, {"mlp.down_proj.weight"}},
           {"mlp.linear_fc2.bias", Layout::kCopy, {"mlp.down_proj.bias"}},
@@ -172,8 +176,8 @@ absl::StatusOr<TensorRoute> Route(const Rule& rule, const CanonicalTensor& tenso
       break;
     case Layout::kGateUp:
       if (rows % 2 != 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            tensor.name, " has an odd row count ", rows, "; a gated [gate; up] tensor needs even"));
+        return absl::InvalidArgumentError(absl::StrCat(tensor.name, " has an odd row count ", rows,
+                                                       "; a gated [gate; up] tensor needs even"));
       }
       route.segments.push_back({0, rows / 2, hf[0], 0, false});
       route.segments.push_back({rows / 2, rows / 2, hf[1], 0, false});
@@ -254,8 +258,7 @@ absl::Status CheckHfRepresentable(HfFamily family, const GPTModelConfig& config)
   const std::string type = HfModelType(family);
   auto need = [&](bool ok, const char* field, const std::string& what) {
     if (!ok) {
-      v.Add(field, "NOT_REPRESENTABLE",
-            absl::StrCat("Hugging Face ", type, " models ", what, "."));
+      v.Add(field, "NOT_REPRESENTABLE", absl::StrCat("Hugging Face ", type, " models ", what, "."));
     }
   };
   need(!t.has_mtp_num_layers() || t.mtp_num_layers() == 0, "transformer.mtp_num_layers",
@@ -263,8 +266,7 @@ absl::Status CheckHfRepresentable(HfFamily family, const GPTModelConfig& config)
   need(!t.attention_output_gate(), "transformer.attention_output_gate", "have no output gate");
   need(!t.has_softmax_type() || t.softmax_type() == "vanilla", "transformer.softmax_type",
        "use the vanilla softmax");
-  need(!t.multi_latent_attention(), "transformer.multi_latent_attention",
-       "use standard attention");
+  need(!t.multi_latent_attention(), "transformer.multi_latent_attention", "use standard attention");
   need(!t.rotary_interleaved(), "transformer.rotary_interleaved",
        "rotate halves, not interleaved pairs");
   need(!t.apply_residual_connection_post_layernorm(),

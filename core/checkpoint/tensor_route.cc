@@ -62,8 +62,8 @@ absl::Status CheckRequest(const TensorRoute& route, int dim, int64_t start, int6
 
 }  // namespace
 
-void TransposeBlock(const void* in, int64_t in_stride, int64_t rows, int64_t cols,
-                    size_t item_size, void* out, int64_t out_stride) {
+void TransposeBlock(const void* in, int64_t in_stride, int64_t rows, int64_t cols, size_t item_size,
+                    void* out, int64_t out_stride) {
   switch (item_size) {
     case 1:
       return TransposeTyped(static_cast<const uint8_t*>(in), in_stride, rows, cols,
@@ -107,10 +107,10 @@ absl::StatusOr<DType> ValidateRoute(const ShardedSafetensorsReader& reader,
   int64_t next = 0;
   for (const Segment& s : route.segments) {
     if (s.rows <= 0 || s.row < next || s.row + s.rows > route.shape[0] || s.offset < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          route.name, ": segment rows [", s.row, ", ", s.row + s.rows,
-          ") are empty, overlap the previous segment or leave the tensor's ", route.shape[0],
-          " rows"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(route.name, ": segment rows [", s.row, ", ", s.row + s.rows,
+                       ") are empty, overlap the previous segment or leave the tensor's ",
+                       route.shape[0], " rows"));
     }
     next = s.row + s.rows;
     absl::StatusOr<ShardedSafetensorsReader::Location> at = reader.Find(s.tensor);
@@ -122,17 +122,17 @@ absl::StatusOr<DType> ValidateRoute(const ShardedSafetensorsReader& reader,
     if (dtype.has_value() && *dtype != info.dtype) {
       return absl::InvalidArgumentError(
           absl::StrCat(route.name, ": its stored parts have different dtypes (",
-                       std::string(SafetensorsName(*dtype)), " and ", std::string(SafetensorsName(info.dtype)), " in '",
-                       s.tensor, "')"));
+                       std::string(SafetensorsName(*dtype)), " and ",
+                       std::string(SafetensorsName(info.dtype)), " in '", s.tensor, "')"));
     }
     dtype = info.dtype;
     bool fits;
     std::string expected;
     if (s.transposed) {
-      fits = route.shape.size() == 2 && info.shape.size() == 2 &&
-             info.shape[0] == route.shape[1] && info.shape[1] >= s.offset + s.rows;
-      expected = absl::StrCat("[", route.shape.size() == 2 ? route.shape[1] : -1, ", >= ",
-                              s.offset + s.rows, "] (a transposed [out, in] weight)");
+      fits = route.shape.size() == 2 && info.shape.size() == 2 && info.shape[0] == route.shape[1] &&
+             info.shape[1] >= s.offset + s.rows;
+      expected = absl::StrCat("[", route.shape.size() == 2 ? route.shape[1] : -1,
+                              ", >= ", s.offset + s.rows, "] (a transposed [out, in] weight)");
     } else {
       fits = info.shape.size() == route.shape.size() && !info.shape.empty() &&
              info.shape[0] >= s.offset + s.rows &&
@@ -142,10 +142,9 @@ absl::StatusOr<DType> ValidateRoute(const ShardedSafetensorsReader& reader,
       expected = absl::StrCat(ShapeString(want), " (at least that many rows)");
     }
     if (!fits) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", s.tensor, "' has shape ",
-                                                     ShapeString(info.shape), "; ", route.name,
-                                                     " ", ShapeString(route.shape), " needs ",
-                                                     expected));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", s.tensor, "' has shape ", ShapeString(info.shape), "; ",
+                       route.name, " ", ShapeString(route.shape), " needs ", expected));
     }
   }
   return dtype.value_or(DType::kFloat32);
@@ -207,8 +206,7 @@ absl::StatusOr<std::vector<RowRange>> ReadRoute(const ShardedSafetensorsReader& 
     if (absl::Status st = reader.ReadSlice(s.tensor, 0, start, length, tmp.data()); !st.ok()) {
       return st;
     }
-    TransposeBlock(tmp.data() + s.offset * item, stored_cols, length, s.rows, item, target,
-                   length);
+    TransposeBlock(tmp.data() + s.offset * item, stored_cols, length, s.rows, item, target, length);
   }
   return Gaps(route.segments, 0, route.shape[0]);
 }
@@ -298,9 +296,9 @@ absl::StatusOr<std::vector<TensorSpec>> StoredTensorSpecs(const std::vector<Tens
         if (d != grow && spec.shape[d] != shape[d]) same = false;
       }
       if (!same) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("stored tensor '", s.tensor, "' is used inconsistently (", route.name,
-                         " needs ", ShapeString(shape), " ", std::string(SafetensorsName(dtypes[r])), ")"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "stored tensor '", s.tensor, "' is used inconsistently (", route.name, " needs ",
+            ShapeString(shape), " ", std::string(SafetensorsName(dtypes[r])), ")"));
       }
       spec.shape[grow] = std::max(spec.shape[grow], shape[grow]);
     }

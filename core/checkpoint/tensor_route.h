@@ -81,8 +81,8 @@ absl::StatusOr<std::vector<TensorSpec>> StoredTensorSpecs(const std::vector<Tens
 
 // out[c][r] = in[r][c] for a [rows, cols] block of `item_size`-byte elements, `in` rows
 // `in_stride` elements apart and `out` rows `out_stride` elements apart.
-void TransposeBlock(const void* in, int64_t in_stride, int64_t rows, int64_t cols,
-                    size_t item_size, void* out, int64_t out_stride);
+void TransposeBlock(const void* in, int64_t in_stride, int64_t rows, int64_t cols, size_t item_size,
+                    void* out, int64_t out_stride);
 
 }  // namespace gptb::checkpoint
 

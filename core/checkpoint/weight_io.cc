@@ -57,9 +57,9 @@ absl::StatusOr<torch::ScalarType> TorchType(DType dtype, const std::string& tens
     case DType::kFloat64:
       return torch::kFloat64;
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat(tensor, " is stored as ", std::string(SafetensorsName(dtype)),
-                       "; weights must be F32, BF16, F16 or F64"));
+      return absl::InvalidArgumentError(absl::StrCat(tensor, " is stored as ",
+                                                     std::string(SafetensorsName(dtype)),
+                                                     "; weights must be F32, BF16, F16 or F64"));
   }
 }
 
@@ -351,7 +351,8 @@ absl::StatusOr<SaveStats> SaveWeights(const plan::ModelPlan& plan, int rank,
         family, plan.config(), *canonical, plan.config().vocab_size(), HfBasePrefix(family));
     if (!hf_routes.ok()) return hf_routes.status();
     routes = *std::move(hf_routes);
-    absl::StatusOr<nlohmann::json> json = config::ExportHfConfig(plan.config(), HfModelType(family));
+    absl::StatusOr<nlohmann::json> json =
+        config::ExportHfConfig(plan.config(), HfModelType(family));
     if (!json.ok()) return json.status();
     hf_config = json->dump(2) + "\n";
     file_metadata = {{"format", "pt"}};
@@ -395,15 +396,17 @@ absl::StatusOr<SaveStats> SaveWeights(const plan::ModelPlan& plan, int rank,
       fs::remove_all(staging, ec);
       fs::create_directories(staging, ec);
       if (ec) return FsError(ec, "cannot create", staging);
-      absl::StatusOr<std::unique_ptr<ShardedSafetensorsWriter>> w = ShardedSafetensorsWriter::Create(
-          staging, *shards, file_metadata, index_metadata, writer_options);
+      absl::StatusOr<std::unique_ptr<ShardedSafetensorsWriter>> w =
+          ShardedSafetensorsWriter::Create(staging, *shards, file_metadata, index_metadata,
+                                           writer_options);
       if (!w.ok()) return w.status();
       writer = *std::move(w);
       if (hf) {
         std::ofstream out(fs::path(staging) / "config.json", std::ios::binary | std::ios::trunc);
         out << hf_config;
         out.close();
-        if (!out) return absl::InternalError(absl::StrCat("cannot write ", staging, "/config.json"));
+        if (!out)
+          return absl::InternalError(absl::StrCat("cannot write ", staging, "/config.json"));
       }
       return absl::OkStatus();
     }();
@@ -423,7 +426,8 @@ absl::StatusOr<SaveStats> SaveWeights(const plan::ModelPlan& plan, int rank,
     std::vector<int64_t> sizes;
     for (size_t c = 0; c < held.size(); ++c) {
       if ((*owned)[c].size() != held[c].size()) {
-        return absl::InternalError("the held tensors and the plan disagree on a chunk's parameters");
+        return absl::InternalError(
+            "the held tensors and the plan disagree on a chunk's parameters");
       }
       for (size_t i = 0; i < held[c].size(); ++i) {
         if (!(*owned)[c][i]) continue;

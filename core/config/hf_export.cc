@@ -46,16 +46,19 @@ Json Gpt2(const gptbuilder::v1::GPTModelConfig& c) {
 Json LlamaLike(const gptbuilder::v1::GPTModelConfig& c, const std::string& type) {
   const auto& t = c.transformer();
   static const std::map<std::string, std::string> kArchitecture = {
-      {"llama", "LlamaForCausalLM"},   {"mistral", "MistralForCausalLM"},
-      {"qwen2", "Qwen2ForCausalLM"},   {"qwen3", "Qwen3ForCausalLM"},
+      {"llama", "LlamaForCausalLM"},
+      {"mistral", "MistralForCausalLM"},
+      {"qwen2", "Qwen2ForCausalLM"},
+      {"qwen3", "Qwen3ForCausalLM"},
       {"mixtral", "MixtralForCausalLM"}};
   Json j;
   j["architectures"] = {kArchitecture.at(type)};
   j["model_type"] = type;
   j["vocab_size"] = c.vocab_size();
   j["hidden_size"] = t.hidden_size();
-  j["intermediate_size"] =
-      type == "mixtral" && t.has_moe_ffn_hidden_size() ? t.moe_ffn_hidden_size() : t.ffn_hidden_size();
+  j["intermediate_size"] = type == "mixtral" && t.has_moe_ffn_hidden_size()
+                               ? t.moe_ffn_hidden_size()
+                               : t.ffn_hidden_size();
   j["num_hidden_layers"] = t.num_layers();
   j["num_attention_heads"] = t.num_attention_heads();
   j["num_key_value_heads"] = t.num_query_groups();
@@ -106,9 +109,9 @@ absl::StatusOr<nlohmann::json> ExportHfConfig(const gptbuilder::v1::GPTModelConf
   bool supported = false;
   for (const std::string& s : SupportedHfModelTypes()) supported = supported || s == type;
   if (!supported) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model_type '", type, "' is not supported; supported: ",
-                     absl::StrJoin(SupportedHfModelTypes(), ", "), "."));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model_type '", type,
+        "' is not supported; supported: ", absl::StrJoin(SupportedHfModelTypes(), ", "), "."));
   }
   Json j = type == "gpt2" ? Gpt2(config) : LlamaLike(config, type);
   if (config.has_hf_model_id() && !config.hf_model_id().empty()) {

@@ -87,8 +87,8 @@ TEST_P(LayoutChangeTest, LoadedWeightsAreBitIdenticalInEveryLayout) {
   ASSERT_EQ(stored.size(), expected.size());
   for (const auto& [name, tensor] : expected) {
     const torch::Tensor contiguous = tensor.contiguous();
-    EXPECT_EQ(stored.at(name), init::Checksum(contiguous.data_ptr(),
-                                               contiguous.numel() * contiguous.element_size()))
+    EXPECT_EQ(stored.at(name),
+              init::Checksum(contiguous.data_ptr(), contiguous.numel() * contiguous.element_size()))
         << name;
   }
   for (const Layout& load : c.loads) {
@@ -222,11 +222,13 @@ TEST(CanonicalCheckpoint, VocabularyPaddedFurtherGetsBuilderInitialisedRows) {
   BuiltWorld large = Build("B_tp1_pp1", {2, 1, 0, 1}, 22, dir, Pad1152);
   ExpectAllOk(large, "load 1024 into 1152");
   ASSERT_TRUE(large.ok() && fresh.ok());
-  auto saved = Canonical(small.world), loaded = Canonical(large.world), init = Canonical(fresh.world);
+  auto saved = Canonical(small.world), loaded = Canonical(large.world),
+       init = Canonical(fresh.world);
   for (const char* name : {"embedding.word_embeddings.weight", "output_layer.weight"}) {
     ASSERT_EQ(loaded.at(name).size(0), 1152);
     EXPECT_TRUE(torch::equal(loaded.at(name).narrow(0, 0, 1024), saved.at(name))) << name;
-    EXPECT_TRUE(torch::equal(loaded.at(name).narrow(0, 1024, 128), init.at(name).narrow(0, 1024, 128)))
+    EXPECT_TRUE(
+        torch::equal(loaded.at(name).narrow(0, 1024, 128), init.at(name).narrow(0, 1024, 128)))
         << name << ": padding rows differ from the builder's";
   }
   fs::remove_all(dir);
@@ -333,8 +335,8 @@ TEST_F(SavedCheckpoint, OtherSafetensorsAreNotCheckpoints) {
   // A safetensors file without gptbuilder metadata and no config.json next to it.
   const std::string dir = testing::TempDir("foreign");
   fs::create_directories(dir);
-  auto writer = SafetensorsWriter::Create(dir + "/model.safetensors",
-                                          {{"x", DType::kFloat32, {2}}}, {{"format", "pt"}});
+  auto writer = SafetensorsWriter::Create(dir + "/model.safetensors", {{"x", DType::kFloat32, {2}}},
+                                          {{"format", "pt"}});
   ASSERT_TRUE(writer.ok());
   float x[2] = {1, 2};
   ASSERT_TRUE((*writer)->WriteTensor("x", x).ok());
@@ -380,7 +382,8 @@ TEST(CanonicalCheckpoint, LoadCheckpointIntoABuiltModel) {
 
 TEST(CanonicalCheckpoint, FsdpShardedModelsSave) {
   gptbuilder::v1::GPTModelConfig c = GoldenConfig("B_tp1_pp1", {1, 1, 0, 1});
-  BuiltWorld plain = BuildWith(Finalized(c, 2), 2, [](model::RankBuildOptions& o) { o.build.set_seed(41); });
+  BuiltWorld plain =
+      BuildWith(Finalized(c, 2), 2, [](model::RankBuildOptions& o) { o.build.set_seed(41); });
   BuiltWorld fsdp = BuildWith(Finalized(c, 2), 2, [](model::RankBuildOptions& o) {
     o.build.set_seed(41);
     o.build.set_use_megatron_fsdp(true);

@@ -47,7 +47,8 @@ inline void SetLayout(gptbuilder::v1::GPTModelConfig& c, const Layout& layout) {
 }
 
 // A golden model (A: GPT-2-like, B: Llama-like GQA, D: MoE) in `layout`, without dropout.
-inline gptbuilder::v1::GPTModelConfig GoldenConfig(const std::string& golden, const Layout& layout) {
+inline gptbuilder::v1::GPTModelConfig GoldenConfig(const std::string& golden,
+                                                   const Layout& layout) {
   gptbuilder::v1::GPTModelConfig c = GoldenUserConfig(LoadGolden(golden));
   SetLayout(c, layout);
   c.mutable_transformer()->set_hidden_dropout(0.0);
@@ -115,8 +116,8 @@ inline BuiltWorld BuildWith(const gptbuilder::v1::GPTModelConfig& config, int wo
 // SaveCheckpoint on every rank at once; the per-rank results.
 inline std::vector<absl::StatusOr<checkpoint::SaveStats>> SaveWorld(
     const World& world, const std::string& path, const checkpoint::SaveOptions& options = {}) {
-  std::vector<absl::StatusOr<checkpoint::SaveStats>> results(
-      world.ranks.size(), absl::UnknownError("not run"));
+  std::vector<absl::StatusOr<checkpoint::SaveStats>> results(world.ranks.size(),
+                                                             absl::UnknownError("not run"));
   OnEveryRank(static_cast<int>(world.ranks.size()), [&](int r) {
     results[r] = checkpoint::SaveCheckpoint(*world.ranks[r], path, options);
   });
@@ -195,8 +196,7 @@ inline torch::Tensor PipelineForward(World& world, const torch::Tensor& ids) {
       if (stage->pre_process()) {
         in = ids;
       } else {
-        absl::StatusOr<torch::Tensor> received =
-            parallel::RecvForward(shape, torch::kFloat32, pp);
+        absl::StatusOr<torch::Tensor> received = parallel::RecvForward(shape, torch::kFloat32, pp);
         if (!received.ok()) throw std::runtime_error(std::string(received.status().message()));
         in = *received;
       }
@@ -221,8 +221,8 @@ inline torch::Tensor PipelineForward(World& world, const torch::Tensor& ids) {
 
 // A fresh directory under the test binary's temporary area.
 inline std::string TempDir(const std::string& name) {
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                                    ("gptb_ckpt_" + std::to_string(::getpid())) / name;
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("gptb_ckpt_" + std::to_string(::getpid())) / name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir.parent_path());
   return dir.string();

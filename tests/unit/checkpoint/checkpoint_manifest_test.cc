@@ -58,7 +58,8 @@ TEST(CanonicalTensors, SameListInEveryLayout) {
     absl::StatusOr<std::vector<CanonicalTensor>> reference =
         CanonicalTensors(Plan(golden, {1, 1, 0, 1}));
     ASSERT_TRUE(reference.ok()) << reference.status();
-    for (const Layout& l : std::vector<Layout>{{2, 2, 0, 1}, {2, 2, 2, 1}, {1, 2, 0, 2}, {2, 1, 0, 1, 2}}) {
+    for (const Layout& l :
+         std::vector<Layout>{{2, 2, 0, 1}, {2, 2, 2, 1}, {1, 2, 0, 2}, {2, 1, 0, 1, 2}}) {
       if (l.ep > 1 && std::string(golden) != "D_tp1_pp1_ep1") continue;
       absl::StatusOr<std::vector<CanonicalTensor>> other = CanonicalTensors(Plan(golden, l));
       ASSERT_TRUE(other.ok()) << other.status();
@@ -92,12 +93,14 @@ TEST(CanonicalTensors, OrderedBySectionAndGlobalIndex) {
   EXPECT_LT(position("decoder.layers.11.self_attention.linear_qkv.weight"),
             position("decoder.final_layernorm.weight"));
   for (const auto& t : *tensors) {
-    EXPECT_EQ(t.vocab_rows, t.name == "embedding.word_embeddings.weight" || t.name == "output_layer.weight");
+    EXPECT_EQ(t.vocab_rows,
+              t.name == "embedding.word_embeddings.weight" || t.name == "output_layer.weight");
   }
 }
 
 TEST(CanonicalTensors, TiedOutputLayerIsTheEmbedding) {
-  absl::StatusOr<std::vector<CanonicalTensor>> tensors = CanonicalTensors(Plan("A_tp1_pp1", {1, 2, 0, 1}));
+  absl::StatusOr<std::vector<CanonicalTensor>> tensors =
+      CanonicalTensors(Plan("A_tp1_pp1", {1, 2, 0, 1}));
   ASSERT_TRUE(tensors.ok());
   const std::vector<std::string> names = Names(*tensors);
   EXPECT_EQ(std::count(names.begin(), names.end(), "output_layer.weight"), 0);
@@ -234,14 +237,15 @@ TEST(ConfigCompatible, ListsEveryArchitectureDifference) {
   EXPECT_THAT(fields, ::testing::UnorderedElementsAre("transformer.num_layers",
                                                       "transformer.num_query_groups",
                                                       "transformer.moe_router_topk", "vocab_size"));
-  EXPECT_THAT(std::string(s.message()), HasSubstr("the checkpoint at /ckpt has 4, the model has 2"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("the checkpoint at /ckpt has 4, the model has 2"));
   // Not strict: only what changes tensor shapes.
   fields.clear();
   for (const auto& v : config::ViolationsFromStatus(CheckConfigCompatible(a, b, false, "/ckpt"))) {
     fields.push_back(v.field);
   }
-  EXPECT_THAT(fields, ::testing::UnorderedElementsAre("transformer.num_layers",
-                                                      "transformer.num_query_groups", "vocab_size"));
+  EXPECT_THAT(fields, ::testing::UnorderedElementsAre(
+                          "transformer.num_layers", "transformer.num_query_groups", "vocab_size"));
 }
 
 TEST(ConfigCompatible, NumericFieldsOnlyWhenStrict) {

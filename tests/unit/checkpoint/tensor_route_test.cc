@@ -15,8 +15,8 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string TempDir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() /
-                       ("gptb_route_" + std::to_string(::getpid())) / name;
+  const fs::path dir =
+      fs::temp_directory_path() / ("gptb_route_" + std::to_string(::getpid())) / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir.string();
@@ -30,7 +30,9 @@ TEST(TransposeBlock, EveryItemSizeAndStride) {
     TransposeBlock(in.data(), in_stride, rows, cols, item, out.data(), out_stride);
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t c = 0; c < cols; ++c) {
-        ASSERT_EQ(std::memcmp(&out[(c * out_stride + r) * item], &in[(r * in_stride + c) * item], item), 0)
+        ASSERT_EQ(
+            std::memcmp(&out[(c * out_stride + r) * item], &in[(r * in_stride + c) * item], item),
+            0)
             << "item " << item << " r " << r << " c " << c;
       }
     }
@@ -45,9 +47,12 @@ class RouteTest : public ::testing::Test {
  protected:
   static constexpr int64_t kRows = 10, kCols = 6;
   void SetUp() override {
-    route_ = {"canon", {kRows, kCols}, {{0, 3, "a", 1, false}, {3, 4, "b", 0, true}, {8, 2, "a", 5, false}}};
+    route_ = {"canon",
+              {kRows, kCols},
+              {{0, 3, "a", 1, false}, {3, 4, "b", 0, true}, {8, 2, "a", 5, false}}};
     for (int64_t r = 0; r < kRows; ++r) {
-      for (int64_t c = 0; c < kCols; ++c) canonical_[r * kCols + c] = static_cast<float>(100 * r + c);
+      for (int64_t c = 0; c < kCols; ++c)
+        canonical_[r * kCols + c] = static_cast<float>(100 * r + c);
     }
     dir_ = TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
     absl::StatusOr<std::vector<TensorSpec>> specs = StoredTensorSpecs({route_}, {DType::kFloat32});
@@ -95,9 +100,11 @@ TEST_F(RouteTest, ReadsRowBlocksAndReportsGaps) {
   absl::StatusOr<DType> dtype = ValidateRoute(*reader_, route_);
   ASSERT_TRUE(dtype.ok()) << dtype.status();
   EXPECT_EQ(*dtype, DType::kFloat32);
-  for (auto [start, length] : std::vector<std::pair<int64_t, int64_t>>{{0, 10}, {2, 7}, {4, 2}, {7, 1}}) {
+  for (auto [start, length] :
+       std::vector<std::pair<int64_t, int64_t>>{{0, 10}, {2, 7}, {4, 2}, {7, 1}}) {
     std::vector<float> out(length * kCols, -1.0f);
-    absl::StatusOr<std::vector<RowRange>> gaps = ReadRoute(*reader_, route_, 0, start, length, out.data());
+    absl::StatusOr<std::vector<RowRange>> gaps =
+        ReadRoute(*reader_, route_, 0, start, length, out.data());
     ASSERT_TRUE(gaps.ok()) << gaps.status();
     const bool has_gap = start <= 7 && 7 < start + length;
     const std::vector<RowRange> expected_gaps =
@@ -115,7 +122,8 @@ TEST_F(RouteTest, ReadsRowBlocksAndReportsGaps) {
 TEST_F(RouteTest, ReadsColumnBlocks) {
   for (auto [start, length] : std::vector<std::pair<int64_t, int64_t>>{{0, 6}, {1, 3}, {5, 1}}) {
     std::vector<float> out(kRows * length, -1.0f);
-    absl::StatusOr<std::vector<RowRange>> gaps = ReadRoute(*reader_, route_, 1, start, length, out.data());
+    absl::StatusOr<std::vector<RowRange>> gaps =
+        ReadRoute(*reader_, route_, 1, start, length, out.data());
     ASSERT_TRUE(gaps.ok()) << gaps.status();
     EXPECT_EQ(*gaps, (std::vector<RowRange>{{7, 1}}));
     for (int64_t r = 0; r < kRows; ++r) {
@@ -175,9 +183,11 @@ TEST(Route, ColumnWritesOfWholeTensors) {
 
 TEST(Route, ValidationNamesTheProblem) {
   const std::string dir = TempDir("validate");
-  auto writer = SafetensorsWriter::Create(
-      dir + "/model.safetensors",
-      {{"a", DType::kFloat32, {4, 3}}, {"h", DType::kBFloat16, {4, 3}}, {"v", DType::kFloat32, {5}}}, {});
+  auto writer = SafetensorsWriter::Create(dir + "/model.safetensors",
+                                          {{"a", DType::kFloat32, {4, 3}},
+                                           {"h", DType::kBFloat16, {4, 3}},
+                                           {"v", DType::kFloat32, {5}}},
+                                          {});
   ASSERT_TRUE(writer.ok());
   std::vector<unsigned char> zeros(64, 0);
   ASSERT_TRUE((*writer)->WriteTensor("a", zeros.data()).ok());
@@ -191,7 +201,8 @@ TEST(Route, ValidationNamesTheProblem) {
     EXPECT_FALSE(d.ok());
     return std::string(d.status().message());
   };
-  EXPECT_THAT(message({"x", {4, 3}, {{0, 4, "missing", 0, false}}}), ::testing::HasSubstr("'missing'"));
+  EXPECT_THAT(message({"x", {4, 3}, {{0, 4, "missing", 0, false}}}),
+              ::testing::HasSubstr("'missing'"));
   EXPECT_THAT(message({"x", {4, 2}, {{0, 4, "a", 0, false}}}), ::testing::HasSubstr("[4, 3]"));
   EXPECT_THAT(message({"x", {6, 3}, {{0, 3, "a", 2, false}}}), ::testing::HasSubstr("at least"));
   EXPECT_THAT(message({"x", {4, 3}, {{0, 2, "a", 0, false}, {1, 2, "a", 2, false}}}),
