@@ -7,6 +7,7 @@
 // RSS is its own.
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -17,8 +18,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "core/config/finalize.h"
 #include "core/model/rank_model.h"
@@ -85,7 +84,8 @@ int Child(const std::string& method, const std::string& model, const std::string
     gptb::model::RankBuildOptions options;
     options.config = config;
     options.build.set_wrap_with_ddp(false);  // build_model: the parameters alone
-    absl::StatusOr<std::unique_ptr<gptb::model::RankModel>> r = gptb::model::BuildRankModel(options);
+    absl::StatusOr<std::unique_ptr<gptb::model::RankModel>> r =
+        gptb::model::BuildRankModel(options);
     if (!r.ok()) {
       std::fprintf(stderr, "%s\n", std::string(r.status().message()).c_str());
       return 1;
@@ -165,11 +165,13 @@ int main(int argc, char** argv) {
     const Result torch_base = Run(exe, "libtorch", model, dtype, repeats);
     const Result touch = Run(exe, "memset", model, dtype, repeats);
     auto gbps = [](const Result& r) { return r.bytes / r.seconds / 1e9; };
-    std::printf("%-12s %-5s %10.1f | %6.3f s %5.2f GB/s rss %.3f | %6.3f s %5.2f GB/s rss %.3f | %6.3f s %5.2f GB/s | %.1fx torch, %.0f%% touch\n",
-                model.c_str(), dtype.c_str(), gptb.bytes / 1e6, gptb.seconds, gbps(gptb),
-                static_cast<double>(gptb.rss) / gptb.bytes, torch_base.seconds, gbps(torch_base),
-                static_cast<double>(torch_base.rss) / torch_base.bytes, touch.seconds, gbps(touch),
-                gbps(gptb) / gbps(torch_base), 100.0 * gbps(gptb) / gbps(touch));
+    std::printf(
+        "%-12s %-5s %10.1f | %6.3f s %5.2f GB/s rss %.3f | %6.3f s %5.2f GB/s rss %.3f | %6.3f s "
+        "%5.2f GB/s | %.1fx torch, %.0f%% touch\n",
+        model.c_str(), dtype.c_str(), gptb.bytes / 1e6, gptb.seconds, gbps(gptb),
+        static_cast<double>(gptb.rss) / gptb.bytes, torch_base.seconds, gbps(torch_base),
+        static_cast<double>(torch_base.rss) / torch_base.bytes, touch.seconds, gbps(touch),
+        gbps(gptb) / gbps(torch_base), 100.0 * gbps(gptb) / gbps(touch));
   }
   (void)self;
   return 0;

@@ -15,6 +15,8 @@
 #include "core/config/suggest.h"
 #include "core/config/violations.h"
 #include "core/config/vocab.h"
+#include "core/spec/module_registry.h"
+#include "core/spec/module_spec.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
 
@@ -56,6 +58,7 @@ std::string NearestMultiples(int64_t value, int64_t divisor) {
 class Checker {
  public:
   explicit Checker(Violations* violations) : violations_(violations) {}
+  Violations* violations() { return violations_; }
 
   void Add(std::string field, std::string reason, std::string description) {
     violations_->Add(std::move(field), std::move(reason), std::move(description));
@@ -1020,14 +1023,12 @@ void CheckMoe(const TransformerConfig& t, const Sizes& s, const Given& given, Ch
   }
 }
 
-void CheckLayerSpec(const ModuleSpec& spec, const std::string& path, Checker& c) {
-  if (spec.module().empty()) {
-    c.Add(absl::StrCat(path, ".module"), "INVALID_LAYER_SPEC",
-          "every node of a custom transformer_layer_spec needs a non-empty module name.");
-  }
-  for (const auto& [name, child] : spec.submodules()) {
-    CheckLayerSpec(child, absl::StrCat(path, ".submodules.", name), c);
-  }
+// CUSTOM_LAYER_SPEC (ours): a custom tree is checked against the module registry (core/spec):
+// unknown modules and slots, missing required submodules, modules in slots that cannot hold
+// them, q/k norms without qk_layernorm.
+void CheckLayerSpec(const ModuleSpec& spec, const TransformerConfig& t, const std::string& path,
+                    Violations* violations) {
+  spec::CheckCustomLayerSpec(*spec::FromProto(spec), t, path, violations);
 }
 
 void CheckGptLevel(const GPTModelConfig& config, const Sizes& s, Checker& c) {
@@ -1106,7 +1107,7 @@ void CheckGptLevel(const GPTModelConfig& config, const Sizes& s, Checker& c) {
   if (spec.has_name()) {
     c.OneOf("transformer_layer_spec", "transformer_layer_spec", spec.name(), LayerSpecNames());
   } else if (spec.has_custom()) {
-    CheckLayerSpec(spec.custom(), "transformer_layer_spec", c);
+    CheckLayerSpec(spec.custom(), t, "transformer_layer_spec.custom", c.violations());
   } else {
     c.Add("transformer_layer_spec", "INVALID_LAYER_SPEC",
           absl::StrCat("transformer_layer_spec must name a spec (", QuotedList(LayerSpecNames()),

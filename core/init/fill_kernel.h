@@ -34,7 +34,8 @@ inline constexpr int64_t kBlockElements = 64;
 
 struct KernelTable {
   const char* name;
-  // Writes canonical elements [begin, end) of the stream to out, consecutively, encoded as `out_kind`.
+  // Writes canonical elements [begin, end) of the stream to out, consecutively, encoded as
+  // `out_kind`.
   void (*fill_range)(const StreamParams& p, int64_t begin, int64_t end, int out_kind, void* out);
   // Elementwise fp32 -> bf16 / fp16 bits, round to nearest even (used by tests and constant fills).
   void (*to_bf16)(const float* in, uint16_t* out, int64_t n);

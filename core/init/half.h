@@ -35,7 +35,7 @@ inline uint16_t Fp32ToFp16Bits(float f) {
   const uint32_t x = FloatBits(f);
   const uint32_t sign = (x >> 16) & 0x8000u;
   const uint32_t a = x & 0x7fffffffu;
-  if (a > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (a > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
   if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520: inf
   if (a >= 0x38800000u) {                                              // >= 2^-14: normal half
     const uint32_t rounded = a + 0xfffu + ((a >> 13) & 1u);

@@ -1,10 +1,16 @@
 #include "core/init/initializer.h"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -20,6 +26,9 @@ constexpr int64_t kMaxNumel = int64_t{1} << 62;
 // Thread ranges start at multiples of this many local elements (whole cache lines for every
 // dtype, and whole generator blocks when the shard is one contiguous run).
 constexpr int64_t kThreadAlign = 1024;
+// Each thread prefaults and fills its range in chunks of this many bytes, so the pages the
+// kernel has just zeroed are still in cache when the fill writes them.
+constexpr int64_t kChunkBytes = int64_t{256} << 10;
 // Largest |z| the normal kernel can produce (sqrt(48 ln 2) = 5.7678), rounded up.
 constexpr double kMaxNormalDeviation = 5.77;
 
@@ -87,23 +96,22 @@ absl::Status ValidateSpec(const InitSpec& spec, DType dtype) {
     }
     case Distribution::kConstant:
       if (!FitsDType(spec.value, dtype)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "spec.value must be finite in ", DTypeName(dtype), ", got ", spec.value));
+        return absl::InvalidArgumentError(
+            absl::StrCat("spec.value must be finite in ", DTypeName(dtype), ", got ", spec.value));
       }
       return absl::OkStatus();
     case Distribution::kUniform:
       if (!finite(spec.low) || !finite(spec.high) || spec.low > spec.high) {
         return absl::InvalidArgumentError(
-            absl::StrCat("spec.low and spec.high must be finite with low <= high, got [",
-                         spec.low, ", ", spec.high, "]"));
+            absl::StrCat("spec.low and spec.high must be finite with low <= high, got [", spec.low,
+                         ", ", spec.high, "]"));
       }
       if (!FitsDType(spec.low, dtype) || !FitsDType(spec.high, dtype) ||
-          !FitsDType(static_cast<double>(static_cast<float>(spec.high) -
-                                         static_cast<float>(spec.low)),
-                     dtype == DType::kFloat16 ? DType::kFloat32 : dtype)) {
-        return absl::InvalidArgumentError(absl::StrCat("spec: uniform [", spec.low, ", ",
-                                                       spec.high, "] overflows ",
-                                                       DTypeName(dtype)));
+          !FitsDType(
+              static_cast<double>(static_cast<float>(spec.high) - static_cast<float>(spec.low)),
+              dtype == DType::kFloat16 ? DType::kFloat32 : dtype)) {
+        return absl::InvalidArgumentError(absl::StrCat("spec: uniform [", spec.low, ", ", spec.high,
+                                                       "] overflows ", DTypeName(dtype)));
       }
       return absl::OkStatus();
   }
@@ -206,6 +214,29 @@ class RunWalker {
   int64_t dim_span_ = 0;          // canonical elements per outer index
 };
 
+// Asks the kernel to map the whole pages inside [p, p + bytes) writable in one call
+// (MADV_POPULATE_WRITE, Linux 5.14), which zeroes fresh pages without taking one page fault per
+// 4 KiB: first touch costs about a third less CPU. Every byte of the range is written right after,
+// so this changes no contents. Populating pages that are already mapped is not free (~300 ns a
+// page), so a range whose first page is resident (mincore) is taken as touched and skipped.
+// Failure (older kernel, memory that cannot be populated) is harmless: the writes then fault
+// pages in one by one as usual.
+void Prefault(char* p, size_t bytes) {
+#if defined(__linux__)
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
+  if (e <= b) return;
+  unsigned char resident = 0;
+  if (mincore(reinterpret_cast<void*>(b), page, &resident) == 0 && (resident & 1)) return;
+  constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE, absent from older headers
+  (void)madvise(reinterpret_cast<void*>(b), e - b, kPopulateWrite);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
 // Runs fn(begin, end) over [0, total) split across up to `threads` threads (the caller is one).
 template <typename Fn>
 void ParallelFor(int64_t total, int threads, const Fn& fn) {
@@ -221,7 +252,11 @@ void ParallelFor(int64_t total, int threads, const Fn& fn) {
     const int64_t b = std::min(total, step * t);
     const int64_t e = std::min(total, step * (t + 1));
     if (b >= e) break;
-    workers.emplace_back([&fn, b, e] { fn(b, e); });
+    try {
+      workers.emplace_back([&fn, b, e] { fn(b, e); });
+    } catch (const std::system_error&) {
+      fn(b, e);  // no thread to be had: do this share on the caller's thread
+    }
   }
   fn(int64_t{0}, std::min(total, step));
   for (std::thread& w : workers) w.join();
@@ -237,8 +272,7 @@ void FillConstant(float value, DType dtype, void* out, int64_t begin, int64_t en
     }
     return;
   }
-  const uint16_t bits =
-      dtype == DType::kBFloat16 ? Fp32ToBf16Bits(value) : Fp32ToFp16Bits(value);
+  const uint16_t bits = dtype == DType::kBFloat16 ? Fp32ToBf16Bits(value) : Fp32ToFp16Bits(value);
   uint16_t* dst = static_cast<uint16_t*>(out);
   if (bits == 0) {
     std::memset(dst + begin, 0, static_cast<size_t>(end - begin) * sizeof(uint16_t));
@@ -287,9 +321,8 @@ absl::StatusOr<ShardLayout> SplitLayout(std::vector<int64_t> canonical_shape, in
         absl::StrCat("dim must be in [0, ", ndim, ") for a ", ndim, "-D tensor, got ", dim));
   }
   if (world < 1 || rank < 0 || rank >= world) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rank must be in [0, world) with world >= 1, got rank ", rank, ", world ",
-                     world));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank must be in [0, world) with world >= 1, got rank ", rank, ", world ", world));
   }
   if (stride < 1) {
     return absl::InvalidArgumentError(absl::StrCat("stride must be >= 1, got ", stride));
@@ -297,9 +330,8 @@ absl::StatusOr<ShardLayout> SplitLayout(std::vector<int64_t> canonical_shape, in
   const int64_t size = canonical_shape[dim];
   const int64_t chunks = int64_t{world} * stride;
   if (size < 0 || size % chunks != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("canonical_shape[", dim, "] = ", size, " is not divisible by world * stride = ",
-                     chunks));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "canonical_shape[", dim, "] = ", size, " is not divisible by world * stride = ", chunks));
   }
   ShardLayout layout;
   layout.canonical_shape = std::move(canonical_shape);
@@ -334,9 +366,9 @@ absl::Status ValidateLayout(const ShardLayout& layout) {
   }
   if (layout.partition_dim == -1) {
     if (!layout.pieces.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layout.pieces must be empty when partition_dim is -1 (the whole tensor) (",
-          LayoutText(layout), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("layout.pieces must be empty when partition_dim is -1 (the whole tensor) (",
+                       LayoutText(layout), ")"));
     }
     return absl::OkStatus();
   }
@@ -345,20 +377,19 @@ absl::Status ValidateLayout(const ShardLayout& layout) {
   for (size_t i = 0; i < layout.pieces.size(); ++i) {
     const Piece& p = layout.pieces[i];
     if (p.start < 0 || p.length < 0 || p.start > size || p.length > size - p.start) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layout.pieces[", i, "] = [", p.start, ", +", p.length,
-          ") must lie within [0, canonical_shape[", layout.partition_dim, "] = ", size, ") (",
-          LayoutText(layout), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("layout.pieces[", i, "] = [", p.start, ", +", p.length,
+                       ") must lie within [0, canonical_shape[", layout.partition_dim, "] = ", size,
+                       ") (", LayoutText(layout), ")"));
     }
     if (p.length > 0) ranges.emplace_back(p.start, p.start + p.length);
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i) {
     if (ranges[i].first < ranges[i - 1].second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("layout.pieces overlap: [", ranges[i - 1].first, ", ", ranges[i - 1].second,
-                       ") and [", ranges[i].first, ", ", ranges[i].second, ") (",
-                       LayoutText(layout), ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "layout.pieces overlap: [", ranges[i - 1].first, ", ", ranges[i - 1].second, ") and [",
+          ranges[i].first, ", ", ranges[i].second, ") (", LayoutText(layout), ")"));
     }
   }
   return absl::OkStatus();
@@ -402,8 +433,8 @@ absl::Status FillShard(uint64_t seed, std::string_view canonical_name, const Ini
   if (!numel.ok()) return numel.status();
   if (out_numel != *numel) {
     return absl::InvalidArgumentError(
-        absl::StrCat("out_numel must equal the shard's element count ", *numel, ", got ",
-                     out_numel, " (", LayoutText(layout), ")"));
+        absl::StrCat("out_numel must equal the shard's element count ", *numel, ", got ", out_numel,
+                     " (", LayoutText(layout), ")"));
   }
   if (out == nullptr && out_numel > 0) {
     return absl::InvalidArgumentError("out must not be null for a non-empty shard");
@@ -418,10 +449,17 @@ absl::Status FillShard(uint64_t seed, std::string_view canonical_name, const Ini
   const int64_t grain = std::max<int64_t>(1, options.min_elements_per_thread);
   threads = static_cast<int>(std::clamp<int64_t>(out_numel / grain, 1, std::max(threads, 1)));
 
+  const size_t esize = DTypeSize(dtype);
+  const int64_t chunk = kChunkBytes / static_cast<int64_t>(esize);
+  char* base = static_cast<char*>(out);
   if (spec.dist == Distribution::kConstant) {
     const float value = static_cast<float>(spec.value);
     ParallelFor(out_numel, threads, [&](int64_t b, int64_t e) {
-      FillConstant(value, dtype, out, b, e);
+      for (int64_t cb = b; cb < e; cb += chunk) {
+        const int64_t ce = std::min(e, cb + chunk);
+        if (options.prefault) Prefault(base + cb * esize, static_cast<size_t>(ce - cb) * esize);
+        FillConstant(value, dtype, out, cb, ce);
+      }
     });
     return absl::OkStatus();
   }
@@ -443,14 +481,16 @@ absl::Status FillShard(uint64_t seed, std::string_view canonical_name, const Ini
     params.shift = static_cast<float>(spec.low);
   }
   const int out_kind = static_cast<int>(dtype);
-  const size_t esize = DTypeSize(dtype);
   const auto fill_range = (*kernels)->fill_range;
   const RunWalker walker(layout);
-  char* base = static_cast<char*>(out);
   ParallelFor(out_numel, threads, [&](int64_t b, int64_t e) {
-    walker.ForEachRun(b, e, [&](int64_t cb, int64_t ce, int64_t local) {
-      fill_range(params, cb, ce, out_kind, base + static_cast<size_t>(local) * esize);
-    });
+    for (int64_t lb = b; lb < e; lb += chunk) {
+      const int64_t le = std::min(e, lb + chunk);
+      if (options.prefault) Prefault(base + lb * esize, static_cast<size_t>(le - lb) * esize);
+      walker.ForEachRun(lb, le, [&](int64_t cb, int64_t ce, int64_t local) {
+        fill_range(params, cb, ce, out_kind, base + static_cast<size_t>(local) * esize);
+      });
+    }
   });
   return absl::OkStatus();
 }

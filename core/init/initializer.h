@@ -14,9 +14,9 @@
 //  * counter c = (c mod 2^32, c / 2^32, NameKey(name) low word, NameKey(name) high word), so for a
 //            fixed seed distinct (name key, counter) pairs are distinct Philox inputs;
 //  * Philox4x32-10 (core/init/philox.h) of counter c gives words x0..x3 for elements 4c..4c+3;
-//  * normal: Box-Muller, elements 4c, 4c+1 from (x0, x1) and 4c+2, 4c+3 from (x2, x3), computed
-//            in fp32 (within 1e-6 of exact math, |z| <= 5.77; fill_kernel_impl.inc), then
-//            mean + std * z in fp32;
+//  * normal: Box-Muller, elements 4c, 4c+1 from (x0, x1) and 4c+2, 4c+3 from (x2, x3), in fp32
+//            as mean + (r std) cos t and mean + (r std) sin t (z within 1e-6 of exact math,
+//            |z| <= 5.77; see fill_kernel_impl.inc);
 //  * uniform: low + (high - low) * (xj >> 8) 2^-24, in fp32 (values in [low, high]);
 //  * bf16 / fp16 outputs are the fp32 values rounded to nearest even, so a bf16 model is exactly
 //    the rounded fp32 model.
@@ -97,6 +97,10 @@ struct FillOptions {
   // about as much as generating tens of thousands of values).
   int64_t min_elements_per_thread = int64_t{1} << 16;
   Isa isa = Isa::kAuto;
+  // Map the output's pages with one madvise(MADV_POPULATE_WRITE) per 256 KiB chunk before
+  // writing it, instead of one page fault per 4 KiB page (a third less CPU on fresh memory;
+  // ignored where unsupported). Contents are the same either way.
+  bool prefault = true;
 };
 
 // 64-bit key of a canonical parameter name: the SplitMix64 finaliser of the 64-bit FNV-1a hash

@@ -4,7 +4,8 @@
 
 namespace gptb::model {
 
-DistributedParallelContext::DistributedParallelContext(const parallel::ProcessGroupCollection* groups)
+DistributedParallelContext::DistributedParallelContext(
+    const parallel::ProcessGroupCollection* groups)
     : groups_(groups) {}
 
 const parallel::ProcessGroupPtr& DistributedParallelContext::Get(Group group) const {
@@ -32,10 +33,12 @@ torch::Tensor DistributedParallelContext::GatherFromTensorParallelRegion(const t
 }
 
 torch::Tensor DistributedParallelContext::AllGatherFirstDim(const torch::Tensor& x, Group group) {
-  return parallel::GatherFromSequenceParallelRegion(x, Get(group), /*tensor_parallel_output_grad=*/true);
+  return parallel::GatherFromSequenceParallelRegion(x, Get(group),
+                                                    /*tensor_parallel_output_grad=*/true);
 }
 
-torch::Tensor DistributedParallelContext::ReduceScatterFirstDim(const torch::Tensor& x, Group group) {
+torch::Tensor DistributedParallelContext::ReduceScatterFirstDim(const torch::Tensor& x,
+                                                                Group group) {
   return parallel::ReduceScatterToSequenceParallelRegion(x, Get(group));
 }
 

@@ -25,6 +25,10 @@ torch::Dtype TorchDtype(plan::DType dtype);
 // the one source of truth for which parameters exist and their shapes: a module asks for
 // `prefix + "weight"` and gets a freshly allocated (uninitialised) tensor of the planned shape
 // and dtype, or learns that the plan has no such parameter (e.g. no bias).
+//
+// On the CPU all of a stage's parameters live in one anonymous mapping advised for transparent
+// huge pages: first-touch page faults dominate building a model from scratch, and 2 MiB pages
+// cut their number 512-fold. The mapping is unmapped when the last tensor viewing it is freed.
 class ParamTable {
  public:
   ParamTable(const std::vector<plan::ParamInfo>& params, torch::Device device);
@@ -40,6 +44,8 @@ class ParamTable {
  private:
   const std::vector<plan::ParamInfo>& params_;
   torch::Device device_;
+  std::shared_ptr<void> arena_;   // CPU: the stage's mapping
+  std::vector<int64_t> offsets_;  // byte offset of each parameter in the arena
   std::unordered_map<std::string, size_t> index_;
   std::vector<bool> taken_;
 };

@@ -2,16 +2,15 @@
 
 #include <chrono>
 #include <thread>
-
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/dist/wrap.h"
 #include "core/init/checksum.h"
 #include "core/init/initializer.h"
-#include "core/dist/wrap.h"
 #include "core/model/distributed_parallel_context.h"
 #include "core/model/gpt_stage.h"
 #include "core/parallel/torch_status.h"
@@ -27,9 +26,12 @@ double Since(Clock::time_point start) {
 
 init::DType InitDtype(plan::DType dtype) {
   switch (dtype) {
-    case plan::DType::kFloat32: return init::DType::kFloat32;
-    case plan::DType::kBFloat16: return init::DType::kBFloat16;
-    case plan::DType::kFloat16: return init::DType::kFloat16;
+    case plan::DType::kFloat32:
+      return init::DType::kFloat32;
+    case plan::DType::kBFloat16:
+      return init::DType::kBFloat16;
+    case plan::DType::kFloat16:
+      return init::DType::kFloat16;
   }
   return init::DType::kFloat32;
 }
@@ -72,7 +74,7 @@ class RankModelImpl : public RankModel {
         HeldParameter param;
         param.name = item.key();
         param.shape = tensor.sizes().vec();
-        param.dtype = tensor.scalar_type() == torch::kBFloat16 ? "bfloat16"
+        param.dtype = tensor.scalar_type() == torch::kBFloat16  ? "bfloat16"
                       : tensor.scalar_type() == torch::kFloat16 ? "float16"
                                                                 : "float32";
         param.checksum = init::Checksum(tensor.data_ptr(), tensor.numel() * tensor.element_size());
@@ -160,7 +162,8 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
     parameter_bytes_ += stage.param_bytes;
   }
   torch::Device device(torch::kCPU);
-  if (absl::Status s = parallel::CallTorch("device", [&] { device = torch::Device(options.device); });
+  if (absl::Status s =
+          parallel::CallTorch("device", [&] { device = torch::Device(options.device); });
       !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("device '", options.device, "' is not valid"));
   }
@@ -174,19 +177,22 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
   // 1. Rendezvous and the process groups this rank belongs to.
   Clock::time_point start = Clock::now();
   {
-    absl::StatusOr<parallel::StorePtr> store = parallel::CallTorchOr("connect to the rendezvous store", [&] {
-      // A world of one needs no rendezvous: its groups are all local.
-      if (plan_.world_size() == 1 && options.store_port == 0) {
-        return parallel::StorePtr(c10::make_intrusive<c10d::HashStore>());
-      }
-      c10d::TCPStoreOptions store_options;
-      store_options.port = static_cast<uint16_t>(options.store_port);
-      store_options.isServer = false;
-      store_options.waitWorkers = false;
-      store_options.timeout = options.timeout;
-      parallel::StorePtr tcp = c10::make_intrusive<c10d::TCPStore>(options.store_host, store_options);
-      return parallel::StorePtr(c10::make_intrusive<c10d::PrefixStore>(options.store_prefix, tcp));
-    });
+    absl::StatusOr<parallel::StorePtr> store =
+        parallel::CallTorchOr("connect to the rendezvous store", [&] {
+          // A world of one needs no rendezvous: its groups are all local.
+          if (plan_.world_size() == 1 && options.store_port == 0) {
+            return parallel::StorePtr(c10::make_intrusive<c10d::HashStore>());
+          }
+          c10d::TCPStoreOptions store_options;
+          store_options.port = static_cast<uint16_t>(options.store_port);
+          store_options.isServer = false;
+          store_options.waitWorkers = false;
+          store_options.timeout = options.timeout;
+          parallel::StorePtr tcp =
+              c10::make_intrusive<c10d::TCPStore>(options.store_host, store_options);
+          return parallel::StorePtr(
+              c10::make_intrusive<c10d::PrefixStore>(options.store_prefix, tcp));
+        });
     if (!store.ok()) return store.status();
     parallel::ProcessGroupOptions group_options;
     group_options.timeout = options.timeout;
@@ -207,16 +213,19 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
   // 2. Construct this rank's chunks: only the local shards are allocated.
   start = Clock::now();
   int layers_built = 0;
-  for (int chunk_index = 0; chunk_index < static_cast<int>(rank_plan.stages.size()); ++chunk_index) {
+  for (int chunk_index = 0; chunk_index < static_cast<int>(rank_plan.stages.size());
+       ++chunk_index) {
     const plan::StagePlan& stage = plan_.stages()[rank_plan.stages[chunk_index]];
     const plan::ChunkLayout& chunk = plan_.layout().Chunk(stage.pp_rank, stage.chunk_index);
-    absl::StatusOr<spec::StageLayerSpecs> specs = spec::ResolveStageLayerSpecs(plan_.config(), chunk.LayerIds());
+    absl::StatusOr<spec::StageLayerSpecs> specs =
+        spec::ResolveStageLayerSpecs(plan_.config(), chunk.LayerIds());
     if (!specs.ok()) return specs.status();
     auto mtp = spec::MtpBlockSpec(plan_.config(), *specs, chunk.num_mtp_layers);
     if (!mtp.ok()) return mtp.status();
     absl::Status built = parallel::CallTorch("construct stage", [&] {
       torch::NoGradGuard no_grad;
-      stages_.push_back(std::make_shared<GptStage>(plan_.config(), stage, *specs, *mtp, parallel_.get(), device));
+      stages_.push_back(
+          std::make_shared<GptStage>(plan_.config(), stage, *specs, *mtp, parallel_.get(), device));
     });
     if (!built.ok()) return built;
     layers_built += static_cast<int>(stage.layers.size() + stage.mtp_layers.size());
@@ -237,7 +246,8 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
     // others. The offset is the rank's place in the group its tensor is broadcast over (dp_cp, or
     // expt_dp for expert tensors), so the broadcast source always holds the seed's values and the
     // model stays layout-invariant.
-    const bool dp_random = options.build.data_parallel_random_init() && options.build.wrap_with_ddp();
+    const bool dp_random =
+        options.build.data_parallel_random_init() && options.build.wrap_with_ddp();
     const int dense_replica = dp_random ? std::max(0, groups_->rank(plan::GroupKind::kDpCp)) : 0;
     const int expert_replica = dp_random ? std::max(0, groups_->rank(plan::GroupKind::kExptDp)) : 0;
     init::FillOptions fill;
@@ -252,15 +262,19 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
         init::ShardLayout layout;
         layout.canonical_shape = info.canonical_shape;
         layout.partition_dim = info.partition_dim;
-        for (const plan::Piece& piece : info.pieces) layout.pieces.push_back({piece.start, piece.length});
+        for (const plan::Piece& piece : info.pieces)
+          layout.pieces.push_back({piece.start, piece.length});
         const init::InitSpec spec = info.init.kind == plan::InitMethod::Kind::kNormal
                                         ? init::InitSpec::Normal(info.init.value)
                                         : init::InitSpec::Constant(info.init.value);
-        const uint64_t replica_seed = seed + 10 * static_cast<uint64_t>(info.is_expert ? expert_replica : dense_replica);
-        absl::Status filled = init::FillShard(replica_seed, info.canonical_name, spec, layout, InitDtype(info.dtype),
-                                              tensor.data_ptr(), tensor.numel(), fill);
+        const uint64_t replica_seed =
+            seed + 10 * static_cast<uint64_t>(info.is_expert ? expert_replica : dense_replica);
+        absl::Status filled =
+            init::FillShard(replica_seed, info.canonical_name, spec, layout, InitDtype(info.dtype),
+                            tensor.data_ptr(), tensor.numel(), fill);
         if (!filled.ok()) {
-          return absl::InternalError(absl::StrCat("initialising ", info.name, ": ", filled.message()));
+          return absl::InternalError(
+              absl::StrCat("initialising ", info.name, ": ", filled.message()));
         }
         done += info.bytes();
       }
@@ -306,7 +320,8 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
       dist::DdpOptions ddp_options;
       ddp_options.config = options.ddp;
       ddp_options.disable_bucketing = wrap.disable_bucketing;
-      auto ddp = dist::DistributedDataParallel::Create(stage, stage->plan().params, *groups_, ddp_options);
+      auto ddp =
+          dist::DistributedDataParallel::Create(stage, stage->plan().params, *groups_, ddp_options);
       if (!ddp.ok()) return ddp.status();
       if (wrap.broadcast_params) {
         if (absl::Status s = (*ddp)->BroadcastParams(); !s.ok()) return s;
@@ -322,7 +337,8 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
                                 ? dist::FsdpFlavor::kMegatronFsdp
                                 : dist::FsdpFlavor::kTorchFsdp2;
       fsdp_options.broadcast_from_source = wrap.broadcast_params;
-      auto fsdp = dist::FullyShardedDataParallel::Create(stage, stage->plan().params, *groups_, fsdp_options);
+      auto fsdp = dist::FullyShardedDataParallel::Create(stage, stage->plan().params, *groups_,
+                                                         fsdp_options);
       if (!fsdp.ok()) return fsdp.status();
       fsdp_.back() = *std::move(fsdp);
     }
@@ -337,19 +353,24 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
 
 const char* BuildPhaseName(BuildPhase phase) {
   switch (phase) {
-    case BuildPhase::kProcessGroups: return "process_groups";
-    case BuildPhase::kConstruct: return "construct";
-    case BuildPhase::kInitialize: return "init";
-    case BuildPhase::kWrap: return "wrap";
-    case BuildPhase::kDone: return "done";
+    case BuildPhase::kProcessGroups:
+      return "process_groups";
+    case BuildPhase::kConstruct:
+      return "construct";
+    case BuildPhase::kInitialize:
+      return "init";
+    case BuildPhase::kWrap:
+      return "wrap";
+    case BuildPhase::kDone:
+      return "done";
   }
   return "?";
 }
 
 absl::StatusOr<std::unique_ptr<RankModel>> BuildRankModel(const RankBuildOptions& options) {
   if (options.world_size <= 0 || options.rank < 0 || options.rank >= options.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("rank ", options.rank, " is not in a world of ",
-                                                   options.world_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", options.rank, " is not in a world of ", options.world_size));
   }
   plan::PlanOptions plan_options;
   plan_options.world_size = options.world_size;

@@ -4,6 +4,7 @@
 
 #include "core/config/config_emitter.h"
 #include "core/config/finalize.h"
+#include "core/spec/layer_specs.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -305,9 +306,8 @@ GPTModelConfig RichConfig() {
   c.set_seq_len_interpolation_factor(1.0 / 3.0);
   c.set_tp_comm_overlap_cfg("{\"qkv_fprop\": {\"method\": \"ring_exchange\"}}");
   auto* spec = c.mutable_transformer_layer_spec()->mutable_custom();
-  spec->set_module("TransformerLayer");
+  spec::ToProto(*spec::GetGptLayerLocalSpec(std::nullopt, false, false, "RMSNorm"), spec);
   (*spec->mutable_params())["note"] = "true";
-  (*spec->mutable_submodules())["mlp"].set_module("MLP");
   return c;
 }
 

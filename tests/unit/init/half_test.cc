@@ -35,19 +35,19 @@ TEST(Fp16, RoundsToNearestEven) {
   EXPECT_EQ(Fp32ToFp16Bits(-2.0f), 0xc000);
   EXPECT_EQ(Fp32ToFp16Bits(-0.0f), 0x8000);
   EXPECT_EQ(Fp32ToFp16Bits(0.1f), 0x2e66);
-  EXPECT_EQ(Fp32ToFp16Bits(1.0f + 0x1p-11f), 0x3c00);        // tie, even stays
-  EXPECT_EQ(Fp32ToFp16Bits(1.0f + 3 * 0x1p-11f), 0x3c02);    // tie, odd goes up
+  EXPECT_EQ(Fp32ToFp16Bits(1.0f + 0x1p-11f), 0x3c00);      // tie, even stays
+  EXPECT_EQ(Fp32ToFp16Bits(1.0f + 3 * 0x1p-11f), 0x3c02);  // tie, odd goes up
   EXPECT_EQ(Fp32ToFp16Bits(1.0f + 0x1p-11f + 0x1p-20f), 0x3c01);
-  EXPECT_EQ(Fp32ToFp16Bits(65504.0f), 0x7bff);               // max half
+  EXPECT_EQ(Fp32ToFp16Bits(65504.0f), 0x7bff);  // max half
   EXPECT_EQ(Fp32ToFp16Bits(65519.0f), 0x7bff);
-  EXPECT_EQ(Fp32ToFp16Bits(65520.0f), 0x7c00);               // tie with 2^16 -> inf
-  EXPECT_EQ(Fp32ToFp16Bits(0x1p-14f), 0x0400);               // min normal
-  EXPECT_EQ(Fp32ToFp16Bits(0x1p-14f - 0x1p-25f), 0x0400);    // tie between 0x3ff and 0x400
-  EXPECT_EQ(Fp32ToFp16Bits(0x1p-24f), 0x0001);               // min subnormal
-  EXPECT_EQ(Fp32ToFp16Bits(0x1p-25f), 0x0000);               // tie with 0 -> even 0
+  EXPECT_EQ(Fp32ToFp16Bits(65520.0f), 0x7c00);             // tie with 2^16 -> inf
+  EXPECT_EQ(Fp32ToFp16Bits(0x1p-14f), 0x0400);             // min normal
+  EXPECT_EQ(Fp32ToFp16Bits(0x1p-14f - 0x1p-25f), 0x0400);  // tie between 0x3ff and 0x400
+  EXPECT_EQ(Fp32ToFp16Bits(0x1p-24f), 0x0001);             // min subnormal
+  EXPECT_EQ(Fp32ToFp16Bits(0x1p-25f), 0x0000);             // tie with 0 -> even 0
   EXPECT_EQ(Fp32ToFp16Bits(0x1.8p-25f), 0x0001);
-  EXPECT_EQ(Fp32ToFp16Bits(3 * 0x1p-25f), 0x0002);           // 1.5 ulp: tie -> 2
-  EXPECT_EQ(Fp32ToFp16Bits(5 * 0x1p-25f), 0x0002);           // 2.5 ulp: tie -> 2
+  EXPECT_EQ(Fp32ToFp16Bits(3 * 0x1p-25f), 0x0002);  // 1.5 ulp: tie -> 2
+  EXPECT_EQ(Fp32ToFp16Bits(5 * 0x1p-25f), 0x0002);  // 2.5 ulp: tie -> 2
   EXPECT_EQ(Fp32ToFp16Bits(-0x1p-30f), 0x8000);
   EXPECT_EQ(Fp32ToFp16Bits(std::numeric_limits<float>::infinity()), 0x7c00);
   EXPECT_EQ(Fp32ToFp16Bits(-std::numeric_limits<float>::quiet_NaN()), 0xfe00);

@@ -1,5 +1,7 @@
 #include "core/init/initializer.h"
 
+#include <sys/mman.h>
+
 #include <cmath>
 #include <cstring>
 #include <iostream>
@@ -41,8 +43,8 @@ std::vector<uint8_t> Fill(uint64_t seed, const std::string& name, const InitSpec
   return out;
 }
 
-std::vector<float> FillF32(uint64_t seed, const std::string& name, const InitSpec& spec,
-                           int64_t n, const FillOptions& opts = {}) {
+std::vector<float> FillF32(uint64_t seed, const std::string& name, const InitSpec& spec, int64_t n,
+                           const FillOptions& opts = {}) {
   std::vector<uint8_t> bytes = Fill(seed, name, spec, WholeLayout({n}), DType::kFloat32, opts);
   std::vector<float> out(static_cast<size_t>(n));
   std::memcpy(out.data(), bytes.data(), bytes.size());
@@ -146,9 +148,8 @@ TEST(FillShard, ShardsAreBitIdenticalToTheWholeTensor) {
         FillOptions whole_opts;
         whole_opts.num_threads = 1;
         whole_opts.isa = Isa::kGeneric;
-        const std::vector<uint8_t> whole =
-            Fill(42, "decoder.layers.3.mlp.linear_fc1.weight", spec, WholeLayout(sc.shape), dtype,
-                 whole_opts);
+        const std::vector<uint8_t> whole = Fill(42, "decoder.layers.3.mlp.linear_fc1.weight", spec,
+                                                WholeLayout(sc.shape), dtype, whole_opts);
         for (const FillOptions& opts : OptionVariants()) {
           std::vector<uint8_t> assembled(whole.size(), 0x5A);
           int64_t mismatches = 0;
@@ -162,8 +163,8 @@ TEST(FillShard, ShardsAreBitIdenticalToTheWholeTensor) {
               std::memcpy(&assembled[c * es], &local[k * es], es);
             }
           }
-          EXPECT_EQ(mismatches, 0) << sc.what << " " << Name(dtype) << " isa "
-                                   << IsaName(opts.isa) << " threads " << opts.num_threads;
+          EXPECT_EQ(mismatches, 0) << sc.what << " " << Name(dtype) << " isa " << IsaName(opts.isa)
+                                   << " threads " << opts.num_threads;
           if (sc.covers) {
             EXPECT_TRUE(assembled == whole)
                 << sc.what << " " << Name(dtype) << " threads " << opts.num_threads;
@@ -195,6 +196,32 @@ TEST(FillShard, KernelsAndThreadCountsAgreeOnLargeTensors) {
                          WholeLayout(shape), dtype, o) == ref)
             << Name(dtype) << " " << IsaName(isa) << " threads " << threads;
       }
+    }
+  }
+}
+
+// Prefaulting (madvise) changes no contents: fills into fresh, unaligned mmap'd memory with and
+// without it agree, for generated and constant fills.
+TEST(FillShard, PrefaultDoesNotChangeContents) {
+  const ShardLayout layout = *SplitLayout({1000, 771}, 0, 1, 2);  // 385500 elements
+  const int64_t n = *LocalNumel(layout);
+  for (DType dtype : kAllDTypes) {
+    for (const InitSpec& spec : {InitSpec::Normal(0.02), InitSpec::Ones()}) {
+      const size_t bytes = static_cast<size_t>(n) * DTypeSize(dtype);
+      const size_t mapped = bytes + 4096;
+      void* region =
+          mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      ASSERT_NE(region, MAP_FAILED);
+      char* out = static_cast<char*>(region) + 3 * DTypeSize(dtype);  // not page aligned
+      FillOptions with;
+      with.num_threads = 2;
+      with.prefault = true;
+      ASSERT_TRUE(FillShard(9, "w", spec, layout, dtype, out, n, with).ok());
+      FillOptions without = with;
+      without.prefault = false;
+      std::vector<uint8_t> ref = Fill(9, "w", spec, layout, dtype, without);
+      EXPECT_EQ(std::memcmp(out, ref.data(), bytes), 0) << Name(dtype);
+      munmap(region, mapped);
     }
   }
 }
@@ -234,10 +261,10 @@ TEST(FillShard, UniformExposesThePhiloxStreamOnEveryKernel) {
     const std::vector<float> got = FillF32(seed, name, InitSpec::Uniform(0, 16777216.0), n, o);
     for (int64_t i = 0; i < n; ++i) {
       const uint64_t c = static_cast<uint64_t>(i / 4);
-      const PhiloxCounter w = Philox4x32(
-          {static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32), static_cast<uint32_t>(nk),
-           static_cast<uint32_t>(nk >> 32)},
-          {static_cast<uint32_t>(key), static_cast<uint32_t>(key >> 32)});
+      const PhiloxCounter w =
+          Philox4x32({static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32),
+                      static_cast<uint32_t>(nk), static_cast<uint32_t>(nk >> 32)},
+                     {static_cast<uint32_t>(key), static_cast<uint32_t>(key >> 32)});
       ASSERT_EQ(got[i], static_cast<float>(w[i % 4] >> 8)) << IsaName(isa) << " element " << i;
     }
   }
@@ -253,10 +280,10 @@ TEST(FillShard, KernelMatchesFloat64BoxMuller) {
   const std::vector<float> got = FillF32(seed, name, InitSpec::Normal(1.0), n);
   double max_abs = 0, max_rel = 0, max_z = 0;
   for (int64_t c = 0; c < n / 4; ++c) {
-    const PhiloxCounter w = Philox4x32(
-        {static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32), static_cast<uint32_t>(nk),
-         static_cast<uint32_t>(nk >> 32)},
-        {static_cast<uint32_t>(key), static_cast<uint32_t>(key >> 32)});
+    const PhiloxCounter w =
+        Philox4x32({static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32),
+                    static_cast<uint32_t>(nk), static_cast<uint32_t>(nk >> 32)},
+                   {static_cast<uint32_t>(key), static_cast<uint32_t>(key >> 32)});
     for (int pair = 0; pair < 2; ++pair) {
       const double u = (2.0 * (w[2 * pair] >> 9) + 1.0) * 0x1p-24;
       const double r = std::sqrt(-2.0 * std::log(u));
@@ -286,8 +313,8 @@ TEST(FillShard, NormalStatistics) {
   const int64_t n = int64_t{1} << 22;
   for (double mean : {0.0, 0.75}) {
     const double sd = 0.02;
-    const std::vector<float> v = FillF32(99, "decoder.layers.7.mlp.linear_fc2.weight",
-                                         InitSpec::Normal(sd, mean), n);
+    const std::vector<float> v =
+        FillF32(99, "decoder.layers.7.mlp.linear_fc2.weight", InitSpec::Normal(sd, mean), n);
     double s = 0, s2 = 0, s4 = 0;
     int64_t within1 = 0, within2 = 0;
     for (float x : v) {
@@ -404,7 +431,7 @@ TEST(FillShard, NamesAndSeedsSelectStreams) {
 
 TEST(NameKey, IsMixedFnv1a) {
   EXPECT_EQ(Mix64(0x9e3779b97f4a7c15ull), 0xe220a8397b1dcdafull);  // SplitMix64's first output
-  EXPECT_EQ(NameKey("a"), Mix64(0xaf63dc4c8601ec8cull));         // FNV-1a 64 of "a"
+  EXPECT_EQ(NameKey("a"), Mix64(0xaf63dc4c8601ec8cull));           // FNV-1a 64 of "a"
   EXPECT_EQ(NameKey("foobar"), Mix64(0x85944171f73967e8ull));
   EXPECT_EQ(NameKey(""), Mix64(0xcbf29ce484222325ull));
 }
@@ -447,11 +474,18 @@ TEST(FillShard, RejectsInvalidInput) {
       {{{4, 6}, 1, {{0, -1}}}, 0, normal, DType::kFloat32, "layout.pieces[0]"},
       {{{4, 6}, 1, {{0, 3}, {2, 2}}}, 20, normal, DType::kFloat32, "layout.pieces overlap"},
       {{{4, -6}, -1, {}}, 24, normal, DType::kFloat32, "layout.canonical_shape[1]"},
-      {{{int64_t{1} << 40, int64_t{1} << 40}, -1, {}}, 1, normal, DType::kFloat32,
+      {{{int64_t{1} << 40, int64_t{1} << 40}, -1, {}},
+       1,
+       normal,
+       DType::kFloat32,
        "more than 2^62"},
       {{{4, 6}, 0, {{1, 2}}}, 13, normal, DType::kFloat32, "out_numel must equal"},
-      {{{4, 6}, -1, {}}, 23, normal, DType::kFloat32, "out_numel must equal the shard's element "
-                                                       "count 24"},
+      {{{4, 6}, -1, {}},
+       23,
+       normal,
+       DType::kFloat32,
+       "out_numel must equal the shard's element "
+       "count 24"},
       {{{4}, -1, {}}, 4, InitSpec::Normal(-1), DType::kFloat32, "spec.std"},
       {{{4}, -1, {}}, 4, InitSpec::Normal(NAN), DType::kFloat32, "spec.std"},
       {{{4}, -1, {}}, 4, InitSpec::Normal(1, INFINITY), DType::kFloat32, "spec.mean"},
@@ -463,8 +497,7 @@ TEST(FillShard, RejectsInvalidInput) {
   };
   std::vector<float> buf(64);
   for (const Case& c : cases) {
-    absl::Status s =
-        FillShard(1, "w", c.spec, c.layout, c.dtype, buf.data(), c.out_numel);
+    absl::Status s = FillShard(1, "w", c.spec, c.layout, c.dtype, buf.data(), c.out_numel);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.message << ": " << s;
     EXPECT_THAT(s.message(), HasSubstr(c.message));
   }
@@ -472,9 +505,9 @@ TEST(FillShard, RejectsInvalidInput) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("out must not be null"));
   // An empty shard is fine, even without a buffer.
-  EXPECT_TRUE(FillShard(1, "w", normal, ShardLayout{{4, 6}, 1, {{2, 0}}}, DType::kFloat32,
-                        nullptr, 0)
-                  .ok());
+  EXPECT_TRUE(
+      FillShard(1, "w", normal, ShardLayout{{4, 6}, 1, {{2, 0}}}, DType::kFloat32, nullptr, 0)
+          .ok());
   // Fills that were rejected wrote nothing.
   for (float v : buf) EXPECT_EQ(v, 0.0f);
 }

@@ -62,7 +62,8 @@ std::map<std::string, torch::Tensor> Canonical(const testing::World& world) {
         if (!full.defined()) full = torch::full(info.canonical_shape, NAN, item.value().options());
         if (info.partition_dim < 0) {
           if (!torch::isnan(full).all().item<bool>()) {
-            EXPECT_TRUE(torch::equal(full, item.value())) << info.canonical_name << " replicas differ";
+            EXPECT_TRUE(torch::equal(full, item.value()))
+                << info.canonical_name << " replicas differ";
           }
           full.copy_(item.value());
           continue;
@@ -90,7 +91,8 @@ class InvarianceTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(InvarianceTest, CanonicalWeightsAreBitIdenticalAcrossLayouts) {
   const bool moe = GetParam().rfind("D", 0) == 0;
-  std::vector<Layout> layouts = {{1, 1, 0, 1}, {2, 1, 0, 1}, {1, 2, 0, 1}, {2, 2, 0, 1}, {2, 2, 2, 1}};
+  std::vector<Layout> layouts = {
+      {1, 1, 0, 1}, {2, 1, 0, 1}, {1, 2, 0, 1}, {2, 2, 0, 1}, {2, 2, 2, 1}};
   if (moe) layouts.insert(layouts.end(), {{1, 1, 0, 2}, {2, 2, 0, 2}});
   std::map<std::string, torch::Tensor> reference;
   for (const Layout& layout : layouts) {
@@ -113,8 +115,11 @@ TEST_P(InvarianceTest, CanonicalWeightsAreBitIdenticalAcrossLayouts) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Configs, InvarianceTest, ::testing::Values("A_tp1_pp1", "B_tp1_pp1", "D_tp1_pp1_ep1"),
-                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param.substr(0, 1); });
+INSTANTIATE_TEST_SUITE_P(Configs, InvarianceTest,
+                         ::testing::Values("A_tp1_pp1", "B_tp1_pp1", "D_tp1_pp1_ep1"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param.substr(0, 1);
+                         });
 
 // Runs the pipeline forward (and, with `backward`, the backward) of a built world on a batch;
 // returns the full-vocabulary logits [b, s, V] from the last stage.
@@ -127,7 +132,8 @@ torch::Tensor PipelineForward(testing::World& world, const torch::Tensor& ids, b
   testing::OnEveryRank(world_size, [&](int r) {
     RankModel& model = *world.ranks[r];
     const parallel::ProcessGroupCollection* groups = model.groups();
-    const parallel::ProcessGroupPtr pp = groups ? groups->group(plan::GroupKind::kPp) : parallel::ProcessGroupPtr();
+    const parallel::ProcessGroupPtr pp =
+        groups ? groups->group(plan::GroupKind::kPp) : parallel::ProcessGroupPtr();
     const bool has_pp = groups != nullptr && groups->size(plan::GroupKind::kPp) > 1;
     const std::vector<int64_t> shape = {ids.size(1), ids.size(0), hidden};
     std::vector<torch::Tensor> inputs, outputs;
@@ -156,10 +162,12 @@ torch::Tensor PipelineForward(testing::World& world, const torch::Tensor& ids, b
       for (int c = static_cast<int>(model.stages().size()) - 1; c >= 0; --c) {
         const auto& stage = model.stages()[c];
         if (stage->post_process()) {
-          const parallel::ProcessGroupPtr tp = groups ? groups->group(plan::GroupKind::kTp) : parallel::ProcessGroupPtr();
-          torch::Tensor loss = groups ? parallel::VocabParallelCrossEntropy(logits, ids.roll(-1, 1), tp).mean()
-                                      : torch::nn::functional::cross_entropy(
-                                            logits.reshape({-1, logits.size(-1)}), ids.roll(-1, 1).reshape({-1}));
+          const parallel::ProcessGroupPtr tp =
+              groups ? groups->group(plan::GroupKind::kTp) : parallel::ProcessGroupPtr();
+          torch::Tensor loss =
+              groups ? parallel::VocabParallelCrossEntropy(logits, ids.roll(-1, 1), tp).mean()
+                     : torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                                            ids.roll(-1, 1).reshape({-1}));
           loss.backward();
         } else {
           absl::StatusOr<torch::Tensor> grad = parallel::RecvBackward(shape, torch::kFloat32, pp);
@@ -173,8 +181,9 @@ torch::Tensor PipelineForward(testing::World& world, const torch::Tensor& ids, b
       }
     }
     if (logits.defined()) {
-      torch::Tensor full = groups ? parallel::AllGather(logits.detach(), groups->group(plan::GroupKind::kTp), -1)
-                                  : logits.detach();
+      torch::Tensor full =
+          groups ? parallel::AllGather(logits.detach(), groups->group(plan::GroupKind::kTp), -1)
+                 : logits.detach();
       std::lock_guard<std::mutex> lock(mu);
       if (groups == nullptr || groups->rank(plan::GroupKind::kTp) == 0) result = full;
     }
@@ -207,7 +216,8 @@ TEST_P(ForwardTest, ParallelLogitsEqualSingleRankAndBackwardReachesEveryParamete
       for (size_t c = 0; c < rank->stages().size(); ++c) {
         for (const auto& item : rank->stages()[c]->named_parameters()) {
           // DDP moves gradients into its buffers (main_grad) and frees .grad.
-          torch::Tensor grad = rank->ddp(c) ? rank->ddp(c)->main_grad(item.key()) : item.value().grad();
+          torch::Tensor grad =
+              rank->ddp(c) ? rank->ddp(c)->main_grad(item.key()) : item.value().grad();
           ASSERT_TRUE(grad.defined()) << item.key();
           if (item.key().find("experts") == std::string::npos) {
             EXPECT_GT(grad.abs().sum().item<double>(), 0.0) << item.key();
@@ -218,8 +228,11 @@ TEST_P(ForwardTest, ParallelLogitsEqualSingleRankAndBackwardReachesEveryParamete
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Configs, ForwardTest, ::testing::Values("A_tp1_pp1", "B_tp1_pp1", "D_tp1_pp1_ep1"),
-                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param.substr(0, 1); });
+INSTANTIATE_TEST_SUITE_P(Configs, ForwardTest,
+                         ::testing::Values("A_tp1_pp1", "B_tp1_pp1", "D_tp1_pp1_ep1"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param.substr(0, 1);
+                         });
 
 // Two data-parallel replicas start equal (data_parallel_random_init draws them differently, then
 // DDP broadcasts) and after backward + FinishGradSync both hold the mean of their gradients,
@@ -292,7 +305,8 @@ TEST(InitStatistics, EachTensorMatchesItsDistribution) {
       } else if (n.size() > 4 && n.compare(n.size() - 4, 4, "bias") == 0) {
         EXPECT_EQ(v.abs().max().item<double>(), 0.0) << n;
       } else {
-        const bool out = n.find("linear_proj") != std::string::npos || n.find("linear_fc2") != std::string::npos;
+        const bool out =
+            n.find("linear_proj") != std::string::npos || n.find("linear_fc2") != std::string::npos;
         const double want = out ? scaled : std;
         EXPECT_NEAR(v.mean().item<double>(), 0.0, 5 * want / std::sqrt(v.numel())) << n;
         EXPECT_NEAR(v.std().item<double>(), want, 0.05 * want) << n;
