@@ -250,43 +250,76 @@ absl::StatusOr<std::vector<std::vector<bool>>> OwnedParameters(const plan::Model
   }
   const int chunks = plan.layout().num_chunks();
   const size_t num_stages = plan.stages().size();
-  // The lowest rank holding each distinct stage: it writes for all the stage's replicas.
-  std::vector<int> lowest(num_stages, INT_MAX);
+  std::vector<std::vector<int>> ranks_of(num_stages);  // ascending
   for (int r = 0; r < topology.world_size(); ++r) {
     const plan::RankCoords coords = topology.Coords(r);
-    for (int c = 0; c < chunks; ++c) {
-      const int s = plan.StageIndex(coords, c);
-      lowest[s] = std::min(lowest[s], r);
-    }
+    for (int c = 0; c < chunks; ++c) ranks_of[plan.StageIndex(coords, c)].push_back(r);
   }
-  // Per slice, the preferred holder: an original before a tied/MTP copy, then the lowest rank,
-  // then the lowest chunk.
-  using Holder = std::tuple<bool, int, int, int>;  // (copy, rank, chunk, stage)
-  std::unordered_map<std::string, Holder> owner;
+  // Every slice with the ranks holding it. Originals are preferred over tied/MTP copies.
+  struct Holder {
+    int rank;
+    int stage;
+  };
+  struct Slice {
+    std::string key;
+    std::string name;
+    int64_t bytes = 0;
+    int64_t numel = 0;
+    std::vector<Holder> originals, copies;
+  };
+  std::vector<Slice> slices;
+  std::unordered_map<std::string, size_t> slice_of;
   for (size_t s = 0; s < num_stages; ++s) {
-    if (lowest[s] == INT_MAX) continue;
-    const plan::StagePlan& stage = plan.stages()[s];
-    for (const plan::ParamInfo& p : stage.params) {
-      const Holder candidate{p.shared_embedding, lowest[s], stage.chunk_index, static_cast<int>(s)};
-      auto [it, inserted] = owner.emplace(SliceKey(p), candidate);
-      if (!inserted && candidate < it->second) it->second = candidate;
+    for (const plan::ParamInfo& p : plan.stages()[s].params) {
+      const std::string key = SliceKey(p);
+      auto [it, inserted] = slice_of.emplace(key, slices.size());
+      if (inserted) {
+        const int64_t numel = SliceNumel(p);
+        slices.push_back({key, p.canonical_name, numel * plan::DTypeBytes(p.dtype), numel, {}, {}});
+      }
+      Slice& slice = slices[it->second];
+      for (int r : ranks_of[s]) {
+        (p.shared_embedding ? slice.copies : slice.originals).push_back({r, static_cast<int>(s)});
+      }
     }
   }
   // The owned slices must tile every canonical tensor.
   std::unordered_map<std::string, int64_t> covered;
   std::unordered_map<std::string, int64_t> expected;
-  for (size_t s = 0; s < num_stages; ++s) {
-    for (const plan::ParamInfo& p : plan.stages()[s].params) {
+  for (const plan::StagePlan& stage : plan.stages()) {
+    for (const plan::ParamInfo& p : stage.params) {
       expected[p.canonical_name] = Numel(p.canonical_shape);
-      const Holder& h = owner.at(SliceKey(p));
-      if (std::get<3>(h) == static_cast<int>(s)) covered[p.canonical_name] += SliceNumel(p);
     }
   }
+  for (const Slice& slice : slices) covered[slice.name] += slice.numel;
   for (const auto& [name, numel] : expected) {
     if (covered[name] != numel) {
       return absl::InternalError(absl::StrCat("the ranks' slices of ", name, " cover ",
                                               covered[name], " of its ", numel, " elements"));
     }
+  }
+  // Largest slices first, each to the holder with the fewest bytes so far (then the lowest
+  // rank): replicas share the writing, so no rank idles while another writes everything.
+  std::vector<size_t> order(slices.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (slices[a].bytes != slices[b].bytes) return slices[a].bytes > slices[b].bytes;
+    return slices[a].key < slices[b].key;
+  });
+  std::vector<int64_t> assigned(topology.world_size(), 0);
+  std::unordered_map<std::string, Holder> owner;
+  for (size_t i : order) {
+    const Slice& slice = slices[i];
+    const std::vector<Holder>& holders = slice.originals.empty() ? slice.copies : slice.originals;
+    const Holder* best = &holders.front();
+    for (const Holder& h : holders) {
+      if (std::tie(assigned[h.rank], h.rank, h.stage) <
+          std::tie(assigned[best->rank], best->rank, best->stage)) {
+        best = &h;
+      }
+    }
+    assigned[best->rank] += slice.bytes;
+    owner.emplace(slice.key, *best);
   }
   std::vector<std::vector<bool>> owned(chunks);
   const plan::RankCoords coords = topology.Coords(rank);
@@ -294,7 +327,7 @@ absl::StatusOr<std::vector<std::vector<bool>>> OwnedParameters(const plan::Model
     const int s = plan.StageIndex(coords, c);
     for (const plan::ParamInfo& p : plan.stages()[s].params) {
       const Holder& h = owner.at(SliceKey(p));
-      owned[c].push_back(std::get<3>(h) == s && std::get<1>(h) == rank);
+      owned[c].push_back(h.stage == s && h.rank == rank);
     }
   }
   return owned;

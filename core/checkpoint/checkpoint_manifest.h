@@ -72,10 +72,12 @@ absl::StatusOr<std::vector<CanonicalTensor>> CanonicalTensors(const plan::ModelP
 
 // Which of `rank`'s parameters it writes when the model is saved: owned[chunk][i] for parameter
 // i (plan order) of the rank's chunk `chunk`. Every slice of every canonical tensor has exactly
-// one writer in the world: among the ranks holding it (data-parallel replicas, tensor-parallel
-// replicas of unsharded tensors, expert-parallel replicas of dense tensors, a tied or MTP copy of
-// the embedding) the lowest global rank, a tied/MTP copy only when no original exists. INTERNAL
-// when the owned slices would not cover a canonical tensor exactly once.
+// one writer in the world, chosen among the ranks holding it (data-parallel replicas,
+// tensor-parallel replicas of unsharded tensors, expert-parallel replicas of dense tensors; a
+// tied or MTP copy of the embedding only when no original exists) so that the bytes each rank
+// writes are balanced: slices by decreasing size, each to the holder with the fewest bytes so
+// far, then the lowest rank. A pure function of the plan: every rank computes the same
+// assignment. INTERNAL when the slices would not cover a canonical tensor exactly once.
 absl::StatusOr<std::vector<std::vector<bool>>> OwnedParameters(const plan::ModelPlan& plan,
                                                                int rank);
 

@@ -309,9 +309,12 @@ absl::StatusOr<LoadStats> LoadWeights(const plan::ModelPlan& plan, const HeldTen
 
 absl::StatusOr<SaveStats> SaveWeights(const plan::ModelPlan& plan, int rank,
                                       const parallel::ProcessGroupCollection* groups,
-                                      const HeldTensors& held, const std::string& path,
+                                      const HeldTensors& held, const std::string& requested_path,
                                       const SaveOptions& options) {
   const Clock::time_point start = Clock::now();
+  // "dir/" and "dir" are the same checkpoint; the staging directory sits next to it.
+  std::string path = requested_path;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
   // Everything up to the file creation is a pure function of the plan: every rank computes the
   // same headers. A failure here is the same on every rank, so no agreement is needed yet.
   if (options.format != CheckpointFormat::kCanonical &&

@@ -90,8 +90,10 @@ struct SaveStats {
 // rank 0 moves the directory to `path`, so a checkpoint at `path` is always complete. For
 // Hugging Face, rank 0 also writes config.json. `groups` (null for a world of one) carry the
 // agreement on success: every rank returns an error when any rank failed (ABORTED naming the
-// lowest failing rank, or its own error). The path must be visible to every rank (a shared
-// filesystem across nodes).
+// lowest failing rank, or its own error). Ranks wait for each other at three points (files
+// created, slices written, checkpoint published) for at most their groups' timeout, so the
+// timeout must cover the spread between the fastest and the slowest writer (OwnedParameters
+// balances the bytes). The path must be visible to every rank (a shared filesystem across nodes).
 absl::StatusOr<SaveStats> SaveWeights(const plan::ModelPlan& plan, int rank,
                                       const parallel::ProcessGroupCollection* groups,
                                       const HeldTensors& held, const std::string& path,

@@ -160,23 +160,28 @@ TEST(OwnedParameters, EveryElementHasExactlyOneWriter) {
   ExpectExactCover(Plan("D_tp1_pp1_ep1", {1, 2, 2, 2, 4}));
 }
 
-TEST(OwnedParameters, ReplicasAndCopiesWriteNothing) {
+TEST(OwnedParameters, ReplicasShareTheWritingAndCopiesWriteNothing) {
   const plan::ModelPlan p = Plan("A_tp1_pp1", {1, 2, 0, 1, 2});  // world 4: dp 2, pp 2
+  std::vector<int64_t> bytes(4, 0);
+  int64_t largest = 0;
   for (int r = 0; r < 4; ++r) {
     absl::StatusOr<std::vector<std::vector<bool>>> owned = OwnedParameters(p, r);
     ASSERT_TRUE(owned.ok());
-    const bool any = std::any_of((*owned)[0].begin(), (*owned)[0].end(), [](bool b) { return b; });
-    // Ranks 0 and 2 are dp rank 0 of each pipeline stage; 1 and 3 are their replicas.
-    EXPECT_EQ(any, r == 0 || r == 2) << "rank " << r;
-  }
-  // The last stage's tied output layer is written by the first stage.
-  const plan::RankPlan last = p.Rank(2);
-  const auto& params = p.stages()[last.stages[0]].params;
-  absl::StatusOr<std::vector<std::vector<bool>>> owned = OwnedParameters(p, 2);
-  for (size_t i = 0; i < params.size(); ++i) {
-    if (params[i].name == "output_layer.weight") {
-      EXPECT_FALSE((*owned)[0][i]);
+    const auto& params = p.stages()[p.Rank(r).stages[0]].params;
+    for (size_t i = 0; i < params.size(); ++i) {
+      largest = std::max(largest, params[i].bytes());
+      if (!(*owned)[0][i]) continue;
+      bytes[r] += params[i].bytes();
+      // The last stage's tied output layer is the first stage's embedding: never written.
+      EXPECT_NE(params[i].name, "output_layer.weight") << "rank " << r;
     }
+  }
+  // Ranks 0/1 (first stage) and 2/3 (last stage) are data-parallel replicas: each pair splits
+  // its stage's bytes within one tensor of each other.
+  for (int pair : {0, 2}) {
+    EXPECT_GT(bytes[pair], 0);
+    EXPECT_GT(bytes[pair + 1], 0);
+    EXPECT_LE(std::abs(bytes[pair] - bytes[pair + 1]), largest) << "ranks " << pair;
   }
   EXPECT_EQ(OwnedParameters(p, 4).status().code(), absl::StatusCode::kInvalidArgument);
 }
