@@ -159,6 +159,12 @@ absl::StatusOr<SafetensorsWriter*> ShardedSafetensorsWriter::ShardOf(std::string
   return it->second;
 }
 
+absl::StatusOr<const TensorInfo*> ShardedSafetensorsWriter::Find(std::string_view name) const {
+  absl::StatusOr<SafetensorsWriter*> shard = ShardOf(name);
+  if (!shard.ok()) return shard.status();
+  return (*shard)->Find(name);
+}
+
 absl::Status ShardedSafetensorsWriter::WriteSlice(std::string_view name, int dim, int64_t start,
                                                   int64_t length, const void* data) {
   absl::StatusOr<SafetensorsWriter*> shard = ShardOf(name);

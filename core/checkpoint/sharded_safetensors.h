@@ -72,6 +72,8 @@ class ShardedSafetensorsWriter {
       const std::map<std::string, std::string>& file_metadata, const WriterOptions& options = {});
 
   const std::vector<std::unique_ptr<SafetensorsWriter>>& shards() const { return shards_; }
+  // The planned tensor `name` (NOT_FOUND when no shard was planned with it).
+  absl::StatusOr<const TensorInfo*> Find(std::string_view name) const;
 
   // As SafetensorsWriter::WriteSlice / WriteTensor on the shard holding `name`. Thread-safe.
   absl::Status WriteSlice(std::string_view name, int dim, int64_t start, int64_t length,

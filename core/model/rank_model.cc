@@ -104,6 +104,34 @@ class RankModelImpl : public RankModel {
       options.on_progress(progress);
     }
   }
+  // Fills the stages from options.load_from; all ranks agree on the outcome, so a rank that
+  // cannot load fails the build everywhere instead of leaving its peers waiting in the wrap.
+  absl::Status Load(const RankBuildOptions& options) {
+    checkpoint::HeldTensors held;
+    for (const auto& stage : stages_) {
+      held.emplace_back();
+      size_t i = 0;
+      for (const auto& item : stage->named_parameters()) {
+        held.back().push_back({&stage->plan().params[i++], item.value()});
+      }
+    }
+    checkpoint::LoadOptions load = options.load;
+    if (load.threads <= 0) load.threads = InitThreads(options);
+    absl::StatusOr<checkpoint::LoadStats> loaded =
+        checkpoint::LoadWeights(plan_, held, options.load_from, load);
+    absl::Status status = loaded.ok() ? absl::OkStatus()
+                                      : absl::Status(loaded.status().code(),
+                                                     absl::StrCat("rank ", rank_, ": loading ",
+                                                                  options.load_from, ": ",
+                                                                  loaded.status().message()));
+    return checkpoint::AgreeAcrossWorld(groups(), status, "load the checkpoint");
+  }
+  static int InitThreads(const RankBuildOptions& options) {
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    return options.init_threads > 0
+               ? options.init_threads
+               : std::max(1, static_cast<int>(cores) / std::max(1, options.ranks_per_process));
+  }
   absl::Status CheckCancelled(const RankBuildOptions& options) const {
     if (options.cancelled && options.cancelled()) {
       return absl::CancelledError(absl::StrCat("rank ", rank_, ": build cancelled"));
@@ -205,10 +233,13 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
   }
   Phase(BuildPhase::kConstruct, Since(start), options, layers_built, 0);
 
-  // 3. Initialise every shard straight from the counter-based stream (core/init).
+  // 3. Initialise every shard straight from the counter-based stream (core/init), or load it
+  // from a checkpoint.
   start = Clock::now();
   const gptbuilder::v1::TransformerConfig& t = plan_.config().transformer();
-  if (t.perform_initialization()) {
+  if (!options.load_from.empty()) {
+    if (absl::Status s = Load(options); !s.ok()) return s;
+  } else if (t.perform_initialization()) {
     const uint64_t seed = static_cast<uint64_t>(options.build.seed());
     // Megatron's data_parallel_random_init: data-parallel replicas draw from different seeds
     // (+10 per replica) and DDP's broadcast_params then copies the group's first replica to the
@@ -220,11 +251,7 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
     const int dense_replica = dp_random ? std::max(0, groups_->rank(plan::GroupKind::kDpCp)) : 0;
     const int expert_replica = dp_random ? std::max(0, groups_->rank(plan::GroupKind::kExptDp)) : 0;
     init::FillOptions fill;
-    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-    fill.num_threads =
-        options.init_threads > 0
-            ? options.init_threads
-            : std::max(1, static_cast<int>(cores) / std::max(1, options.ranks_per_process));
+    fill.num_threads = InitThreads(options);
     int64_t done = 0;
     for (const auto& stage : stages_) {
       const std::vector<plan::ParamInfo>& infos = stage->plan().params;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/checkpoint/weight_io.h"
 #include "core/dist/distributed_data_parallel.h"
 #include "core/dist/float16_module.h"
 #include "core/dist/fully_sharded_data_parallel.h"
@@ -56,6 +57,12 @@ struct RankBuildOptions {
   // ranks_per_process).
   int init_threads = 0;
   int ranks_per_process = 1;
+  // Load the weights instead of initialising them: a gptbuilder canonical checkpoint or a
+  // Hugging Face model directory (core/checkpoint/weight_io.h, LoadWeights). The config must
+  // match the checkpoint's (strict architecture check unless load.strict_config is false); each
+  // rank reads only its own slices. Empty: initialise from build.seed.
+  std::string load_from;
+  checkpoint::LoadOptions load;
   // Called from the building thread; must be cheap.
   std::function<void(const BuildProgress&)> on_progress;
   // Polled between layers; returning true aborts the build with CANCELLED.

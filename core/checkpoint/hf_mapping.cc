@@ -1,0 +1,366 @@
+#include "core/checkpoint/hf_mapping.h"
+
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "core/config/violations.h"
+
+namespace gptb::checkpoint {
+namespace {
+
+using gptbuilder::v1::GPTModelConfig;
+
+// How a canonical tensor lies in its HF tensor(s).
+enum class Layout {
+  kCopy,                // one tensor, as is
+  kTransposed,          // one Conv1D tensor [in, out]
+  kQkv,                 // q, k, v: rows regrouped per query group
+  kFusedQkv,            // one [q; k; v] tensor (GPT-2's c_attn bias)
+  kFusedQkvTransposed,  // one Conv1D [in, q | k | v] tensor (GPT-2's c_attn weight)
+  kGateUp,              // gate, up: concatenated [gate; up]
+};
+
+struct Rule {
+  // Top-level rules: the full canonical name. Layer rules: the name after
+  // "decoder.layers.<L>.", where "{e}" stands for a global expert index.
+  const char* canonical;
+  Layout layout;
+  // The HF tensor names; "{L}" is the layer index, "{e}" the expert index. Relative to the base
+  // prefix unless `outside_base` (lm_head).
+  std::vector<const char*> hf;
+  bool outside_base = false;
+};
+
+struct FamilyRules {
+  const char* layer_prefix;  // relative to the base prefix
+  std::vector<Rule> top;
+  std::vector<Rule> layer;
+};
+
+const FamilyRules& LlamaRules() {
+  static const auto* rules = new FamilyRules{
+      "layers.{L}.",
+      {
+          {"embedding.word_embeddings.weight", Layout::kCopy, {"embed_tokens.weight"}},
+          {"decoder.final_layernorm.weight", Layout::kCopy, {"norm.weight"}},
+          {"output_layer.weight", Layout::kCopy, {"lm_head.weight"}, true},
+      },
+      {
+          {"self_attention.linear_qkv.layer_norm_weight",
+           Layout::kCopy,
+           {"input_layernorm.weight"}},
+          {"self_attention.linear_qkv.weight",
+           Layout::kQkv,
+           {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"}},
+          {"self_attention.linear_qkv.bias",
+           Layout::kQkv,
+           {"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"}},
+          {"self_attention.linear_proj.weight", Layout::kCopy, {"self_attn.o_proj.weight"}},
+          {"self_attention.linear_proj.bias", Layout::kCopy, {"self_attn.o_proj.bias"}},
+          {"self_attention.q_layernorm.weight", Layout::kCopy, {"self_attn.q_norm.weight"}},
+          {"self_attention.k_layernorm.weight", Layout::kCopy, {"self_attn.k_norm.weight"}},
+          {"mlp.linear_fc1.layer_norm_weight", Layout::kCopy, {"post_attention_layernorm.weight"}},
+          {"pre_mlp_layernorm.weight", Layout::kCopy, {"post_attention_layernorm.weight"}},
+          {"mlp.linear_fc1.weight",
+           Layout::kGateUp,
+           {"mlp.gate_proj.weight", "mlp.up_proj.weight"}},
+          {"mlp.linear_fc1.bias", Layout::kGateUp, {"mlp.gate_proj.bias", "mlp.up_proj.bias"}},
+          {"mlp.linear_fc2.weight", Layout::kCopy, {"mlp.down_proj.weight"}},
+          {"mlp.linear_fc2.bias", Layout::kCopy, {"mlp.down_proj.bias"}},
+          {"mlp.router.weight", Layout::kCopy, {"block_sparse_moe.gate.weight"}},
+          {"mlp.experts.local_experts.{e}.linear_fc1.weight",
+           Layout::kGateUp,
+           {"block_sparse_moe.experts.{e}.w1.weight", "block_sparse_moe.experts.{e}.w3.weight"}},
+          {"mlp.experts.local_experts.{e}.linear_fc2.weight",
+           Layout::kCopy,
+           {"block_sparse_moe.experts.{e}.w2.weight"}},
+      },
+  };
+  return *rules;
+}
+
+const FamilyRules& Gpt2Rules() {
+  static const auto* rules = new FamilyRules{
+      "h.{L}.",
+      {
+          {"embedding.word_embeddings.weight", Layout::kCopy, {"wte.weight"}},
+          {"embedding.position_embeddings.weight", Layout::kCopy, {"wpe.weight"}},
+          {"decoder.final_layernorm.weight", Layout::kCopy, {"ln_f.weight"}},
+          {"decoder.final_layernorm.bias", Layout::kCopy, {"ln_f.bias"}},
+          {"output_layer.weight", Layout::kCopy, {"lm_head.weight"}, true},
+      },
+      {
+          {"self_attention.linear_qkv.layer_norm_weight", Layout::kCopy, {"ln_1.weight"}},
+          {"self_attention.linear_qkv.layer_norm_bias", Layout::kCopy, {"ln_1.bias"}},
+          {"self_attention.linear_qkv.weight", Layout::kFusedQkvTransposed, {"attn.c_attn.weight"}},
+          {"self_attention.linear_qkv.bias", Layout::kFusedQkv, {"attn.c_attn.bias"}},
+          {"self_attention.linear_proj.weight", Layout::kTransposed, {"attn.c_proj.weight"}},
+          {"self_attention.linear_proj.bias", Layout::kCopy, {"attn.c_proj.bias"}},
+          {"mlp.linear_fc1.layer_norm_weight", Layout::kCopy, {"ln_2.weight"}},
+          {"mlp.linear_fc1.layer_norm_bias", Layout::kCopy, {"ln_2.bias"}},
+          {"mlp.linear_fc1.weight", Layout::kTransposed, {"mlp.c_fc.weight"}},
+          {"mlp.linear_fc1.bias", Layout::kCopy, {"mlp.c_fc.bias"}},
+          {"mlp.linear_fc2.weight", Layout::kTransposed, {"mlp.c_proj.weight"}},
+          {"mlp.linear_fc2.bias", Layout::kCopy, {"mlp.c_proj.bias"}},
+      },
+  };
+  return *rules;
+}
+
+const FamilyRules& RulesOf(HfFamily family) {
+  return family == HfFamily::kGpt2 ? Gpt2Rules() : LlamaRules();
+}
+
+// Matches `name` against `pattern`, which may contain one "{e}"; sets *expert to its value.
+bool Match(std::string_view pattern, std::string_view name, std::string* expert) {
+  const size_t at = pattern.find("{e}");
+  if (at == std::string_view::npos) return pattern == name;
+  const std::string_view head = pattern.substr(0, at), tail = pattern.substr(at + 3);
+  if (name.size() <= head.size() + tail.size() || name.substr(0, head.size()) != head ||
+      name.substr(name.size() - tail.size()) != tail) {
+    return false;
+  }
+  const std::string_view digits = name.substr(head.size(), name.size() - head.size() - tail.size());
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(absl::string_view(digits.data(), digits.size()), &value) || value < 0) {
+    return false;
+  }
+  *expert = std::string(digits);
+  return true;
+}
+
+// Segments of linear_qkv (weight or bias) rows [g x (n/g q heads, k head, v head)] x d stored as
+// separate q [n d], k [g d], v [g d] tensors, or as one [q; k; v] tensor (`fused`).
+std::vector<Segment> QkvSegments(const GPTModelConfig& config, const std::vector<std::string>& hf,
+                                 bool fused, bool transposed) {
+  const auto& t = config.transformer();
+  const int64_t n = t.num_attention_heads(), g = t.num_query_groups(), d = t.kv_channels();
+  const int64_t per_group = n / g;
+  std::vector<Segment> segments;
+  for (int64_t j = 0; j < g; ++j) {
+    const int64_t base = j * (per_group + 2) * d;
+    const std::string& q = hf[0];
+    const std::string& k = fused ? hf[0] : hf[1];
+    const std::string& v = fused ? hf[0] : hf[2];
+    const int64_t k_base = fused ? n * d : 0, v_base = fused ? n * d + g * d : 0;
+    segments.push_back({base, per_group * d, q, j * per_group * d, transposed});
+    segments.push_back({base + per_group * d, d, k, k_base + j * d, transposed});
+    segments.push_back({base + (per_group + 1) * d, d, v, v_base + j * d, transposed});
+  }
+  return segments;
+}
+
+absl::StatusOr<TensorRoute> Route(const Rule& rule, const CanonicalTensor& tensor,
+                                  const GPTModelConfig& config, const std::string& base_prefix,
+                                  const std::string& layer, const std::string& expert,
+                                  int64_t vocab_rows) {
+  std::vector<std::string> hf;
+  for (const char* pattern : rule.hf) {
+    std::string name = absl::StrReplaceAll(pattern, {{"{L}", layer}, {"{e}", expert}});
+    hf.push_back(rule.outside_base ? name : base_prefix + name);
+  }
+  TensorRoute route{tensor.name, tensor.shape, {}};
+  const int64_t rows = tensor.shape.empty() ? 0 : tensor.shape[0];
+  switch (rule.layout) {
+    case Layout::kCopy:
+      route = IdentityRoute(tensor.name, tensor.shape, tensor.vocab_rows ? vocab_rows : rows);
+      if (!route.segments.empty()) route.segments[0].tensor = hf[0];
+      break;
+    case Layout::kTransposed:
+      if (tensor.shape.size() != 2) {
+        return absl::InternalError(absl::StrCat(tensor.name, " is not 2-D"));
+      }
+      route.segments.push_back({0, rows, hf[0], 0, true});
+      break;
+    case Layout::kGateUp:
+      if (rows % 2 != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(tensor.name, " has an odd row count ", rows,
+                                                       "; a gated [gate; up] tensor needs even"));
+      }
+      route.segments.push_back({0, rows / 2, hf[0], 0, false});
+      route.segments.push_back({rows / 2, rows / 2, hf[1], 0, false});
+      break;
+    case Layout::kQkv:
+    case Layout::kFusedQkv:
+    case Layout::kFusedQkvTransposed: {
+      const auto& t = config.transformer();
+      const int64_t expected =
+          (int64_t{t.num_attention_heads()} + 2 * int64_t{t.num_query_groups()}) * t.kv_channels();
+      if (t.num_query_groups() <= 0 || t.num_attention_heads() % t.num_query_groups() != 0 ||
+          rows != expected) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            tensor.name, " has ", rows, " rows; (heads + 2 * query groups) * kv_channels = ",
+            expected, " (heads must be a multiple of query groups)"));
+      }
+      route.segments = QkvSegments(config, hf, rule.layout != Layout::kQkv,
+                                   rule.layout == Layout::kFusedQkvTransposed);
+      break;
+    }
+  }
+  return route;
+}
+
+}  // namespace
+
+const char* HfModelType(HfFamily family) {
+  switch (family) {
+    case HfFamily::kGpt2:
+      return "gpt2";
+    case HfFamily::kLlama:
+      return "llama";
+    case HfFamily::kMistral:
+      return "mistral";
+    case HfFamily::kQwen2:
+      return "qwen2";
+    case HfFamily::kQwen3:
+      return "qwen3";
+    case HfFamily::kMixtral:
+      return "mixtral";
+  }
+  return "?";
+}
+
+std::optional<HfFamily> ParseHfModelType(std::string_view model_type) {
+  for (HfFamily f : {HfFamily::kGpt2, HfFamily::kLlama, HfFamily::kMistral, HfFamily::kQwen2,
+                     HfFamily::kQwen3, HfFamily::kMixtral}) {
+    if (model_type == HfModelType(f)) return f;
+  }
+  return std::nullopt;
+}
+
+const char* HfBasePrefix(HfFamily family) {
+  return family == HfFamily::kGpt2 ? "transformer." : "model.";
+}
+
+absl::StatusOr<HfFamily> InferHfFamily(const GPTModelConfig& config) {
+  const auto& t = config.transformer();
+  HfFamily family = HfFamily::kLlama;
+  if (config.position_embedding_type() == "learned_absolute" && t.normalization() == "LayerNorm") {
+    family = HfFamily::kGpt2;
+  } else if (t.has_num_moe_experts()) {
+    family = HfFamily::kMixtral;
+  } else if (t.qk_layernorm()) {
+    family = HfFamily::kQwen3;
+  } else if (t.add_qkv_bias() && !t.add_bias_linear()) {
+    family = HfFamily::kQwen2;
+  } else if (t.window_size_size() > 0) {
+    family = HfFamily::kMistral;
+  }
+  if (absl::Status s = CheckHfRepresentable(family, config); !s.ok()) return s;
+  return family;
+}
+
+absl::Status CheckHfRepresentable(HfFamily family, const GPTModelConfig& config) {
+  const auto& t = config.transformer();
+  config::Violations v;
+  const std::string type = HfModelType(family);
+  auto need = [&](bool ok, const char* field, const std::string& what) {
+    if (!ok) {
+      v.Add(field, "NOT_REPRESENTABLE", absl::StrCat("Hugging Face ", type, " models ", what, "."));
+    }
+  };
+  need(!t.has_mtp_num_layers() || t.mtp_num_layers() == 0, "transformer.mtp_num_layers",
+       "have no multi-token prediction layers");
+  need(!t.attention_output_gate(), "transformer.attention_output_gate", "have no output gate");
+  need(!t.has_softmax_type() || t.softmax_type() == "vanilla", "transformer.softmax_type",
+       "use the vanilla softmax");
+  need(!t.multi_latent_attention(), "transformer.multi_latent_attention", "use standard attention");
+  need(!t.rotary_interleaved(), "transformer.rotary_interleaved",
+       "rotate halves, not interleaved pairs");
+  need(!t.apply_residual_connection_post_layernorm(),
+       "transformer.apply_residual_connection_post_layernorm", "add the residual before the norm");
+  need(!t.layernorm_zero_centered_gamma(), "transformer.layernorm_zero_centered_gamma",
+       "store the norm weight itself");
+  need(!t.qk_l2_norm(), "transformer.qk_l2_norm", "have no L2 qk norm");
+  need(!t.has_moe_shared_expert_intermediate_size(),
+       "transformer.moe_shared_expert_intermediate_size", "have no shared experts");
+  if (family == HfFamily::kGpt2) {
+    need(t.normalization() == "LayerNorm", "transformer.normalization", "use LayerNorm");
+    need(!t.gated_linear_unit(), "transformer.gated_linear_unit", "have an ungated MLP");
+    need(config.position_embedding_type() == "learned_absolute", "position_embedding_type",
+         "learn absolute positions");
+    need(t.add_bias_linear(), "transformer.add_bias_linear", "have biases on every linear");
+    need(t.num_query_groups() == t.num_attention_heads(), "transformer.num_query_groups",
+         "have one key/value head per query head");
+    need(!t.qk_layernorm(), "transformer.qk_layernorm", "have no qk norms");
+    need(!t.has_num_moe_experts(), "transformer.num_moe_experts", "are dense");
+    need(int64_t{t.kv_channels()} * t.num_attention_heads() == t.hidden_size(),
+         "transformer.kv_channels", "have kv_channels * heads == hidden_size");
+  } else {
+    need(t.normalization() == "RMSNorm", "transformer.normalization", "use RMSNorm");
+    need(t.gated_linear_unit() && t.activation_func() == "silu", "transformer.activation_func",
+         "use SwiGLU (gated_linear_unit with silu)");
+    need(config.position_embedding_type() == "rope", "position_embedding_type", "use rope");
+    need(family == HfFamily::kQwen3 ? t.qk_layernorm() : !t.qk_layernorm(),
+         "transformer.qk_layernorm",
+         family == HfFamily::kQwen3 ? "normalise q and k" : "have no qk norms");
+    need(family == HfFamily::kMixtral ? t.has_num_moe_experts() : !t.has_num_moe_experts(),
+         "transformer.num_moe_experts",
+         family == HfFamily::kMixtral ? "are mixtures of experts" : "are dense");
+    if (family == HfFamily::kQwen2) {
+      need(t.add_qkv_bias(), "transformer.add_qkv_bias", "have q/k/v biases");
+    }
+    if (family != HfFamily::kLlama) {
+      need(!t.add_bias_linear(), "transformer.add_bias_linear", "have no linear biases");
+    }
+    if (family != HfFamily::kLlama && family != HfFamily::kQwen2 && family != HfFamily::kQwen3) {
+      need(!t.add_qkv_bias(), "transformer.add_qkv_bias", "have no q/k/v biases");
+    }
+    if (family != HfFamily::kMistral && family != HfFamily::kMixtral) {
+      need(t.window_size_size() == 0, "transformer.window_size", "have no sliding window");
+    }
+  }
+  return v.ToStatus();
+}
+
+absl::StatusOr<std::vector<TensorRoute>> HfRoutes(HfFamily family, const GPTModelConfig& config,
+                                                  const std::vector<CanonicalTensor>& tensors,
+                                                  int64_t vocab_rows,
+                                                  const std::string& base_prefix) {
+  const FamilyRules& rules = RulesOf(family);
+  std::vector<TensorRoute> routes;
+  constexpr std::string_view kLayers = "decoder.layers.";
+  for (const CanonicalTensor& tensor : tensors) {
+    const Rule* found = nullptr;
+    std::string layer, expert, prefix = base_prefix;
+    for (const Rule& rule : rules.top) {
+      if (tensor.name == rule.canonical) found = &rule;
+    }
+    if (found == nullptr && tensor.name.rfind(kLayers, 0) == 0) {
+      const std::string rest = tensor.name.substr(kLayers.size());
+      const size_t dot = rest.find('.');
+      int64_t index = 0;
+      if (dot != std::string::npos && absl::SimpleAtoi(rest.substr(0, dot), &index)) {
+        layer = rest.substr(0, dot);
+        const std::string suffix = rest.substr(dot + 1);
+        for (const Rule& rule : rules.layer) {
+          if (Match(rule.canonical, suffix, &expert)) found = &rule;
+        }
+        prefix = base_prefix + absl::StrReplaceAll(rules.layer_prefix, {{"{L}", layer}});
+      }
+    }
+    if (found == nullptr) {
+      return absl::UnimplementedError(absl::StrCat("canonical tensor ", tensor.name,
+                                                   " has no counterpart in Hugging Face ",
+                                                   HfModelType(family), " checkpoints"));
+    }
+    absl::StatusOr<TensorRoute> route =
+        Route(*found, tensor, config, prefix, layer, expert, vocab_rows);
+    if (!route.ok()) return route.status();
+    routes.push_back(*std::move(route));
+  }
+  return routes;
+}
+
+bool IsIgnorableHfTensor(std::string_view name, bool tied) {
+  auto ends_with = [&](std::string_view suffix) {
+    return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix;
+  };
+  if (tied && name == "lm_head.weight") return true;
+  return ends_with(".attn.bias") || ends_with(".attn.masked_bias") ||
+         ends_with(".rotary_emb.inv_freq");
+}
+
+}  // namespace gptb::checkpoint

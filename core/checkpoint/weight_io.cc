@@ -1,0 +1,474 @@
+#include "core/checkpoint/weight_io.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+
+#include "absl/strings/str_cat.h"
+#include "core/checkpoint/checkpoint_reader.h"
+#include "core/checkpoint/hf_mapping.h"
+#include "core/checkpoint/safetensors_index.h"
+#include "core/checkpoint/sharded_safetensors.h"
+#include "core/checkpoint/tensor_route.h"
+#include "core/config/hf_export.h"
+#include "core/init/initializer.h"
+#include "core/parallel/collectives.h"
+#include "core/parallel/torch_status.h"
+
+namespace gptb::checkpoint {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+DType StoredDType(plan::DType dtype) {
+  switch (dtype) {
+    case plan::DType::kFloat32:
+      return DType::kFloat32;
+    case plan::DType::kBFloat16:
+      return DType::kBFloat16;
+    case plan::DType::kFloat16:
+      return DType::kFloat16;
+  }
+  return DType::kFloat32;
+}
+
+absl::StatusOr<torch::ScalarType> TorchType(DType dtype, const std::string& tensor) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return torch::kFloat32;
+    case DType::kBFloat16:
+      return torch::kBFloat16;
+    case DType::kFloat16:
+      return torch::kFloat16;
+    case DType::kFloat64:
+      return torch::kFloat64;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(tensor, " is stored as ",
+                                                     std::string(SafetensorsName(dtype)),
+                                                     "; weights must be F32, BF16, F16 or F64"));
+  }
+}
+
+absl::StatusOr<init::DType> InitType(torch::ScalarType type) {
+  if (type == torch::kFloat32) return init::DType::kFloat32;
+  if (type == torch::kBFloat16) return init::DType::kBFloat16;
+  if (type == torch::kFloat16) return init::DType::kFloat16;
+  return absl::InvalidArgumentError("padding rows can only be initialised in fp32, bf16 or fp16");
+}
+
+// The canonical sub-blocks a local tensor is made of: the whole tensor (as its rows), or one
+// block per piece along the partition dim, with the local region it occupies.
+struct Block {
+  int dim = 0;
+  int64_t start = 0;
+  int64_t length = 0;
+  torch::Tensor local;
+};
+
+absl::StatusOr<std::vector<Block>> Blocks(const plan::ParamInfo& info, const torch::Tensor& t) {
+  if (t.sizes().vec() != info.shape) {
+    return absl::InternalError(absl::StrCat(info.name, " is held with shape ",
+                                            ShapeString(t.sizes().vec()), ", planned ",
+                                            ShapeString(info.shape)));
+  }
+  if (info.canonical_shape.empty()) {
+    return absl::UnimplementedError(absl::StrCat(info.name, ": scalar parameters are not stored"));
+  }
+  if (info.partition_dim < 0) return std::vector<Block>{{0, 0, info.canonical_shape[0], t}};
+  if (info.partition_dim > 1) {
+    return absl::UnimplementedError(
+        absl::StrCat(info.name, ": partitioned along dimension ", info.partition_dim));
+  }
+  std::vector<Block> blocks;
+  int64_t local = 0;
+  for (const plan::Piece& piece : info.pieces) {
+    blocks.push_back({info.partition_dim, piece.start, piece.length,
+                      t.narrow(info.partition_dim, local, piece.length)});
+    local += piece.length;
+  }
+  return blocks;
+}
+
+// Runs fn(i) for i in [0, n) on `threads` threads, largest items first; the first error wins.
+absl::Status RunParallel(const std::vector<int64_t>& sizes, int threads,
+                         const std::function<absl::Status(size_t)>& fn) {
+  std::vector<size_t> order(sizes.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return sizes[a] > sizes[b]; });
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex mu;
+  absl::Status first;
+  auto work = [&] {
+    torch::NoGradGuard no_grad;
+    for (size_t k = next++; k < order.size() && !failed.load(); k = next++) {
+      absl::Status s = parallel::CallTorch("checkpoint I/O", [&] { return fn(order[k]); });
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (first.ok()) first = s;
+        failed = true;
+      }
+    }
+  };
+  const int n = std::max(1, std::min<int>(threads, static_cast<int>(order.size())));
+  std::vector<std::thread> pool;
+  for (int i = 1; i < n; ++i) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  return first;
+}
+
+int64_t Bytes(const torch::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
+
+// Padding rows [gap) of `region` (the canonical block `block`) get the builder's values.
+absl::Status FillPadding(const plan::ParamInfo& info, const Block& block, const RowRange& gap,
+                         uint64_t seed) {
+  absl::StatusOr<init::DType> dtype = InitType(block.local.scalar_type());
+  if (!dtype.ok()) return dtype.status();
+  init::ShardLayout layout;
+  layout.canonical_shape = info.canonical_shape;
+  layout.partition_dim = 0;
+  layout.pieces = {{gap.start, gap.length}};
+  std::vector<int64_t> shape = info.canonical_shape;
+  shape[0] = gap.length;
+  torch::Tensor rows = torch::empty(shape, torch::dtype(block.local.scalar_type()));
+  const init::InitSpec spec = info.init.kind == plan::InitMethod::Kind::kNormal
+                                  ? init::InitSpec::Normal(info.init.value)
+                                  : init::InitSpec::Constant(info.init.value);
+  init::FillOptions fill;
+  fill.num_threads = 1;
+  if (absl::Status s = init::FillShard(seed, info.canonical_name, spec, layout, *dtype,
+                                       rows.data_ptr(), rows.numel(), fill);
+      !s.ok()) {
+    return s;
+  }
+  if (block.dim == 0) {
+    block.local.narrow(0, gap.start - block.start, gap.length).copy_(rows);
+  } else {
+    block.local.narrow(0, gap.start, gap.length).copy_(rows.narrow(1, block.start, block.length));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LoadOne(const CheckpointReader& reader, const HeldTensor& held, uint64_t seed,
+                     std::atomic<int64_t>* padding_rows) {
+  const plan::ParamInfo& info = *held.info;
+  absl::StatusOr<const BoundTensor*> bound = reader.Find(info.canonical_name);
+  if (!bound.ok()) return bound.status();
+  absl::StatusOr<torch::ScalarType> stored = TorchType((*bound)->stored_dtype, info.canonical_name);
+  if (!stored.ok()) return stored.status();
+  absl::StatusOr<std::vector<Block>> blocks = Blocks(info, held.tensor.detach());
+  if (!blocks.ok()) return blocks.status();
+  for (const Block& block : *blocks) {
+    std::vector<int64_t> shape = info.canonical_shape;
+    shape[block.dim] = block.length;
+    const bool direct = block.local.device().is_cpu() && block.local.scalar_type() == *stored &&
+                        block.local.is_contiguous();
+    torch::Tensor buffer = direct ? block.local : torch::empty(shape, torch::dtype(*stored));
+    absl::StatusOr<std::vector<RowRange>> gaps =
+        reader.Read(info.canonical_name, block.dim, block.start, block.length, buffer.data_ptr());
+    if (!gaps.ok()) return gaps.status();
+    if (!direct) block.local.copy_(buffer);
+    for (const RowRange& gap : *gaps) {
+      if (absl::Status s = FillPadding(info, block, gap, seed); !s.ok()) return s;
+      *padding_rows += gap.length;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SaveOne(ShardedSafetensorsWriter& writer, const TensorRoute& route, DType dtype,
+                     const HeldTensor& held) {
+  absl::StatusOr<torch::ScalarType> type = TorchType(dtype, route.name);
+  if (!type.ok()) return type.status();
+  torch::Tensor t = held.tensor.detach();
+  if (t.scalar_type() != *type) t = t.to(*type);
+  if (!t.device().is_cpu()) t = t.cpu();
+  absl::StatusOr<std::vector<Block>> blocks = Blocks(*held.info, t);
+  if (!blocks.ok()) return blocks.status();
+  for (const Block& block : *blocks) {
+    const torch::Tensor data = block.local.contiguous();
+    if (absl::Status s = WriteRoute(writer, route, block.dim, block.start, block.length,
+                                    data.data_ptr(), data.element_size());
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SyncDirectory(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return absl::OkStatus();  // best effort: some filesystems refuse directory fds
+  ::fsync(fd);
+  ::close(fd);
+  return absl::OkStatus();
+}
+
+absl::Status FsError(const std::error_code& ec, const char* what, const std::string& path) {
+  return absl::InternalError(absl::StrCat(what, " ", path, ": ", ec.message()));
+}
+
+// Moves the finished staging directory to `path` (replacing an existing checkpoint).
+absl::Status Publish(const std::string& staging, const std::string& path, bool sync) {
+  std::error_code ec;
+  const std::string old = path + ".old";
+  if (fs::exists(path, ec)) {
+    fs::remove_all(old, ec);
+    fs::rename(path, old, ec);
+    if (ec) return FsError(ec, "cannot move the previous checkpoint away from", path);
+  }
+  fs::rename(staging, path, ec);
+  if (ec) return FsError(ec, "cannot move the checkpoint into", path);
+  fs::remove_all(old, ec);
+  if (sync) {
+    const fs::path parent = fs::absolute(path, ec).parent_path();
+    return SyncDirectory(parent.string());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status AgreeAcrossWorld(const parallel::ProcessGroupCollection* groups,
+                              const absl::Status& local, std::string_view what_view) {
+  const std::string what(what_view);
+  if (groups == nullptr || groups->world_size() <= 1) return local;
+  const int world = groups->world_size();
+  int64_t failing = world;
+  absl::Status collective = parallel::CallTorch("agree across the world", [&] {
+    torch::Tensor flag =
+        torch::full({1}, local.ok() ? world : groups->global_rank(),
+                    torch::TensorOptions().dtype(torch::kInt64).device(groups->device()));
+    for (plan::GroupKind kind : {plan::GroupKind::kTpDpCp, plan::GroupKind::kPp}) {
+      if (groups->has(kind) && groups->size(kind) > 1) {
+        parallel::AllReduceInPlace(flag, groups->group(kind), c10d::ReduceOp::MIN);
+      }
+    }
+    failing = flag.cpu().item<int64_t>();
+  });
+  if (!local.ok()) return local;
+  if (!collective.ok()) return collective;
+  if (failing < world) {
+    return absl::AbortedError(
+        absl::StrCat("rank ", failing, " failed to ", what, "; see that rank's error"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LoadStats> LoadWeights(const plan::ModelPlan& plan, const HeldTensors& held,
+                                      const std::string& path, const LoadOptions& options) {
+  const Clock::time_point start = Clock::now();
+  CheckpointOpenOptions open;
+  open.format = options.format;
+  open.read_mode = options.read_mode;
+  absl::StatusOr<std::unique_ptr<CheckpointReader>> reader = CheckpointReader::Open(path, open);
+  if (!reader.ok()) return reader.status();
+  absl::StatusOr<std::vector<CanonicalTensor>> canonical = CanonicalTensors(plan);
+  if (!canonical.ok()) return canonical.status();
+  if (absl::Status s = (*reader)->Bind(plan.config(), *canonical, options.strict_config); !s.ok()) {
+    return s;
+  }
+  std::vector<const HeldTensor*> items;
+  std::vector<int64_t> sizes;
+  for (const auto& chunk : held) {
+    for (const HeldTensor& h : chunk) {
+      items.push_back(&h);
+      sizes.push_back(Bytes(h.tensor));
+    }
+  }
+  const uint64_t seed = static_cast<uint64_t>(plan.options().build.seed());
+  std::atomic<int64_t> padding_rows{0};
+  absl::Status status = RunParallel(sizes, options.threads, [&](size_t i) {
+    return LoadOne(**reader, *items[i], seed, &padding_rows);
+  });
+  if (!status.ok()) return status;
+  LoadStats stats;
+  stats.format = (*reader)->format();
+  stats.tensors = static_cast<int64_t>(items.size());
+  stats.bytes_read = (*reader)->bytes_read();
+  stats.padding_rows_initialized = padding_rows.load();
+  stats.seconds = Since(start);
+  return stats;
+}
+
+absl::StatusOr<SaveStats> SaveWeights(const plan::ModelPlan& plan, int rank,
+                                      const parallel::ProcessGroupCollection* groups,
+                                      const HeldTensors& held, const std::string& requested_path,
+                                      const SaveOptions& options) {
+  const Clock::time_point start = Clock::now();
+  // "dir/" and "dir" are the same checkpoint; the staging directory sits next to it.
+  std::string path = requested_path;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  // Everything up to the file creation is a pure function of the plan: every rank computes the
+  // same headers. A failure here is the same on every rank, so no agreement is needed yet.
+  if (options.format != CheckpointFormat::kCanonical &&
+      options.format != CheckpointFormat::kHuggingFace) {
+    return absl::InvalidArgumentError("save format must be canonical or huggingface");
+  }
+  if (path.empty()) return absl::InvalidArgumentError("checkpoint path is empty");
+  absl::StatusOr<std::vector<CanonicalTensor>> canonical = CanonicalTensors(plan);
+  if (!canonical.ok()) return canonical.status();
+  absl::StatusOr<std::vector<std::vector<bool>>> owned = OwnedParameters(plan, rank);
+  if (!owned.ok()) return owned.status();
+  if (owned->size() != held.size()) {
+    return absl::InternalError("the held tensors and the plan disagree on the chunk count");
+  }
+
+  const bool hf = options.format == CheckpointFormat::kHuggingFace;
+  std::vector<TensorRoute> routes;
+  std::map<std::string, std::string> file_metadata, index_metadata;
+  std::string hf_config;
+  if (hf) {
+    HfFamily family = HfFamily::kLlama;
+    if (options.hf_model_type.empty()) {
+      absl::StatusOr<HfFamily> inferred = InferHfFamily(plan.config());
+      if (!inferred.ok()) return inferred.status();
+      family = *inferred;
+    } else {
+      std::optional<HfFamily> parsed = ParseHfModelType(options.hf_model_type);
+      if (!parsed.has_value()) {
+        return absl::InvalidArgumentError(absl::StrCat("hf_model_type '", options.hf_model_type,
+                                                       "' is not one of gpt2, llama, mistral, "
+                                                       "qwen2, qwen3, mixtral"));
+      }
+      family = *parsed;
+      if (absl::Status s = CheckHfRepresentable(family, plan.config()); !s.ok()) return s;
+    }
+    absl::StatusOr<std::vector<TensorRoute>> hf_routes = HfRoutes(
+        family, plan.config(), *canonical, plan.config().vocab_size(), HfBasePrefix(family));
+    if (!hf_routes.ok()) return hf_routes.status();
+    routes = *std::move(hf_routes);
+    absl::StatusOr<nlohmann::json> json =
+        config::ExportHfConfig(plan.config(), HfModelType(family));
+    if (!json.ok()) return json.status();
+    hf_config = json->dump(2) + "\n";
+    file_metadata = {{"format", "pt"}};
+    for (const auto& [key, value] : options.metadata) {
+      if (key != "format") file_metadata[key] = value;
+    }
+  } else {
+    for (const CanonicalTensor& t : *canonical) {
+      routes.push_back(IdentityRoute(t.name, t.shape, t.shape.empty() ? 0 : t.shape[0]));
+    }
+    absl::StatusOr<std::map<std::string, std::string>> metadata =
+        CheckpointMetadata(plan, options.metadata);
+    if (!metadata.ok()) return metadata.status();
+    file_metadata = *std::move(metadata);
+    index_metadata = {{kFormatKey, kCanonicalFormatName},
+                      {kFormatVersionKey, absl::StrCat(kFormatVersion)}};
+  }
+  std::vector<DType> dtypes;
+  std::unordered_map<std::string, size_t> route_of;
+  for (size_t i = 0; i < canonical->size(); ++i) {
+    dtypes.push_back(StoredDType((*canonical)[i].dtype));
+    route_of[(*canonical)[i].name] = i;
+  }
+  absl::StatusOr<std::vector<TensorSpec>> specs = StoredTensorSpecs(routes, dtypes);
+  if (!specs.ok()) return specs.status();
+  absl::StatusOr<std::vector<ShardPlan>> shards = PlanShards(*specs, options.max_shard_bytes);
+  if (!shards.ok()) return shards.status();
+
+  const std::string staging = path + ".partial";
+  WriterOptions writer_options;
+  writer_options.mode = options.write_mode;
+  std::unique_ptr<ShardedSafetensorsWriter> writer;
+  absl::Status created;
+  if (rank == 0) {
+    created = [&]() -> absl::Status {
+      std::error_code ec;
+      if (fs::exists(path, ec) && !options.overwrite) {
+        return absl::AlreadyExistsError(
+            absl::StrCat(path, " already exists; choose another path or overwrite it"));
+      }
+      fs::remove_all(staging, ec);
+      fs::create_directories(staging, ec);
+      if (ec) return FsError(ec, "cannot create", staging);
+      absl::StatusOr<std::unique_ptr<ShardedSafetensorsWriter>> w =
+          ShardedSafetensorsWriter::Create(staging, *shards, file_metadata, index_metadata,
+                                           writer_options);
+      if (!w.ok()) return w.status();
+      writer = *std::move(w);
+      if (hf) {
+        std::ofstream out(fs::path(staging) / "config.json", std::ios::binary | std::ios::trunc);
+        out << hf_config;
+        out.close();
+        if (!out)
+          return absl::InternalError(absl::StrCat("cannot write ", staging, "/config.json"));
+      }
+      return absl::OkStatus();
+    }();
+  }
+  if (absl::Status s = AgreeAcrossWorld(groups, created, "create the checkpoint files"); !s.ok()) {
+    return s;
+  }
+
+  absl::Status written = [&]() -> absl::Status {
+    if (writer == nullptr) {
+      absl::StatusOr<std::unique_ptr<ShardedSafetensorsWriter>> w =
+          ShardedSafetensorsWriter::OpenExisting(staging, *shards, file_metadata, writer_options);
+      if (!w.ok()) return w.status();
+      writer = *std::move(w);
+    }
+    std::vector<const HeldTensor*> items;
+    std::vector<int64_t> sizes;
+    for (size_t c = 0; c < held.size(); ++c) {
+      if ((*owned)[c].size() != held[c].size()) {
+        return absl::InternalError(
+            "the held tensors and the plan disagree on a chunk's parameters");
+      }
+      for (size_t i = 0; i < held[c].size(); ++i) {
+        if (!(*owned)[c][i]) continue;
+        items.push_back(&held[c][i]);
+        sizes.push_back(Bytes(held[c][i].tensor));
+      }
+    }
+    absl::Status s = RunParallel(sizes, options.threads, [&](size_t i) {
+      const size_t r = route_of.at(items[i]->info->canonical_name);
+      return SaveOne(*writer, routes[r], dtypes[r], *items[i]);
+    });
+    absl::Status finished = writer->Finish(options.sync);
+    return s.ok() ? finished : s;
+  }();
+  uint64_t bytes_written = 0;
+  if (writer != nullptr) {
+    for (const auto& shard : writer->shards()) bytes_written += shard->bytes_written();
+  }
+  writer.reset();
+  absl::Status agreed = AgreeAcrossWorld(groups, written, "write its checkpoint slices");
+  absl::Status published = agreed;
+  if (rank == 0) {
+    if (agreed.ok()) {
+      published = Publish(staging, path, options.sync);
+    } else {
+      std::error_code ec;
+      fs::remove_all(staging, ec);
+    }
+  }
+  if (!agreed.ok()) return agreed;
+  if (absl::Status s = AgreeAcrossWorld(groups, published, "publish the checkpoint"); !s.ok()) {
+    return s;
+  }
+  SaveStats stats;
+  stats.bytes_written = bytes_written;
+  stats.files = static_cast<int>(shards->size());
+  stats.seconds = Since(start);
+  return stats;
+}
+
+}  // namespace gptb::checkpoint

@@ -1,0 +1,123 @@
+#include "core/config/hf_export.h"
+
+#include <map>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/config/hf_import.h"
+
+namespace gptb::config {
+namespace {
+
+using Json = nlohmann::json;
+
+std::string TorchDtype(const gptbuilder::v1::TransformerConfig& t) {
+  if (t.bf16()) return "bfloat16";
+  if (t.fp16()) return "float16";
+  return t.params_dtype().empty() ? "float32" : t.params_dtype();
+}
+
+Json Gpt2(const gptbuilder::v1::GPTModelConfig& c) {
+  const auto& t = c.transformer();
+  Json j;
+  j["architectures"] = {"GPT2LMHeadModel"};
+  j["model_type"] = "gpt2";
+  j["vocab_size"] = c.vocab_size();
+  j["n_embd"] = t.hidden_size();
+  j["n_layer"] = t.num_layers();
+  j["n_head"] = t.num_attention_heads();
+  j["n_inner"] = t.ffn_hidden_size();
+  j["n_positions"] = c.seq_length();
+  j["n_ctx"] = c.seq_length();
+  j["layer_norm_epsilon"] = t.layernorm_epsilon();
+  // The model computes the exact GELU; "gelu" tells transformers to do the same.
+  j["activation_function"] = "gelu";
+  j["resid_pdrop"] = t.hidden_dropout();
+  j["embd_pdrop"] = t.hidden_dropout();
+  j["attn_pdrop"] = t.attention_dropout();
+  j["initializer_range"] = t.init_method_std();
+  j["tie_word_embeddings"] = c.share_embeddings_and_output_weights();
+  j["scale_attn_weights"] = true;
+  j["torch_dtype"] = TorchDtype(t);
+  return j;
+}
+
+Json LlamaLike(const gptbuilder::v1::GPTModelConfig& c, const std::string& type) {
+  const auto& t = c.transformer();
+  static const std::map<std::string, std::string> kArchitecture = {
+      {"llama", "LlamaForCausalLM"},
+      {"mistral", "MistralForCausalLM"},
+      {"qwen2", "Qwen2ForCausalLM"},
+      {"qwen3", "Qwen3ForCausalLM"},
+      {"mixtral", "MixtralForCausalLM"}};
+  Json j;
+  j["architectures"] = {kArchitecture.at(type)};
+  j["model_type"] = type;
+  j["vocab_size"] = c.vocab_size();
+  j["hidden_size"] = t.hidden_size();
+  j["intermediate_size"] = type == "mixtral" && t.has_moe_ffn_hidden_size()
+                               ? t.moe_ffn_hidden_size()
+                               : t.ffn_hidden_size();
+  j["num_hidden_layers"] = t.num_layers();
+  j["num_attention_heads"] = t.num_attention_heads();
+  j["num_key_value_heads"] = t.num_query_groups();
+  j["head_dim"] = t.kv_channels();
+  j["max_position_embeddings"] = c.seq_length();
+  j["rms_norm_eps"] = t.layernorm_epsilon();
+  j["rope_theta"] = c.rotary_base();
+  j["hidden_act"] = t.activation_func();
+  j["initializer_range"] = t.init_method_std();
+  j["attention_dropout"] = t.attention_dropout();
+  j["tie_word_embeddings"] = c.share_embeddings_and_output_weights();
+  j["torch_dtype"] = TorchDtype(t);
+  if (c.rotary_percent() != 1.0) j["partial_rotary_factor"] = c.rotary_percent();
+  if (type == "llama") {
+    j["attention_bias"] = t.add_qkv_bias();
+    j["mlp_bias"] = t.add_bias_linear();
+    if (c.rope_scaling()) {
+      j["rope_scaling"] = {{"rope_type", "llama3"},
+                           {"factor", c.rope_scaling_factor()},
+                           {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0},
+                           {"original_max_position_embeddings", 8192}};
+    } else if (c.has_seq_len_interpolation_factor()) {
+      j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.seq_len_interpolation_factor()}};
+    } else {
+      j["rope_scaling"] = nullptr;
+    }
+  }
+  if (type == "mistral" || type == "mixtral") {
+    j["sliding_window"] =
+        t.window_size_size() > 0 ? Json(int64_t{t.window_size(0)} + 1) : Json(nullptr);
+  }
+  if (type == "qwen2" || type == "qwen3") j["use_sliding_window"] = false;
+  if (type == "qwen3") j["attention_bias"] = t.add_qkv_bias();
+  if (type == "mixtral") {
+    j["num_local_experts"] = t.num_moe_experts();
+    j["num_experts_per_tok"] = t.moe_router_topk();
+    j["router_aux_loss_coef"] = t.moe_aux_loss_coeff();
+  }
+  return j;
+}
+
+}  // namespace
+
+absl::StatusOr<nlohmann::json> ExportHfConfig(const gptbuilder::v1::GPTModelConfig& config,
+                                              std::string_view model_type) {
+  const std::string type(model_type);
+  bool supported = false;
+  for (const std::string& s : SupportedHfModelTypes()) supported = supported || s == type;
+  if (!supported) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model_type '", type,
+        "' is not supported; supported: ", absl::StrJoin(SupportedHfModelTypes(), ", "), "."));
+  }
+  Json j = type == "gpt2" ? Gpt2(config) : LlamaLike(config, type);
+  if (config.has_hf_model_id() && !config.hf_model_id().empty()) {
+    j["_name_or_path"] = config.hf_model_id();
+  }
+  return j;
+}
+
+}  // namespace gptb::config

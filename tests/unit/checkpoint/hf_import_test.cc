@@ -1,0 +1,213 @@
+// Hugging Face import and export (ranks as threads): models built from HF checkpoints written by
+// tests/unit/checkpoint/hf_reference.py give the logits of its plain-PyTorch reference models in
+// every parallel layout; exporting back gives the HF tensors byte for byte; importing the export
+// gives the same weights.
+#include "core/config/hf_import.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "core/checkpoint/hf_mapping.h"
+#include "core/checkpoint/sharded_safetensors.h"
+#include "gmock/gmock.h"
+#include "tests/unit/checkpoint/checkpoint_harness.h"
+
+namespace gptb::checkpoint {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::BuildWith;
+using testing::BuiltWorld;
+using testing::Layout;
+using testing::LayoutName;
+
+struct Family {
+  std::string type;
+  std::vector<Layout> layouts;
+  bool sharded = false;  // the HF weights as two shards with an index
+  Layout export_from;
+};
+
+std::ostream& operator<<(std::ostream& os, const Family& f) { return os << f.type; }
+
+// Writes the family's HF directory and reference logits (once per test binary run).
+std::string ReferenceDir(const Family& family) {
+  const std::string dir = testing::TempDir("hf_" + family.type);
+  const std::string command = "/usr/bin/python3 " + std::string(GPTB_SOURCE_DIR) +
+                              "/tests/unit/checkpoint/hf_reference.py write " + family.type + " " +
+                              dir + (family.sharded ? " --sharded" : "");
+  EXPECT_EQ(std::system(command.c_str()), 0) << command;
+  return dir;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The model config imported from the directory's config.json, in `layout`, with the vocabulary
+// padded for TP (so that padding rows exist when tp > 1).
+gptbuilder::v1::GPTModelConfig ImportedConfig(const std::string& dir, const Layout& layout) {
+  absl::StatusOr<gptbuilder::v1::GPTModelConfig> c =
+      config::ImportHfConfigText(ReadFile(dir + "/config.json"));
+  EXPECT_TRUE(c.ok()) << c.status();
+  testing::SetLayout(*c, layout);
+  c->set_should_pad_vocab(true);
+  return testing::Finalized(*c, testing::WorldSize(*c));
+}
+
+torch::Tensor ReadReference(const std::string& dir, const std::string& name,
+                            torch::ScalarType type) {
+  auto reader = SafetensorsReader::Open(dir + "/reference.safetensors");
+  EXPECT_TRUE(reader.ok()) << reader.status();
+  const TensorInfo* info = *(*reader)->Find(name);
+  torch::Tensor t = torch::empty(info->shape, torch::dtype(type));
+  EXPECT_TRUE((*reader)->ReadTensor(name, t.data_ptr()).ok());
+  return t;
+}
+
+BuiltWorld BuildFrom(const std::string& dir, const Layout& layout) {
+  const gptbuilder::v1::GPTModelConfig c = ImportedConfig(dir, layout);
+  return BuildWith(c, testing::WorldSize(c), [&](model::RankBuildOptions& o) {
+    o.build.set_seed(77);
+    o.load_from = dir;
+  });
+}
+
+class HfImportTest : public ::testing::TestWithParam<Family> {};
+
+TEST_P(HfImportTest, LogitsEqualTheReferenceModelInEveryLayout) {
+  const Family& family = GetParam();
+  const std::string dir = ReferenceDir(family);
+  const torch::Tensor ids = ReadReference(dir, "input_ids", torch::kInt64);
+  const torch::Tensor expected = ReadReference(dir, "logits", torch::kFloat32);
+  const int64_t vocab = expected.size(-1);
+  for (const Layout& layout : family.layouts) {
+    BuiltWorld built = BuildFrom(dir, layout);
+    for (size_t r = 0; r < built.statuses.size(); ++r) {
+      ASSERT_TRUE(built.statuses[r].ok())
+          << LayoutName(layout) << " rank " << r << ": " << built.statuses[r];
+    }
+    torch::Tensor logits = testing::PipelineForward(built.world, ids);
+    ASSERT_TRUE(logits.defined());
+    ASSERT_GE(logits.size(-1), vocab);
+    const double diff = (logits.narrow(-1, 0, vocab) - expected).abs().max().item<double>();
+    EXPECT_LT(diff, 1e-4) << family.type << " at " << LayoutName(layout);
+    // The logits are not trivially small: a wrong mapping would show.
+    EXPECT_GT(expected.abs().max().item<double>(), 1.0);
+  }
+  fs::remove_all(dir);
+}
+
+// Tensor bytes by name, with the base-model prefix of bare checkpoints restored.
+std::map<std::string, std::vector<unsigned char>> StoredBytes(const std::string& dir,
+                                                              const std::string& prefix) {
+  std::map<std::string, std::vector<unsigned char>> out;
+  auto reader = ShardedSafetensorsReader::Open(dir);
+  EXPECT_TRUE(reader.ok()) << reader.status();
+  if (!reader.ok()) return out;
+  for (const auto& shard : (*reader)->shards()) {
+    for (const TensorInfo& t : shard->tensors()) {
+      if (IsIgnorableHfTensor(t.name, false)) continue;
+      std::vector<unsigned char> bytes(t.nbytes());
+      EXPECT_TRUE(shard->ReadTensor(t.name, bytes.data()).ok());
+      const bool bare = t.name.rfind(prefix, 0) != 0 && t.name != "lm_head.weight";
+      out[bare ? prefix + t.name : t.name] = std::move(bytes);
+    }
+  }
+  return out;
+}
+
+TEST_P(HfImportTest, ExportReproducesTheHfTensorsAndReimportsIdentically) {
+  const Family& family = GetParam();
+  const std::string dir = ReferenceDir(family);
+  BuiltWorld built = BuildFrom(dir, family.export_from);
+  ASSERT_TRUE(built.ok());
+  const std::string out = testing::TempDir("hf_export_" + family.type);
+  SaveOptions options;
+  options.format = CheckpointFormat::kHuggingFace;
+  options.max_shard_bytes = 100'000;  // several files and an index
+  for (const auto& r : testing::SaveWorld(built.world, out, options)) {
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  EXPECT_TRUE(fs::exists(out + "/model.safetensors.index.json"));
+  const std::string prefix = family.type == "gpt2" ? "transformer." : "model.";
+  EXPECT_EQ(StoredBytes(out, prefix), StoredBytes(dir, prefix));
+  // The exported config.json describes the same model.
+  absl::StatusOr<gptbuilder::v1::GPTModelConfig> exported =
+      config::ImportHfConfigText(ReadFile(out + "/config.json"));
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  absl::StatusOr<gptbuilder::v1::GPTModelConfig> original =
+      config::ImportHfConfigText(ReadFile(dir + "/config.json"));
+  ASSERT_TRUE(original.ok());
+  EXPECT_TRUE(
+      CheckConfigCompatible(*config::Finalize(*original), *config::Finalize(*exported), true, out)
+          .ok());
+  // Importing the export, in another layout, gives the same weights.
+  BuiltWorld again = BuildFrom(out, {1, 1, 0, 1});
+  ASSERT_TRUE(again.ok()) << again.statuses[0];
+  // (The two layouts pad the vocabulary differently: compare the real rows.)
+  auto unpadded = [&](const testing::World& world) {
+    std::map<std::string, torch::Tensor> out = testing::Canonical(world);
+    for (auto& [name, tensor] : out) {
+      if (IsVocabTensor(name)) tensor = tensor.narrow(0, 0, original->vocab_size());
+    }
+    return out;
+  };
+  testing::ExpectSameCanonical(unpadded(built.world), unpadded(again.world), "export -> import");
+  fs::remove_all(out);
+  fs::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Families, HfImportTest,
+    ::testing::Values(
+        Family{"gpt2", {{1, 1, 0, 1}, {2, 2, 0, 1}}, false, {2, 2, 0, 1}},
+        Family{"llama", {{1, 1, 0, 1}, {2, 2, 0, 1}}, true, {2, 1, 0, 1}},
+        Family{"mistral", {{1, 1, 0, 1}, {2, 1, 0, 1}}, false, {1, 2, 0, 1}},
+        Family{"qwen2", {{1, 1, 0, 1}, {2, 2, 0, 1}}, false, {2, 2, 0, 1}},
+        Family{"qwen3", {{1, 1, 0, 1}, {2, 1, 0, 1}}, false, {2, 1, 0, 1}},
+        Family{"mixtral", {{1, 1, 0, 1}, {1, 1, 0, 2}, {2, 1, 0, 2}}, false, {2, 1, 0, 2}}),
+    [](const ::testing::TestParamInfo<Family>& info) { return info.param.type; });
+
+TEST(HfImport, MismatchesAreReportedUpFront) {
+  const std::string dir = ReferenceDir({"qwen3", {}, false, {}});
+  // A config.json that says Qwen2 over Qwen3 weights: the q/k/v biases a Qwen2 has are missing,
+  // the q/k norms are left over. Both are named.
+  std::string config = ReadFile(dir + "/config.json");
+  const size_t at = config.find("\"qwen3\"");
+  ASSERT_NE(at, std::string::npos);
+  config.replace(at, 7, "\"qwen2\"");
+  std::ofstream(dir + "/config.json") << config;
+  BuiltWorld built = BuildFrom(dir, {1, 1, 0, 1});
+  ASSERT_FALSE(built.statuses[0].ok());
+  EXPECT_EQ(built.statuses[0].code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(built.statuses[0].message()),
+              ::testing::HasSubstr("model.layers.0.self_attn.q_proj.bias"));
+  EXPECT_THAT(std::string(built.statuses[0].message()),
+              ::testing::HasSubstr("model.layers.0.self_attn.q_norm.weight"));
+  fs::remove_all(dir);
+
+  // A model that is not the HF config's: the differing fields are named.
+  const std::string llama = ReferenceDir({"llama", {}, false, {}});
+  const gptbuilder::v1::GPTModelConfig good = ImportedConfig(llama, {1, 1, 0, 1});
+  gptbuilder::v1::GPTModelConfig c = good;
+  c.mutable_transformer()->set_num_layers(3);
+  BuiltWorld wrong = BuildWith(c, 1, [&](model::RankBuildOptions& o) { o.load_from = llama; });
+  EXPECT_EQ(wrong.statuses[0].code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(wrong.statuses[0].message()),
+              ::testing::HasSubstr("transformer.num_layers"));
+
+  // Without config.json the directory is neither format.
+  fs::remove(llama + "/config.json");
+  BuiltWorld bare = BuildWith(good, 1, [&](model::RankBuildOptions& o) { o.load_from = llama; });
+  EXPECT_EQ(bare.statuses[0].code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bare.statuses[0].message()), ::testing::HasSubstr("neither"));
+  fs::remove_all(llama);
+}
+
+}  // namespace
+}  // namespace gptb::checkpoint
