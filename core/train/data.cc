@@ -63,14 +63,22 @@ int TokenDTypeBytes(TokenDType dtype) {
 
 const char* TokenDTypeName(TokenDType dtype) {
   switch (dtype) {
-    case TokenDType::kUint8: return "uint8";
-    case TokenDType::kInt8: return "int8";
-    case TokenDType::kInt16: return "int16";
-    case TokenDType::kInt32: return "int32";
-    case TokenDType::kInt64: return "int64";
-    case TokenDType::kFloat64: return "float64";
-    case TokenDType::kFloat32: return "float32";
-    case TokenDType::kUint16: return "uint16";
+    case TokenDType::kUint8:
+      return "uint8";
+    case TokenDType::kInt8:
+      return "int8";
+    case TokenDType::kInt16:
+      return "int16";
+    case TokenDType::kInt32:
+      return "int32";
+    case TokenDType::kInt64:
+      return "int64";
+    case TokenDType::kFloat64:
+      return "float64";
+    case TokenDType::kFloat32:
+      return "float32";
+    case TokenDType::kUint16:
+      return "uint16";
   }
   return "?";
 }
@@ -102,7 +110,8 @@ absl::StatusOr<std::shared_ptr<const IndexedDataset>> IndexedDataset::Open(
   }
   const auto dtype = static_cast<TokenDType>(code);
   if (dtype == TokenDType::kFloat32 || dtype == TokenDType::kFloat64) {
-    return bad(absl::StrCat("dtype is ", TokenDTypeName(dtype), "; token ids need an integer type"));
+    return bad(
+        absl::StrCat("dtype is ", TokenDTypeName(dtype), "; token ids need an integer type"));
   }
   const uint64_t sequences = ReadLe<uint64_t>(p + 18);
   const uint64_t documents = ReadLe<uint64_t>(p + 26);
@@ -165,7 +174,8 @@ absl::StatusOr<std::shared_ptr<const IndexedDataset>> IndexedDataset::Open(
   for (uint64_t i = 0; i < sequences; ++i) {
     const int64_t length = ds->lengths_[i];
     const int64_t pointer = ds->pointers_[i];
-    if (length < 0) return bad(absl::StrCat("sequence_lengths[", i, "] is negative (", length, ")"));
+    if (length < 0)
+      return bad(absl::StrCat("sequence_lengths[", i, "] is negative (", length, ")"));
     if (pointer < 0 || pointer > bin_size || length > (bin_size - pointer) / item) {
       return bad(absl::StrCat("sequence ", i, " (pointer ", pointer, ", ", length, " ",
                               TokenDTypeName(dtype), " ids) lies outside ", bin_path, " (",
@@ -177,9 +187,8 @@ absl::StatusOr<std::shared_ptr<const IndexedDataset>> IndexedDataset::Open(
   for (uint64_t i = 0; i < documents; ++i) {
     const int64_t index = ds->document_indices_[i];
     if (index < previous || index > static_cast<int64_t>(sequences)) {
-      return bad(absl::StrCat("document_indices[", i, "] = ", index,
-                              " is not in [previous index ", previous, ", sequence count ",
-                              sequences, "]"));
+      return bad(absl::StrCat("document_indices[", i, "] = ", index, " is not in [previous index ",
+                              previous, ", sequence count ", sequences, "]"));
     }
     previous = index;
   }
@@ -193,22 +202,29 @@ IndexedDataset::~IndexedDataset() {
 int64_t IndexedDataset::Token(int64_t byte_offset) const {
   const uint8_t* p = bin_ + byte_offset;
   switch (dtype_) {
-    case TokenDType::kUint8: return *p;
-    case TokenDType::kInt8: return static_cast<int8_t>(*p);
-    case TokenDType::kInt16: return ReadLe<int16_t>(p);
-    case TokenDType::kUint16: return ReadLe<uint16_t>(p);
-    case TokenDType::kInt32: return ReadLe<int32_t>(p);
-    case TokenDType::kInt64: return ReadLe<int64_t>(p);
+    case TokenDType::kUint8:
+      return *p;
+    case TokenDType::kInt8:
+      return static_cast<int8_t>(*p);
+    case TokenDType::kInt16:
+      return ReadLe<int16_t>(p);
+    case TokenDType::kUint16:
+      return ReadLe<uint16_t>(p);
+    case TokenDType::kInt32:
+      return ReadLe<int32_t>(p);
+    case TokenDType::kInt64:
+      return ReadLe<int64_t>(p);
     case TokenDType::kFloat32:
-    case TokenDType::kFloat64: break;  // rejected by Open
+    case TokenDType::kFloat64:
+      break;  // rejected by Open
   }
   return -1;
 }
 
 absl::StatusOr<std::vector<int64_t>> IndexedDataset::Sequence(int64_t index) const {
   if (index < 0 || index >= num_sequences()) {
-    return absl::OutOfRangeError(absl::StrCat("sequence ", index, " is not in [0, ",
-                                              num_sequences(), ") of ", prefix_));
+    return absl::OutOfRangeError(
+        absl::StrCat("sequence ", index, " is not in [0, ", num_sequences(), ") of ", prefix_));
   }
   std::vector<int64_t> out(lengths_[index]);
   if (absl::Status s = ReadStream(offsets_[index], lengths_[index], out.data()); !s.ok()) return s;
@@ -218,8 +234,8 @@ absl::StatusOr<std::vector<int64_t>> IndexedDataset::Sequence(int64_t index) con
 absl::Status IndexedDataset::ReadStream(int64_t start, int64_t count, int64_t* out) const {
   if (start < 0 || count < 0 || start > num_tokens() || count > num_tokens() - start) {
     return absl::OutOfRangeError(absl::StrCat("tokens [", start, ", ", start + count,
-                                              ") are not inside the ", num_tokens(),
-                                              " tokens of ", prefix_));
+                                              ") are not inside the ", num_tokens(), " tokens of ",
+                                              prefix_));
   }
   const int64_t item = TokenDTypeBytes(dtype_);
   // The sequence holding `start`: the last one whose offset is <= start (skipping empty ones).
@@ -261,17 +277,16 @@ absl::StatusOr<BatchSource> BatchSource::Create(const gptbuilder::v1::TrainBatch
     case gptbuilder::v1::TrainBatch::SOURCE_NOT_SET:
       break;
   }
-  return absl::InvalidArgumentError(
-      "batch: no source; set tokens, synthetic_seed or data_path");
+  return absl::InvalidArgumentError("batch: no source; set tokens, synthetic_seed or data_path");
 }
 
 absl::StatusOr<std::vector<int64_t>> BatchSource::GlobalBatch(int64_t iteration,
                                                               const BatchShape& shape,
                                                               int64_t vocab_size) const {
   if (shape.global_batch <= 0 || shape.seq_length <= 0 || vocab_size <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a batch needs positive sizes; got global batch ", shape.global_batch, ", seq_length ",
-        shape.seq_length, ", vocab size ", vocab_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("a batch needs positive sizes; got global batch ", shape.global_batch,
+                     ", seq_length ", shape.seq_length, ", vocab size ", vocab_size));
   }
   const int64_t n = shape.numel();
   const int64_t row = shape.seq_length + 1;
@@ -297,9 +312,9 @@ absl::StatusOr<std::vector<int64_t>> BatchSource::GlobalBatch(int64_t iteration,
     case gptbuilder::v1::TrainBatch::kDataPath: {
       const int64_t tokens = dataset_->num_tokens();
       if (tokens < row) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "batch.data_path: ", dataset_->prefix(), " holds ", tokens,
-            " tokens; a sample needs seq_length + 1 = ", row));
+        return absl::InvalidArgumentError(
+            absl::StrCat("batch.data_path: ", dataset_->prefix(), " holds ", tokens,
+                         " tokens; a sample needs seq_length + 1 = ", row));
       }
       const int64_t samples = (tokens - 1) / shape.seq_length;
       ids.resize(n);
@@ -311,14 +326,14 @@ absl::StatusOr<std::vector<int64_t>> BatchSource::GlobalBatch(int64_t iteration,
       break;
     }
     case gptbuilder::v1::TrainBatch::SOURCE_NOT_SET:
-      return absl::InvalidArgumentError("batch: no source; set tokens, synthetic_seed or data_path");
+      return absl::InvalidArgumentError(
+          "batch: no source; set tokens, synthetic_seed or data_path");
   }
   for (int64_t i = 0; i < n; ++i) {
     if (ids[i] < 0 || ids[i] >= vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("batch token ", i, " (sample ", i / row,
-                                                     ", position ", i % row, ") is ", ids[i],
-                                                     "; token ids must lie in [0, ", vocab_size,
-                                                     ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch token ", i, " (sample ", i / row, ", position ", i % row, ") is ",
+                       ids[i], "; token ids must lie in [0, ", vocab_size, ")"));
     }
   }
   return ids;

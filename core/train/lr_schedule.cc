@@ -23,12 +23,12 @@ absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(
         absl::StrCat("optimizer.lr: must be a finite value >= 0; got ", s.max_lr_));
   }
   if (!(s.min_lr_ >= 0.0) || s.min_lr_ > s.max_lr_) {
-    return absl::InvalidArgumentError(absl::StrCat("optimizer.min_lr: must lie in [0, lr = ",
-                                                   s.max_lr_, "]; got ", s.min_lr_));
+    return absl::InvalidArgumentError(
+        absl::StrCat("optimizer.min_lr: must lie in [0, lr = ", s.max_lr_, "]; got ", s.min_lr_));
   }
   if (!(s.init_lr_ >= 0.0) || !std::isfinite(s.init_lr_)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "scheduler.lr_warmup_init: must be a finite value >= 0; got ", s.init_lr_));
+    return absl::InvalidArgumentError(
+        absl::StrCat("scheduler.lr_warmup_init: must be a finite value >= 0; got ", s.init_lr_));
   }
   if (s.warmup_ < 0) {
     return absl::InvalidArgumentError(
@@ -50,8 +50,8 @@ absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(
   }
   if (s.style_ == Style::kLinear || s.style_ == Style::kCosine) {
     if (!scheduler.has_lr_decay_iters()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "scheduler.lr_decay_iters: required with lr_decay_style '", style, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("scheduler.lr_decay_iters: required with lr_decay_style '", style, "'"));
     }
     s.decay_ = scheduler.lr_decay_iters();
     if (s.decay_ <= s.warmup_) {
@@ -83,7 +83,8 @@ double LearningRateSchedule::LearningRate(int64_t steps) const {
     return std::max(min_lr_, max_lr_ * std::sqrt(w) / std::sqrt(n));
   }
   const double ratio = static_cast<double>(steps - warmup_) / static_cast<double>(decay_ - warmup_);
-  const double coeff = style_ == Style::kLinear ? 1.0 - ratio : 0.5 * (std::cos(M_PI * ratio) + 1.0);
+  const double coeff =
+      style_ == Style::kLinear ? 1.0 - ratio : 0.5 * (std::cos(M_PI * ratio) + 1.0);
   return min_lr_ + coeff * (max_lr_ - min_lr_);
 }
 

@@ -19,8 +19,9 @@ class LearningRateSchedule {
  public:
   // INVALID_ARGUMENT (field paths `optimizer.lr`, `scheduler.lr_decay_iters`, ...) for a missing
   // or negative lr, an unknown style, or decay iterations not above the warmup.
-  static absl::StatusOr<LearningRateSchedule> Create(const gptbuilder::v1::OptimizerConfig& optimizer,
-                                                     const gptbuilder::v1::SchedulerConfig& scheduler);
+  static absl::StatusOr<LearningRateSchedule> Create(
+      const gptbuilder::v1::OptimizerConfig& optimizer,
+      const gptbuilder::v1::SchedulerConfig& scheduler);
 
   // The learning rate after `steps` successful optimizer steps.
   double LearningRate(int64_t steps) const;

@@ -11,6 +11,7 @@
 #include "core/model/gpt_stage.h"
 #include "core/parallel/collectives.h"
 #include "core/parallel/torch_status.h"
+#include "core/train/finalize_grads.h"
 
 namespace gptb::train {
 namespace {
@@ -36,8 +37,7 @@ struct AdamArgs {
 };
 
 // torch.optim.AdamW's arithmetic (and Apex/TE FusedAdam's), one pass over the memory.
-void AdamKernel(const AdamArgs& a, const float* grad, float* param, float* m, float* v,
-                int64_t n) {
+void AdamKernel(const AdamArgs& a, const float* grad, float* param, float* m, float* v, int64_t n) {
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       float g = grad[i] * a.grad_scale;
@@ -125,9 +125,9 @@ absl::StatusOr<std::unique_ptr<Optimizer>> Optimizer::Create(
             config.min_loss_scale(), " and ", config.initial_loss_scale()));
       }
       if (config.loss_scale_window() < 1 || config.hysteresis() < 1) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "optimizer.loss_scale_window / hysteresis: must be >= 1; got ",
-            config.loss_scale_window(), " and ", config.hysteresis()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("optimizer.loss_scale_window / hysteresis: must be >= 1; got ",
+                         config.loss_scale_window(), " and ", config.hysteresis()));
       }
       opt->dynamic_scale_ = true;
       opt->loss_scale_ = config.initial_loss_scale();
@@ -186,15 +186,16 @@ absl::Status Optimizer::Build(model::RankModel& model) {
           seg.model = param.detach().view({-1});
         }
         seg.grad = buffer.grad_data.narrow(0, begin, end - begin);
-        seg.main = seg.model.scalar_type() == torch::kFloat32 ? seg.model
-                                                               : seg.model.to(torch::kFloat32);
+        seg.main =
+            seg.model.scalar_type() == torch::kFloat32 ? seg.model : seg.model.to(torch::kFloat32);
         seg.exp_avg = torch::zeros_like(seg.main);
         if (!sgd_) seg.exp_avg_sq = torch::zeros_like(seg.main);
         // Megatron's default no_weight_decay_cond: biases and 1-D tensors (norms).
         seg.weight_decay = !(absl::EndsWith(name, ".bias") || param.dim() == 1);
         seg.expert = buffer.is_expert;
         const int shard_rank = buffer.is_expert ? etp_rank : tp_rank;
-        seg.in_norm = !info.shared_embedding && (info.tensor_model_parallel || shard_rank == 0);
+        seg.in_norm = !IsEmbeddingCopy(*model.stages()[c], info) &&
+                      (info.tensor_model_parallel || shard_rank == 0);
         segments_.push_back(std::move(seg));
         return absl::OkStatus();
       };
@@ -229,8 +230,8 @@ absl::StatusOr<double> Optimizer::GlobalNormSquared() {
   double dense = 0.0, expert = 0.0;
   for (const Segment& seg : segments_) {
     if (!seg.in_norm) continue;
-    const torch::Tensor g = seg.grad.scalar_type() == torch::kFloat32 ? seg.grad
-                                                                       : seg.grad.to(torch::kFloat32);
+    const torch::Tensor g =
+        seg.grad.scalar_type() == torch::kFloat32 ? seg.grad : seg.grad.to(torch::kFloat32);
     (seg.expert ? expert : dense) += SumSquares(g);
   }
   absl::Status s = parallel::CallTorch("all-reducing the gradient norm", [&] {
@@ -278,9 +279,9 @@ absl::StatusOr<OptimizerStepResult> Optimizer::Step() {
       result.skipped = true;
       return result;
     }
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the gradient norm is ", norm, " after ", successful_steps_,
-        " steps; the step was not applied (lower optimizer.lr or enable clipping)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the gradient norm is ", norm, " after ", successful_steps_,
+                     " steps; the step was not applied (lower optimizer.lr or enable clipping)"));
   }
   double grad_scale = 1.0 / loss_scale_;
   if (config_.clip_grad() > 0.0) {
@@ -292,15 +293,14 @@ absl::StatusOr<OptimizerStepResult> Optimizer::Step() {
   absl::Status updated = parallel::CallTorch("optimizer update", [&] {
     torch::NoGradGuard no_grad;
     for (Segment& seg : segments_) {
-      const torch::Tensor g = seg.grad.scalar_type() == torch::kFloat32
-                                  ? seg.grad
-                                  : seg.grad.to(torch::kFloat32);
+      const torch::Tensor g =
+          seg.grad.scalar_type() == torch::kFloat32 ? seg.grad : seg.grad.to(torch::kFloat32);
       const float wd = seg.weight_decay ? static_cast<float>(config_.weight_decay()) : 0.0f;
       if (sgd_) {
         SgdArgs a{static_cast<float>(lr), static_cast<float>(config_.sgd_momentum()), wd,
                   static_cast<float>(grad_scale), step == 1};
-        SgdKernel(a, g.data_ptr<float>(), seg.main.data_ptr<float>(),
-                  seg.exp_avg.data_ptr<float>(), seg.main.numel());
+        SgdKernel(a, g.data_ptr<float>(), seg.main.data_ptr<float>(), seg.exp_avg.data_ptr<float>(),
+                  seg.main.numel());
       } else {
         const double b1 = config_.adam_beta1(), b2 = config_.adam_beta2();
         const double bc1 = 1.0 - std::pow(b1, static_cast<double>(step));

@@ -33,7 +33,8 @@ struct OptimizerStepResult {
 //   correction, eps outside the square root, decoupled decay unless decoupled_weight_decay is
 //   false); SGD follows torch.optim.SGD with momentum;
 // - the gradient norm is global: the sum of squares over every parameter counted once (a
-//   tensor-parallel replica only on tp rank 0, the tied/MTP embedding copies not at all),
+//   tensor-parallel replica only on tp rank 0, the tied/MTP embedding copies not at all, see
+//   IsEmbeddingCopy),
 //   all-reduced over the model-parallel group (tp-pp) for dense parameters and over tp-ep-pp for
 //   expert ones (and over the data-parallel groups when state is sharded); clip_grad scales
 //   every gradient by clip_grad / (norm + 1e-6) when that is below 1;
@@ -63,11 +64,11 @@ class Optimizer {
   // distributed optimizer. Exposed for tests and state dumps.
   struct Segment {
     int chunk = 0;
-    std::string name;      // the parameter's module name in its chunk
-    int64_t offset = 0;    // first element of the parameter this segment covers
-    torch::Tensor model;   // [n] view of the parameter's storage (param dtype)
-    torch::Tensor grad;    // [n] view of its main_grad (grad dtype)
-    torch::Tensor main;    // [n] fp32 main weights (aliases `model` for fp32 parameters)
+    std::string name;          // the parameter's module name in its chunk
+    int64_t offset = 0;        // first element of the parameter this segment covers
+    torch::Tensor model;       // [n] view of the parameter's storage (param dtype)
+    torch::Tensor grad;        // [n] view of its main_grad (grad dtype)
+    torch::Tensor main;        // [n] fp32 main weights (aliases `model` for fp32 parameters)
     torch::Tensor exp_avg;     // Adam first moment / SGD momentum buffer
     torch::Tensor exp_avg_sq;  // Adam second moment (undefined for SGD)
     bool weight_decay = true;

@@ -14,8 +14,8 @@ std::string ToString(const PipelineOp& op) {
 absl::StatusOr<std::vector<PipelineOp>> PipelineOrder(const PipelineShape& shape) {
   const int p = shape.pp_size, v = shape.num_chunks, m = shape.num_microbatches;
   if (p < 1 || v < 1 || m < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "pipeline sizes must be positive; got pp ", p, ", chunks ", v, ", micro-batches ", m));
+    return absl::InvalidArgumentError(absl::StrCat("pipeline sizes must be positive; got pp ", p,
+                                                   ", chunks ", v, ", micro-batches ", m));
   }
   if (shape.pp_rank < 0 || shape.pp_rank >= p) {
     return absl::InvalidArgumentError(
@@ -33,20 +33,20 @@ absl::StatusOr<std::vector<PipelineOp>> PipelineOrder(const PipelineShape& shape
   } else {
     const int group = shape.microbatch_group_size > 0 ? shape.microbatch_group_size : p;
     if (group < p || group > m) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the interleaved schedule runs micro-batches in groups of ", group,
-          " per virtual stage, which must lie in [pipeline_model_parallel_size = ", p,
-          ", num_micro_batches = ", m, "]; use at least ", p, " micro-batches"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the interleaved schedule runs micro-batches in groups of ", group,
+                       " per virtual stage, which must lie in [pipeline_model_parallel_size = ", p,
+                       ", num_micro_batches = ", m, "]; use at least ", p, " micro-batches"));
     }
     // Megatron's rule: a final group shorter than the pipeline stalls it (and, with sends that
     // are matched one to one, can deadlock it).
     const int remainder = m % group;
     if (remainder > 0 && remainder < p) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the interleaved schedule runs micro-batches in groups of ", group,
-          " per virtual stage; num_micro_batches = ", m, " leaves a last group of ", remainder,
-          ", fewer than pipeline_model_parallel_size = ", p,
-          "; use a multiple of the group size (or a remainder of at least ", p, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the interleaved schedule runs micro-batches in groups of ", group,
+                       " per virtual stage; num_micro_batches = ", m, " leaves a last group of ",
+                       remainder, ", fewer than pipeline_model_parallel_size = ", p,
+                       "; use a multiple of the group size (or a remainder of at least ", p, ")"));
     }
     for (int first = 0; first < m; first += group) {
       // The last group takes every remaining micro-batch.

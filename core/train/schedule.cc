@@ -172,9 +172,8 @@ absl::StatusOr<LossSums> ForwardBackward(model::RankModel& model,
   }
   for (size_t c = 0; c < model.stages().size(); ++c) {
     if (model.ddp(static_cast<int>(c)) == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("training needs every chunk wrapped in DistributedDataParallel; chunk ", c,
-                       " is not"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "training needs every chunk wrapped in DistributedDataParallel; chunk ", c, " is not"));
     }
   }
   // Pending sends of a failed run are dropped: Gloo holds its buffers through weak pointers.

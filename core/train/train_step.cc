@@ -46,9 +46,9 @@ absl::Status RankTrainer::Validate(const TrainRequest& request, int64_t* seq_len
         absl::StrCat("options.seq_length: must be >= 1; got ", *seq_length));
   }
   if (config.position_embedding_type() == "learned_absolute" && *seq_length > config.seq_length()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "options.seq_length: ", *seq_length, " exceeds the model's seq_length (",
-        config.seq_length(), "), the size of its learned position embeddings"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.seq_length: ", *seq_length, " exceeds the model's seq_length (",
+                     config.seq_length(), "), the size of its learned position embeddings"));
   }
   if (request.batch.source_case() == gptbuilder::v1::TrainBatch::SOURCE_NOT_SET) {
     return absl::InvalidArgumentError("batch: no source; set tokens, synthetic_seed or data_path");
@@ -56,6 +56,14 @@ absl::Status RankTrainer::Validate(const TrainRequest& request, int64_t* seq_len
   if (t.context_parallel_size() > 1) {
     return absl::FailedPreconditionError(
         "training with context_parallel_size > 1 is not supported; rebuild with 1");
+  }
+  if (t.has_num_moe_experts() && t.num_moe_experts() > 0 && t.tensor_model_parallel_size() > 1) {
+    // Megatron's MoELayer raises the same in training: without sequence parallelism every
+    // tensor-parallel rank dispatches the same tokens, so expert gradients come back tp times.
+    return absl::FailedPreconditionError(
+        "training a MoE model with tensor_model_parallel_size > 1 needs sequence_parallel, which "
+        "this build does not support; rebuild with tensor_model_parallel_size 1 (expert and "
+        "pipeline parallelism are fine)");
   }
   if (t.sequence_parallel()) {
     return absl::FailedPreconditionError(
@@ -97,9 +105,8 @@ absl::Status RankTrainer::Validate(const TrainRequest& request, int64_t* seq_len
 
 absl::StatusOr<TrainStepResult> RankTrainer::Step(const TrainRequest& request) {
   if (!broken_.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("an earlier train step failed, so the ranks' states may differ: ",
-                     broken_.ToString()));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "an earlier train step failed, so the ranks' states may differ: ", broken_.ToString()));
   }
   const Clock::time_point start = Clock::now();
   TrainStepResult result;
@@ -124,8 +131,8 @@ absl::StatusOr<TrainStepResult> RankTrainer::Step(const TrainRequest& request) {
   BatchShape shape;
   shape.global_batch = mbs * num_mb * dp;
   shape.seq_length = seq_length;
-  const int64_t vocab = config.has_vocab_size() ? config.vocab_size()
-                                                : model_->plan().padded_vocab_size();
+  const int64_t vocab =
+      config.has_vocab_size() ? config.vocab_size() : model_->plan().padded_vocab_size();
   absl::StatusOr<std::vector<int64_t>> ids = source_->GlobalBatch(iteration_, shape, vocab);
   if (!ids.ok()) return ids.status();
   std::vector<MicroBatch> micro_batches;
@@ -151,7 +158,8 @@ absl::StatusOr<TrainStepResult> RankTrainer::Step(const TrainRequest& request) {
     optimizer_ = *std::move(created);
     optimizer_config_ = o.optimizer();
     scheduler_config_ = o.scheduler();
-  } else if (!google::protobuf::util::MessageDifferencer::Equals(optimizer_config_, o.optimizer()) ||
+  } else if (!google::protobuf::util::MessageDifferencer::Equals(optimizer_config_,
+                                                                 o.optimizer()) ||
              !google::protobuf::util::MessageDifferencer::Equals(scheduler_config_,
                                                                  o.scheduler())) {
     return absl::FailedPreconditionError(
@@ -165,7 +173,8 @@ absl::StatusOr<TrainStepResult> RankTrainer::Step(const TrainRequest& request) {
     return status;
   };
   Clock::time_point phase = Clock::now();
-  for (size_t c = 0; c < model_->stages().size(); ++c) model_->ddp(static_cast<int>(c))->ZeroGradBuffer();
+  for (size_t c = 0; c < model_->stages().size(); ++c)
+    model_->ddp(static_cast<int>(c))->ZeroGradBuffer();
   ForwardBackwardOptions fb;
   fb.loss_scale = optimizer_->loss_scale();
   fb.microbatch_group_size = MicrobatchGroupSize(config.transformer());

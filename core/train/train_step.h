@@ -55,10 +55,11 @@ struct TrainStepResult {
 //
 // Errors: INVALID_ARGUMENT for a bad request (sizes, batch, optimizer settings),
 // FAILED_PRECONDITION for a model this trainer cannot train (no DDP wrapper, context or sequence
-// parallelism, MTP off the output chunk) or optimizer settings that differ from the first step's,
-// DEADLINE_EXCEEDED / UNAVAILABLE when a peer rank is lost or stuck (within the process-group
-// timeout). After a failure inside the distributed part of a step the model's state is
-// inconsistent across ranks: every later Step returns FAILED_PRECONDITION with the first error.
+// parallelism, MoE with tensor parallelism, MTP off the output chunk) or optimizer settings that
+// differ from the first step's, DEADLINE_EXCEEDED / UNAVAILABLE when a peer rank is lost or stuck
+// (within the process-group timeout). After a failure inside the distributed part of a step the
+// model's state is inconsistent across ranks: every later Step returns FAILED_PRECONDITION with the
+// first error.
 class RankTrainer {
  public:
   // `model` must outlive the trainer.

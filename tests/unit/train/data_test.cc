@@ -133,7 +133,8 @@ TEST(IndexedDatasetTest, RejectsCorruptIndexFiles) {
   cases.push_back({"empty", "", bin, "needs at least"});
   cases.push_back({"truncated header", idx.substr(0, 20), bin, "needs at least"});
   cases.push_back({"magic", with([](std::string& s) { s[0] = 'X'; }), bin, "header"});
-  cases.push_back({"version", with([](std::string& s) { Poke<uint64_t>(s, 9, 2); }), bin, "version"});
+  cases.push_back(
+      {"version", with([](std::string& s) { Poke<uint64_t>(s, 9, 2); }), bin, "version"});
   cases.push_back({"dtype code 0", with([](std::string& s) { s[17] = 0; }), bin, "dtype code"});
   cases.push_back({"dtype code 9", with([](std::string& s) { s[17] = 9; }), bin, "dtype code"});
   cases.push_back({"float ids", with([](std::string& s) { s[17] = 7; }), bin, "integer type"});
@@ -145,8 +146,8 @@ TEST(IndexedDatasetTest, RejectsCorruptIndexFiles) {
                    "need more than"});
   cases.push_back({"truncated arrays", idx.substr(0, idx.size() - 8), bin, "need more than"});
   cases.push_back({"trailing bytes", idx + "abc", bin, "after the document indices"});
-  cases.push_back({"negative length", with([](std::string& s) { Poke<int32_t>(s, 34, -1); }), bin,
-                   "negative"});
+  cases.push_back(
+      {"negative length", with([](std::string& s) { Poke<int32_t>(s, 34, -1); }), bin, "negative"});
   cases.push_back({"length past the end", with([](std::string& s) { Poke<int32_t>(s, 38, 3); }),
                    bin, "lies outside"});
   cases.push_back({"pointer past the end",
@@ -155,8 +156,10 @@ TEST(IndexedDatasetTest, RejectsCorruptIndexFiles) {
   cases.push_back({"negative pointer", with([](std::string& s) { Poke<int64_t>(s, 42, -4); }), bin,
                    "lies outside"});
   cases.push_back({"short bin", idx, bin.substr(0, bin.size() - 1), "lies outside"});
-  cases.push_back({"document indices decrease",
-                   with([](std::string& s) { Poke<int64_t>(s, 66, 0); Poke<int64_t>(s, 58, 1); }),
+  cases.push_back({"document indices decrease", with([](std::string& s) {
+                     Poke<int64_t>(s, 66, 0);
+                     Poke<int64_t>(s, 58, 1);
+                   }),
                    bin, "document_indices"});
   cases.push_back({"document index past the sequences",
                    with([](std::string& s) { Poke<int64_t>(s, 74, 3); }), bin, "document_indices"});

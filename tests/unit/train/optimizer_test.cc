@@ -72,8 +72,7 @@ TEST(OptimizerTest, TwoAdamStepsMatchTheHandComputedUpdate) {
     // Step 1: m = (1 - b1) g, v = (1 - b2) g^2, bias corrections 1 - b1 and 1 - b2.
     const torch::Tensor m1 = (1 - b1) * g1[name], v1 = (1 - b2) * g1[name].pow(2);
     const torch::Tensor want1 =
-        before * (1 - lr * decay) -
-        (lr / (1 - b1)) * m1 / (v1.sqrt() / std::sqrt(1 - b2) + eps);
+        before * (1 - lr * decay) - (lr / (1 - b1)) * m1 / (v1.sqrt() / std::sqrt(1 - b2) + eps);
     EXPECT_LT((p1[name] - want1).abs().max().item<double>(), 2e-6) << name << " step 1";
     const torch::Tensor m2 = b1 * m1 + (1 - b1) * g2[name];
     const torch::Tensor v2 = b2 * v1 + (1 - b2) * g2[name].pow(2);

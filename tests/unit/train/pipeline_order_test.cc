@@ -64,7 +64,7 @@ TEST(PipelineOrderTest, RejectsBadShapes) {
   ASSERT_FALSE(few.ok());
   EXPECT_THAT(std::string(few.status().message()), ::testing::HasSubstr("at least 4"));
   EXPECT_FALSE(PipelineOrder({2, 0, 2, 4, 5}).ok());  // group larger than M
-  auto stalls = PipelineOrder({4, 0, 2, 5, 4});        // last group of 1 < pp
+  auto stalls = PipelineOrder({4, 0, 2, 5, 4});       // last group of 1 < pp
   ASSERT_FALSE(stalls.ok());
   EXPECT_THAT(std::string(stalls.status().message()), ::testing::HasSubstr("last group of 1"));
   EXPECT_TRUE(PipelineOrder({2, 0, 2, 5, 3}).ok());  // last group of 2 == pp
@@ -86,10 +86,10 @@ bool Simulate(int pp, int chunks, int m, int group, std::string* trace) {
       while (next[r] < orders[r].size()) {
         const PipelineOp& op = orders[r][next[r]];
         const int vs = op.chunk * pp + r;
-        const bool ready =
-            op.forward ? (vs == 0 || done.count({true, vs - 1, op.microbatch}))
-                       : (done.count({true, vs, op.microbatch}) &&
-                          (vs == stages - 1 || done.count({false, vs + 1, op.microbatch})));
+        const bool ready = op.forward
+                               ? (vs == 0 || done.count({true, vs - 1, op.microbatch}))
+                               : (done.count({true, vs, op.microbatch}) &&
+                                  (vs == stages - 1 || done.count({false, vs + 1, op.microbatch})));
         if (!ready) break;
         done.insert({op.forward, vs, op.microbatch});
         ++next[r];
@@ -132,7 +132,8 @@ TEST(PipelineOrderTest, EveryRankRunsEachOpOnceAndNoOrderDeadlocks) {
               ++seen[{op.forward, op.chunk, op.microbatch}];
               if (op.forward) forwarded.insert({op.chunk, op.microbatch});
               if (!op.forward) {
-                EXPECT_TRUE(forwarded.count({op.chunk, op.microbatch})) << "backward before forward";
+                EXPECT_TRUE(forwarded.count({op.chunk, op.microbatch}))
+                    << "backward before forward";
               }
             }
             EXPECT_EQ(seen.size(), static_cast<size_t>(2 * chunks * m));

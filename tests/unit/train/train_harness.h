@@ -4,13 +4,12 @@
 // A whole world of ranks in one process (one thread per rank, a TCPStore on a free loopback
 // port, Gloo on 127.0.0.1), built and trained together.
 
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
-
 #include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <vector>
 
 #include "core/config/finalize.h"
