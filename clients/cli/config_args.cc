@@ -24,7 +24,7 @@ const std::vector<FlagSpec>& ConfigFlags() {
 }
 
 FlagSpec FormatFlag(const std::string& default_format) {
-  return {"format", true, false, "yaml|json",
+  return {"format", true, false, absl::StrCat(default_format, "|json"),
           absl::StrCat("output format (default ", default_format, ")")};
 }
 
