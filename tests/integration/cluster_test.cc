@@ -4,6 +4,9 @@
 
 #include <set>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_replace.h"
+#include "core/config/config_emitter.h"
 #include "core/config/config_loader.h"
 #include "core/config/overrides.h"
 #include "core/config/violations.h"
@@ -14,6 +17,7 @@
 #include "server/common/grpc_status.h"
 #include "server/common/status_details.h"
 #include "tests/integration/cluster_fixture.h"
+#include "tests/unit/plan/golden_config.h"
 
 namespace gptb::testing {
 namespace {
@@ -132,6 +136,49 @@ TEST_F(CoordinatorClusterTest, TinyConfigsBuildAndDescribeEqualsPlan) {
   }
   CliResult models = Gptb({"models"});
   EXPECT_THAT(models.out, HasSubstr("no models"));
+}
+
+// The golden configs at tp=2, pp=2 (and MoE at tp=2, pp=2, ep=1), built by the daemons: every
+// rank holds exactly the parameter names and shapes real Megatron Core gives that rank.
+TEST_F(CoordinatorClusterTest, GoldenConfigsHoldWhatMegatronCoreHolds) {
+  StartCluster();
+  for (const std::string golden_name : {"A_tp2_pp2", "B_tp2_pp2", "D_tp2_pp2_ep1"}) {
+    SCOPED_TRACE(golden_name);
+    const Json golden = LoadGolden(golden_name);
+    config::LoadedConfig config;
+    config.model = GoldenUserConfig(golden);
+    const std::string name = absl::AsciiStrToLower(absl::StrReplaceAll(golden_name, {{"_", "-"}}));
+    BuildReady(WriteConfig(golden_name, config::EmitYaml(config)), name);
+    CliResult described = Gptb({"describe", name, "--format", "json"});
+    ASSERT_EQ(described.exit_code, 0) << described.err;
+    const Json held = Json::parse(described.out);
+    ASSERT_EQ(held["world_size"], golden["layout"]["world_size"]);
+    EXPECT_EQ(held["padded_vocab_size"], golden["config"]["padded_vocab_size"]);
+    // Every golden rank's (tp, pp, ep) coordinates name exactly one held stage.
+    for (const Json& rank : golden["ranks"]) {
+      SCOPED_TRACE(absl::StrCat("rank ", rank["global_rank"].get<int>()));
+      const Json* stage = nullptr;
+      for (const Json& s : held["stages"]) {
+        if (s["tp_rank"] == rank["tp_rank"] && s["pp_rank"] == rank["pp_rank"] &&
+            s["ep_rank"] == rank["ep_rank"] && s["vp_stage"] == rank["vp_stage"]) {
+          EXPECT_EQ(stage, nullptr) << "two held stages with the same coordinates";
+          stage = &s;
+        }
+      }
+      ASSERT_NE(stage, nullptr);
+      EXPECT_EQ((*stage)["pre_process"], rank["pre_process"]);
+      EXPECT_EQ((*stage)["post_process"], rank["post_process"]);
+      EXPECT_EQ((*stage)["num_params"], rank["num_params"]);
+      const Json& params = (*stage)["params"];
+      ASSERT_EQ(params.size(), rank["params"].size());
+      for (size_t i = 0; i < params.size(); ++i) {
+        EXPECT_EQ(params[i]["name"], rank["params"][i][0]) << "param " << i;
+        EXPECT_EQ(params[i]["shape"], rank["params"][i][1]) << "param " << i;
+      }
+    }
+    CliResult released = Gptb({"release", name});
+    EXPECT_EQ(released.exit_code, 0) << released.err;
+  }
 }
 
 TEST_F(CoordinatorClusterTest, ReleaseFreesTheWorkersMemory) {
