@@ -10,6 +10,7 @@
 #include "clients/cli/command.h"
 #include "clients/cli/plan_command.h"
 #include "clients/cli/service_commands.h"
+#include "clients/cli/train_command.h"
 #include "clients/cli/validate_command.h"
 #include "core/config/suggest.h"
 
@@ -19,7 +20,7 @@ namespace {
 const std::vector<const Command*>& Commands() {
   static const auto* commands = new std::vector<const Command*>{
       &ValidateCommand(), &PlanCommand(),    &BuildCommand(),   &WatchCommand(), &DescribeCommand(),
-      &ModelsCommand(),   &WorkersCommand(), &ReleaseCommand(), &UpCommand(),
+      &ModelsCommand(),   &WorkersCommand(), &ReleaseCommand(), &TrainCommand(), &UpCommand(),
   };
   return *commands;
 }

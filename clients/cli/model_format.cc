@@ -196,10 +196,10 @@ std::string ModelToText(const Model& m) {
   return out;
 }
 
-std::string MessageToJson(const google::protobuf::Message& message) {
+std::string MessageToJson(const google::protobuf::Message& message, bool multiline) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
-  options.add_whitespace = true;
+  options.add_whitespace = multiline;
   std::string out;
   if (!google::protobuf::util::MessageToJsonString(message, &out, options).ok()) return "{}";
   return out;

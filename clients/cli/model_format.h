@@ -21,7 +21,7 @@ std::string WorkersToTable(const gptbuilder::v1::ListWorkersResponse& workers);
 // One model: state, reason, placement and progress, for people.
 std::string ModelToText(const gptbuilder::v1::Model& model);
 // Any message as JSON with the proto field names (models, workers, operations).
-std::string MessageToJson(const google::protobuf::Message& message);
+std::string MessageToJson(const google::protobuf::Message& message, bool multiline = true);
 
 // "READY", "BUILDING", ...
 std::string StateName(gptbuilder::v1::Model::State state);

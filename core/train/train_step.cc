@@ -45,10 +45,15 @@ absl::Status RankTrainer::Validate(const TrainRequest& request, int64_t* seq_len
     return absl::InvalidArgumentError(
         absl::StrCat("options.seq_length: must be >= 1; got ", *seq_length));
   }
-  if (config.position_embedding_type() == "learned_absolute" && *seq_length > config.seq_length()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("options.seq_length: ", *seq_length, " exceeds the model's seq_length (",
-                     config.seq_length(), "), the size of its learned position embeddings"));
+  if (*seq_length > config.seq_length()) {
+    // Learned position embeddings have no rows past it; for the others the plan's activation
+    // memory assumed it, and a rank running out of memory mid-step would fail the whole model.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "options.seq_length: ", *seq_length, " exceeds the model's seq_length (",
+        config.seq_length(), ")",
+        config.position_embedding_type() == "learned_absolute"
+            ? ", the size of its learned position embeddings"
+            : ", which its plan assumed; build the model with a larger seq_length"));
   }
   if (request.batch.source_case() == gptbuilder::v1::TrainBatch::SOURCE_NOT_SET) {
     return absl::InvalidArgumentError("batch: no source; set tokens, synthetic_seed or data_path");
@@ -158,10 +163,12 @@ absl::StatusOr<TrainStepResult> RankTrainer::Step(const TrainRequest& request) {
     optimizer_ = *std::move(created);
     optimizer_config_ = o.optimizer();
     scheduler_config_ = o.scheduler();
-  } else if (!google::protobuf::util::MessageDifferencer::Equals(optimizer_config_,
-                                                                 o.optimizer()) ||
-             !google::protobuf::util::MessageDifferencer::Equals(scheduler_config_,
-                                                                 o.scheduler())) {
+  } else if ((o.has_optimizer() || o.has_scheduler()) &&
+             (!google::protobuf::util::MessageDifferencer::Equals(optimizer_config_,
+                                                                  o.optimizer()) ||
+              !google::protobuf::util::MessageDifferencer::Equals(scheduler_config_,
+                                                                  o.scheduler()))) {
+    // Omitting both keeps the first step's settings.
     return absl::FailedPreconditionError(
         "options.optimizer / options.scheduler differ from the first step's; the optimizer "
         "exists already (rebuild the model to start over)");

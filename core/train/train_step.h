@@ -51,7 +51,8 @@ struct TrainStepResult {
 // optimizer step, the loss reduction). Each data-parallel replica takes its slice of the global
 // batch, micro_batch_size * num_micro_batches * dp samples: micro-batch m of replica r is samples
 // [(m * dp + r) * mbs, (m * dp + r + 1) * mbs), as Megatron's pretraining sampler orders them.
-// The optimizer and schedule are created on the first step from the request's options.
+// The optimizer and schedule are created on the first step from the request's options; a later
+// step either repeats them or omits both (options.optimizer and options.scheduler unset).
 //
 // Errors: INVALID_ARGUMENT for a bad request (sizes, batch, optimizer settings),
 // FAILED_PRECONDITION for a model this trainer cannot train (no DDP wrapper, context or sequence

@@ -45,6 +45,17 @@ inline constexpr char kSlots[] = "gptb_slots";
 inline constexpr char kWorkerHeartbeatAge[] = "gptb_worker_heartbeat_age_seconds";
 // counter: workers that stopped heart-beating within the timeout.
 inline constexpr char kWorkersLost[] = "gptb_workers_lost_total";
+// histogram: seconds per train step of a model, over its slowest rank.
+inline constexpr char kTrainStepSeconds[] = "gptb_train_step_duration_seconds";
+// counter {result = ok|failed|rejected}: train steps by outcome (rejected: a bad request that
+// left the model untouched).
+inline constexpr char kTrainSteps[] = "gptb_train_steps_total";
+// counter: tokens trained on (global batch tokens of every successful step).
+inline constexpr char kTrainTokens[] = "gptb_train_tokens_total";
+// gauge: the last successful step's throughput (global batch tokens per second).
+inline constexpr char kTrainTokensPerSecond[] = "gptb_train_tokens_per_second";
+// gauge: the last successful step's LM loss.
+inline constexpr char kTrainLoss[] = "gptb_train_loss";
 
 // ---- Worker --------------------------------------------------------------------------------
 // gauge: parameters (elements) held over every rank of this worker.

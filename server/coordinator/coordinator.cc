@@ -47,6 +47,13 @@ std::vector<int> RanksOn(const Model& model, const std::string& worker) {
   return ranks;
 }
 
+// A train step's request refused by a rank before any communication (its checks of sizes,
+// batch and optimizer settings): every rank refuses it alike and the model is unchanged.
+bool IsRejection(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kInvalidArgument ||
+         status.code() == absl::StatusCode::kFailedPrecondition;
+}
+
 std::vector<std::string> WorkersOf(const Model& model) {
   std::set<std::string> workers;
   for (const RankPlacement& p : model.placement()) workers.insert(p.worker());
@@ -577,6 +584,12 @@ absl::StatusOr<gptbuilder::v1::DeleteModelResponse> Coordinator::DeleteModel(
     if (model->state() == Model::RELEASING) {
       return absl::AbortedError(absl::StrCat("model '", name, "' is already being released"));
     }
+    if (training_.count(name)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model '", name,
+                       "' is training; cancel its TrainStep call (it stops after the step in "
+                       "flight), then release it"));
+    }
     release = Release{name, model->build_id(), WorkersOf(*model)};
     auto it = jobs_.find(name);
     if (it != jobs_.end()) job = it->second;
@@ -706,6 +719,178 @@ absl::StatusOr<gptbuilder::v1::DescribeModelResponse> Coordinator::DescribeModel
   return response;
 }
 
+// ---- Training -------------------------------------------------------------------------------
+
+absl::Status Coordinator::TrainStep(
+    const gptbuilder::v1::TrainStepRequest& request,
+    const std::function<bool(const gptbuilder::v1::TrainStepResult&)>& write,
+    const std::function<bool()>& cancelled) {
+  const std::string& name = request.model();
+  config::Violations violations;
+  if (name.empty()) violations.Add("model", "REQUIRED", "the name of a READY model to train");
+  if (request.steps() < 0) {
+    violations.Add("steps", "OUT_OF_RANGE",
+                   absl::StrCat("steps must be >= 0 (0 runs one step), got ", request.steps()));
+  }
+  if (request.batch().source_case() == gptbuilder::v1::TrainBatch::SOURCE_NOT_SET) {
+    violations.Add("batch", "REQUIRED",
+                   "set one of batch.tokens, batch.synthetic_seed or batch.data_path");
+  }
+  if (!violations.empty()) {
+    if (metrics_ != nullptr) metrics_->TrainStepFailed("rejected");
+    return violations.ToStatus();
+  }
+  std::string build_id;
+  std::map<std::string, std::string> addresses;  // worker -> address
+  auto calls = std::make_shared<TrainCalls>();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Model* model = models_.Find(name);
+    if (model == nullptr) return absl::NotFoundError(absl::StrCat("model '", name, "' not found"));
+    if (model->state() != Model::READY) {
+      return absl::FailedPreconditionError(absl::StrCat("model '", name, "' is ",
+                                                        ModelStateName(model->state()),
+                                                        "; only a READY model can train"));
+    }
+    if (training_.count(name)) {
+      return absl::AbortedError(absl::StrCat("model '", name,
+                                             "' is already training (one TrainStep call at a "
+                                             "time); wait for it or cancel it"));
+    }
+    for (const std::string& worker : WorkersOf(*model)) {
+      const gptbuilder::v1::WorkerInfo* w = workers_.Find(worker);
+      if (w == nullptr) return absl::UnavailableError(absl::StrCat("worker ", worker, " is gone"));
+      addresses[worker] = w->address();
+    }
+    build_id = model->build_id();
+    training_[name] = calls;
+  }
+  // Whatever happens, the model is no longer training when this returns.
+  struct Done {
+    Coordinator* self;
+    std::string name;
+    ~Done() {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      self->training_.erase(name);
+    }
+  } done{this, name};
+
+  gptbuilder::v1::WorkerTrainStepRequest step_request;
+  step_request.set_model(name);
+  step_request.set_build_id(build_id);
+  *step_request.mutable_batch() = request.batch();
+  *step_request.mutable_options() = request.options();
+  const int steps = std::max(1, request.steps());
+  for (int step = 0; step < steps; ++step) {
+    if (cancelled()) {
+      return absl::CancelledError(
+          absl::StrCat("training of model '", name, "' was cancelled after ", step, " steps"));
+    }
+    const absl::Time start = absl::Now();
+    // Every worker at once: the ranks meet in their collectives. The first failure cancels the
+    // other calls, whose ranks would otherwise wait for the lost ones until their timeout.
+    std::map<std::string, absl::StatusOr<gptbuilder::v1::WorkerTrainStepResponse>> answers;
+    std::map<std::string, std::shared_ptr<CallCanceller>> cancellers;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      calls->calls.clear();
+      for (const auto& [worker, address] : addresses) {
+        answers.emplace(worker, absl::UnknownError("no answer"));
+        cancellers[worker] = std::make_shared<CallCanceller>();
+        calls->calls.push_back(cancellers[worker]);
+        if (!calls->lost.empty()) cancellers[worker]->Cancel();
+      }
+    }
+    std::mutex first_mu;
+    std::string first_failed;  // the worker whose call failed first
+    std::vector<std::thread> threads;
+    for (auto& [worker, answer] : answers) {
+      threads.emplace_back([&, worker = worker, answer = &answer] {
+        *answer = connector_->Connect(addresses[worker])
+                      ->TrainStep(step_request, absl::Now() + options_.build_deadline,
+                                  cancellers[worker].get());
+        if (answer->ok()) return;
+        {
+          std::lock_guard<std::mutex> lock(first_mu);
+          if (first_failed.empty()) first_failed = worker;
+        }
+        // A rejected request is rejected by every worker before any communication: let them
+        // all answer, so that a rejection can be told from a failure.
+        if (IsRejection(answer->status())) return;
+        for (auto& [other, canceller] : cancellers) {
+          if (other != worker) canceller->Cancel();
+        }
+      });
+    }
+    // A client that cancels waits for the step in flight: the ranks cannot stop mid-step.
+    for (std::thread& t : threads) t.join();
+
+    if (!first_failed.empty()) {
+      const absl::Status& failure = answers.at(first_failed).status();
+      std::string lost;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        lost = calls->lost;
+      }
+      bool rejected = lost.empty();
+      for (const auto& [worker, answer] : answers) rejected &= IsRejection(answer.status());
+      if (rejected) {
+        // Every rank checks the same request the same way before communicating: the model is
+        // as it was.
+        if (metrics_ != nullptr) metrics_->TrainStepFailed("rejected");
+        return absl::Status(failure.code(), absl::StrCat("train step rejected by worker ",
+                                                         first_failed, ": ", failure.message()));
+      }
+      if (metrics_ != nullptr) metrics_->TrainStepFailed("failed");
+      const std::string reason = lost.empty()
+                                     ? absl::StrCat("train step ", step, " failed on worker ",
+                                                    first_failed, ": ", failure.message())
+                                     : absl::StrCat("train step ", step, " failed: ", lost);
+      std::optional<Release> release;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        const Model* model = models_.Find(name);
+        if (model != nullptr && model->build_id() == build_id) {
+          release = FailModelLocked(name, reason, /*exclude_worker=*/"");
+        }
+      }
+      changed_.notify_all();
+      if (release.has_value())
+        ReleaseOnWorkers(*release, absl::Now() + options_.worker_rpc_timeout);
+      server::Log(absl::StrCat("model '", name, "': ", reason));
+      return absl::Status(lost.empty() ? failure.code() : absl::StatusCode::kUnavailable,
+                          absl::StrCat(reason,
+                                       "; the model is FAILED and was released (its ranks' states "
+                                       "diverged); build it again"));
+    }
+
+    std::map<int, gptbuilder::v1::TrainStepResult> ranks;
+    for (const auto& [worker, answer] : answers) {
+      for (const auto& r : answer->ranks()) ranks[r.rank()] = r.result();
+    }
+    auto first = ranks.find(0);
+    if (first == ranks.end()) {
+      return absl::DataLossError(
+          absl::StrCat("no worker reported rank 0 of model '", name, "' after train step ", step));
+    }
+    gptbuilder::v1::TrainStepResult result = first->second;
+    double slowest = 0.0;
+    for (const auto& [rank, r] : ranks) slowest = std::max(slowest, r.seconds().total());
+    result.set_slowest_rank_seconds(slowest);
+    const double wall = absl::ToDoubleSeconds(absl::Now() - start);
+    if (metrics_ != nullptr) {
+      metrics_->TrainStepDone(wall, result.tokens(),
+                              wall > 0 ? static_cast<double>(result.tokens()) / wall : 0.0,
+                              result.loss());
+    }
+    if (!write(result)) {
+      return absl::CancelledError(
+          absl::StrCat("the caller went away after ", step + 1, " steps of model '", name, "'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // ---- Workers --------------------------------------------------------------------------------
 
 std::optional<Coordinator::Release> Coordinator::FailModelLocked(const std::string& name,
@@ -719,6 +904,10 @@ std::optional<Coordinator::Release> Coordinator::FailModelLocked(const std::stri
     return std::nullopt;  // the build's own thread releases
   }
   if (model->state() != Model::READY && model->state() != Model::RECOVERING) return std::nullopt;
+  if (auto training = training_.find(name); training != training_.end()) {
+    training->second->lost = reason;
+    for (const auto& call : training->second->calls) call->Cancel();
+  }
   Release release{name, model->build_id(), {}};
   for (const std::string& worker : WorkersOf(*model)) {
     if (worker != exclude) release.workers.push_back(worker);

@@ -74,6 +74,16 @@ class Coordinator {
   absl::StatusOr<gptbuilder::v1::DescribeModelResponse> DescribeModel(const std::string& name,
                                                                       absl::Time deadline);
   gptbuilder::v1::ListWorkersResponse ListWorkers() const;
+  // Runs `request.steps()` train steps (at least one) on a READY model, calling `write` with
+  // each step's result (rank 0's report, with the slowest rank's time). Stops after the step in
+  // flight when `write` returns false or `cancelled` turns true (CANCELLED). NOT_FOUND,
+  // FAILED_PRECONDITION (not READY), ABORTED (already training); INVALID_ARGUMENT or
+  // FAILED_PRECONDITION from the ranks when every rank rejects the request before communicating
+  // (sizes, batch, changed optimizer settings): the model is untouched. Any other failure of a
+  // step leaves the ranks inconsistent: the model becomes FAILED and is released.
+  absl::Status TrainStep(const gptbuilder::v1::TrainStepRequest& request,
+                         const std::function<bool(const gptbuilder::v1::TrainStepResult&)>& write,
+                         const std::function<bool()>& cancelled);
 
   absl::StatusOr<gptbuilder::v1::RegisterWorkerResponse> RegisterWorker(
       const gptbuilder::v1::RegisterWorkerRequest& request);
@@ -91,6 +101,11 @@ class Coordinator {
 
  private:
   struct BuildJob;
+  // The worker calls of a model's train step in flight, cancelled when a worker is lost.
+  struct TrainCalls {
+    std::vector<std::shared_ptr<CallCanceller>> calls;
+    std::string lost;  // why the calls were cancelled
+  };
   struct Release {
     std::string model;
     std::string build_id;
@@ -124,6 +139,7 @@ class Coordinator {
   ModelRegistry models_;
   std::map<std::string, std::shared_ptr<BuildJob>> jobs_;  // running builds, by model
   std::map<std::string, absl::Status> failures_;           // by build id
+  std::map<std::string, std::shared_ptr<TrainCalls>> training_;  // by model
   int active_jobs_ = 0;
   bool stopping_ = false;
   uint64_t build_counter_ = 0;

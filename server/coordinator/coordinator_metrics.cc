@@ -74,8 +74,46 @@ CoordinatorMetrics::CoordinatorMetrics(server::Metrics* metrics) : metrics_(metr
                        .Help("Workers that stopped heart-beating.")
                        .Register(registry)
                        .Add({});
+  train_step_seconds_ = &prometheus::BuildHistogram()
+                             .Name(metrics::kTrainStepSeconds)
+                             .Help("Seconds per train step, over the model's slowest rank.")
+                             .Register(registry)
+                             .Add({}, server::Metrics::PhaseBuckets());
+  train_steps_ = &prometheus::BuildCounter()
+                      .Name(metrics::kTrainSteps)
+                      .Help("Train steps, by result.")
+                      .Register(registry);
+  train_tokens_ = &prometheus::BuildCounter()
+                       .Name(metrics::kTrainTokens)
+                       .Help("Tokens of the global batches of successful train steps.")
+                       .Register(registry)
+                       .Add({});
+  train_tokens_per_second_ = &prometheus::BuildGauge()
+                                  .Name(metrics::kTrainTokensPerSecond)
+                                  .Help("Global batch tokens per second of the last train step.")
+                                  .Register(registry)
+                                  .Add({});
+  train_loss_ = &prometheus::BuildGauge()
+                     .Name(metrics::kTrainLoss)
+                     .Help("LM loss of the last successful train step.")
+                     .Register(registry)
+                     .Add({});
   // Results exist from the start so that rate() and absent() behave.
   for (const char* result : {"ready", "failed", "cancelled"}) builds_->Add({{"result", result}});
+  for (const char* result : {"ok", "failed", "rejected"}) train_steps_->Add({{"result", result}});
+}
+
+void CoordinatorMetrics::TrainStepDone(double seconds, int64_t tokens, double tokens_per_second,
+                                       double loss) {
+  train_step_seconds_->Observe(seconds);
+  train_steps_->Add({{"result", "ok"}}).Increment();
+  train_tokens_->Increment(static_cast<double>(tokens));
+  train_tokens_per_second_->Set(tokens_per_second);
+  train_loss_->Set(loss);
+}
+
+void CoordinatorMetrics::TrainStepFailed(const std::string& result) {
+  train_steps_->Add({{"result", result}}).Increment();
 }
 
 void CoordinatorMetrics::ObservePhase(const std::string& phase, double seconds) {

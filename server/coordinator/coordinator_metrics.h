@@ -30,6 +30,10 @@ class CoordinatorMetrics {
   void BuildFinished(const std::string& result, double seconds);
   void BuildRejected(absl::StatusCode code);
   void WorkerLost();
+  // A successful train step: its wall time (slowest rank), global batch tokens, tokens/s, loss.
+  void TrainStepDone(double seconds, int64_t tokens, double tokens_per_second, double loss);
+  // result: "failed" or "rejected".
+  void TrainStepFailed(const std::string& result);
   // Registers the scrape-time collector for models, workers, slots and heartbeat ages.
   void CollectFrom(std::function<CoordinatorSnapshot()> snapshot);
 
@@ -40,6 +44,11 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Counter>* builds_;
   prometheus::Family<prometheus::Counter>* rejected_;
   prometheus::Counter* workers_lost_;
+  prometheus::Histogram* train_step_seconds_;
+  prometheus::Family<prometheus::Counter>* train_steps_;
+  prometheus::Counter* train_tokens_;
+  prometheus::Gauge* train_tokens_per_second_;
+  prometheus::Gauge* train_loss_;
 };
 
 }  // namespace gptb::coordinator

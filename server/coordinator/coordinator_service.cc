@@ -52,6 +52,16 @@ grpc::Status CoordinatorService::WatchBuild(
       [context] { return context->IsCancelled(); }));
 }
 
+grpc::Status CoordinatorService::TrainStep(
+    grpc::ServerContext* context, const gptbuilder::v1::TrainStepRequest* request,
+    grpc::ServerWriter<gptbuilder::v1::TrainStepResult>* writer) {
+  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return ToGrpcStatus(auth);
+  return ToGrpcStatus(coordinator_->TrainStep(
+      *request,
+      [writer](const gptbuilder::v1::TrainStepResult& result) { return writer->Write(result); },
+      [context] { return context->IsCancelled(); }));
+}
+
 grpc::Status CoordinatorService::GetModel(grpc::ServerContext*,
                                           const gptbuilder::v1::GetModelRequest* request,
                                           gptbuilder::v1::Model* response) {

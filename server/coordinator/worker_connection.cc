@@ -76,6 +76,19 @@ class GrpcWorkerConnection : public WorkerConnection {
     return response;
   }
 
+  absl::StatusOr<gptbuilder::v1::WorkerTrainStepResponse> TrainStep(
+      const gptbuilder::v1::WorkerTrainStepRequest& request, absl::Time deadline,
+      CallCanceller* canceller) override {
+    grpc::ClientContext context;
+    Prepare(&context, deadline);
+    canceller->SetCancel([&context] { context.TryCancel(); });
+    gptbuilder::v1::WorkerTrainStepResponse response;
+    grpc::Status status = stub_->TrainStep(&context, request, &response);
+    canceller->ClearCancel();
+    if (!status.ok()) return server::FromGrpcStatus(status);
+    return response;
+  }
+
  private:
   void Prepare(grpc::ClientContext* context, absl::Time deadline) {
     context->set_deadline(absl::ToChronoTime(deadline));

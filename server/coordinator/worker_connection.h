@@ -46,6 +46,13 @@ class WorkerConnection {
       const gptbuilder::v1::ReleaseModelRequest& request, absl::Time deadline) = 0;
   virtual absl::StatusOr<gptbuilder::v1::DescribeHeldModelResponse> DescribeModel(
       const gptbuilder::v1::DescribeHeldModelRequest& request, absl::Time deadline) = 0;
+  // One train step on the worker's ranks of a model; `canceller` aborts the call.
+  virtual absl::StatusOr<gptbuilder::v1::WorkerTrainStepResponse> TrainStep(
+      const gptbuilder::v1::WorkerTrainStepRequest& request, absl::Time deadline,
+      CallCanceller* canceller) {
+    (void)request, (void)deadline, (void)canceller;
+    return absl::UnimplementedError("this worker connection cannot train");
+  }
 };
 
 class WorkerConnector {

@@ -360,8 +360,31 @@ gptbuilder::v1::ReleaseModelResponse StageHolder::Release(const std::string& mod
   if (metrics_ != nullptr && response.ranks_released() > 0) {
     metrics_->RanksReleased(response.ranks_released());
   }
+  if (release_listener_) release_listener_(model);
   Destroy(std::move(to_destroy));
   return response;
+}
+
+absl::StatusOr<StageHolder::HeldRanks> StageHolder::Held(const std::string& model) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = held_.find(model);
+  if (it == held_.end()) {
+    if (building_.count(model)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model '", model, "' is still building on this worker"));
+    }
+    return absl::NotFoundError(absl::StrCat("this worker holds no ranks of model '", model, "'"));
+  }
+  HeldRanks held;
+  held.build_id = it->second->request.build_id();
+  for (const auto& [rank, result] : it->second->ranks) {
+    if (result.model == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model '", model, "' is being released on this worker"));
+    }
+    held.ranks.emplace_back(rank, result.model);
+  }
+  return held;
 }
 
 absl::StatusOr<gptbuilder::v1::DescribeHeldModelResponse> StageHolder::Describe(

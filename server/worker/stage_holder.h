@@ -52,6 +52,20 @@ class StageHolder {
   absl::StatusOr<gptbuilder::v1::DescribeHeldModelResponse> Describe(
       const std::string& model) const;
 
+  // The ranks of a model held here (ascending), kept alive by the returned pointers even if the
+  // model is released meanwhile. NOT_FOUND when not held; FAILED_PRECONDITION while building.
+  struct HeldRanks {
+    std::string build_id;
+    std::vector<std::pair<int, std::shared_ptr<model::RankModel>>> ranks;
+  };
+  absl::StatusOr<HeldRanks> Held(const std::string& model) const;
+
+  // Called (outside the lock) with a model's name whenever Release dropped or cancelled it, so
+  // that state kept beside the held ranks (optimizers) goes with them. Set before serving.
+  void SetReleaseListener(std::function<void(const std::string&)> listener) {
+    release_listener_ = std::move(listener);
+  }
+
   // The held models, for (re-)registration.
   std::vector<gptbuilder::v1::HeldModel> HeldModels() const;
   std::vector<std::string> HeldModelNames() const;
@@ -74,6 +88,7 @@ class StageHolder {
   const std::string bind_address_;
   const RankBuilder builder_;
   WorkerMetrics* metrics_;
+  std::function<void(const std::string&)> release_listener_;
 
   mutable std::mutex mu_;
   std::condition_variable threads_done_;

@@ -50,4 +50,15 @@ grpc::Status WorkerService::DescribeModel(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status WorkerService::TrainStep(grpc::ServerContext* context,
+                                      const gptbuilder::v1::WorkerTrainStepRequest* request,
+                                      gptbuilder::v1::WorkerTrainStepResponse* response) {
+  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return ToGrpcStatus(auth);
+  absl::StatusOr<gptbuilder::v1::WorkerTrainStepResponse> stepped =
+      jobs_.TrainStep(*request, [context] { return context->IsCancelled(); });
+  if (!stepped.ok()) return ToGrpcStatus(stepped.status());
+  *response = *std::move(stepped);
+  return grpc::Status::OK;
+}
+
 }  // namespace gptb::worker

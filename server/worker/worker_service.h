@@ -3,6 +3,7 @@
 
 #include "gptbuilder/v1/worker.grpc.pb.h"
 #include "server/common/auth.h"
+#include "server/worker/rank_jobs.h"
 #include "server/worker/stage_holder.h"
 
 namespace gptb::worker {
@@ -12,7 +13,7 @@ namespace gptb::worker {
 class WorkerService final : public gptbuilder::v1::Worker::Service {
  public:
   WorkerService(StageHolder* holder, server::BearerToken token)
-      : holder_(holder), token_(std::move(token)) {}
+      : holder_(holder), token_(std::move(token)), jobs_(holder) {}
 
   grpc::Status BuildStages(grpc::ServerContext* context,
                            const gptbuilder::v1::BuildStagesRequest* request,
@@ -23,10 +24,14 @@ class WorkerService final : public gptbuilder::v1::Worker::Service {
   grpc::Status DescribeModel(grpc::ServerContext* context,
                              const gptbuilder::v1::DescribeHeldModelRequest* request,
                              gptbuilder::v1::DescribeHeldModelResponse* response) override;
+  grpc::Status TrainStep(grpc::ServerContext* context,
+                         const gptbuilder::v1::WorkerTrainStepRequest* request,
+                         gptbuilder::v1::WorkerTrainStepResponse* response) override;
 
  private:
   StageHolder* holder_;
   server::BearerToken token_;
+  RankJobs jobs_;
 };
 
 }  // namespace gptb::worker

@@ -1,0 +1,160 @@
+#include "server/worker/rank_jobs.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace gptb::worker {
+
+RankJobs::RankJobs(StageHolder* holder) : holder_(holder), shared_(std::make_shared<Shared>()) {
+  holder_->SetReleaseListener([shared = shared_](const std::string& model) {
+    std::lock_guard<std::mutex> lock(shared->mu);
+    shared->entries.erase(model);
+  });
+}
+
+void RankJobs::Drop(const std::string& model) {
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  shared_->entries.erase(model);
+}
+
+absl::Status RankJobs::RunOnEveryRank(const std::string& model, const std::string& build_id,
+                                      const std::string& what, const Job& job,
+                                      const std::function<bool()>& cancelled) {
+  absl::StatusOr<StageHolder::HeldRanks> held = holder_->Held(model);
+  if (!held.ok()) return held.status();
+  if (!build_id.empty() && held->build_id != build_id) {
+    return absl::FailedPreconditionError(absl::StrCat("this worker holds build ", held->build_id,
+                                                      " of model '", model, "', not ", build_id));
+  }
+  std::shared_ptr<Entry> entry;
+  std::vector<std::pair<int, std::shared_ptr<RankSlot>>> slots;
+  {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    std::shared_ptr<Entry>& e = shared_->entries[model];
+    if (e == nullptr || e->build_id != held->build_id) {
+      e = std::make_shared<Entry>();
+      e->build_id = held->build_id;
+    }
+    if (e->busy) {
+      return absl::AbortedError(absl::StrCat("model '", model,
+                                             "' is busy on this worker (a train step or save is "
+                                             "still running); try again when it ends"));
+    }
+    e->busy = true;
+    entry = e;
+    for (auto& [rank, rank_model] : held->ranks) {
+      std::shared_ptr<RankSlot>& slot = entry->ranks[rank];
+      if (slot == nullptr) slot = std::make_shared<RankSlot>();
+      slot->model = rank_model;
+      slots.emplace_back(rank, slot);
+    }
+  }
+
+  // The ranks' threads own everything they touch: the call may return before they end.
+  struct Run {
+    std::mutex mu;
+    std::condition_variable done;
+    int remaining = 0;
+    std::map<int, absl::Status> statuses;
+  };
+  auto run = std::make_shared<Run>();
+  run->remaining = static_cast<int>(slots.size());
+  for (auto& [rank, slot] : slots) {
+    std::thread([run, shared = shared_, entry, rank = rank, slot = slot, job, what] {
+      absl::Status status;
+      try {
+        status = job(rank, *slot);
+      } catch (const std::exception& e) {
+        status = absl::InternalError(absl::StrCat(what, ": ", e.what()));
+      }
+      bool last = false;
+      {
+        std::lock_guard<std::mutex> lock(run->mu);
+        run->statuses[rank] = status;
+        last = --run->remaining == 0;
+      }
+      if (last) {
+        std::lock_guard<std::mutex> lock(shared->mu);
+        entry->busy = false;
+      }
+      run->done.notify_all();
+    }).detach();
+  }
+  std::unique_lock<std::mutex> lock(run->mu);
+  while (run->remaining > 0) {
+    if (cancelled()) {
+      return absl::CancelledError(absl::StrCat(
+          what, " of model '", model, "' was cancelled; its ranks finish the step in flight"));
+    }
+    run->done.wait_for(lock, std::chrono::milliseconds(100));
+  }
+  for (const auto& [rank, status] : run->statuses) {
+    if (!status.ok()) {
+      return absl::Status(status.code(), absl::StrCat("rank ", rank, ": ", status.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<gptbuilder::v1::WorkerTrainStepResponse> RankJobs::TrainStep(
+    const gptbuilder::v1::WorkerTrainStepRequest& request, const std::function<bool()>& cancelled) {
+  auto step = std::make_shared<train::TrainRequest>();
+  step->batch = request.batch();
+  step->options = request.options();
+  struct Results {
+    std::mutex mu;
+    std::map<int, train::TrainStepResult> by_rank;
+  };
+  auto results = std::make_shared<Results>();
+  absl::Status status = RunOnEveryRank(
+      request.model(), request.build_id(), "train step",
+      [step, results](int rank, RankSlot& slot) -> absl::Status {
+        if (slot.trainer == nullptr) {
+          slot.trainer = std::make_unique<train::RankTrainer>(slot.model.get());
+        }
+        absl::StatusOr<train::TrainStepResult> result = slot.trainer->Step(*step);
+        if (!result.ok()) return result.status();
+        std::lock_guard<std::mutex> lock(results->mu);
+        results->by_rank[rank] = *result;
+        return absl::OkStatus();
+      },
+      cancelled);
+  if (!status.ok()) return status;
+  gptbuilder::v1::WorkerTrainStepResponse response;
+  std::lock_guard<std::mutex> lock(results->mu);
+  for (const auto& [rank, result] : results->by_rank) {
+    gptbuilder::v1::RankTrainStepResult* out = response.add_ranks();
+    out->set_rank(rank);
+    *out->mutable_result() = TrainStepResultToProto(result);
+  }
+  return response;
+}
+
+gptbuilder::v1::TrainStepResult TrainStepResultToProto(const train::TrainStepResult& result) {
+  gptbuilder::v1::TrainStepResult out;
+  out.set_iteration(result.iteration);
+  out.set_loss(result.loss);
+  out.set_mtp_loss(result.mtp_loss);
+  out.set_aux_loss(result.aux_loss);
+  out.set_grad_norm(result.grad_norm);
+  out.set_learning_rate(result.learning_rate);
+  out.set_loss_scale(result.loss_scale);
+  out.set_skipped(result.skipped);
+  out.set_tokens(result.tokens);
+  out.set_tokens_per_second(result.tokens_per_second);
+  gptbuilder::v1::StepTimings* seconds = out.mutable_seconds();
+  seconds->set_data(result.seconds.data);
+  seconds->set_forward_backward(result.seconds.forward_backward);
+  seconds->set_grad_sync(result.seconds.grad_sync);
+  seconds->set_optimizer(result.seconds.optimizer);
+  seconds->set_total(result.seconds.total);
+  return out;
+}
+
+}  // namespace gptb::worker

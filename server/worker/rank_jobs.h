@@ -1,0 +1,73 @@
+#ifndef GPTB_SERVER_WORKER_RANK_JOBS_H_
+#define GPTB_SERVER_WORKER_RANK_JOBS_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/train/train_step.h"
+#include "gptbuilder/v1/worker.pb.h"
+#include "server/worker/stage_holder.h"
+
+namespace gptb::worker {
+
+// Work that runs on every held rank of a model at once (one thread per rank, since the ranks
+// meet in collectives): train steps now, checkpoint saves later. One job per model at a time.
+// Per-rank state that lives as long as the held model (each rank's RankTrainer, with its
+// optimizer) is kept here and dropped when the model is released. Thread-safe.
+class RankJobs {
+ public:
+  // Registers itself as `holder`'s release listener; `holder` must outlive this object.
+  explicit RankJobs(StageHolder* holder);
+
+  // What a job sees of one rank.
+  struct RankSlot {
+    std::shared_ptr<model::RankModel> model;
+    std::unique_ptr<train::RankTrainer> trainer;  // created by the first train step
+  };
+  using Job = std::function<absl::Status(int rank, RankSlot& slot)>;
+
+  // Runs `job` on every held rank of `model` concurrently and waits for all of them. NOT_FOUND
+  // / FAILED_PRECONDITION as StageHolder::Held; FAILED_PRECONDITION when `build_id` (if not
+  // empty) is not the held build; ABORTED while another job of the model runs here. When
+  // `cancelled` turns true the call returns CANCELLED at once and the ranks finish on their own
+  // (a collective cannot be interrupted; the process-group timeout bounds it); the model stays
+  // busy until they do. Otherwise OK, or the lowest failing rank's error prefixed with its rank.
+  absl::Status RunOnEveryRank(const std::string& model, const std::string& build_id,
+                              const std::string& what, const Job& job,
+                              const std::function<bool()>& cancelled);
+
+  // One train step on every held rank of the request's model.
+  absl::StatusOr<gptbuilder::v1::WorkerTrainStepResponse> TrainStep(
+      const gptbuilder::v1::WorkerTrainStepRequest& request,
+      const std::function<bool()>& cancelled);
+
+  // Forgets the model's per-rank state (its optimizers); a running job keeps what it uses
+  // until it ends.
+  void Drop(const std::string& model);
+
+ private:
+  struct Entry {
+    std::string build_id;
+    std::map<int, std::shared_ptr<RankSlot>> ranks;
+    bool busy = false;
+  };
+  struct Shared {
+    std::mutex mu;
+    std::map<std::string, std::shared_ptr<Entry>> entries;  // by model
+  };
+
+  StageHolder* holder_;
+  std::shared_ptr<Shared> shared_;
+};
+
+// core's step report as the API's message.
+gptbuilder::v1::TrainStepResult TrainStepResultToProto(const train::TrainStepResult& result);
+
+}  // namespace gptb::worker
+
+#endif  // GPTB_SERVER_WORKER_RANK_JOBS_H_
