@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "clients/cli/args.h"
+#include "clients/cli/checkpoint_commands.h"
 #include "clients/cli/command.h"
 #include "clients/cli/plan_command.h"
 #include "clients/cli/service_commands.h"
@@ -19,8 +20,9 @@ namespace {
 
 const std::vector<const Command*>& Commands() {
   static const auto* commands = new std::vector<const Command*>{
-      &ValidateCommand(), &PlanCommand(),    &BuildCommand(),   &WatchCommand(), &DescribeCommand(),
-      &ModelsCommand(),   &WorkersCommand(), &ReleaseCommand(), &TrainCommand(), &UpCommand(),
+      &ValidateCommand(), &PlanCommand(),   &BuildCommand(),   &WatchCommand(),
+      &DescribeCommand(), &ModelsCommand(), &WorkersCommand(), &ReleaseCommand(),
+      &TrainCommand(),    &SaveCommand(),   &ExportCommand(),  &UpCommand(),
   };
   return *commands;
 }

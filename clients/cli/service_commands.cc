@@ -59,9 +59,30 @@ int ReportModel(const Model& model, const std::string& format, std::ostream& out
 
 // ---- build --------------------------------------------------------------------------------
 
-int RunBuild(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
-  absl::StatusOr<std::string> format = OutputFormat(args, "table", {"table", "json"});
+int RunBuild(const ParsedArgs& given, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<std::string> format = OutputFormat(given, "table", {"table", "json"});
   if (!format.ok()) return ReportStatus(format.status(), err);
+  // --from-hf DIR: the config is DIR/config.json and the weights DIR's safetensors.
+  ParsedArgs args = given;
+  std::string load_from = given.Get("load").value_or("");
+  if (std::optional<std::string> hf = given.Get("from-hf")) {
+    if (!given.positional.empty() || given.Has("load")) {
+      return ReportStatus(absl::InvalidArgumentError(
+                              "--from-hf DIR takes the config and the weights from DIR: give no "
+                              "CONFIG and no --load"),
+                          err);
+    }
+    args.positional = {(std::filesystem::path(*hf) / "config.json").string()};
+    load_from = *hf;
+    if (!args.Has("name")) {
+      // The directory's own name, dots included ("Llama-3.1-8B"), whatever its trailing slash.
+      std::string dir = *hf;
+      while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+      args.values["name"] = {NameFromPath(dir + ".dir")};
+    }
+  }
+  // The daemons resolve the path, not this shell: make it absolute.
+  if (!load_from.empty()) load_from = std::filesystem::absolute(load_from).lexically_normal();
   absl::StatusOr<config::LoadedConfig> loaded = LoadResolvedConfig(args);
   if (!loaded.ok()) return ReportStatus(loaded.status(), err);
   absl::StatusOr<CoordinatorClient> client = CoordinatorClient::FromArgs(args);
@@ -77,6 +98,7 @@ int RunBuild(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   }
   request.set_request_id(args.Get("request-id").value_or(""));
   request.set_validate_only(args.Has("validate-only"));
+  request.set_load_from(load_from);
   google::longrunning::Operation op;
   grpc::Status status = client->stub()->BuildModel(client->Context().get(), request, &op);
   if (!status.ok()) return ReportStatus(RpcError(status, client->server()), err);
@@ -110,6 +132,13 @@ std::vector<FlagSpec> BuildFlags() {
                    "idempotency key: a retry with the same NAME and ID returns the first build"});
   flags.push_back(
       {"validate-only", false, false, "", "validate, plan and place without building (a dry run)"});
+  flags.push_back({"load", true, false, "PATH",
+                   "load the weights from a checkpoint (gptb save's canonical format, or a Hugging "
+                   "Face model directory) instead of initialising them; the path must be visible "
+                   "to the coordinator and every worker"});
+  flags.push_back({"from-hf", true, false, "DIR",
+                   "build a Hugging Face model directory: the config from DIR/config.json, the "
+                   "weights from DIR's safetensors (replaces CONFIG)"});
   return WithFormat(flags, "table");
 }
 
@@ -191,7 +220,8 @@ const Command& BuildCommand() {
   static const auto* command = new Command{
       "build",
       "build a model on the cluster (returns at once; --wait follows it)",
-      "CONFIG [--set K=V]... [--name NAME] [--world-size N] [--wait] [--format table|json]",
+      "CONFIG [--set K=V]... [--name NAME] [--world-size N] [--load PATH] [--wait] "
+      "[--format table|json]\n       gptb build --from-hf DIR [--set K=V]... [--name NAME] ...",
       "Validates CONFIG locally (exit 2 with `field: message` lines when invalid), then asks the\n"
       "coordinator to build it: the coordinator plans it, places its ranks on worker slots and\n"
       "dispatches the build. With --wait, draws one progress bar per phase (process groups,\n"

@@ -56,6 +56,12 @@ inline constexpr char kTrainTokens[] = "gptb_train_tokens_total";
 inline constexpr char kTrainTokensPerSecond[] = "gptb_train_tokens_per_second";
 // gauge: the last successful step's LM loss.
 inline constexpr char kTrainLoss[] = "gptb_train_loss";
+// counter {result = ok|failed}: SaveCheckpoint calls.
+inline constexpr char kCheckpointSaves[] = "gptb_checkpoint_saves_total";
+// histogram: seconds per successful checkpoint save.
+inline constexpr char kCheckpointSaveSeconds[] = "gptb_checkpoint_save_duration_seconds";
+// counter: bytes written by successful checkpoint saves (over all ranks).
+inline constexpr char kCheckpointSaveBytes[] = "gptb_checkpoint_save_bytes_total";
 
 // ---- Worker --------------------------------------------------------------------------------
 // gauge: parameters (elements) held over every rank of this worker.

@@ -218,6 +218,11 @@ absl::StatusOr<google::longrunning::Operation> Coordinator::BuildModel(
       PrepareModel(request.config(), request.ddp(), request.build(), request.world_size());
   if (!prepared.ok()) return reject(prepared.status());
   const plan::ModelPlan& plan = *prepared->plan;
+  if (!request.load_from().empty()) {
+    if (absl::Status checked = CheckLoadFrom(request.load_from(), *prepared); !checked.ok()) {
+      return reject(checked);
+    }
+  }
 
   std::shared_ptr<BuildJob> job;
   Model model;
@@ -243,6 +248,7 @@ absl::StatusOr<google::longrunning::Operation> Coordinator::BuildModel(
     *model.mutable_ddp() = prepared->finalized.ddp;
     *model.mutable_build() = prepared->finalized.build;
     model.set_world_size(prepared->world_size);
+    model.set_load_from(request.load_from());
     for (const RankPlacement& p : *placement) *model.add_placement() = p;
     model.set_total_params(plan.TotalParameters());
     (*model.mutable_progress()->mutable_phase_seconds())["validate"] = prepared->validate_seconds;
@@ -280,6 +286,7 @@ absl::StatusOr<google::longrunning::Operation> Coordinator::BuildModel(
     r.set_store_port(rendezvous_ != nullptr ? rendezvous_->port() : 0);
     r.set_store_prefix(absl::StrCat("gptb/", model.name(), "/", build_id, "/"));
     r.set_timeout_ms(absl::ToInt64Milliseconds(options_.rank_timeout));
+    r.set_load_from(model.load_from());
     jobs_[model.name()] = job;
     ++active_jobs_;
     if (metrics_ != nullptr) {
@@ -584,11 +591,11 @@ absl::StatusOr<gptbuilder::v1::DeleteModelResponse> Coordinator::DeleteModel(
     if (model->state() == Model::RELEASING) {
       return absl::AbortedError(absl::StrCat("model '", name, "' is already being released"));
     }
-    if (training_.count(name)) {
+    if (auto busy = training_.find(name); busy != training_.end()) {
       return absl::FailedPreconditionError(
-          absl::StrCat("model '", name,
-                       "' is training; cancel its TrainStep call (it stops after the step in "
-                       "flight), then release it"));
+          absl::StrCat("model '", name, "' is busy ", busy->second->what,
+                       "; cancel its TrainStep call (it stops after the step in flight) or wait "
+                       "for the save, then release it"));
     }
     release = Release{name, model->build_id(), WorkersOf(*model)};
     auto it = jobs_.find(name);
@@ -719,7 +726,120 @@ absl::StatusOr<gptbuilder::v1::DescribeModelResponse> Coordinator::DescribeModel
   return response;
 }
 
-// ---- Training -------------------------------------------------------------------------------
+// ---- Training and checkpoints ----------------------------------------------------------------
+
+// Ends a model job: whatever happened, the model is no longer busy.
+struct Coordinator::ModelJobDone {
+  Coordinator* self;
+  std::string name;
+  ~ModelJobDone() {
+    std::lock_guard<std::mutex> lock(self->mu_);
+    self->training_.erase(name);
+  }
+};
+
+absl::StatusOr<std::shared_ptr<Coordinator::TrainCalls>> Coordinator::StartModelJobLocked(
+    const std::string& name, const std::string& what) {
+  const Model* model = models_.Find(name);
+  if (model == nullptr) return absl::NotFoundError(absl::StrCat("model '", name, "' not found"));
+  if (model->state() != Model::READY) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model '", name, "' is ", ModelStateName(model->state()),
+                     "; only a READY model can be ", what == "training" ? "trained" : "saved"));
+  }
+  if (auto busy = training_.find(name); busy != training_.end()) {
+    return absl::AbortedError(absl::StrCat("model '", name, "' is busy ", busy->second->what,
+                                           " (one train or save call at a time); try again when "
+                                           "it ends"));
+  }
+  auto calls = std::make_shared<TrainCalls>();
+  calls->what = what;
+  calls->build_id = model->build_id();
+  for (const std::string& worker : WorkersOf(*model)) {
+    const gptbuilder::v1::WorkerInfo* w = workers_.Find(worker);
+    if (w == nullptr) return absl::UnavailableError(absl::StrCat("worker ", worker, " is gone"));
+    calls->addresses[worker] = w->address();
+  }
+  training_[name] = calls;
+  return calls;
+}
+
+absl::StatusOr<gptbuilder::v1::SaveCheckpointResponse> Coordinator::SaveCheckpoint(
+    const gptbuilder::v1::SaveCheckpointRequest& request) {
+  const std::string& name = request.model();
+  config::Violations violations;
+  if (name.empty()) violations.Add("model", "REQUIRED", "the name of a READY model to save");
+  if (request.path().empty() || request.path().front() != '/') {
+    violations.Add("path", "INVALID_VALUE",
+                   absl::StrCat("path must be an absolute directory path visible to every "
+                                "worker, got '",
+                                request.path(), "'"));
+  }
+  const std::string format = request.format().empty() ? "canonical" : request.format();
+  if (format != "canonical" && format != "huggingface") {
+    violations.Add("format", "INVALID_VALUE",
+                   absl::StrCat("format must be canonical or huggingface, got '", format, "'"));
+  }
+  if (!request.hf_model_type().empty() && format != "huggingface") {
+    violations.Add("hf_model_type", "INVALID_VALUE",
+                   "hf_model_type applies only to format huggingface");
+  }
+  if (!violations.empty()) return violations.ToStatus();
+  std::shared_ptr<TrainCalls> calls;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    absl::StatusOr<std::shared_ptr<TrainCalls>> started =
+        StartModelJobLocked(name, "saving a checkpoint");
+    if (!started.ok()) return started.status();
+    calls = *started;
+  }
+  ModelJobDone done{this, name};
+  gptbuilder::v1::WorkerSaveCheckpointRequest save;
+  save.set_model(name);
+  save.set_build_id(calls->build_id);
+  save.set_path(request.path());
+  save.set_format(format);
+  save.set_hf_model_type(request.hf_model_type());
+  save.set_overwrite(request.overwrite());
+  const absl::Time start = absl::Now();
+  // Every worker at once: the ranks agree on the outcome among themselves (a rank that fails
+  // makes every rank fail), so each call is left to finish.
+  std::map<std::string, absl::StatusOr<gptbuilder::v1::WorkerSaveCheckpointResponse>> answers;
+  for (const auto& [worker, address] : calls->addresses) {
+    answers.emplace(worker, absl::UnknownError("no answer"));
+  }
+  {
+    std::vector<std::thread> threads;
+    for (auto& [worker, answer] : answers) {
+      threads.emplace_back([&, address = calls->addresses.at(worker), answer = &answer] {
+        *answer = connector_->Connect(address)->SaveCheckpoint(
+            save, absl::Now() + options_.build_deadline);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  gptbuilder::v1::SaveCheckpointResponse response;
+  response.set_path(request.path());
+  response.set_format(format);
+  response.set_seconds(seconds);
+  for (const auto& [worker, answer] : answers) {
+    if (!answer.ok()) {
+      if (metrics_ != nullptr) metrics_->CheckpointSaved(false, 0, seconds);
+      return absl::Status(answer.status().code(),
+                          absl::StrCat("saving model '", name, "' to ", request.path(), ": worker ",
+                                       worker, ": ", answer.status().message()));
+    }
+    for (const auto& rank : answer->ranks()) {
+      response.set_bytes_written(response.bytes_written() + rank.bytes_written());
+      response.set_files(std::max(response.files(), rank.files()));
+    }
+  }
+  if (metrics_ != nullptr) metrics_->CheckpointSaved(true, response.bytes_written(), seconds);
+  server::Log(absl::StrCat("model '", name, "' saved to ", request.path(), " (", format, ", ",
+                           response.bytes_written(), " bytes in ", seconds, " s)"));
+  return response;
+}
 
 absl::Status Coordinator::TrainStep(
     const gptbuilder::v1::TrainStepRequest& request,
@@ -740,40 +860,16 @@ absl::Status Coordinator::TrainStep(
     if (metrics_ != nullptr) metrics_->TrainStepFailed("rejected");
     return violations.ToStatus();
   }
-  std::string build_id;
-  std::map<std::string, std::string> addresses;  // worker -> address
-  auto calls = std::make_shared<TrainCalls>();
+  std::shared_ptr<TrainCalls> calls;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const Model* model = models_.Find(name);
-    if (model == nullptr) return absl::NotFoundError(absl::StrCat("model '", name, "' not found"));
-    if (model->state() != Model::READY) {
-      return absl::FailedPreconditionError(absl::StrCat("model '", name, "' is ",
-                                                        ModelStateName(model->state()),
-                                                        "; only a READY model can train"));
-    }
-    if (training_.count(name)) {
-      return absl::AbortedError(absl::StrCat("model '", name,
-                                             "' is already training (one TrainStep call at a "
-                                             "time); wait for it or cancel it"));
-    }
-    for (const std::string& worker : WorkersOf(*model)) {
-      const gptbuilder::v1::WorkerInfo* w = workers_.Find(worker);
-      if (w == nullptr) return absl::UnavailableError(absl::StrCat("worker ", worker, " is gone"));
-      addresses[worker] = w->address();
-    }
-    build_id = model->build_id();
-    training_[name] = calls;
+    absl::StatusOr<std::shared_ptr<TrainCalls>> started = StartModelJobLocked(name, "training");
+    if (!started.ok()) return started.status();
+    calls = *started;
   }
-  // Whatever happens, the model is no longer training when this returns.
-  struct Done {
-    Coordinator* self;
-    std::string name;
-    ~Done() {
-      std::lock_guard<std::mutex> lock(self->mu_);
-      self->training_.erase(name);
-    }
-  } done{this, name};
+  ModelJobDone done{this, name};
+  const std::string build_id = calls->build_id;
+  const std::map<std::string, std::string> addresses = calls->addresses;
 
   gptbuilder::v1::WorkerTrainStepRequest step_request;
   step_request.set_model(name);
@@ -806,7 +902,7 @@ absl::Status Coordinator::TrainStep(
     std::vector<std::thread> threads;
     for (auto& [worker, answer] : answers) {
       threads.emplace_back([&, worker = worker, answer = &answer] {
-        *answer = connector_->Connect(addresses[worker])
+        *answer = connector_->Connect(addresses.at(worker))
                       ->TrainStep(step_request, absl::Now() + options_.build_deadline,
                                   cancellers[worker].get());
         if (answer->ok()) return;

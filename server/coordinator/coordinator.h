@@ -81,6 +81,11 @@ class Coordinator {
   // FAILED_PRECONDITION from the ranks when every rank rejects the request before communicating
   // (sizes, batch, changed optimizer settings): the model is untouched. Any other failure of a
   // step leaves the ranks inconsistent: the model becomes FAILED and is released.
+  // Saves a READY model (every rank writes its slices; see coordinator.proto). INVALID_ARGUMENT
+  // for a bad path or format, NOT_FOUND, FAILED_PRECONDITION (not READY), ABORTED (training or
+  // saving), and the workers' errors (ALREADY_EXISTS, ...). A failed save leaves the model READY.
+  absl::StatusOr<gptbuilder::v1::SaveCheckpointResponse> SaveCheckpoint(
+      const gptbuilder::v1::SaveCheckpointRequest& request);
   absl::Status TrainStep(const gptbuilder::v1::TrainStepRequest& request,
                          const std::function<bool(const gptbuilder::v1::TrainStepResult&)>& write,
                          const std::function<bool()>& cancelled);
@@ -101,11 +106,19 @@ class Coordinator {
 
  private:
   struct BuildJob;
-  // The worker calls of a model's train step in flight, cancelled when a worker is lost.
+  // A model's train step or checkpoint save in flight (one at a time): what it is, and its
+  // worker calls, cancelled when a worker is lost.
   struct TrainCalls {
+    std::string what;  // "training", "saving a checkpoint"
+    std::string build_id;
+    std::map<std::string, std::string> addresses;  // worker -> address
     std::vector<std::shared_ptr<CallCanceller>> calls;
     std::string lost;  // why the calls were cancelled
   };
+  struct ModelJobDone;
+  // Under mu_: marks the READY model `name` busy with `what`, or says why it cannot be.
+  absl::StatusOr<std::shared_ptr<TrainCalls>> StartModelJobLocked(const std::string& name,
+                                                                  const std::string& what);
   struct Release {
     std::string model;
     std::string build_id;
@@ -137,8 +150,8 @@ class Coordinator {
   std::condition_variable changed_;
   WorkerRegistry workers_;
   ModelRegistry models_;
-  std::map<std::string, std::shared_ptr<BuildJob>> jobs_;  // running builds, by model
-  std::map<std::string, absl::Status> failures_;           // by build id
+  std::map<std::string, std::shared_ptr<BuildJob>> jobs_;        // running builds, by model
+  std::map<std::string, absl::Status> failures_;                 // by build id
   std::map<std::string, std::shared_ptr<TrainCalls>> training_;  // by model
   int active_jobs_ = 0;
   bool stopping_ = false;

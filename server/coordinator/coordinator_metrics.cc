@@ -98,6 +98,21 @@ CoordinatorMetrics::CoordinatorMetrics(server::Metrics* metrics) : metrics_(metr
                      .Help("LM loss of the last successful train step.")
                      .Register(registry)
                      .Add({});
+  checkpoint_saves_ = &prometheus::BuildCounter()
+                           .Name(metrics::kCheckpointSaves)
+                           .Help("SaveCheckpoint calls, by result.")
+                           .Register(registry);
+  checkpoint_save_seconds_ = &prometheus::BuildHistogram()
+                                  .Name(metrics::kCheckpointSaveSeconds)
+                                  .Help("Seconds per successful checkpoint save.")
+                                  .Register(registry)
+                                  .Add({}, server::Metrics::PhaseBuckets());
+  checkpoint_save_bytes_ = &prometheus::BuildCounter()
+                                .Name(metrics::kCheckpointSaveBytes)
+                                .Help("Bytes written by successful checkpoint saves.")
+                                .Register(registry)
+                                .Add({});
+  for (const char* result : {"ok", "failed"}) checkpoint_saves_->Add({{"result", result}});
   // Results exist from the start so that rate() and absent() behave.
   for (const char* result : {"ready", "failed", "cancelled"}) builds_->Add({{"result", result}});
   for (const char* result : {"ok", "failed", "rejected"}) train_steps_->Add({{"result", result}});
@@ -110,6 +125,13 @@ void CoordinatorMetrics::TrainStepDone(double seconds, int64_t tokens, double to
   train_tokens_->Increment(static_cast<double>(tokens));
   train_tokens_per_second_->Set(tokens_per_second);
   train_loss_->Set(loss);
+}
+
+void CoordinatorMetrics::CheckpointSaved(bool ok, int64_t bytes, double seconds) {
+  checkpoint_saves_->Add({{"result", ok ? "ok" : "failed"}}).Increment();
+  if (!ok) return;
+  checkpoint_save_seconds_->Observe(seconds);
+  checkpoint_save_bytes_->Increment(static_cast<double>(bytes));
 }
 
 void CoordinatorMetrics::TrainStepFailed(const std::string& result) {

@@ -34,6 +34,7 @@ class CoordinatorMetrics {
   void TrainStepDone(double seconds, int64_t tokens, double tokens_per_second, double loss);
   // result: "failed" or "rejected".
   void TrainStepFailed(const std::string& result);
+  void CheckpointSaved(bool ok, int64_t bytes, double seconds);
   // Registers the scrape-time collector for models, workers, slots and heartbeat ages.
   void CollectFrom(std::function<CoordinatorSnapshot()> snapshot);
 
@@ -49,6 +50,9 @@ class CoordinatorMetrics {
   prometheus::Counter* train_tokens_;
   prometheus::Gauge* train_tokens_per_second_;
   prometheus::Gauge* train_loss_;
+  prometheus::Family<prometheus::Counter>* checkpoint_saves_;
+  prometheus::Histogram* checkpoint_save_seconds_;
+  prometheus::Counter* checkpoint_save_bytes_;
 };
 
 }  // namespace gptb::coordinator

@@ -52,6 +52,13 @@ grpc::Status CoordinatorService::WatchBuild(
       [context] { return context->IsCancelled(); }));
 }
 
+grpc::Status CoordinatorService::SaveCheckpoint(
+    grpc::ServerContext* context, const gptbuilder::v1::SaveCheckpointRequest* request,
+    gptbuilder::v1::SaveCheckpointResponse* response) {
+  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return ToGrpcStatus(auth);
+  return Reply(coordinator_->SaveCheckpoint(*request), response);
+}
+
 grpc::Status CoordinatorService::TrainStep(
     grpc::ServerContext* context, const gptbuilder::v1::TrainStepRequest* request,
     grpc::ServerWriter<gptbuilder::v1::TrainStepResult>* writer) {

@@ -24,6 +24,9 @@ class CoordinatorService final : public gptbuilder::v1::Coordinator::Service {
   grpc::Status BuildModel(grpc::ServerContext* context,
                           const gptbuilder::v1::BuildModelRequest* request,
                           google::longrunning::Operation* response) override;
+  grpc::Status SaveCheckpoint(grpc::ServerContext* context,
+                              const gptbuilder::v1::SaveCheckpointRequest* request,
+                              gptbuilder::v1::SaveCheckpointResponse* response) override;
   grpc::Status TrainStep(grpc::ServerContext* context,
                          const gptbuilder::v1::TrainStepRequest* request,
                          grpc::ServerWriter<gptbuilder::v1::TrainStepResult>* writer) override;

@@ -3,7 +3,11 @@
 #include <chrono>
 #include <numeric>
 
+#include "absl/strings/str_cat.h"
+#include "core/checkpoint/checkpoint_manifest.h"
+#include "core/checkpoint/checkpoint_reader.h"
 #include "core/config/finalize.h"
+#include "core/config/violations.h"
 #include "core/plan/plan_format.h"
 
 namespace gptb::coordinator {
@@ -119,6 +123,38 @@ gptbuilder::v1::PlanModelResponse PlanToProto(const plan::ModelPlan& plan) {
   }
   out.set_plan_json(plan::PlanToJson(plan).dump());
   return out;
+}
+
+absl::Status CheckLoadFrom(const std::string& path, const PreparedModel& prepared) {
+  auto fail = [&](const absl::Status& status) {
+    if (status.code() != absl::StatusCode::kInvalidArgument) {
+      return absl::Status(
+          status.code(),
+          absl::StrCat("load_from: ", status.message(),
+                       status.code() == absl::StatusCode::kNotFound
+                           ? " (the path must be visible to the coordinator and to every worker)"
+                           : ""));
+    }
+    // The checkpoint's own field violations (config fields that differ) stay as they are,
+    // after one naming load_from.
+    const std::vector<config::FieldViolation> found = config::ViolationsFromStatus(status);
+    config::Violations violations;
+    violations.Add("load_from", "INVALID_CHECKPOINT",
+                   found.empty() ? std::string(status.message())
+                                 : absl::StrCat("the checkpoint at ", path,
+                                                " does not fit the requested model"));
+    for (const config::FieldViolation& v : found) violations.Add(v.field, v.reason, v.description);
+    return violations.ToStatus();
+  };
+  absl::StatusOr<std::unique_ptr<checkpoint::CheckpointReader>> reader =
+      checkpoint::CheckpointReader::Open(path);
+  if (!reader.ok()) return fail(reader.status());
+  absl::StatusOr<std::vector<checkpoint::CanonicalTensor>> tensors =
+      checkpoint::CanonicalTensors(*prepared.plan);
+  if (!tensors.ok()) return fail(tensors.status());
+  absl::Status bound = (*reader)->Bind(prepared.finalized.model, *tensors);
+  if (!bound.ok()) return fail(bound);
+  return absl::OkStatus();
 }
 
 }  // namespace gptb::coordinator

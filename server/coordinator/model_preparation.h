@@ -30,6 +30,13 @@ absl::StatusOr<PreparedModel> PrepareModel(const gptbuilder::v1::GPTModelConfig&
                                            const gptbuilder::v1::BuildOptions& build,
                                            int world_size);
 
+// Checks a BuildModel's `load_from` against the prepared model before anything is placed: the
+// checkpoint opens (a canonical checkpoint or a Hugging Face directory), its config is
+// compatible with the model's and every canonical tensor the plan needs is stored with a
+// usable shape (core/checkpoint CheckpointReader::Bind). NOT_FOUND or INVALID_ARGUMENT, each
+// naming `load_from` and the path.
+absl::Status CheckLoadFrom(const std::string& path, const PreparedModel& prepared);
+
 // The plan of an already finalized model (describe and recovery re-derive it; never recomputed
 // differently from the build's).
 absl::StatusOr<plan::ModelPlan> PlanFinalized(

@@ -89,6 +89,17 @@ class GrpcWorkerConnection : public WorkerConnection {
     return response;
   }
 
+  absl::StatusOr<gptbuilder::v1::WorkerSaveCheckpointResponse> SaveCheckpoint(
+      const gptbuilder::v1::WorkerSaveCheckpointRequest& request, absl::Time deadline) override {
+    grpc::ClientContext context;
+    Prepare(&context, deadline);
+    gptbuilder::v1::WorkerSaveCheckpointResponse response;
+    absl::Status status =
+        server::FromGrpcStatus(stub_->SaveCheckpoint(&context, request, &response));
+    if (!status.ok()) return status;
+    return response;
+  }
+
  private:
   void Prepare(grpc::ClientContext* context, absl::Time deadline) {
     context->set_deadline(absl::ToChronoTime(deadline));

@@ -53,6 +53,11 @@ class WorkerConnection {
     (void)request, (void)deadline, (void)canceller;
     return absl::UnimplementedError("this worker connection cannot train");
   }
+  virtual absl::StatusOr<gptbuilder::v1::WorkerSaveCheckpointResponse> SaveCheckpoint(
+      const gptbuilder::v1::WorkerSaveCheckpointRequest& request, absl::Time deadline) {
+    (void)request, (void)deadline;
+    return absl::UnimplementedError("this worker connection cannot save checkpoints");
+  }
 };
 
 class WorkerConnector {

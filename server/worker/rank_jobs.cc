@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/checkpoint/canonical_checkpoint.h"
 
 namespace gptb::worker {
 
@@ -132,6 +133,48 @@ absl::StatusOr<gptbuilder::v1::WorkerTrainStepResponse> RankJobs::TrainStep(
     gptbuilder::v1::RankTrainStepResult* out = response.add_ranks();
     out->set_rank(rank);
     *out->mutable_result() = TrainStepResultToProto(result);
+  }
+  return response;
+}
+
+absl::StatusOr<gptbuilder::v1::WorkerSaveCheckpointResponse> RankJobs::SaveCheckpoint(
+    const gptbuilder::v1::WorkerSaveCheckpointRequest& request,
+    const std::function<bool()>& cancelled) {
+  checkpoint::SaveOptions options;
+  const std::string format = request.format().empty() ? "canonical" : request.format();
+  std::optional<checkpoint::CheckpointFormat> parsed = checkpoint::ParseCheckpointFormat(format);
+  if (!parsed.has_value() || *parsed == checkpoint::CheckpointFormat::kAuto) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("format: '", format, "' is not canonical or huggingface"));
+  }
+  options.format = *parsed;
+  options.hf_model_type = request.hf_model_type();
+  options.overwrite = request.overwrite();
+  struct Results {
+    std::mutex mu;
+    std::map<int, checkpoint::SaveStats> by_rank;
+  };
+  auto results = std::make_shared<Results>();
+  absl::Status status = RunOnEveryRank(
+      request.model(), request.build_id(), "checkpoint save",
+      [options, path = request.path(), results](int rank, RankSlot& slot) -> absl::Status {
+        absl::StatusOr<checkpoint::SaveStats> stats =
+            checkpoint::SaveCheckpoint(*slot.model, path, options);
+        if (!stats.ok()) return stats.status();
+        std::lock_guard<std::mutex> lock(results->mu);
+        results->by_rank[rank] = *stats;
+        return absl::OkStatus();
+      },
+      cancelled);
+  if (!status.ok()) return status;
+  gptbuilder::v1::WorkerSaveCheckpointResponse response;
+  std::lock_guard<std::mutex> lock(results->mu);
+  for (const auto& [rank, stats] : results->by_rank) {
+    gptbuilder::v1::RankSaveResult* out = response.add_ranks();
+    out->set_rank(rank);
+    out->set_bytes_written(static_cast<int64_t>(stats.bytes_written));
+    out->set_files(stats.files);
+    out->set_seconds(stats.seconds);
   }
   return response;
 }

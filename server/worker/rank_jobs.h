@@ -46,6 +46,12 @@ class RankJobs {
       const gptbuilder::v1::WorkerTrainStepRequest& request,
       const std::function<bool()>& cancelled);
 
+  // Saves the request's model: every held rank writes its slices (core/checkpoint
+  // SaveCheckpoint).
+  absl::StatusOr<gptbuilder::v1::WorkerSaveCheckpointResponse> SaveCheckpoint(
+      const gptbuilder::v1::WorkerSaveCheckpointRequest& request,
+      const std::function<bool()>& cancelled);
+
   // Forgets the model's per-rank state (its optimizers); a running job keeps what it uses
   // until it ends.
   void Drop(const std::string& model);

@@ -61,4 +61,15 @@ grpc::Status WorkerService::TrainStep(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status WorkerService::SaveCheckpoint(
+    grpc::ServerContext* context, const gptbuilder::v1::WorkerSaveCheckpointRequest* request,
+    gptbuilder::v1::WorkerSaveCheckpointResponse* response) {
+  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return ToGrpcStatus(auth);
+  absl::StatusOr<gptbuilder::v1::WorkerSaveCheckpointResponse> saved =
+      jobs_.SaveCheckpoint(*request, [context] { return context->IsCancelled(); });
+  if (!saved.ok()) return ToGrpcStatus(saved.status());
+  *response = *std::move(saved);
+  return grpc::Status::OK;
+}
+
 }  // namespace gptb::worker

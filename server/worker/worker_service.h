@@ -27,6 +27,9 @@ class WorkerService final : public gptbuilder::v1::Worker::Service {
   grpc::Status TrainStep(grpc::ServerContext* context,
                          const gptbuilder::v1::WorkerTrainStepRequest* request,
                          gptbuilder::v1::WorkerTrainStepResponse* response) override;
+  grpc::Status SaveCheckpoint(grpc::ServerContext* context,
+                              const gptbuilder::v1::WorkerSaveCheckpointRequest* request,
+                              gptbuilder::v1::WorkerSaveCheckpointResponse* response) override;
 
  private:
   StageHolder* holder_;
