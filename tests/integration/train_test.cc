@@ -175,7 +175,7 @@ TEST_F(TrainClusterTest, AWorkerLostMidStepFailsTheStepAndTheModel) {
     EXPECT_EQ(second->Finish().error_code(), grpc::StatusCode::ABORTED);
     CliResult release = Gptb({"release", "victim"});
     EXPECT_EQ(release.exit_code, 1);
-    EXPECT_THAT(release.err, HasSubstr("is training"));
+    EXPECT_THAT(release.err, HasSubstr("is busy training"));
   }
 
   const absl::Time killed = absl::Now();

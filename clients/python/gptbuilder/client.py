@@ -24,6 +24,7 @@ from gptbuilder.config import as_model_config
 from gptbuilder.v1 import coordinator_pb2
 from gptbuilder.v1 import coordinator_pb2_grpc
 from gptbuilder.v1 import model_pb2
+from gptbuilder.v1 import train_pb2
 
 Model = model_pb2.Model
 # Model.State values by name, for comparisons in scripts (`model.state == State.READY`).
@@ -97,14 +98,18 @@ class Client:
         return self._unary("PlanModel", request)
 
     # ---- builds ---------------------------------------------------------------------------
-    def build(self, name, config, *, world_size=0, request_id=None, validate_only=False):
+    def build(self, name, config, *, world_size=0, request_id=None, validate_only=False,
+              load_from=""):
         """Starts a build and returns its google.longrunning.Operation at once. Rejections
-        (invalid config, too few slots, does not fit) raise before anything is allocated.
-        A retry with the same `request_id` returns the first call's operation."""
+        (invalid config, too few slots, does not fit, a `load_from` checkpoint that does not
+        match) raise before anything is allocated. A retry with the same `request_id` returns the
+        first call's operation. `load_from`: a canonical checkpoint or Hugging Face directory,
+        visible to the coordinator and every worker, to load instead of initialising."""
         c = as_model_config(config)
         request = coordinator_pb2.BuildModelRequest(
             name=name, config=c.model, ddp=c.ddp, build=c.build, world_size=world_size,
-            request_id=request_id or str(uuid.uuid4()), validate_only=validate_only)
+            request_id=request_id or str(uuid.uuid4()), validate_only=validate_only,
+            load_from=load_from)
         operation = self._unary("BuildModel", request)
         if operation.done and operation.HasField("error"):
             raise errors.from_status(operation.error)
@@ -133,10 +138,55 @@ class Client:
         return model
 
     def build_and_wait(self, name, config, *, world_size=0, request_id=None, timeout=None,
-                       on_progress=None):
+                       on_progress=None, load_from=""):
         """build() then wait(): the READY Model, or an exception saying why not."""
-        self.build(name, config, world_size=world_size, request_id=request_id)
+        self.build(name, config, world_size=world_size, request_id=request_id,
+                   load_from=load_from)
         return self.wait(name, timeout=timeout, on_progress=on_progress)
+
+    # ---- training and checkpoints ---------------------------------------------------------
+    def train(self, name, *, steps=1, synthetic_seed=None, data_path=None, tokens=None,
+              micro_batch_size=1, micro_batches=1, seq_length=None, optimizer=None,
+              scheduler=None, timeout=None):
+        """Runs `steps` train steps on a READY model and yields one TrainStepResult per step as
+        it ends (loss, grad_norm, learning_rate, tokens_per_second, seconds). The batch comes
+        from `data_path` (a Megatron .bin/.idx prefix the workers can read), `tokens` (a flat
+        list of global_batch x (seq_length + 1) ids) or `synthetic_seed` (the default, 1234).
+        `optimizer` / `scheduler` are dicts of OptimizerConfig / SchedulerConfig fields: the
+        model's first call needs at least {"lr": ...}; later calls may omit them. A step that
+        fails on a rank makes the model FAILED and raises."""
+        batch = train_pb2.TrainBatch()
+        if data_path is not None:
+            batch.data_path = data_path
+        elif tokens is not None:
+            batch.tokens.ids.extend(tokens)
+        else:
+            batch.synthetic_seed = 1234 if synthetic_seed is None else synthetic_seed
+        options = train_pb2.TrainOptions(micro_batch_size=micro_batch_size,
+                                         num_micro_batches=micro_batches)
+        if seq_length is not None:
+            options.seq_length = seq_length
+        if optimizer is not None:
+            options.optimizer.CopyFrom(train_pb2.OptimizerConfig(**optimizer))
+        if scheduler is not None:
+            options.scheduler.CopyFrom(train_pb2.SchedulerConfig(**scheduler))
+        request = coordinator_pb2.TrainStepRequest(model=name, batch=batch, options=options,
+                                                   steps=steps)
+        try:
+            for result in self.stub.TrainStep(request, timeout=timeout, metadata=self._metadata):
+                yield result
+        except grpc.RpcError as error:
+            raise errors.from_rpc_error(error) from None
+
+    def save(self, name, path, *, format="canonical", hf_model_type="", overwrite=False,
+             timeout=3600.0):
+        """Saves a READY model at `path` (absolute, visible to every worker): "canonical"
+        (layout-independent, loads into any layout with build(load_from=path)) or "huggingface".
+        Returns the SaveCheckpointResponse (bytes_written, files, seconds)."""
+        request = coordinator_pb2.SaveCheckpointRequest(
+            model=name, path=os.path.abspath(path), format=format, hf_model_type=hf_model_type,
+            overwrite=overwrite)
+        return self._unary("SaveCheckpoint", request, timeout=timeout)
 
     # ---- models and workers ---------------------------------------------------------------
     def get(self, name):
