@@ -6,6 +6,7 @@
 #include <random>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/config/violations.h"
@@ -897,29 +898,61 @@ absl::Status Coordinator::TrainStep(
         if (!calls->lost.empty()) cancellers[worker]->Cancel();
       }
     }
-    std::mutex first_mu;
-    std::string first_failed;  // the worker whose call failed first
+    // The first real failure cancels the other calls, whose ranks would otherwise wait for the
+    // lost ones until their timeout, but only after a short grace: when a worker dies, its
+    // peers' ranks often report the broken connection before the dead worker's own call ends,
+    // and the dead worker is the cause worth naming.
+    std::mutex state_mu;
+    std::condition_variable state_changed;
+    int running = static_cast<int>(answers.size());
+    std::optional<absl::Time> failed_at;
+    std::string first_failed;  // the worker whose call failed first (not counting cancellations)
     std::vector<std::thread> threads;
     for (auto& [worker, answer] : answers) {
       threads.emplace_back([&, worker = worker, answer = &answer] {
         *answer = connector_->Connect(addresses.at(worker))
                       ->TrainStep(step_request, absl::Now() + options_.build_deadline,
                                   cancellers[worker].get());
-        if (answer->ok()) return;
         {
-          std::lock_guard<std::mutex> lock(first_mu);
-          if (first_failed.empty()) first_failed = worker;
+          std::lock_guard<std::mutex> lock(state_mu);
+          --running;
+          if (!answer->ok() && answer->status().code() != absl::StatusCode::kCancelled) {
+            if (first_failed.empty()) first_failed = worker;
+            // A rejected request is rejected by every worker before any communication: let
+            // them all answer, so that a rejection can be told from a failure.
+            if (!IsRejection(answer->status()) && !failed_at) failed_at = absl::Now();
+          }
         }
-        // A rejected request is rejected by every worker before any communication: let them
-        // all answer, so that a rejection can be told from a failure.
-        if (IsRejection(answer->status())) return;
-        for (auto& [other, canceller] : cancellers) {
-          if (other != worker) canceller->Cancel();
-        }
+        state_changed.notify_all();
       });
+    }
+    {
+      std::unique_lock<std::mutex> lock(state_mu);
+      bool cancelled_others = false;
+      while (running > 0) {
+        if (!cancelled_others && failed_at && absl::Now() - *failed_at > absl::Seconds(2)) {
+          for (auto& [worker, canceller] : cancellers) canceller->Cancel();
+          cancelled_others = true;
+        }
+        state_changed.wait_for(lock, std::chrono::milliseconds(50));
+      }
     }
     // A client that cancels waits for the step in flight: the ranks cannot stop mid-step.
     for (std::thread& t : threads) t.join();
+    if (first_failed.empty()) {
+      for (const auto& [worker, answer] : answers) {
+        if (!answer.ok()) first_failed = worker;  // only cancellations (a lost worker)
+      }
+    }
+    // A call that failed outside any rank (workers prefix their ranks' errors with "rank N:")
+    // means the worker itself is gone: that is the cause.
+    for (const auto& [worker, answer] : answers) {
+      if (!answer.ok() && answer.status().code() != absl::StatusCode::kCancelled &&
+          !absl::StartsWith(answer.status().message(), "rank ") && !IsRejection(answer.status())) {
+        first_failed = worker;
+        break;
+      }
+    }
 
     if (!first_failed.empty()) {
       const absl::Status& failure = answers.at(first_failed).status();
