@@ -361,7 +361,9 @@ gptbuilder::v1::ReleaseModelResponse StageHolder::Release(const std::string& mod
   if (metrics_ != nullptr && response.ranks_released() > 0) {
     metrics_->RanksReleased(response.ranks_released());
   }
-  if (release_listener_) release_listener_(model);
+  // Only when the held build itself went: a release of another build of the name must not drop
+  // the held one's optimizer state.
+  if (release_listener_ && response.ranks_released() > 0) release_listener_(model);
   Destroy(std::move(to_destroy));
   return response;
 }

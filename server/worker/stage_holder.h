@@ -60,7 +60,7 @@ class StageHolder {
   };
   absl::StatusOr<HeldRanks> Held(const std::string& model) const;
 
-  // Called (outside the lock) with a model's name whenever Release dropped or cancelled it, so
+  // Called (outside the lock) with a model's name whenever Release dropped its held ranks, so
   // that state kept beside the held ranks (optimizers) goes with them. Set before serving.
   void SetReleaseListener(std::function<void(const std::string&)> listener) {
     release_listener_ = std::move(listener);

@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/coordinator/model_preparation.h"
+#include "server/worker/rank_jobs.h"
 #include "tests/unit/server/test_models.h"
 
 namespace gptb::worker {
@@ -239,6 +240,121 @@ TEST_F(StageHolderTest, DestructorReleasesEverything) {
     EXPECT_EQ(alive_, 2);
   }
   EXPECT_EQ(alive_, 0);
+}
+
+// ---- RankJobs: work on every held rank at once ----------------------------------------------
+
+class RankJobsTest : public StageHolderTest {
+ protected:
+  void Hold(StageHolder* holder) {
+    auto session = holder->StartBuild(request_);
+    ASSERT_TRUE(session.ok()) << session.status();
+    std::vector<gptbuilder::v1::RankProgress> events;
+    ASSERT_TRUE(Drain(session->get(), &events).ok());
+  }
+  static bool Never() { return false; }
+};
+
+TEST_F(RankJobsTest, RunsOnEveryHeldRankConcurrentlyAndPrefixesTheFailingRank) {
+  StageHolder holder(slots_, "127.0.0.1", Builder());
+  RankJobs jobs(&holder);
+  Hold(&holder);
+  // Both ranks must be inside the job at the same time (as ranks meeting in a collective are).
+  auto arrived = std::make_shared<std::atomic<int>>(0);
+  absl::Status status = jobs.RunOnEveryRank(
+      "m", "b1", "test job",
+      [arrived](int, RankJobs::RankSlot& slot) {
+        EXPECT_NE(slot.model, nullptr);
+        arrived->fetch_add(1);
+        for (int i = 0; i < 2000 && arrived->load() < 2; ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        return arrived->load() == 2 ? absl::OkStatus() : absl::DeadlineExceededError("alone");
+      },
+      Never);
+  EXPECT_TRUE(status.ok()) << status;
+  status = jobs.RunOnEveryRank(
+      "m", "", "test job",
+      [](int rank, RankJobs::RankSlot&) {
+        return rank == 1 ? absl::UnavailableError("peer lost") : absl::OkStatus();
+      },
+      Never);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(status.message(), "rank 1: peer lost");
+  EXPECT_EQ(jobs.RunOnEveryRank("nope", "", "x", nullptr, Never).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(jobs.RunOnEveryRank("m", "b2", "x", nullptr, Never).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(RankJobsTest, OneJobAtATimeAndACancelledCallLeavesTheRanksToFinish) {
+  StageHolder holder(slots_, "127.0.0.1", Builder());
+  RankJobs jobs(&holder);
+  Hold(&holder);
+  auto go = std::make_shared<std::atomic<bool>>(false);
+  auto finished = std::make_shared<std::atomic<int>>(0);
+  std::atomic<bool> cancel{false};
+  std::thread first([&] {
+    absl::Status status = jobs.RunOnEveryRank(
+        "m", "b1", "slow job",
+        [go, finished](int, RankJobs::RankSlot&) {
+          while (!go->load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          finished->fetch_add(1);
+          return absl::OkStatus();
+        },
+        [&] { return cancel.load(); });
+    EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
+  });
+  // Busy: a second job is refused.
+  absl::Status busy;
+  for (int i = 0; i < 1000; ++i) {
+    busy = jobs.RunOnEveryRank(
+        "m", "", "x", [](int, RankJobs::RankSlot&) { return absl::OkStatus(); }, Never);
+    if (!busy.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(busy.code(), absl::StatusCode::kAborted) << busy;
+  cancel = true;
+  first.join();  // returned while its ranks still run
+  EXPECT_EQ(finished->load(), 0);
+  EXPECT_EQ(jobs.RunOnEveryRank(
+                    "m", "", "x", [](int, RankJobs::RankSlot&) { return absl::OkStatus(); }, Never)
+                .code(),
+            absl::StatusCode::kAborted);
+  *go = true;
+  absl::Status after;
+  for (int i = 0; i < 2000; ++i) {
+    after = jobs.RunOnEveryRank(
+        "m", "", "x", [](int, RankJobs::RankSlot&) { return absl::OkStatus(); }, Never);
+    if (after.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(after.ok()) << after;
+  EXPECT_EQ(finished->load(), 2);
+}
+
+TEST_F(RankJobsTest, PerRankStateLivesAsLongAsTheHeldBuild) {
+  StageHolder holder(slots_, "127.0.0.1", Builder());
+  RankJobs jobs(&holder);
+  Hold(&holder);
+  auto make = [](int, RankJobs::RankSlot& slot) {
+    if (slot.trainer == nullptr) {
+      slot.trainer = std::make_unique<train::RankTrainer>(slot.model.get());
+      return absl::OkStatus();
+    }
+    return absl::AlreadyExistsError("kept");
+  };
+  EXPECT_TRUE(jobs.RunOnEveryRank("m", "", "x", make, Never).ok());
+  EXPECT_EQ(jobs.RunOnEveryRank("m", "", "x", make, Never).code(),
+            absl::StatusCode::kAlreadyExists);
+  // Releasing another build of the name keeps it; releasing the held build drops it.
+  holder.Release("m", "other");
+  EXPECT_EQ(jobs.RunOnEveryRank("m", "", "x", make, Never).code(),
+            absl::StatusCode::kAlreadyExists);
+  holder.Release("m", "b1");
+  EXPECT_EQ(alive_, 0) << "the held ranks outlived their release";
+  Hold(&holder);
+  EXPECT_TRUE(jobs.RunOnEveryRank("m", "", "x", make, Never).ok());
 }
 
 }  // namespace
