@@ -173,7 +173,7 @@ absl::StatusOr<gptbuilder::v1::TrainStepRequest> TrainRequestFromArgs(const Pars
     any = true;
   }
   if (any) {
-    if (!optimizer.has_lr()) {
+    if (!args.Has("lr")) {
       violations.Add("--lr", "REQUIRED",
                      "--lr is required with the other optimizer flags (Megatron has no default)");
     }

@@ -112,9 +112,13 @@ int RunUp(const ParsedArgs& raw_args, std::ostream& out, std::ostream& err) {
     for (int i = 0; i < (*cluster)->num_workers(); ++i) {
       out << "         worker-" << i << "    " << (*cluster)->worker_metrics()[i] << "\n";
     }
-    out << "try:     gptb --server " << (*cluster)->coordinator_address()
-        << " models | workers | describe " << request.name() << " | release " << request.name()
-        << "\n";
+    const std::string gptb = "gptb --server " + (*cluster)->coordinator_address();
+    out << "try:     " << gptb << " models | workers | describe " << request.name() << " | release "
+        << request.name() << "\n"
+        << "         " << gptb << " train " << request.name()
+        << " --lr 3e-4 --steps 5 --seq-length 128\n"
+        << "         " << gptb << " save " << request.name() << " /tmp/" << request.name()
+        << "-checkpoint\n";
   }
   out.flush();
   if (args.Has("exit-after-build")) {
