@@ -61,28 +61,39 @@ absl::Status RankJobs::RunOnEveryRank(const std::string& model, const std::strin
   struct Run {
     std::mutex mu;
     std::condition_variable done;
-    int remaining = 0;
+    int remaining = 0;  // ranks not done (under mu)
+    int holding = 0;    // ranks still holding the model (under shared mu)
     std::map<int, absl::Status> statuses;
   };
   auto run = std::make_shared<Run>();
   run->remaining = static_cast<int>(slots.size());
+  run->holding = run->remaining;
   for (auto& [rank, slot] : slots) {
-    std::thread([run, shared = shared_, entry, rank = rank, slot = slot, job, what] {
+    std::thread([run, shared = shared_, entry, rank = rank, slot = slot, job = Job(job),
+                 what]() mutable {
       absl::Status status;
       try {
         status = job(rank, *slot);
       } catch (const std::exception& e) {
         status = absl::InternalError(absl::StrCat(what, ": ", e.what()));
       }
-      bool last = false;
+      {
+        // The references to the model go before anyone can see it idle (once it is, a release
+        // frees it at once), and before the caller is told this rank is done (it may start the
+        // next job at once).
+        std::lock_guard<std::mutex> lock(shared->mu);
+        slot.reset();
+        if (--run->holding == 0) entry->busy = false;
+        entry.reset();
+      }
+      // Nothing of the model's outlives the signal below (the last reference to the job table,
+      // with the models of a released entry, may be this thread's).
+      shared.reset();
+      job = nullptr;
       {
         std::lock_guard<std::mutex> lock(run->mu);
         run->statuses[rank] = status;
-        last = --run->remaining == 0;
-      }
-      if (last) {
-        std::lock_guard<std::mutex> lock(shared->mu);
-        entry->busy = false;
+        --run->remaining;
       }
       run->done.notify_all();
     }).detach();

@@ -292,12 +292,14 @@ TEST_F(RankJobsTest, OneJobAtATimeAndACancelledCallLeavesTheRanksToFinish) {
   RankJobs jobs(&holder);
   Hold(&holder);
   auto go = std::make_shared<std::atomic<bool>>(false);
+  auto started = std::make_shared<std::atomic<int>>(0);
   auto finished = std::make_shared<std::atomic<int>>(0);
   std::atomic<bool> cancel{false};
   std::thread first([&] {
     absl::Status status = jobs.RunOnEveryRank(
         "m", "b1", "slow job",
-        [go, finished](int, RankJobs::RankSlot&) {
+        [go, started, finished](int, RankJobs::RankSlot&) {
+          started->fetch_add(1);
           while (!go->load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
           finished->fetch_add(1);
           return absl::OkStatus();
@@ -305,14 +307,13 @@ TEST_F(RankJobsTest, OneJobAtATimeAndACancelledCallLeavesTheRanksToFinish) {
         [&] { return cancel.load(); });
     EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
   });
-  // Busy: a second job is refused.
-  absl::Status busy;
-  for (int i = 0; i < 1000; ++i) {
-    busy = jobs.RunOnEveryRank(
-        "m", "", "x", [](int, RankJobs::RankSlot&) { return absl::OkStatus(); }, Never);
-    if (!busy.ok()) break;
+  for (int i = 0; i < 5000 && started->load() < 2; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  ASSERT_EQ(started->load(), 2);
+  // Busy: a second job is refused.
+  const absl::Status busy = jobs.RunOnEveryRank(
+      "m", "", "x", [](int, RankJobs::RankSlot&) { return absl::OkStatus(); }, Never);
   EXPECT_EQ(busy.code(), absl::StatusCode::kAborted) << busy;
   cancel = true;
   first.join();  // returned while its ranks still run
