@@ -116,7 +116,7 @@ double Baseline(const RankTopology& topology) {
       for (const std::vector<int>& members : topology.AllGroups(kind)) {
         // The world-wide barrier every new_group call made.
         const std::string key = absl::StrCat("barrier/", serial++);
-        if (store->add(key, 1) == world) store->set(key + "/done", {1});
+        if (store->add(key, 1) == world) store->set(key + "/done", std::vector<uint8_t>{1});
         store->wait({key + "/done"});
         auto it = std::find(members.begin(), members.end(), rank);
         if (it == members.end()) continue;
@@ -129,8 +129,13 @@ double Baseline(const RankTopology& topology) {
         options->devices = {device};
         auto prefixed = c10::make_intrusive<c10d::PrefixStore>(
             gptb::parallel::GroupStorePrefix("base", kind, members), store);
-        held.push_back(c10::make_intrusive<c10d::ProcessGroupGloo>(
-            prefixed, local, static_cast<int>(members.size()), options));
+        const int size = static_cast<int>(members.size());
+        auto group = c10::make_intrusive<c10d::ProcessGroup>(prefixed, local, size);
+        group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+        group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO,
+                          c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, local, size,
+                                                                      options));
+        held.push_back(group);
       }
     }
     return held;

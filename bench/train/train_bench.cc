@@ -1,7 +1,7 @@
 // Train-step throughput on CPU: a small GPT at tp=1 trained through gptbuilder's RankTrainer
 // (the model built by BuildRankModel, wrapped in DDP, Megatron's train step) versus the same
-// model and step written the plain PyTorch way (bench/train/torch_baseline.py on Debian's
-// python3-torch), run in the same process run with the same thread count.
+// model and step written the plain PyTorch way (bench/train/torch_baseline.py on
+// the same torch as LibTorch: the project environment's wheel), with the same thread count.
 //
 // Model: 4 layers, hidden 256, 8 heads, ffn 1024, vocabulary 4096, sequence 256, LayerNorm,
 // GELU, biases, learned positions, tied embeddings, no dropout, fp32. Step: 2 micro-batches of
@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
 
   const std::string script = std::string(GPTB_SOURCE_DIR) + "/bench/train/torch_baseline.py";
   const std::string command =
-      absl::StrCat("/usr/bin/python3 ", script, " --layers ", s.layers, " --hidden ", s.hidden,
+      absl::StrCat(GPTB_PYTHON, " ", script, " --layers ", s.layers, " --hidden ", s.hidden,
                    " --heads ", s.heads, " --ffn ", s.ffn, " --vocab ", s.vocab, " --seq ", s.seq,
                    " --micro_batch_size ", s.micro_batch_size, " --micro_batches ", s.micro_batches,
                    " --steps ", s.steps, " --warmup ", s.warmup, " --threads ", s.threads);

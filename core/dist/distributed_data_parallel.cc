@@ -185,7 +185,7 @@ absl::Status DistributedDataParallel::Build(const std::vector<plan::ParamInfo>& 
   for (int b = 0; b < static_cast<int>(buffers_.size()); ++b) {
     for (int s = 0; s < static_cast<int>(buffers_[b].layout.slots.size()); ++s) {
       const torch::Tensor& param = buffers_[b].params[buffers_[b].layout.slots[s].index];
-      std::shared_ptr<torch::autograd::Node> accumulator =
+      c10::intrusive_ptr<torch::autograd::Node> accumulator =
           torch::autograd::impl::grad_accumulator(param);
       if (!accumulator) {
         return absl::InternalError(
@@ -276,7 +276,7 @@ absl::Status DistributedDataParallel::StartBucket(int buffer, int bucket) {
     torch::Tensor local = view.narrow(0, buf.group->getRank() * shard, shard);
     c10d::ReduceScatterOptions rs_options;
     rs_options.reduceOp = options.reduceOp;
-    state.work = buf.group->_reduce_scatter_base(local, view, rs_options);
+    state.work = buf.group->reduce_scatter_single(local, view, rs_options);
   } else {
     std::vector<at::Tensor> tensors = {state.wire};
     state.work = buf.group->allreduce(tensors, options);

@@ -144,7 +144,7 @@ class DistributedDataParallel {
   parallel::ProcessGroupPtr expt_dp_;
   bool is_last_microbatch_ = true;
   // Gradient accumulators kept alive (their hooks live on them) and the hook keys to remove.
-  std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks_;
+  std::vector<std::pair<c10::intrusive_ptr<torch::autograd::Node>, uintptr_t>> hooks_;
 };
 
 }  // namespace gptb::dist

@@ -81,7 +81,7 @@ torch::Tensor ReduceScatter(const torch::Tensor& tensor, const ProcessGroupPtr& 
     std::vector<int64_t> shape = input.sizes().vec();
     shape[0] = chunk;
     output = torch::empty(shape, input.options());
-    group->_reduce_scatter_base(output, input)->wait();
+    group->reduce_scatter_single(output, input)->wait();
   } else {
     // Gloo in LibTorch 1.13 has no reduce-scatter: all-reduce a copy and keep our slice.
     torch::Tensor reduced = input.is_alias_of(tensor) ? input.clone() : input;

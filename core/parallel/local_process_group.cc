@@ -69,7 +69,7 @@ c10::intrusive_ptr<c10d::Work> LocalProcessGroup::allgather(
   return Done(c10d::OpType::ALLGATHER);
 }
 
-c10::intrusive_ptr<c10d::Work> LocalProcessGroup::_allgather_base(at::Tensor& output,
+c10::intrusive_ptr<c10d::Work> LocalProcessGroup::all_gather_single(at::Tensor& output,
                                                                   at::Tensor& input,
                                                                   const c10d::AllgatherOptions&) {
   CopyInto(output, input);
@@ -118,13 +118,13 @@ c10::intrusive_ptr<c10d::Work> LocalProcessGroup::reduce_scatter(
   return Done(c10d::OpType::REDUCE_SCATTER, outputs);
 }
 
-c10::intrusive_ptr<c10d::Work> LocalProcessGroup::_reduce_scatter_base(
+c10::intrusive_ptr<c10d::Work> LocalProcessGroup::reduce_scatter_single(
     at::Tensor& output, at::Tensor& input, const c10d::ReduceScatterOptions&) {
   CopyInto(output, input);
   return Done(c10d::OpType::_REDUCE_SCATTER_BASE, {output});
 }
 
-c10::intrusive_ptr<c10d::Work> LocalProcessGroup::alltoall_base(at::Tensor& output,
+c10::intrusive_ptr<c10d::Work> LocalProcessGroup::all_to_all_single(at::Tensor& output,
                                                                 at::Tensor& input,
                                                                 std::vector<int64_t>&,
                                                                 std::vector<int64_t>&,

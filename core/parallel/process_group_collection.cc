@@ -27,6 +27,17 @@ struct BackendChoice {
   std::function<ProcessGroupPtr(const StorePtr& store, int rank, int size)> create;
 };
 
+// A c10d backend (ProcessGroupGloo, ProcessGroupNCCL) is not a ProcessGroup since LibTorch 2.0:
+// the group fronts one backend per device type and routes each collective to it.
+ProcessGroupPtr GroupOf(const StorePtr& store, int rank, int size, c10::DeviceType device,
+                        c10d::ProcessGroup::BackendType type,
+                        c10::intrusive_ptr<c10d::Backend> backend) {
+  auto group = c10::make_intrusive<c10d::ProcessGroup>(store, rank, size);
+  group->setDefaultBackend(type);
+  group->setBackend(device, type, std::move(backend));
+  return group;
+}
+
 // The backend seam: the only place that names a c10d backend or a device type.
 absl::StatusOr<BackendChoice> ChooseBackend(const ProcessGroupOptions& options) {
   BackendChoice choice;
@@ -44,8 +55,9 @@ absl::StatusOr<BackendChoice> ChooseBackend(const ProcessGroupOptions& options) 
         auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
         gloo_options->devices = {*device};
         gloo_options->threads = options.gloo_threads;
-        return ProcessGroupPtr(
-            c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, gloo_options));
+        return GroupOf(store, rank, size, c10::DeviceType::CPU,
+                       c10d::ProcessGroup::BackendType::GLOO,
+                       c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, gloo_options));
       };
       return choice;
     }
@@ -55,8 +67,9 @@ absl::StatusOr<BackendChoice> ChooseBackend(const ProcessGroupOptions& options) 
       choice.create = [options](const StorePtr& store, int rank, int size) {
         auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
         nccl_options->timeout = options.timeout;
-        return ProcessGroupPtr(
-            c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, nccl_options));
+        return GroupOf(store, rank, size, c10::DeviceType::CUDA,
+                       c10d::ProcessGroup::BackendType::NCCL,
+                       c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, nccl_options));
       };
       return choice;
 #else

@@ -28,7 +28,7 @@ class TrainClusterTest : public ClusterTest {
     }
     absl::StrAppend(&docs, "]");
     const std::string command = absl::StrCat(
-        "/usr/bin/python3 ",
+        GPTB_PYTHON, " ",
         Quote(std::string(GPTB_SOURCE_DIR) + "/tests/unit/train/write_indexed_dataset.py"), " ",
         Quote(prefix), " uint16 ", Quote(docs));
     EXPECT_EQ(std::system(command.c_str()), 0) << command;

@@ -34,7 +34,7 @@ std::ostream& operator<<(std::ostream& os, const Family& f) { return os << f.typ
 // Writes the family's HF directory and reference logits (once per test binary run).
 std::string ReferenceDir(const Family& family) {
   const std::string dir = testing::TempDir("hf_" + family.type);
-  const std::string command = "/usr/bin/python3 " + std::string(GPTB_SOURCE_DIR) +
+  const std::string command = std::string(GPTB_PYTHON) + " " + std::string(GPTB_SOURCE_DIR) +
                               "/tests/unit/checkpoint/hf_reference.py write " + family.type + " " +
                               dir + (family.sharded ? " --sharded" : "");
   EXPECT_EQ(std::system(command.c_str()), 0) << command;

@@ -25,7 +25,7 @@ const char kScript[] = GPTB_SOURCE_DIR "/tests/unit/checkpoint/reference_safeten
 
 // Runs the reference script with Debian's interpreter (the one with numpy); returns its exit code.
 int RunScript(const std::string& args) {
-  const std::string command = std::string("/usr/bin/python3 ") + kScript + " " + args;
+  const std::string command = std::string(GPTB_PYTHON) + " " + kScript + " " + args;
   int status = std::system(command.c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

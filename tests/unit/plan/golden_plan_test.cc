@@ -31,7 +31,9 @@ TEST_P(GoldenPlanTest, FinalizeDerivesMegatronsResolvedValues) {
   EXPECT_EQ(t.ffn_hidden_size(), r["ffn_hidden_size"].get<int>());
   EXPECT_EQ(t.expert_tensor_parallel_size(), r["expert_tensor_parallel_size"].get<int>());
   EXPECT_EQ(t.has_moe_ffn_hidden_size(), !r["moe_ffn_hidden_size"].is_null());
-  if (t.has_moe_ffn_hidden_size()) EXPECT_EQ(t.moe_ffn_hidden_size(), r["moe_ffn_hidden_size"].get<int>());
+  if (t.has_moe_ffn_hidden_size()) {
+    EXPECT_EQ(t.moe_ffn_hidden_size(), r["moe_ffn_hidden_size"].get<int>());
+  }
   EXPECT_DOUBLE_EQ(t.embedding_init_method_std(), r["embedding_init_method_std"].get<double>());
   EXPECT_EQ(t.microbatch_group_size_per_vp_stage(), r["microbatch_group_size_per_vp_stage"].get<int>());
   EXPECT_EQ(t.layernorm_epsilon(), r["layernorm_epsilon"].get<double>());

@@ -40,10 +40,10 @@ class TempDir {
   std::string path_;
 };
 
-// Writes <prefix>.bin/.idx with Debian's python3 + numpy; fails the test if the script fails.
+// Writes <prefix>.bin/.idx with the project environment's numpy; fails the test if the script fails.
 void WriteWithNumpy(const std::string& prefix, const std::string& dtype,
                     const std::string& sequences, const std::string& documents = "") {
-  std::string command = std::string("/usr/bin/python3 ") + kScript + " '" + prefix + "' " + dtype +
+  std::string command = std::string(GPTB_PYTHON) + " " + kScript + " '" + prefix + "' " + dtype +
                         " '" + sequences + "'";
   if (!documents.empty()) command += " '" + documents + "'";
   const int status = std::system(command.c_str());

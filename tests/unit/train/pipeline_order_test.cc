@@ -16,7 +16,10 @@ namespace {
 
 std::string Join(const std::vector<PipelineOp>& ops) {
   std::string out;
-  for (const PipelineOp& op : ops) out += (out.empty() ? "" : " ") + ToString(op);
+  for (const PipelineOp& op : ops) {
+    if (!out.empty()) out += ' ';
+    out += ToString(op);
+  }
   return out;
 }
 

@@ -1,0 +1,62 @@
+# LibTorch from the project's Python environment: the pinned torch wheel (scripts/bootstrap
+# makes the environment) ships LibTorch's headers, CMake config and libraries. GPTB_PYTHON is
+# that environment's interpreter; the wheel is found through torch.utils.cmake_prefix_path.
+#
+# Defines `gptb_torch`, the one target project code links for LibTorch, and GPTB_TORCH_VERSION.
+# - CPU build (the default): LibTorch's CPU library and c10 only. The wheel is CUDA-enabled, but
+#   nothing here needs the CUDA toolkit; libtorch_cpu finds the CUDA runtime it lists (cudart,
+#   cupti; never called without a device) in the wheel's nvidia packages through its own RPATH.
+# - GPTB_WITH_CUDA=ON: the wheel's own CMake config (`find_package(Torch)`, which needs the CUDA
+#   toolkit) and every CUDA library it names, plus NCCL's headers for ProcessGroupNCCL.
+set(GPTB_PYTHON "${CMAKE_SOURCE_DIR}/.venv/bin/python" CACHE FILEPATH
+    "Python of the environment holding the torch wheel (scripts/bootstrap --python prints it)")
+if(NOT EXISTS "${GPTB_PYTHON}")
+  message(FATAL_ERROR "GPTB_PYTHON=${GPTB_PYTHON} does not exist: run scripts/bootstrap (it "
+                      "makes the Python environment with the torch wheel) or pass "
+                      "-DGPTB_PYTHON=<python with torch installed>")
+endif()
+execute_process(
+  COMMAND "${GPTB_PYTHON}" -c
+          "import torch, torch.utils; print(torch.__version__); print(torch.utils.cmake_prefix_path)"
+  OUTPUT_VARIABLE _gptb_torch_out ERROR_VARIABLE _gptb_torch_err RESULT_VARIABLE _gptb_torch_rc
+  OUTPUT_STRIP_TRAILING_WHITESPACE)
+if(NOT _gptb_torch_rc EQUAL 0)
+  message(FATAL_ERROR "${GPTB_PYTHON} cannot import torch: ${_gptb_torch_err}")
+endif()
+string(REPLACE "\n" ";" _gptb_torch_out "${_gptb_torch_out}")
+list(GET _gptb_torch_out 0 GPTB_TORCH_VERSION)
+list(GET _gptb_torch_out 1 GPTB_TORCH_CMAKE_PREFIX)
+get_filename_component(GPTB_TORCH_ROOT "${GPTB_TORCH_CMAKE_PREFIX}/../.." ABSOLUTE)
+if(GPTB_TORCH_VERSION VERSION_LESS 2.0)
+  message(FATAL_ERROR "LibTorch ${GPTB_TORCH_VERSION} is too old: the project builds on 2.x")
+endif()
+message(STATUS "LibTorch ${GPTB_TORCH_VERSION} from ${GPTB_TORCH_ROOT}")
+
+add_library(gptb_torch INTERFACE)
+if(GPTB_WITH_CUDA)
+  list(APPEND CMAKE_PREFIX_PATH "${GPTB_TORCH_CMAKE_PREFIX}")
+  find_package(Torch REQUIRED)
+  find_path(GPTB_NCCL_INCLUDE_DIR nccl.h
+            HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/local/cuda/include
+                  "${GPTB_TORCH_ROOT}/../nvidia/nccl/include")
+  if(NOT GPTB_NCCL_INCLUDE_DIR)
+    message(FATAL_ERROR "GPTB_WITH_CUDA=ON needs nccl.h (the CUDA toolkit's NCCL or libnccl-dev)")
+  endif()
+  target_include_directories(gptb_torch SYSTEM INTERFACE "${GPTB_NCCL_INCLUDE_DIR}")
+  target_link_libraries(gptb_torch INTERFACE ${TORCH_LIBRARIES})
+else()
+  set(_gptb_torch_libs "${GPTB_TORCH_ROOT}/lib/libtorch_cpu.so" "${GPTB_TORCH_ROOT}/lib/libc10.so")
+  foreach(lib IN LISTS _gptb_torch_libs)
+    if(NOT EXISTS "${lib}")
+      message(FATAL_ERROR "${lib} is missing from the torch wheel at ${GPTB_TORCH_ROOT}")
+    endif()
+  endforeach()
+  target_include_directories(gptb_torch SYSTEM INTERFACE
+    "${GPTB_TORCH_ROOT}/include" "${GPTB_TORCH_ROOT}/include/torch/csrc/api/include")
+  target_link_libraries(gptb_torch INTERFACE ${_gptb_torch_libs} Threads::Threads)
+  # The wheel's headers require C++20 (the project builds as C++20 throughout).
+  target_compile_features(gptb_torch INTERFACE cxx_std_20)
+endif()
+# Binaries find the wheel's libraries at run time through their RPATH (CMake's build RPATH for
+# the libraries named above); the images copy the same folder.
+set(GPTB_TORCH_LIBRARY_DIR "${GPTB_TORCH_ROOT}/lib")
