@@ -81,8 +81,8 @@ size_t NaivePlanEveryRank(const gptb::plan::ModelPlan& plan) {
     const gptb::plan::RankCoords coords = plan.topology().Coords(r);
     for (int chunk = 0; chunk < plan.layout().num_chunks(); ++chunk) {
       const gptb::plan::ChunkLayout& layout = plan.layout().Chunk(coords.pp, chunk);
-      auto specs = gptb::spec::ResolveStageLayerSpecs(c, layout.LayerIds());
-      auto mtp = gptb::spec::MtpBlockSpec(c, *specs, layout.num_mtp_layers);
+      auto specs = gptb::layer_spec::ResolveStageLayerSpecs(c, layout.LayerIds());
+      auto mtp = gptb::layer_spec::MtpBlockSpec(c, *specs, layout.num_mtp_layers);
       gptb::plan::StageContext context;
       context.config = &c;
       context.vocab_size = plan.padded_vocab_size();

@@ -24,7 +24,7 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const model::RankModel& model, const st
   const int chunks = static_cast<int>(model.stages().size());
   absl::Status gathered;
   for (int c = 0; c < chunks && gathered.ok(); ++c) {
-    if (dist::FullyShardedDataParallel* fsdp = model.fsdp(c);
+    if (distributed::FullyShardedDataParallel* fsdp = model.fsdp(c);
         fsdp != nullptr && !fsdp->gathered()) {
       gathered = fsdp->Gather();
     }
@@ -34,7 +34,7 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const model::RankModel& model, const st
                                                       HeldTensorsOf(model), path, options)
                                         : absl::StatusOr<SaveStats>(gathered);
   for (int c = 0; c < chunks; ++c) {
-    if (dist::FullyShardedDataParallel* fsdp = model.fsdp(c); fsdp != nullptr && fsdp->gathered()) {
+    if (distributed::FullyShardedDataParallel* fsdp = model.fsdp(c); fsdp != nullptr && fsdp->gathered()) {
       fsdp->Release();
     }
   }

@@ -15,8 +15,8 @@
 #include "core/config/suggest.h"
 #include "core/config/violations.h"
 #include "core/config/vocab.h"
-#include "core/spec/module_registry.h"
-#include "core/spec/module_spec.h"
+#include "core/layer_spec/module_registry.h"
+#include "core/layer_spec/module_spec.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
 
@@ -1023,12 +1023,12 @@ void CheckMoe(const TransformerConfig& t, const Sizes& s, const Given& given, Ch
   }
 }
 
-// CUSTOM_LAYER_SPEC (ours): a custom tree is checked against the module registry (core/spec):
+// CUSTOM_LAYER_SPEC (ours): a custom tree is checked against the module registry (core/layer_spec):
 // unknown modules and slots, missing required submodules, modules in slots that cannot hold
 // them, q/k norms without qk_layernorm.
 void CheckLayerSpec(const ModuleSpec& spec, const TransformerConfig& t, const std::string& path,
                     Violations* violations) {
-  spec::CheckCustomLayerSpec(*spec::FromProto(spec), t, path, violations);
+  layer_spec::CheckCustomLayerSpec(*layer_spec::FromProto(spec), t, path, violations);
 }
 
 void CheckGptLevel(const GPTModelConfig& config, const Sizes& s, Checker& c) {

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "core/spec/module_registry.h"
+#include "core/layer_spec/module_registry.h"
 
 namespace gptb::model {
 namespace {
@@ -65,7 +65,7 @@ torch::Tensor Rotary::Apply(const torch::Tensor& t, const torch::Tensor& freqs) 
   return torch::cat({out, t.narrow(-1, rot, t.size(-1) - rot)}, -1);
 }
 
-SelfAttention::SelfAttention(const ModuleContext& ctx, const spec::ModuleSpec& spec,
+SelfAttention::SelfAttention(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
                              const std::string& prefix, const std::string& qkv_name,
                              const std::string& proj_name, bool fused_norm_override, bool qkv_first)
     : parallel_(ctx.parallel) {
@@ -92,10 +92,10 @@ SelfAttention::SelfAttention(const ModuleContext& ctx, const spec::ModuleSpec& s
         proj_name, std::make_shared<RowParallelLinear>(ctx, prefix + proj_name + "."));
   }
   bool fused = fused_norm_override;
-  if (const spec::ModuleSpec* qkv = spec.Submodule("linear_qkv")) {
-    const spec::ModuleInfo* info = spec::FindModule(qkv->module);
+  if (const layer_spec::ModuleSpec* qkv = spec.Submodule("linear_qkv")) {
+    const layer_spec::ModuleInfo* info = layer_spec::FindModule(qkv->module);
     fused = fused ||
-            (info != nullptr && info->kind == spec::ModuleKind::kLayerNormColumnParallelLinear);
+            (info != nullptr && info->kind == layer_spec::ModuleKind::kLayerNormColumnParallelLinear);
   }
   linear_qkv_ = register_module(
       qkv_name, std::make_shared<ColumnParallelLinear>(ctx, prefix + qkv_name + ".", fused));
@@ -104,11 +104,11 @@ SelfAttention::SelfAttention(const ModuleContext& ctx, const spec::ModuleSpec& s
         proj_name, std::make_shared<RowParallelLinear>(ctx, prefix + proj_name + "."));
   }
   for (const char* slot : {"q_layernorm", "k_layernorm"}) {
-    const spec::ModuleSpec* norm = spec.Submodule(slot);
+    const layer_spec::ModuleSpec* norm = spec.Submodule(slot);
     if (norm == nullptr) continue;
-    const spec::ModuleInfo* info = spec::FindModule(norm->module);
-    if (info != nullptr && info->kind == spec::ModuleKind::kL2Norm) qk_l2_norm_ = true;
-    if (info == nullptr || info->kind != spec::ModuleKind::kNorm) continue;
+    const layer_spec::ModuleInfo* info = layer_spec::FindModule(norm->module);
+    if (info != nullptr && info->kind == layer_spec::ModuleKind::kL2Norm) qk_l2_norm_ = true;
+    if (info == nullptr || info->kind != layer_spec::ModuleKind::kNorm) continue;
     auto module = register_module(slot, std::make_shared<Norm>(ctx, prefix + slot + "."));
     (std::string(slot) == "q_layernorm" ? q_layernorm_ : k_layernorm_) = module;
   }

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "core/model/layers.h"
-#include "core/spec/module_spec.h"
+#include "core/layer_spec/module_spec.h"
 
 namespace gptb::model {
 
@@ -34,7 +34,7 @@ class Rotary {
 // The local qkv rows are the rank's slice of the grouped layout [q heads of group j, k_j, v_j].
 class SelfAttention : public torch::nn::Module {
  public:
-  SelfAttention(const ModuleContext& ctx, const spec::ModuleSpec& spec, const std::string& prefix,
+  SelfAttention(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec, const std::string& prefix,
                 const std::string& qkv_name = "linear_qkv",
                 const std::string& proj_name = "linear_proj", bool fused_norm_override = false,
                 bool qkv_first = false);

@@ -1,13 +1,13 @@
 #include "core/model/gpt_stage.h"
 
 #include "absl/strings/str_cat.h"
-#include "core/spec/module_registry.h"
+#include "core/layer_spec/module_registry.h"
 
 namespace gptb::model {
 
 GptStage::GptStage(const gptbuilder::v1::GPTModelConfig& config, const plan::StagePlan& stage,
-                   const spec::StageLayerSpecs& specs,
-                   const std::optional<std::vector<spec::ModuleSpecPtr>>& mtp_specs,
+                   const layer_spec::StageLayerSpecs& specs,
+                   const std::optional<std::vector<layer_spec::ModuleSpecPtr>>& mtp_specs,
                    ParallelContext* parallel, torch::Device device)
     : config_(config), stage_(stage) {
   ParamTable params(stage_.params, device);
@@ -26,8 +26,8 @@ GptStage::GptStage(const gptbuilder::v1::GPTModelConfig& config, const plan::Sta
   auto layers = decoder->register_module("layers", std::make_shared<torch::nn::Module>());
   for (size_t i = 0; i < specs.layers.size(); ++i) {
     const std::string prefix = absl::StrCat("decoder.layers.", i, ".");
-    const spec::ModuleInfo* info = spec::FindModule(specs.layers[i]->module);
-    if (info != nullptr && info->kind == spec::ModuleKind::kTeTransformerLayer) {
+    const layer_spec::ModuleInfo* info = layer_spec::FindModule(specs.layers[i]->module);
+    if (info != nullptr && info->kind == layer_spec::ModuleKind::kTeTransformerLayer) {
       te_layers_.push_back(layers->register_module(
           absl::StrCat(i), std::make_shared<TeTransformerLayer>(ctx, prefix)));
     } else {

@@ -12,7 +12,7 @@
 #include "core/model/layers.h"
 #include "core/model/transformer.h"
 #include "core/plan/model_plan.h"
-#include "core/spec/layer_specs.h"
+#include "core/layer_spec/layer_specs.h"
 
 namespace gptb::model {
 
@@ -24,8 +24,8 @@ class GptStage : public torch::nn::Module {
   // Builds the modules of `stage` from its layer specs, allocating every planned parameter
   // (uninitialised) on `device`. Throws BuildError on a spec/plan mismatch.
   GptStage(const gptbuilder::v1::GPTModelConfig& config, const plan::StagePlan& stage,
-           const spec::StageLayerSpecs& specs,
-           const std::optional<std::vector<spec::ModuleSpecPtr>>& mtp_specs,
+           const layer_spec::StageLayerSpecs& specs,
+           const std::optional<std::vector<layer_spec::ModuleSpecPtr>>& mtp_specs,
            ParallelContext* parallel, torch::Device device);
 
   // First stage: token ids [b, s] (int64). Other stages: hidden states [s, b, h].

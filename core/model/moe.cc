@@ -1,11 +1,11 @@
 #include "core/model/moe.h"
 
 #include "absl/strings/str_cat.h"
-#include "core/spec/module_registry.h"
+#include "core/layer_spec/module_registry.h"
 
 namespace gptb::model {
 
-MoeLayer::MoeLayer(const ModuleContext& ctx, const spec::ModuleSpec& spec,
+MoeLayer::MoeLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
                    const std::string& prefix)
     : parallel_(ctx.parallel),
       activation_(ActivationByName(ctx.config->activation_func())),
@@ -26,12 +26,12 @@ MoeLayer::MoeLayer(const ModuleContext& ctx, const spec::ModuleSpec& spec,
     router_bias_ = router->register_parameter("bias", ctx.params->Take(prefix + "router.bias"));
   }
 
-  const spec::ModuleSpec* experts_spec = spec.Submodule("experts");
-  const spec::ModuleInfo* info = experts_spec ? spec::FindModule(experts_spec->module) : nullptr;
+  const layer_spec::ModuleSpec* experts_spec = spec.Submodule("experts");
+  const layer_spec::ModuleInfo* info = experts_spec ? layer_spec::FindModule(experts_spec->module) : nullptr;
   auto experts = register_module("experts", std::make_shared<torch::nn::Module>());
   const std::string ep = prefix + "experts.";
   experts_.resize(local_experts_);
-  if (info != nullptr && info->kind == spec::ModuleKind::kGroupedMlp) {
+  if (info != nullptr && info->kind == layer_spec::ModuleKind::kGroupedMlp) {
     // TEGroupedMLP: linear_fc1.weight<j> / bias<j>, then linear_fc2.weight<j> / bias<j>.
     auto fc1 = experts->register_module("linear_fc1", std::make_shared<torch::nn::Module>());
     auto fc2 = experts->register_module("linear_fc2", std::make_shared<torch::nn::Module>());
@@ -88,7 +88,7 @@ MoeLayer::MoeLayer(const ModuleContext& ctx, const spec::ModuleSpec& spec,
   ep_rank_ = 0;
   // The first local expert's canonical index tells which experts this rank holds.
   if (local_experts_ > 0) {
-    const std::string first = info != nullptr && info->kind == spec::ModuleKind::kGroupedMlp
+    const std::string first = info != nullptr && info->kind == layer_spec::ModuleKind::kGroupedMlp
                                   ? ep + "linear_fc1.weight0"
                                   : ep + "local_experts.0.linear_fc1.weight";
     const std::string& canonical = ctx.params->Info(first).canonical_name;

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/model/layers.h"
-#include "core/spec/module_spec.h"
+#include "core/layer_spec/module_spec.h"
 
 namespace gptb::model {
 
@@ -20,7 +20,7 @@ namespace gptb::model {
 // shared_experts.
 class MoeLayer : public torch::nn::Module {
  public:
-  MoeLayer(const ModuleContext& ctx, const spec::ModuleSpec& spec, const std::string& prefix);
+  MoeLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec, const std::string& prefix);
   torch::Tensor forward(const torch::Tensor& x);  // [s, b, h] -> [s, b, h]
   // The load-balancing auxiliary loss of the last forward (moe_aux_loss_coeff times Switch's
   // E * sum_e f_e * P_e), or an undefined tensor when the coefficient is 0.

@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "core/dist/wrap.h"
+#include "core/distributed/wrap.h"
 #include "core/init/checksum.h"
 #include "core/init/initializer.h"
 #include "core/model/distributed_parallel_context.h"
@@ -50,9 +50,9 @@ class RankModelImpl : public RankModel {
   const parallel::ProcessGroupCollection* groups() const override {
     return groups_.has_value() ? &*groups_ : nullptr;
   }
-  dist::DistributedDataParallel* ddp(int chunk) const override { return ddp_.at(chunk).get(); }
-  dist::FullyShardedDataParallel* fsdp(int chunk) const override { return fsdp_.at(chunk).get(); }
-  const dist::Float16Module* float16(int chunk) const override {
+  distributed::DistributedDataParallel* ddp(int chunk) const override { return ddp_.at(chunk).get(); }
+  distributed::FullyShardedDataParallel* fsdp(int chunk) const override { return fsdp_.at(chunk).get(); }
+  const distributed::Float16Module* float16(int chunk) const override {
     return float16_.at(chunk).has_value() ? &*float16_.at(chunk) : nullptr;
   }
 
@@ -145,9 +145,9 @@ class RankModelImpl : public RankModel {
   std::optional<parallel::ProcessGroupCollection> groups_;
   std::unique_ptr<ParallelContext> parallel_;
   std::vector<std::shared_ptr<GptStage>> stages_;
-  std::vector<std::unique_ptr<dist::DistributedDataParallel>> ddp_;
-  std::vector<std::unique_ptr<dist::FullyShardedDataParallel>> fsdp_;
-  std::vector<std::optional<dist::Float16Module>> float16_;
+  std::vector<std::unique_ptr<distributed::DistributedDataParallel>> ddp_;
+  std::vector<std::unique_ptr<distributed::FullyShardedDataParallel>> fsdp_;
+  std::vector<std::optional<distributed::Float16Module>> float16_;
   std::vector<std::pair<BuildPhase, double>> phases_;
   int64_t parameter_bytes_ = 0;
   int64_t gradient_bytes_ = 0;
@@ -217,10 +217,10 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
        ++chunk_index) {
     const plan::StagePlan& stage = plan_.stages()[rank_plan.stages[chunk_index]];
     const plan::ChunkLayout& chunk = plan_.layout().Chunk(stage.pp_rank, stage.chunk_index);
-    absl::StatusOr<spec::StageLayerSpecs> specs =
-        spec::ResolveStageLayerSpecs(plan_.config(), chunk.LayerIds());
+    absl::StatusOr<layer_spec::StageLayerSpecs> specs =
+        layer_spec::ResolveStageLayerSpecs(plan_.config(), chunk.LayerIds());
     if (!specs.ok()) return specs.status();
-    auto mtp = spec::MtpBlockSpec(plan_.config(), *specs, chunk.num_mtp_layers);
+    auto mtp = layer_spec::MtpBlockSpec(plan_.config(), *specs, chunk.num_mtp_layers);
     if (!mtp.ok()) return mtp.status();
     absl::Status built = parallel::CallTorch("construct stage", [&] {
       torch::NoGradGuard no_grad;
@@ -298,46 +298,46 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
   // dtype: they were allocated and initialised in it), then DDP or FSDP-style sharding, then the
   // broadcast of data_parallel_random_init.
   start = Clock::now();
-  absl::StatusOr<std::vector<dist::ChunkWrap>> wraps = dist::PlanDistributedWrap(
+  absl::StatusOr<std::vector<distributed::ChunkWrap>> wraps = distributed::PlanDistributedWrap(
       t, options.build, &options.ddp, plan_.topology().pp(), rank_plan.coords.pp);
   if (!wraps.ok()) return wraps.status();
   if (wraps->size() != stages_.size()) {
     return absl::InternalError("the wrap plan and the pipeline layout disagree on the chunk count");
   }
   for (size_t c = 0; c < stages_.size(); ++c) {
-    const dist::ChunkWrap& wrap = (*wraps)[c];
+    const distributed::ChunkWrap& wrap = (*wraps)[c];
     std::shared_ptr<GptStage> stage = stages_[c];
     float16_.emplace_back();
     ddp_.emplace_back();
     fsdp_.emplace_back();
     if (wrap.mixed_precision) {
-      absl::StatusOr<dist::Float16Module> f16 = dist::Float16Module::Wrap(
+      absl::StatusOr<distributed::Float16Module> f16 = distributed::Float16Module::Wrap(
           *stage, TorchDtype(plan_.dtype()), stage->pre_process(), stage->post_process());
       if (!f16.ok()) return f16.status();
       float16_.back().emplace(*std::move(f16));
     }
-    if (wrap.wrapper == dist::DataParallelWrapper::kDdp) {
-      dist::DdpOptions ddp_options;
+    if (wrap.wrapper == distributed::DataParallelWrapper::kDdp) {
+      distributed::DdpOptions ddp_options;
       ddp_options.config = options.ddp;
       ddp_options.disable_bucketing = wrap.disable_bucketing;
       auto ddp =
-          dist::DistributedDataParallel::Create(stage, stage->plan().params, *groups_, ddp_options);
+          distributed::DistributedDataParallel::Create(stage, stage->plan().params, *groups_, ddp_options);
       if (!ddp.ok()) return ddp.status();
       if (wrap.broadcast_params) {
         if (absl::Status s = (*ddp)->BroadcastParams(); !s.ok()) return s;
       }
-      for (const dist::GradBuffer& buffer : (*ddp)->buffers()) {
+      for (const distributed::GradBuffer& buffer : (*ddp)->buffers()) {
         gradient_bytes_ += buffer.grad_data.numel() * buffer.grad_data.element_size();
       }
       ddp_.back() = *std::move(ddp);
-    } else if (wrap.wrapper == dist::DataParallelWrapper::kMegatronFsdp ||
-               wrap.wrapper == dist::DataParallelWrapper::kTorchFsdp2) {
-      dist::FsdpOptions fsdp_options;
-      fsdp_options.flavor = wrap.wrapper == dist::DataParallelWrapper::kMegatronFsdp
-                                ? dist::FsdpFlavor::kMegatronFsdp
-                                : dist::FsdpFlavor::kTorchFsdp2;
+    } else if (wrap.wrapper == distributed::DataParallelWrapper::kMegatronFsdp ||
+               wrap.wrapper == distributed::DataParallelWrapper::kTorchFsdp2) {
+      distributed::FsdpOptions fsdp_options;
+      fsdp_options.flavor = wrap.wrapper == distributed::DataParallelWrapper::kMegatronFsdp
+                                ? distributed::FsdpFlavor::kMegatronFsdp
+                                : distributed::FsdpFlavor::kTorchFsdp2;
       fsdp_options.broadcast_from_source = wrap.broadcast_params;
-      auto fsdp = dist::FullyShardedDataParallel::Create(stage, stage->plan().params, *groups_,
+      auto fsdp = distributed::FullyShardedDataParallel::Create(stage, stage->plan().params, *groups_,
                                                          fsdp_options);
       if (!fsdp.ok()) return fsdp.status();
       fsdp_.back() = *std::move(fsdp);

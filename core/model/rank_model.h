@@ -11,9 +11,9 @@
 
 #include "absl/status/statusor.h"
 #include "core/checkpoint/weight_io.h"
-#include "core/dist/distributed_data_parallel.h"
-#include "core/dist/float16_module.h"
-#include "core/dist/fully_sharded_data_parallel.h"
+#include "core/distributed/distributed_data_parallel.h"
+#include "core/distributed/float16_module.h"
+#include "core/distributed/fully_sharded_data_parallel.h"
 #include "core/parallel/process_group_collection.h"
 #include "core/plan/model_plan.h"
 #include "gptbuilder/v1/model_config.pb.h"
@@ -110,9 +110,9 @@ class RankModel {
   // Chunk `i`'s data-parallel wrapper (null when wrap_with_ddp is false or FSDP is used) and
   // FSDP wrapper (null unless use_megatron_fsdp / use_torch_fsdp2), and its Float16Module casts
   // (null without fp16/bf16).
-  virtual dist::DistributedDataParallel* ddp(int chunk) const = 0;
-  virtual dist::FullyShardedDataParallel* fsdp(int chunk) const = 0;
-  virtual const dist::Float16Module* float16(int chunk) const = 0;
+  virtual distributed::DistributedDataParallel* ddp(int chunk) const = 0;
+  virtual distributed::FullyShardedDataParallel* fsdp(int chunk) const = 0;
+  virtual const distributed::Float16Module* float16(int chunk) const = 0;
 };
 
 // Builds this rank's stages: rendezvous on the store, create the process groups this rank

@@ -1,43 +1,43 @@
 #include "core/model/transformer.h"
 
 #include "absl/strings/str_cat.h"
-#include "core/spec/module_registry.h"
+#include "core/layer_spec/module_registry.h"
 
 namespace gptb::model {
 namespace {
 
-bool IsKind(const spec::ModuleSpec* node, spec::ModuleKind kind) {
+bool IsKind(const layer_spec::ModuleSpec* node, layer_spec::ModuleKind kind) {
   if (node == nullptr) return false;
-  const spec::ModuleInfo* info = spec::FindModule(node->module);
+  const layer_spec::ModuleInfo* info = layer_spec::FindModule(node->module);
   return info != nullptr && info->kind == kind;
 }
 
 }  // namespace
 
-TransformerLayer::TransformerLayer(const ModuleContext& ctx, const spec::ModuleSpec& spec,
+TransformerLayer::TransformerLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
                                    const std::string& prefix)
     : dropout_(ctx.config->hidden_dropout()),
       residual_post_norm_(ctx.config->apply_residual_connection_post_layernorm()) {
-  if (IsKind(spec.Submodule("input_layernorm"), spec::ModuleKind::kNorm)) {
+  if (IsKind(spec.Submodule("input_layernorm"), layer_spec::ModuleKind::kNorm)) {
     input_layernorm_ = register_module("input_layernorm",
                                        std::make_shared<Norm>(ctx, prefix + "input_layernorm."));
   }
-  const spec::ModuleSpec* attention = spec.Submodule("self_attention");
+  const layer_spec::ModuleSpec* attention = spec.Submodule("self_attention");
   if (attention == nullptr) throw BuildError(prefix + ": TransformerLayer needs self_attention");
   self_attention_ =
       register_module("self_attention",
                       std::make_shared<SelfAttention>(ctx, *attention, prefix + "self_attention."));
-  if (IsKind(spec.Submodule("pre_mlp_layernorm"), spec::ModuleKind::kNorm)) {
+  if (IsKind(spec.Submodule("pre_mlp_layernorm"), layer_spec::ModuleKind::kNorm)) {
     pre_mlp_layernorm_ = register_module(
         "pre_mlp_layernorm", std::make_shared<Norm>(ctx, prefix + "pre_mlp_layernorm."));
   }
-  const spec::ModuleSpec* mlp = spec.Submodule("mlp");
+  const layer_spec::ModuleSpec* mlp = spec.Submodule("mlp");
   if (mlp == nullptr) throw BuildError(prefix + ": TransformerLayer needs mlp");
-  if (IsKind(mlp, spec::ModuleKind::kMoeLayer)) {
+  if (IsKind(mlp, layer_spec::ModuleKind::kMoeLayer)) {
     moe_ = register_module("mlp", std::make_shared<MoeLayer>(ctx, *mlp, prefix + "mlp."));
   } else {
     const bool fused =
-        IsKind(mlp->Submodule("linear_fc1"), spec::ModuleKind::kLayerNormColumnParallelLinear);
+        IsKind(mlp->Submodule("linear_fc1"), layer_spec::ModuleKind::kLayerNormColumnParallelLinear);
     mlp_ = register_module("mlp", std::make_shared<Mlp>(ctx, prefix + "mlp.", fused));
   }
 }
@@ -60,7 +60,7 @@ TeTransformerLayer::TeTransformerLayer(const ModuleContext& ctx, const std::stri
       gated_(ctx.config->gated_linear_unit()),
       glu_offset_(ctx.config->glu_linear_offset()),
       dropout_(ctx.config->hidden_dropout()) {
-  spec::ModuleSpecPtr attention = spec::Node("SelfAttention", {});
+  layer_spec::ModuleSpecPtr attention = layer_spec::Node("SelfAttention", {});
   self_attention_ = register_module(
       "self_attention", std::make_shared<SelfAttention>(ctx, *attention, prefix + "self_attention.",
                                                         "layernorm_qkv", "proj", true, true));
@@ -97,14 +97,14 @@ torch::Tensor TeTransformerLayer::forward(const torch::Tensor& x, const torch::T
   return h + MaybeDropout(y, dropout_, is_training());
 }
 
-MtpLayer::MtpLayer(const ModuleContext& ctx, const spec::ModuleSpec& spec,
+MtpLayer::MtpLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
                    const std::string& prefix)
     : parallel_(ctx.parallel) {
   enorm_ = register_module("enorm", std::make_shared<Norm>(ctx, prefix + "enorm."));
   hnorm_ = register_module("hnorm", std::make_shared<Norm>(ctx, prefix + "hnorm."));
   eh_proj_ = register_module(
       "eh_proj", std::make_shared<ColumnParallelLinear>(ctx, prefix + "eh_proj.", false));
-  const spec::ModuleSpec* inner = spec.Submodule("mtp_model_layer");
+  const layer_spec::ModuleSpec* inner = spec.Submodule("mtp_model_layer");
   if (inner == nullptr) throw BuildError(prefix + ": MTP layer needs mtp_model_layer");
   mtp_model_layer_ =
       register_module("mtp_model_layer",

@@ -10,7 +10,7 @@
 #include "core/model/attention.h"
 #include "core/model/layers.h"
 #include "core/model/moe.h"
-#include "core/spec/module_spec.h"
+#include "core/layer_spec/module_spec.h"
 
 namespace gptb::model {
 
@@ -18,7 +18,7 @@ namespace gptb::model {
 // MoE) blocks with residual connections and bias-dropout-add.
 class TransformerLayer : public torch::nn::Module {
  public:
-  TransformerLayer(const ModuleContext& ctx, const spec::ModuleSpec& spec,
+  TransformerLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
                    const std::string& prefix);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& rotary_freqs,
                         const Rotary* rotary);
@@ -58,7 +58,7 @@ class TeTransformerLayer : public torch::nn::Module {
 // Megatron's MultiTokenPredictionLayer (parameters; the MTP forward belongs to training).
 class MtpLayer : public torch::nn::Module {
  public:
-  MtpLayer(const ModuleContext& ctx, const spec::ModuleSpec& spec, const std::string& prefix);
+  MtpLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec, const std::string& prefix);
   // One MTP depth: h' = layer(eh_proj([enorm(emb); hnorm(h)])), then its final norm.
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& embedded,
                         const torch::Tensor& rotary_freqs, const Rotary* rotary);

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/config/vocab.h"
 #include "core/plan/memory.h"
-#include "core/spec/layer_specs.h"
+#include "core/layer_spec/layer_specs.h"
 
 namespace gptb::plan {
 
@@ -61,10 +61,10 @@ absl::StatusOr<ModelPlan> ModelPlan::Create(const gptbuilder::v1::GPTModelConfig
   for (int pp_rank = 0; pp_rank < p; ++pp_rank) {
     for (int c = 0; c < chunks; ++c) {
       const ChunkLayout& chunk = plan.layout_.Chunk(pp_rank, c);
-      absl::StatusOr<spec::StageLayerSpecs> specs =
-          spec::ResolveStageLayerSpecs(config, chunk.LayerIds());
+      absl::StatusOr<layer_spec::StageLayerSpecs> specs =
+          layer_spec::ResolveStageLayerSpecs(config, chunk.LayerIds());
       if (!specs.ok()) return specs.status();
-      auto mtp = spec::MtpBlockSpec(config, *specs, chunk.num_mtp_layers);
+      auto mtp = layer_spec::MtpBlockSpec(config, *specs, chunk.num_mtp_layers);
       if (!mtp.ok()) return mtp.status();
       StageContext context;
       context.config = &plan.config_;

@@ -4,15 +4,15 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "core/spec/module_registry.h"
+#include "core/layer_spec/module_registry.h"
 
 namespace gptb::plan {
 namespace {
 
 using gptbuilder::v1::GPTModelConfig;
 using gptbuilder::v1::TransformerConfig;
-using spec::ModuleKind;
-using spec::ModuleSpec;
+using layer_spec::ModuleKind;
+using layer_spec::ModuleSpec;
 
 // Where a module's parameters go: its local state-dict prefix and its canonical prefix.
 struct Prefix {
@@ -166,7 +166,7 @@ absl::Status StageWalker::Linear(const ModuleSpec& spec, const Prefix& prefix, b
                                  int64_t out, int64_t in, bool bias, InitMethod init,
                                  const TpShard& shard, int stride, bool expert,
                                  const std::string& fused_norm_canonical) {
-  const spec::ModuleInfo* info = spec::FindModule(spec.module);
+  const layer_spec::ModuleInfo* info = layer_spec::FindModule(spec.module);
   if (info == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("unknown module '", spec.module, "'"));
   }
@@ -220,7 +220,7 @@ absl::Status StageWalker::SelfAttention(const ModuleSpec& spec, const Prefix& pr
   for (const char* slot : {"q_layernorm", "k_layernorm"}) {
     const ModuleSpec* norm = spec.Submodule(slot);
     if (norm == nullptr) continue;
-    const spec::ModuleInfo* info = spec::FindModule(norm->module);
+    const layer_spec::ModuleInfo* info = layer_spec::FindModule(norm->module);
     if (info != nullptr && info->kind == ModuleKind::kNorm)
       Norm(prefix.Sub(slot), norm->module, kv());
   }
@@ -273,7 +273,7 @@ absl::Status StageWalker::MoeLayer(const ModuleSpec& spec, const Prefix& prefix)
       ep > 1 || t_.expert_tensor_parallel_size() != t_.tensor_model_parallel_size();
   const ModuleSpec* experts = spec.Submodule("experts");
   if (experts == nullptr) return absl::InvalidArgumentError("MoELayer needs experts");
-  const spec::ModuleInfo* info = spec::FindModule(experts->module);
+  const layer_spec::ModuleInfo* info = layer_spec::FindModule(experts->module);
   if (bias_linear() && t_.expert_tensor_parallel_size() != 1) {
     return absl::InvalidArgumentError(
         "Bias in MoE is only supported when expert_tensor_parallel_size == 1 (set "
@@ -369,7 +369,7 @@ absl::Status StageWalker::TransformerLayer(const ModuleSpec& spec, const Prefix&
   if (absl::Status s = SelfAttention(*attention, prefix.Sub("self_attention")); !s.ok()) return s;
   const ModuleSpec* mlp = spec.Submodule("mlp");
   if (mlp == nullptr) return absl::InvalidArgumentError("TransformerLayer needs mlp");
-  const spec::ModuleInfo* mlp_info = spec::FindModule(mlp->module);
+  const layer_spec::ModuleInfo* mlp_info = layer_spec::FindModule(mlp->module);
   const bool is_moe = mlp_info != nullptr && mlp_info->kind == ModuleKind::kMoeLayer;
   (void)moe;
   const ModuleSpec* pre_mlp = spec.Submodule("pre_mlp_layernorm");
@@ -453,11 +453,11 @@ absl::StatusOr<std::vector<ParamInfo>> StageWalker::Walk() {
     }
   }
   // 2. decoder layers (module-local index i, global index offset + i), then the final norm.
-  const std::vector<spec::ModuleSpecPtr>& layers = ctx_.specs->layers;
+  const std::vector<layer_spec::ModuleSpecPtr>& layers = ctx_.specs->layers;
   for (int i = 0; i < static_cast<int>(layers.size()); ++i) {
     const int global = chunk.layer_offset + i;
     Prefix p{absl::StrCat("decoder.layers.", i, "."), absl::StrCat("decoder.layers.", global, ".")};
-    const spec::ModuleInfo* info = spec::FindModule(layers[i]->module);
+    const layer_spec::ModuleInfo* info = layer_spec::FindModule(layers[i]->module);
     absl::Status s;
     if (info != nullptr && info->kind == ModuleKind::kTeTransformerLayer) {
       s = TeTransformerLayer(p);

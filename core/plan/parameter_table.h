@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/plan/pipeline_layout.h"
-#include "core/spec/layer_specs.h"
+#include "core/layer_spec/layer_specs.h"
 #include "gptbuilder/v1/model_config.pb.h"
 
 namespace gptb::plan {
@@ -78,8 +78,8 @@ struct StageContext {
   // torch.nn.Embedding is created in fp32 whatever params_dtype is; only Float16Module casts it.
   DType position_embedding_dtype = DType::kFloat32;
   const ChunkLayout* chunk = nullptr;
-  const spec::StageLayerSpecs* specs = nullptr;
-  const std::vector<spec::ModuleSpecPtr>* mtp_specs = nullptr;  // null: no MTP on this chunk
+  const layer_spec::StageLayerSpecs* specs = nullptr;
+  const std::vector<layer_spec::ModuleSpecPtr>* mtp_specs = nullptr;  // null: no MTP on this chunk
 };
 
 // Megatron Core's GPTModel.named_parameters() for one stage, in registration order: embedding

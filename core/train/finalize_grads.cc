@@ -19,7 +19,7 @@ bool IsEmbeddingCopy(const model::GptStage& stage, const plan::ParamInfo& info) 
 absl::Status FinalizeGrads(model::RankModel& model) {
   const auto& stages = model.stages();
   for (size_t c = 0; c < stages.size(); ++c) {
-    dist::DistributedDataParallel* ddp = model.ddp(static_cast<int>(c));
+    distributed::DistributedDataParallel* ddp = model.ddp(static_cast<int>(c));
     if (ddp == nullptr) {
       return absl::FailedPreconditionError(
           absl::StrCat("chunk ", c, " has no DistributedDataParallel wrapper"));

@@ -23,7 +23,7 @@ torch::Tensor RollLeft(const torch::Tensor& t) {
   return rolled;
 }
 
-MicroBatchLoss PostProcessForward(model::GptStage& stage, const dist::Float16Module* f16,
+MicroBatchLoss PostProcessForward(model::GptStage& stage, const distributed::Float16Module* f16,
                                   const torch::Tensor& input, const torch::Tensor& input_ids,
                                   const torch::Tensor& labels, const parallel::ProcessGroupPtr& tp,
                                   double mtp_loss_scaling_factor) {

@@ -3,7 +3,7 @@
 
 #include <torch/torch.h>
 
-#include "core/dist/float16_module.h"
+#include "core/distributed/float16_module.h"
 #include "core/model/gpt_stage.h"
 #include "core/parallel/process_group_collection.h"
 
@@ -35,7 +35,7 @@ torch::Tensor RollLeft(const torch::Tensor& t);
 // mean loss (GPTModel._postprocess). `input` is what the chunk receives (token ids [b, s] on a
 // first stage, hidden states [s, b, h] otherwise); `input_ids` and `labels` are the micro-batch's
 // [b, s] ids. `f16` may be null.
-MicroBatchLoss PostProcessForward(model::GptStage& stage, const dist::Float16Module* f16,
+MicroBatchLoss PostProcessForward(model::GptStage& stage, const distributed::Float16Module* f16,
                                   const torch::Tensor& input, const torch::Tensor& input_ids,
                                   const torch::Tensor& labels, const parallel::ProcessGroupPtr& tp,
                                   double mtp_loss_scaling_factor);

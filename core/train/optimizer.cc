@@ -151,7 +151,7 @@ absl::Status Optimizer::Build(model::RankModel& model) {
   const int etp_rank = std::max(0, groups->rank(GroupKind::kExptTp));
   torch::NoGradGuard no_grad;
   for (int c = 0; c < static_cast<int>(model.stages().size()); ++c) {
-    dist::DistributedDataParallel* ddp = model.ddp(c);
+    distributed::DistributedDataParallel* ddp = model.ddp(c);
     if (ddp == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(
           "training needs every chunk wrapped in DistributedDataParallel (build.wrap_with_ddp "
@@ -160,7 +160,7 @@ absl::Status Optimizer::Build(model::RankModel& model) {
     }
     std::unordered_map<std::string, const plan::ParamInfo*> infos;
     for (const plan::ParamInfo& info : model.stages()[c]->plan().params) infos[info.name] = &info;
-    for (const dist::GradBuffer& buffer : ddp->buffers()) {
+    for (const distributed::GradBuffer& buffer : ddp->buffers()) {
       const bool sharded = distributed_;
       if (sharded && !buffer.param_data.defined()) {
         return absl::InternalError("use_distributed_optimizer without DDP parameter buffers");
@@ -199,22 +199,22 @@ absl::Status Optimizer::Build(model::RankModel& model) {
         segments_.push_back(std::move(seg));
         return absl::OkStatus();
       };
-      const dist::BufferLayout& layout = buffer.layout;
+      const distributed::BufferLayout& layout = buffer.layout;
       if (sharded) {
         const int64_t size = buffer.group->getSize();
         const int64_t rank = buffer.group->getRank();
-        for (const dist::BucketLayout& bucket : layout.buckets) {
+        for (const distributed::BucketLayout& bucket : layout.buckets) {
           const int64_t shard = (bucket.end - bucket.start) / size;
           const int64_t lo = bucket.start + rank * shard, hi = lo + shard;
           for (int s : bucket.slots) {
-            const dist::ParamSlot& slot = layout.slots[s];
+            const distributed::ParamSlot& slot = layout.slots[s];
             const int64_t begin = std::max(slot.start, lo), end = std::min(slot.end, hi);
             if (begin >= end) continue;
             if (absl::Status st = add(slot.index, begin, end, slot.start); !st.ok()) return st;
           }
         }
       } else {
-        for (const dist::ParamSlot& slot : layout.slots) {
+        for (const distributed::ParamSlot& slot : layout.slots) {
           if (absl::Status st = add(slot.index, slot.start, slot.end, slot.start); !st.ok()) {
             return st;
           }

@@ -89,7 +89,7 @@ class Executor {
 
   void Forward(int chunk, int mb) {
     model::GptStage& stage = *model_.stages()[chunk];
-    const dist::Float16Module* f16 = model_.float16(chunk);
+    const distributed::Float16Module* f16 = model_.float16(chunk);
     const MicroBatch& batch = micro_batches_[mb];
     Slot& slot = slots_[chunk][mb];
     const int vstage = VirtualStage(chunk);

@@ -49,7 +49,7 @@ class GrpcServer {
   std::unique_ptr<grpc::Server> server_;
   std::string ready_service_;
   int port_ = 0;
-  bool shut_down_ = false;
+  std::atomic<bool> shut_down_{false};
 };
 
 }  // namespace gptb::server

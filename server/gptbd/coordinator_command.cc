@@ -165,8 +165,10 @@ int RunCoordinator(const std::vector<std::string>& raw) {
 
   int signal = 0;
   while (signal == 0) {
+    // Ready follows the first registration within a poll (a client that saw a worker register
+    // may ask for readiness at once).
     (*server)->SetReady(coordinator.HasReadyWorkers());
-    signal = server::WaitForTerminationSignalFor(250);
+    signal = server::WaitForTerminationSignalFor(50);
   }
   server::Log(absl::StrCat("signal ", signal, ": shutting down"));
   // Builds in flight fail (and release) and watches end first; then the server gets a short

@@ -165,6 +165,10 @@ int RunWorker(const std::vector<std::string>& raw) {
   link_options.version = GPTB_VERSION;
   link_options.credentials = *coordinator_credentials;
   link_options.token = *token;
+  server::GrpcServer* grpc_server = server->get();
+  link_options.on_connected_change = [grpc_server](bool connected) {
+    grpc_server->SetReady(connected);
+  };
   worker::CoordinatorLink link(link_options, &holder);
   worker_metrics.CollectFrom([&holder, &link] {
     worker::WorkerSnapshot snapshot = holder.Snapshot();
@@ -185,10 +189,7 @@ int RunWorker(const std::vector<std::string>& raw) {
                            "; coordinator ", link_options.coordinator));
 
   int signal = 0;
-  while (signal == 0) {
-    (*server)->SetReady(link.connected());
-    signal = server::WaitForTerminationSignalFor(250);
-  }
+  while (signal == 0) signal = server::WaitForTerminationSignalFor(250);
   server::Log(absl::StrCat("signal ", signal, ": shutting down"));
   // Idle client connections would hold the server's shutdown for the whole grace: keep it short.
   (*server)->Shutdown(std::chrono::seconds(1));

@@ -114,7 +114,8 @@ void CoordinatorLink::Loop() {
     } else {
       ok = Beat();
     }
-    connected_ = ok;
+    const bool was_connected = connected_.exchange(ok);
+    if (was_connected != ok && options_.on_connected_change) options_.on_connected_change(ok);
     if (ok && !registered_) continue;  // told to register again: do it now
     std::unique_lock<std::mutex> lock(mu_);
     wake_.wait_for(lock, absl::ToChronoMilliseconds(ok ? interval_ : options_.retry),

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,6 +27,9 @@ struct CoordinatorLinkOptions {
   absl::Duration rpc_timeout = absl::Seconds(5);
   // Pause between attempts while the coordinator cannot be reached.
   absl::Duration retry = absl::Milliseconds(500);
+  // Called on the link's thread whenever connected() changes (the worker's readiness follows
+  // it at once: a registration must not wait for a poll before the worker reports ready).
+  std::function<void(bool connected)> on_connected_change;
 };
 
 // Keeps a worker registered: registers (reporting the models it holds, so a restarted

@@ -4,7 +4,7 @@
 
 #include "core/config/config_emitter.h"
 #include "core/config/finalize.h"
-#include "core/spec/layer_specs.h"
+#include "core/layer_spec/layer_specs.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -306,7 +306,7 @@ GPTModelConfig RichConfig() {
   c.set_seq_len_interpolation_factor(1.0 / 3.0);
   c.set_tp_comm_overlap_cfg("{\"qkv_fprop\": {\"method\": \"ring_exchange\"}}");
   auto* spec = c.mutable_transformer_layer_spec()->mutable_custom();
-  spec::ToProto(*spec::GetGptLayerLocalSpec(std::nullopt, false, false, "RMSNorm"), spec);
+  layer_spec::ToProto(*layer_spec::GetGptLayerLocalSpec(std::nullopt, false, false, "RMSNorm"), spec);
   (*spec->mutable_params())["note"] = "true";
   return c;
 }

@@ -9,7 +9,7 @@
 #include "core/config/config_emitter.h"
 #include "core/config/config_loader.h"
 #include "core/config/finalize.h"
-#include "core/spec/layer_specs.h"
+#include "core/layer_spec/layer_specs.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
@@ -950,13 +950,13 @@ std::vector<RuleCase> Cases() {
       {"CustomLayerSpec", false,
        [](auto& c) {
          auto* spec = c.mutable_transformer_layer_spec()->mutable_custom();
-         spec::ToProto(*spec::GetGptLayerLocalSpec(std::nullopt, false, false, "LayerNorm"), spec);
+         layer_spec::ToProto(*layer_spec::GetGptLayerLocalSpec(std::nullopt, false, false, "LayerNorm"), spec);
          (*spec->mutable_submodules())["mlp"].set_module("FancyMLP");
        },
        "transformer_layer_spec.custom.submodules.mlp.module", "UNKNOWN_MODULE",
        [](auto& c) {
          auto* spec = c.mutable_transformer_layer_spec()->mutable_custom();
-         spec::ToProto(*spec::GetGptLayerLocalSpec(std::nullopt, false, false, "LayerNorm"), spec);
+         layer_spec::ToProto(*layer_spec::GetGptLayerLocalSpec(std::nullopt, false, false, "LayerNorm"), spec);
        }},
       {"TransformerRequired", false, [](auto& c) { c.clear_transformer(); }, "transformer",
        "REQUIRED", [](auto&) {}},

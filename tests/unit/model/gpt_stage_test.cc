@@ -25,9 +25,9 @@ std::shared_ptr<GptStage> BuildStage(const gptbuilder::v1::GPTModelConfig& confi
                                      const plan::ModelPlan& plan, const plan::StagePlan& stage,
                                      ParallelContext* parallel) {
   const plan::ChunkLayout& chunk = plan.layout().Chunk(stage.pp_rank, stage.chunk_index);
-  auto specs = spec::ResolveStageLayerSpecs(config, chunk.LayerIds());
+  auto specs = layer_spec::ResolveStageLayerSpecs(config, chunk.LayerIds());
   EXPECT_TRUE(specs.ok());
-  auto mtp = spec::MtpBlockSpec(config, *specs, chunk.num_mtp_layers);
+  auto mtp = layer_spec::MtpBlockSpec(config, *specs, chunk.num_mtp_layers);
   EXPECT_TRUE(mtp.ok());
   return std::make_shared<GptStage>(plan.config(), stage, *specs, *mtp, parallel, torch::kCPU);
 }

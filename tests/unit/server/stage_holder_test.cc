@@ -51,9 +51,9 @@ class FakeRankModel : public model::RankModel {
   const std::vector<std::shared_ptr<model::GptStage>>& stages() const override { return stages_; }
   model::ParallelContext* parallel_context() const override { return nullptr; }
   const parallel::ProcessGroupCollection* groups() const override { return nullptr; }
-  dist::DistributedDataParallel* ddp(int) const override { return nullptr; }
-  dist::FullyShardedDataParallel* fsdp(int) const override { return nullptr; }
-  const dist::Float16Module* float16(int) const override { return nullptr; }
+  distributed::DistributedDataParallel* ddp(int) const override { return nullptr; }
+  distributed::FullyShardedDataParallel* fsdp(int) const override { return nullptr; }
+  const distributed::Float16Module* float16(int) const override { return nullptr; }
 
  private:
   std::shared_ptr<plan::ModelPlan> plan_;

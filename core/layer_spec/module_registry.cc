@@ -1,4 +1,4 @@
-#include "core/spec/module_registry.h"
+#include "core/layer_spec/module_registry.h"
 
 #include <algorithm>
 #include <set>
@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-namespace gptb::spec {
+namespace gptb::layer_spec {
 namespace {
 
 using K = ModuleKind;
@@ -179,4 +179,4 @@ void CheckCustomLayerSpec(const ModuleSpec& spec, const gptbuilder::v1::Transfor
   CheckNode(spec, config, field_path, {K::kTransformerLayer}, violations);
 }
 
-}  // namespace gptb::spec
+}  // namespace gptb::layer_spec

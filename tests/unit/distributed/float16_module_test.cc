@@ -1,8 +1,8 @@
-#include "core/dist/float16_module.h"
+#include "core/distributed/float16_module.h"
 
 #include <gtest/gtest.h>
 
-namespace gptb::dist {
+namespace gptb::distributed {
 namespace {
 
 struct Router : torch::nn::Module {
@@ -88,4 +88,4 @@ TEST(Float16ModuleTest, RejectsFullPrecisionTarget) {
 }
 
 }  // namespace
-}  // namespace gptb::dist
+}  // namespace gptb::distributed

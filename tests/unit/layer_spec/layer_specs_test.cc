@@ -1,13 +1,13 @@
 // The spec-selection behaviours Bridge's gpt_builder tests check (spec/bridge-gpt-builder.md
 // §8.1 TestTransformerEngineLayerSpec ... TestMtpBlockSpec), on our data-only specs.
-#include "core/spec/layer_specs.h"
+#include "core/layer_spec/layer_specs.h"
 
 #include "core/config/violations.h"
-#include "core/spec/module_registry.h"
+#include "core/layer_spec/module_registry.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace gptb::spec {
+namespace gptb::layer_spec {
 namespace {
 
 using ::testing::HasSubstr;
@@ -208,4 +208,4 @@ TEST(CheckCustomLayerSpec, ReportsEveryProblem) {
 }
 
 }  // namespace
-}  // namespace gptb::spec
+}  // namespace gptb::layer_spec

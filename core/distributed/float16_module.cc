@@ -1,11 +1,11 @@
-#include "core/dist/float16_module.h"
+#include "core/distributed/float16_module.h"
 
 #include <string>
 
 #include "absl/strings/match.h"
 #include "core/parallel/torch_status.h"
 
-namespace gptb::dist {
+namespace gptb::distributed {
 namespace {
 
 bool IsExpertBias(const std::string& name) {
@@ -53,4 +53,4 @@ torch::Tensor Float16Module::Output(const torch::Tensor& output) const {
   return output;
 }
 
-}  // namespace gptb::dist
+}  // namespace gptb::distributed

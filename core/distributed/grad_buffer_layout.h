@@ -1,5 +1,5 @@
-#ifndef GPTB_CORE_DIST_GRAD_BUFFER_LAYOUT_H_
-#define GPTB_CORE_DIST_GRAD_BUFFER_LAYOUT_H_
+#ifndef GPTB_CORE_DISTRIBUTED_GRAD_BUFFER_LAYOUT_H_
+#define GPTB_CORE_DISTRIBUTED_GRAD_BUFFER_LAYOUT_H_
 
 #include <cstdint>
 #include <optional>
@@ -7,7 +7,7 @@
 
 #include "gptbuilder/v1/model_config.pb.h"
 
-namespace gptb::dist {
+namespace gptb::distributed {
 
 // Where one parameter lives in a contiguous gradient (and parameter) buffer.
 struct ParamSlot {
@@ -68,6 +68,6 @@ struct GradientScaling {
 GradientScaling ComputeGradientScaling(bool average_in_collective, bool calculate_per_token_loss,
                                        int dp_cp_size, int expt_dp_size);
 
-}  // namespace gptb::dist
+}  // namespace gptb::distributed
 
-#endif  // GPTB_CORE_DIST_GRAD_BUFFER_LAYOUT_H_
+#endif  // GPTB_CORE_DISTRIBUTED_GRAD_BUFFER_LAYOUT_H_

@@ -1,14 +1,14 @@
-#ifndef GPTB_CORE_SPEC_MODULE_REGISTRY_H_
-#define GPTB_CORE_SPEC_MODULE_REGISTRY_H_
+#ifndef GPTB_CORE_LAYER_SPEC_MODULE_REGISTRY_H_
+#define GPTB_CORE_LAYER_SPEC_MODULE_REGISTRY_H_
 
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/config/violations.h"
-#include "core/spec/module_spec.h"
+#include "core/layer_spec/module_spec.h"
 
-namespace gptb::spec {
+namespace gptb::layer_spec {
 
 // What kind of thing a registered module is; the planner and the builder dispatch on it.
 enum class ModuleKind {
@@ -55,6 +55,6 @@ std::vector<std::string> RegisteredModuleNames();
 void CheckCustomLayerSpec(const ModuleSpec& spec, const gptbuilder::v1::TransformerConfig& config,
                           const std::string& field_path, config::Violations* violations);
 
-}  // namespace gptb::spec
+}  // namespace gptb::layer_spec
 
-#endif  // GPTB_CORE_SPEC_MODULE_REGISTRY_H_
+#endif  // GPTB_CORE_LAYER_SPEC_MODULE_REGISTRY_H_

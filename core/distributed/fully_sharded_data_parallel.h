@@ -1,5 +1,5 @@
-#ifndef GPTB_CORE_DIST_FULLY_SHARDED_DATA_PARALLEL_H_
-#define GPTB_CORE_DIST_FULLY_SHARDED_DATA_PARALLEL_H_
+#ifndef GPTB_CORE_DISTRIBUTED_FULLY_SHARDED_DATA_PARALLEL_H_
+#define GPTB_CORE_DISTRIBUTED_FULLY_SHARDED_DATA_PARALLEL_H_
 
 #include <torch/torch.h>
 
@@ -12,7 +12,7 @@
 #include "core/parallel/process_group_collection.h"
 #include "core/plan/parameter_table.h"
 
-namespace gptb::dist {
+namespace gptb::distributed {
 
 enum class FsdpFlavor { kMegatronFsdp, kTorchFsdp2 };
 const char* FsdpFlavorName(FsdpFlavor flavor);  // "megatron_fsdp", "torch_fsdp2"
@@ -89,6 +89,6 @@ class FullyShardedDataParallel {
   bool gathered_ = false;
 };
 
-}  // namespace gptb::dist
+}  // namespace gptb::distributed
 
-#endif  // GPTB_CORE_DIST_FULLY_SHARDED_DATA_PARALLEL_H_
+#endif  // GPTB_CORE_DISTRIBUTED_FULLY_SHARDED_DATA_PARALLEL_H_

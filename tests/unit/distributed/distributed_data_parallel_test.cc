@@ -1,4 +1,4 @@
-#include "core/dist/distributed_data_parallel.h"
+#include "core/distributed/distributed_data_parallel.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 
 #include "tests/unit/parallel/rank_threads.h"
 
-namespace gptb::dist {
+namespace gptb::distributed {
 namespace {
 
 using plan::GroupKind;
@@ -331,4 +331,4 @@ TEST(DistributedDataParallelTest, RejectsUnplannedParametersAndUnsupportedOption
 }
 
 }  // namespace
-}  // namespace gptb::dist
+}  // namespace gptb::distributed

@@ -1,5 +1,5 @@
-#ifndef GPTB_CORE_DIST_DISTRIBUTED_DATA_PARALLEL_H_
-#define GPTB_CORE_DIST_DISTRIBUTED_DATA_PARALLEL_H_
+#ifndef GPTB_CORE_DISTRIBUTED_DISTRIBUTED_DATA_PARALLEL_H_
+#define GPTB_CORE_DISTRIBUTED_DISTRIBUTED_DATA_PARALLEL_H_
 
 #include <torch/torch.h>
 
@@ -11,12 +11,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "core/dist/grad_buffer_layout.h"
+#include "core/distributed/grad_buffer_layout.h"
 #include "core/parallel/process_group_collection.h"
 #include "core/plan/parameter_table.h"
 #include "gptbuilder/v1/model_config.pb.h"
 
-namespace gptb::dist {
+namespace gptb::distributed {
 
 struct DdpOptions {
   gptbuilder::v1::DistributedDataParallelConfig config;
@@ -147,6 +147,6 @@ class DistributedDataParallel {
   std::vector<std::pair<c10::intrusive_ptr<torch::autograd::Node>, uintptr_t>> hooks_;
 };
 
-}  // namespace gptb::dist
+}  // namespace gptb::distributed
 
-#endif  // GPTB_CORE_DIST_DISTRIBUTED_DATA_PARALLEL_H_
+#endif  // GPTB_CORE_DISTRIBUTED_DISTRIBUTED_DATA_PARALLEL_H_

@@ -1,8 +1,8 @@
-#include "core/dist/wrap.h"
+#include "core/distributed/wrap.h"
 
 #include <gtest/gtest.h>
 
-namespace gptb::dist {
+namespace gptb::distributed {
 namespace {
 
 using gptbuilder::v1::BuildOptions;
@@ -165,4 +165,4 @@ TEST(UnimodalBuildTest, PlanAppliesEveryDecisionPerChunk) {
 }
 
 }  // namespace
-}  // namespace gptb::dist
+}  // namespace gptb::distributed

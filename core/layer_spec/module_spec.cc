@@ -1,12 +1,12 @@
-#include "core/spec/module_spec.h"
+#include "core/layer_spec/module_spec.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "core/spec/module_registry.h"
+#include "core/layer_spec/module_registry.h"
 
-namespace gptb::spec {
+namespace gptb::layer_spec {
 
 const ModuleSpec* ModuleSpec::Submodule(std::string_view name) const {
   for (const auto& [slot, sub] : submodules) {
@@ -75,4 +75,4 @@ void ToProto(const ModuleSpec& spec, gptbuilder::v1::ModuleSpec* proto) {
   }
 }
 
-}  // namespace gptb::spec
+}  // namespace gptb::layer_spec

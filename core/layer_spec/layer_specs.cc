@@ -1,10 +1,10 @@
-#include "core/spec/layer_specs.h"
+#include "core/layer_spec/layer_specs.h"
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "core/spec/module_registry.h"
+#include "core/layer_spec/module_registry.h"
 
-namespace gptb::spec {
+namespace gptb::layer_spec {
 namespace {
 
 using gptbuilder::v1::GPTModelConfig;
@@ -288,4 +288,4 @@ absl::StatusOr<std::optional<std::vector<ModuleSpecPtr>>> MtpBlockSpec(
   return std::optional<std::vector<ModuleSpecPtr>>(Replicate(mtp_layer, count));
 }
 
-}  // namespace gptb::spec
+}  // namespace gptb::layer_spec

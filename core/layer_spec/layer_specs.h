@@ -1,15 +1,15 @@
-#ifndef GPTB_CORE_SPEC_LAYER_SPECS_H_
-#define GPTB_CORE_SPEC_LAYER_SPECS_H_
+#ifndef GPTB_CORE_LAYER_SPEC_LAYER_SPECS_H_
+#define GPTB_CORE_LAYER_SPEC_LAYER_SPECS_H_
 
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "core/spec/module_spec.h"
+#include "core/layer_spec/module_spec.h"
 #include "gptbuilder/v1/model_config.pb.h"
 
-namespace gptb::spec {
+namespace gptb::layer_spec {
 
 // The layer-spec functions of Megatron Core (`get_gpt_layer_local_spec`,
 // `get_gpt_layer_with_transformer_engine_spec`, `get_gpt_decoder_block_spec`,
@@ -80,6 +80,6 @@ absl::StatusOr<std::optional<std::vector<ModuleSpecPtr>>> MtpBlockSpec(
 // MoE pattern of every global decoder layer (1 = MoE) from moe_layer_freq; all 0 when dense.
 std::vector<int> MoeLayerPattern(const gptbuilder::v1::TransformerConfig& config);
 
-}  // namespace gptb::spec
+}  // namespace gptb::layer_spec
 
-#endif  // GPTB_CORE_SPEC_LAYER_SPECS_H_
+#endif  // GPTB_CORE_LAYER_SPEC_LAYER_SPECS_H_

@@ -1,11 +1,11 @@
-#ifndef GPTB_CORE_DIST_FLOAT16_MODULE_H_
-#define GPTB_CORE_DIST_FLOAT16_MODULE_H_
+#ifndef GPTB_CORE_DISTRIBUTED_FLOAT16_MODULE_H_
+#define GPTB_CORE_DISTRIBUTED_FLOAT16_MODULE_H_
 
 #include <torch/torch.h>
 
 #include "absl/status/statusor.h"
 
-namespace gptb::dist {
+namespace gptb::distributed {
 
 // Megatron's Float16Module for one model chunk. LibTorch modules have no common forward
 // signature, so the wrapper is the in-place cast plus the two casts its forward applies; the
@@ -38,6 +38,6 @@ class Float16Module {
   bool fp32_output_;
 };
 
-}  // namespace gptb::dist
+}  // namespace gptb::distributed
 
-#endif  // GPTB_CORE_DIST_FLOAT16_MODULE_H_
+#endif  // GPTB_CORE_DISTRIBUTED_FLOAT16_MODULE_H_

@@ -1,10 +1,10 @@
-#include "core/dist/grad_buffer_layout.h"
+#include "core/distributed/grad_buffer_layout.h"
 
 #include <gtest/gtest.h>
 
 #include <numeric>
 
-namespace gptb::dist {
+namespace gptb::distributed {
 namespace {
 
 // Invariants every layout satisfies: slots in reverse registration order, non-overlapping and
@@ -136,4 +136,4 @@ TEST(GradBufferLayoutTest, GradientScalingFollowsMegatron) {
 }
 
 }  // namespace
-}  // namespace gptb::dist
+}  // namespace gptb::distributed

@@ -1,5 +1,5 @@
-#ifndef GPTB_CORE_DIST_WRAP_H_
-#define GPTB_CORE_DIST_WRAP_H_
+#ifndef GPTB_CORE_DISTRIBUTED_WRAP_H_
+#define GPTB_CORE_DISTRIBUTED_WRAP_H_
 
 #include <cstdint>
 #include <optional>
@@ -11,7 +11,7 @@
 #include "core/plan/parameter_table.h"
 #include "gptbuilder/v1/model_config.pb.h"
 
-namespace gptb::dist {
+namespace gptb::distributed {
 
 // Megatron-Bridge's build_distributed_models decisions (unimodal_build_distributed_models and
 // _ddp_wrap, models/common/unimodal.py) as pure functions, so the builder only executes them.
@@ -86,6 +86,6 @@ absl::StatusOr<std::vector<ChunkWrap>> PlanDistributedWrap(
     const gptbuilder::v1::TransformerConfig& transformer, const gptbuilder::v1::BuildOptions& build,
     const gptbuilder::v1::DistributedDataParallelConfig* ddp_config, int pp_size, int pp_rank);
 
-}  // namespace gptb::dist
+}  // namespace gptb::distributed
 
-#endif  // GPTB_CORE_DIST_WRAP_H_
+#endif  // GPTB_CORE_DISTRIBUTED_WRAP_H_

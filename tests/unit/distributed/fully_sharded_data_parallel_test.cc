@@ -1,4 +1,4 @@
-#include "core/dist/fully_sharded_data_parallel.h"
+#include "core/distributed/fully_sharded_data_parallel.h"
 
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 
 #include "tests/unit/parallel/rank_threads.h"
 
-namespace gptb::dist {
+namespace gptb::distributed {
 namespace {
 
 using plan::GroupKind;
@@ -125,4 +125,4 @@ TEST(FullyShardedDataParallelTest, RejectsUnplannedParameters) {
 }
 
 }  // namespace
-}  // namespace gptb::dist
+}  // namespace gptb::distributed

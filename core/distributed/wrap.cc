@@ -1,8 +1,8 @@
-#include "core/dist/wrap.h"
+#include "core/distributed/wrap.h"
 
 #include "absl/strings/str_cat.h"
 
-namespace gptb::dist {
+namespace gptb::distributed {
 
 const char* DataParallelWrapperName(DataParallelWrapper wrapper) {
   switch (wrapper) {
@@ -123,4 +123,4 @@ absl::StatusOr<std::vector<ChunkWrap>> PlanDistributedWrap(
   return chunks;
 }
 
-}  // namespace gptb::dist
+}  // namespace gptb::distributed

@@ -1,9 +1,9 @@
-#include "core/dist/grad_buffer_layout.h"
+#include "core/distributed/grad_buffer_layout.h"
 
 #include <algorithm>
 #include <numeric>
 
-namespace gptb::dist {
+namespace gptb::distributed {
 namespace {
 
 int64_t RoundUp(int64_t value, int64_t divisor) {
@@ -84,4 +84,4 @@ GradientScaling ComputeGradientScaling(bool average_in_collective, bool calculat
   return scaling;
 }
 
-}  // namespace gptb::dist
+}  // namespace gptb::distributed

@@ -1,4 +1,4 @@
-#include "core/dist/fully_sharded_data_parallel.h"
+#include "core/distributed/fully_sharded_data_parallel.h"
 
 #include <unordered_map>
 #include <unordered_set>
@@ -7,7 +7,7 @@
 #include "core/parallel/collectives.h"
 #include "core/parallel/torch_status.h"
 
-namespace gptb::dist {
+namespace gptb::distributed {
 namespace {
 
 using parallel::CallTorch;
@@ -146,4 +146,4 @@ void FullyShardedDataParallel::ZeroGradShards() {
   for (Sharded& s : params_) s.grad_shard.zero_();
 }
 
-}  // namespace gptb::dist
+}  // namespace gptb::distributed

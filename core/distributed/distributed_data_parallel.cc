@@ -1,4 +1,4 @@
-#include "core/dist/distributed_data_parallel.h"
+#include "core/distributed/distributed_data_parallel.h"
 
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
@@ -12,7 +12,7 @@
 #include "core/parallel/collectives.h"
 #include "core/parallel/torch_status.h"
 
-namespace gptb::dist {
+namespace gptb::distributed {
 namespace {
 
 using parallel::CallTorch;
@@ -354,4 +354,4 @@ absl::Status DistributedDataParallel::ParamSync() {
   });
 }
 
-}  // namespace gptb::dist
+}  // namespace gptb::distributed

@@ -1,5 +1,5 @@
-#ifndef GPTB_CORE_SPEC_MODULE_SPEC_H_
-#define GPTB_CORE_SPEC_MODULE_SPEC_H_
+#ifndef GPTB_CORE_LAYER_SPEC_MODULE_SPEC_H_
+#define GPTB_CORE_LAYER_SPEC_MODULE_SPEC_H_
 
 #include <map>
 #include <memory>
@@ -10,7 +10,7 @@
 
 #include "gptbuilder/v1/model_config.pb.h"
 
-namespace gptb::spec {
+namespace gptb::layer_spec {
 
 struct ModuleSpec;
 using ModuleSpecPtr = std::shared_ptr<const ModuleSpec>;
@@ -58,6 +58,6 @@ ModuleSpecPtr Node(std::string module,
 ModuleSpecPtr FromProto(const gptbuilder::v1::ModuleSpec& proto);
 void ToProto(const ModuleSpec& spec, gptbuilder::v1::ModuleSpec* proto);
 
-}  // namespace gptb::spec
+}  // namespace gptb::layer_spec
 
-#endif  // GPTB_CORE_SPEC_MODULE_SPEC_H_
+#endif  // GPTB_CORE_LAYER_SPEC_MODULE_SPEC_H_
