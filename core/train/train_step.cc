@@ -48,12 +48,12 @@ absl::Status RankTrainer::Validate(const TrainRequest& request, int64_t* seq_len
   if (*seq_length > config.seq_length()) {
     // Learned position embeddings have no rows past it; for the others the plan's activation
     // memory assumed it, and a rank running out of memory mid-step would fail the whole model.
-    return absl::InvalidArgumentError(absl::StrCat(
-        "options.seq_length: ", *seq_length, " exceeds the model's seq_length (",
-        config.seq_length(), ")",
-        config.position_embedding_type() == "learned_absolute"
-            ? ", the size of its learned position embeddings"
-            : ", which its plan assumed; build the model with a larger seq_length"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.seq_length: ", *seq_length, " exceeds the model's seq_length (",
+                     config.seq_length(), ")",
+                     config.position_embedding_type() == "learned_absolute"
+                         ? ", the size of its learned position embeddings"
+                         : ", which its plan assumed; build the model with a larger seq_length"));
   }
   if (request.batch.source_case() == gptbuilder::v1::TrainBatch::SOURCE_NOT_SET) {
     return absl::InvalidArgumentError("batch: no source; set tokens, synthetic_seed or data_path");
@@ -188,6 +188,7 @@ absl::StatusOr<TrainStepResult> RankTrainer::Step(const TrainRequest& request) {
   absl::StatusOr<LossSums> sums = ForwardBackward(*model_, micro_batches, fb);
   if (!sums.ok()) return fail(sums.status());
   result.seconds.forward_backward = Since(phase);
+  result.seconds.p2p_wait = sums->p2p_wait;
 
   phase = Clock::now();
   if (absl::Status s = FinalizeGrads(*model_); !s.ok()) return fail(s);
