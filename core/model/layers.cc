@@ -1,6 +1,7 @@
 #include "core/model/layers.h"
 
 #include "absl/strings/str_cat.h"
+#include "core/model/dense_linear.h"
 
 namespace gptb::model {
 
@@ -66,7 +67,7 @@ torch::Tensor ColumnParallelLinear::ForwardWithWeight(const torch::Tensor& x,
                                                       const torch::Tensor& weight) {
   torch::Tensor input = norm_ ? norm_->Apply(x) : x;
   if (comm_ == LinearComm::kTensorParallel) input = parallel_->CopyToTensorParallelRegion(input);
-  torch::Tensor y = torch::linear(input, weight, bias_);
+  torch::Tensor y = DenseLinear(input, weight, bias_);
   if (gather_output_) y = parallel_->GatherFromTensorParallelRegion(y);
   return y;
 }
@@ -87,7 +88,7 @@ RowParallelLinear::RowParallelLinear(const ModuleContext& ctx, const std::string
 }
 
 torch::Tensor RowParallelLinear::forward(const torch::Tensor& x) {
-  torch::Tensor y = torch::linear(x, weight_);
+  torch::Tensor y = DenseLinear(x, weight_);
   if (comm_ == LinearComm::kTensorParallel) y = parallel_->ReduceFromTensorParallelRegion(y);
   if (bias_.defined() && comm_ == LinearComm::kTensorParallel) y = y + bias_;
   return y;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/layer_spec/module_registry.h"
+#include "core/model/dense_linear.h"
 
 namespace gptb::model {
 
@@ -27,7 +28,8 @@ MoeLayer::MoeLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
   }
 
   const layer_spec::ModuleSpec* experts_spec = spec.Submodule("experts");
-  const layer_spec::ModuleInfo* info = experts_spec ? layer_spec::FindModule(experts_spec->module) : nullptr;
+  const layer_spec::ModuleInfo* info =
+      experts_spec ? layer_spec::FindModule(experts_spec->module) : nullptr;
   auto experts = register_module("experts", std::make_shared<torch::nn::Module>());
   const std::string ep = prefix + "experts.";
   experts_.resize(local_experts_);
@@ -100,14 +102,14 @@ MoeLayer::MoeLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
 }
 
 torch::Tensor MoeLayer::RunExpert(const Expert& e, const torch::Tensor& tokens) const {
-  torch::Tensor h = torch::linear(tokens, e.fc1_weight, e.fc1_bias);
+  torch::Tensor h = DenseLinear(tokens, e.fc1_weight, e.fc1_bias);
   if (gated_) {
     std::vector<torch::Tensor> halves = h.chunk(2, -1);
     h = activation_(halves[0]) * (halves[1] + glu_offset_);
   } else {
     h = activation_(h);
   }
-  torch::Tensor y = torch::linear(h, e.fc2_weight);
+  torch::Tensor y = DenseLinear(h, e.fc2_weight);
   if (e.fc2_bias.defined()) y = y + e.fc2_bias;  // expert biases need expert TP 1
   return y;
 }

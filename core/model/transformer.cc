@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/layer_spec/module_registry.h"
+#include "core/model/dense_linear.h"
 
 namespace gptb::model {
 namespace {
@@ -36,8 +37,8 @@ TransformerLayer::TransformerLayer(const ModuleContext& ctx, const layer_spec::M
   if (IsKind(mlp, layer_spec::ModuleKind::kMoeLayer)) {
     moe_ = register_module("mlp", std::make_shared<MoeLayer>(ctx, *mlp, prefix + "mlp."));
   } else {
-    const bool fused =
-        IsKind(mlp->Submodule("linear_fc1"), layer_spec::ModuleKind::kLayerNormColumnParallelLinear);
+    const bool fused = IsKind(mlp->Submodule("linear_fc1"),
+                              layer_spec::ModuleKind::kLayerNormColumnParallelLinear);
     mlp_ = register_module("mlp", std::make_shared<Mlp>(ctx, prefix + "mlp.", fused));
   }
 }
@@ -85,14 +86,14 @@ torch::Tensor TeTransformerLayer::forward(const torch::Tensor& x, const torch::T
   torch::Tensor h =
       x + MaybeDropout(self_attention_->forward(x, rotary_freqs, rotary), dropout_, is_training());
   torch::Tensor in = parallel_->CopyToTensorParallelRegion(mlp_norm_->Apply(h));
-  torch::Tensor a = torch::linear(in, fc1_weight_, fc1_bias_);
+  torch::Tensor a = DenseLinear(in, fc1_weight_, fc1_bias_);
   if (gated_) {
     std::vector<torch::Tensor> halves = a.chunk(2, -1);
     a = activation_(halves[0]) * (halves[1] + glu_offset_);
   } else {
     a = activation_(a);
   }
-  torch::Tensor y = parallel_->ReduceFromTensorParallelRegion(torch::linear(a, fc2_weight_));
+  torch::Tensor y = parallel_->ReduceFromTensorParallelRegion(DenseLinear(a, fc2_weight_));
   if (fc2_bias_.defined()) y = y + fc2_bias_;
   return h + MaybeDropout(y, dropout_, is_training());
 }
