@@ -33,9 +33,12 @@ ENV GPTB_BOOTSTRAP_MODE="--image --cuda" \
 FROM os-${VARIANT} AS build
 WORKDIR /src
 ENV GPTB_VENV=/opt/gptb-venv
-# Dependencies first: this layer is reused until the package list or the pins change.
+# Dependencies first: this layer is reused until the package list or the pins change. pip
+# trusts the CA bundle given as the build secret host_ca when there is one (scripts/image passes
+# the host's, for networks whose TLS goes through an inspecting proxy); it is not kept.
 COPY scripts/bootstrap scripts/python-requirements.txt scripts/
-RUN --mount=type=cache,target=/root/.cache/pip \
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=host_ca \
+    if [ -s /run/secrets/host_ca ]; then export PIP_CERT=/run/secrets/host_ca; fi && \
     scripts/bootstrap ${GPTB_BOOTSTRAP_MODE} && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN if [ -n "${GPTB_CMAKE_ARGS}" ]; then \
