@@ -138,7 +138,8 @@ absl::StatusOr<google::longrunning::Operation> BuildOrchestrator::BuildModel(
       }
       return reject(NameTaken(ctx_->models, request.name(), start));
     }
-    PlacementRequest placement_request{TensorParallelGroups(plan), RankBuildBytes(plan)};
+    PlacementRequest placement_request{TensorParallelGroups(plan), RankBuildBytes(plan),
+                                       request.device()};
     absl::StatusOr<std::vector<RankPlacement>> placement =
         PlaceRanks(placement_request, ctx_->workers.Capacity());
     if (!placement.ok()) return reject(placement.status());

@@ -25,7 +25,14 @@ int64_t MachineMemoryBytes() {
 absl::StatusOr<std::vector<gptbuilder::v1::Slot>> MakeSlots(int slots, int64_t slot_memory_bytes,
                                                             int cuda_devices,
                                                             int64_t device_memory_bytes) {
-  if (slots <= 0) {
+  if (slots == 0) {
+    // What `--slots 0` (every visible device) leaves on a machine without CUDA devices, or with a
+    // build without CUDA: a clear refusal at start rather than a worker with nothing to offer.
+    return absl::FailedPreconditionError(
+        "--slots 0 asks for one slot per visible CUDA device and this worker sees none (no "
+        "device, or a build without -DGPTB_WITH_CUDA=ON): give --slots N for N CPU slots");
+  }
+  if (slots < 0) {
     return absl::InvalidArgumentError(absl::StrCat("--slots must be at least 1, got ", slots));
   }
   if (slot_memory_bytes < 0) {
