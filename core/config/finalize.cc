@@ -15,6 +15,7 @@
 #include "core/config/suggest.h"
 #include "core/config/violations.h"
 #include "core/config/vocab.h"
+#include "core/layer_spec/layer_specs.h"
 #include "core/layer_spec/module_registry.h"
 #include "core/layer_spec/module_spec.h"
 #include "google/protobuf/descriptor.h"
@@ -1112,6 +1113,19 @@ void CheckGptLevel(const GPTModelConfig& config, const Sizes& s, Checker& c) {
     c.Add("transformer_layer_spec", "INVALID_LAYER_SPEC",
           absl::StrCat("transformer_layer_spec must name a spec (", QuotedList(LayerSpecNames()),
                        ") or be a custom ModuleSpec tree."));
+  }
+  // SEQUENCE_PARALLEL_TORCH_NORM (Megatron's WrappedTorchNorm assert): torch's LayerNorm /
+  // RMSNorm, which the local spec builds, cannot mark their parameters for the tensor-parallel
+  // gradient reduction that sequence parallelism needs.
+  if (t.sequence_parallel()) {
+    if (std::optional<std::string> norm = layer_spec::FindTorchNorm(config)) {
+      c.Add(T("sequence_parallel"), "SEQUENCE_PARALLEL_TORCH_NORM",
+            absl::StrCat("sequence parallel not supported by torch LayerNorm: the layer spec "
+                         "builds torch's norms (",
+                         *norm,
+                         "); use transformer_layer_spec transformer_engine (the default), whose "
+                         "norms support it, or set sequence_parallel false."));
+    }
   }
 }
 
