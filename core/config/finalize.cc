@@ -995,6 +995,15 @@ void CheckMoe(const TransformerConfig& t, const Sizes& s, const Given& given, Ch
           "Token dispatcher type: allgather does not support variable sequence length, please use "
           "alltoall dispatcher instead.");
   }
+  // FLEX_DISPATCHER (Megatron's MoEFlexTokenDispatcher asserts it with its default DeepEP
+  // backend): the flex dispatcher spans the expert tp x ep group. The dispatchers move the same
+  // tokens to the same experts, so allgather, alltoall and flex compute the same function.
+  if (moe && t.moe_token_dispatcher_type() == "flex" && s.ok && s.etp * s.ep <= 1) {
+    c.Add(T("moe_token_dispatcher_type"), "CONFLICT",
+          "DeepEP dispatcher requires TPxEP > 1: the flex token dispatcher needs "
+          "expert_tensor_parallel_size * expert_model_parallel_size > 1; use allgather or "
+          "alltoall.");
+  }
   // MOE_LAYER_FREQ (ours): an int N >= 1 (layer i is MoE iff i % N == 0) or a 0/1 list with one
   // entry per decoder layer (Megatron indexes it by global layer number).
   if (t.moe_layer_freq_size() == 1) {

@@ -102,6 +102,14 @@ std::vector<RuleCase> Cases() {
          T(c).set_sequence_parallel(true);
          c.mutable_transformer_layer_spec()->set_name("default");
        }},
+      {"FlexDispatcherNeedsExpertGrid", true,
+       [](auto& c) { T(c).set_moe_token_dispatcher_type("flex"); },
+       "transformer.moe_token_dispatcher_type", "CONFLICT",
+       [](auto& c) {
+         T(c).set_moe_token_dispatcher_type("flex");
+         T(c).set_expert_model_parallel_size(2);
+       },
+       std::nullopt, 2},
       {"GtpUnsupported", false,
        [](auto& c) {
          T(c).set_tensor_model_parallel_size(2);
