@@ -94,8 +94,8 @@ SelfAttention::SelfAttention(const ModuleContext& ctx, const layer_spec::ModuleS
   bool fused = fused_norm_override;
   if (const layer_spec::ModuleSpec* qkv = spec.Submodule("linear_qkv")) {
     const layer_spec::ModuleInfo* info = layer_spec::FindModule(qkv->module);
-    fused = fused ||
-            (info != nullptr && info->kind == layer_spec::ModuleKind::kLayerNormColumnParallelLinear);
+    fused = fused || (info != nullptr &&
+                      info->kind == layer_spec::ModuleKind::kLayerNormColumnParallelLinear);
   }
   linear_qkv_ = register_module(
       qkv_name, std::make_shared<ColumnParallelLinear>(ctx, prefix + qkv_name + ".", fused));
@@ -116,8 +116,9 @@ SelfAttention::SelfAttention(const ModuleContext& ctx, const layer_spec::ModuleS
 
 torch::Tensor SelfAttention::forward(const torch::Tensor& x, const torch::Tensor& rotary_freqs,
                                      const Rotary* rotary) {
-  const int64_t s = x.size(0), b = x.size(1);
+  // With sequence parallelism x is this rank's part of the sequence; linear_qkv gathers it.
   torch::Tensor qkv = linear_qkv_->forward(x);  // [s, b, local rows]
+  const int64_t s = qkv.size(0), b = qkv.size(1);
   const int64_t per_group = heads_ / groups_ + 2 + (output_gate_ ? heads_ / groups_ : 0);
   torch::Tensor q, k, v, gate;
   int64_t local_heads = heads_ / tp_;
@@ -165,7 +166,7 @@ torch::Tensor SelfAttention::forward(const torch::Tensor& x, const torch::Tensor
       torch::matmul(qt.to(torch::kFloat32), kt.transpose(-1, -2).to(torch::kFloat32)) *
       softmax_scale_;
   torch::Tensor causal =
-      torch::ones({s, s}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(1);
+      torch::ones({s, s}, torch::TensorOptions().dtype(torch::kBool).device(qkv.device())).triu(1);
   scores = scores.masked_fill(causal, -std::numeric_limits<float>::infinity());
   torch::Tensor probs;
   if (softmax_offset_.defined()) {

@@ -7,8 +7,8 @@
 #include <optional>
 #include <string>
 
-#include "core/model/layers.h"
 #include "core/layer_spec/module_spec.h"
+#include "core/model/layers.h"
 
 namespace gptb::model {
 
@@ -34,11 +34,12 @@ class Rotary {
 // The local qkv rows are the rank's slice of the grouped layout [q heads of group j, k_j, v_j].
 class SelfAttention : public torch::nn::Module {
  public:
-  SelfAttention(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec, const std::string& prefix,
-                const std::string& qkv_name = "linear_qkv",
+  SelfAttention(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
+                const std::string& prefix, const std::string& qkv_name = "linear_qkv",
                 const std::string& proj_name = "linear_proj", bool fused_norm_override = false,
                 bool qkv_first = false);
-  // x [s, b, h] -> [s, b, h] (bias included). `rotary_freqs` undefined without RoPE.
+  // x [s, b, h] -> [s, b, h] (bias included); [s/t, b, h] in and out with sequence parallelism
+  // (`rotary_freqs` always cover the whole sequence). `rotary_freqs` undefined without RoPE.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& rotary_freqs,
                         const Rotary* rotary);
 

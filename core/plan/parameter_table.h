@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "core/plan/pipeline_layout.h"
 #include "core/layer_spec/layer_specs.h"
+#include "core/plan/pipeline_layout.h"
 #include "gptbuilder/v1/model_config.pb.h"
 
 namespace gptb::plan {
@@ -58,6 +58,15 @@ struct ParamInfo {
   int partition_stride = 1;
   bool is_expert = false;         // allreduce=False: gradients reduce over expt_dp
   bool shared_embedding = false;  // a tied or MTP copy of the word embeddings
+  // Megatron's `sequence_parallel` attribute: a replicated parameter applied to this rank's
+  // shard of the sequence (norms, row-parallel biases, the router, the shared-expert gate), set
+  // when transformer.sequence_parallel is on.
+  bool sequence_parallel = false;
+  // finalize_model_grads sums this replicated parameter's gradient over the tensor-parallel
+  // group (_allreduce_non_tensor_model_parallel_grads), because each TP rank computes only a
+  // partial gradient: the sequence_parallel parameters (each rank sees its part of the
+  // sequence) and, with qk_layernorm, the q/k norms (each rank normalises its own heads).
+  bool sum_grad_over_tp = false;
 
   int64_t numel() const;
   int64_t bytes() const { return numel() * DTypeBytes(dtype); }

@@ -40,7 +40,10 @@ class Executor {
     const auto& config = model_.plan().config();
     mtp_scale_ = config.transformer().mtp_loss_scaling_factor();
     const torch::Tensor& ids = micro_batches_.front().input_ids;
-    hidden_shape_ = {ids.size(1), ids.size(0), config.transformer().hidden_size()};
+    // Under sequence parallelism stages exchange this rank's part of the sequence.
+    int64_t seq = ids.size(1);
+    if (config.transformer().sequence_parallel()) seq /= groups.size(GroupKind::kTp);
+    hidden_shape_ = {seq, ids.size(0), config.transformer().hidden_size()};
     hidden_options_ = torch::TensorOptions()
                           .dtype(model::TorchDtype(model_.plan().dtype()))
                           .device(groups.device());
