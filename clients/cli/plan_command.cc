@@ -1,25 +1,12 @@
 #include "clients/cli/plan_command.h"
 
-#include <algorithm>
-#include <numeric>
-
 #include "clients/cli/config_args.h"
 #include "core/plan/model_plan.h"
+#include "core/plan/plan_description.h"
 #include "core/plan/plan_format.h"
 
 namespace gptb::cli {
 namespace {
-
-// Without --world-size: the smallest world the parallel sizes allow (one data-parallel replica
-// of the dense grid, enough ranks for the expert grid).
-int SmallestWorld(const gptbuilder::v1::TransformerConfig& t) {
-  const int64_t dense = int64_t{t.tensor_model_parallel_size()} * t.pipeline_model_parallel_size() *
-                        t.context_parallel_size();
-  const int64_t expert = int64_t{t.expert_tensor_parallel_size()} * t.expert_model_parallel_size() *
-                         t.pipeline_model_parallel_size();
-  const int64_t lcm = std::lcm(dense, expert);
-  return static_cast<int>(lcm);
-}
 
 int RunPlan(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   absl::StatusOr<std::string> format = OutputFormat(args, "table", {"table", "json"});
@@ -29,13 +16,12 @@ int RunPlan(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   plan::PlanOptions options;
   options.build = resolved->build;
   options.ddp = resolved->ddp;
-  options.world_size = args.Get("world-size").has_value()
-                           ? std::stoi(*args.Get("world-size"))
-                           : SmallestWorld(resolved->model.transformer());
+  options.world_size = args.Get("world-size").has_value() ? std::stoi(*args.Get("world-size"))
+                                                          : plan::MinimalWorldSize(resolved->model);
   absl::StatusOr<plan::ModelPlan> plan = plan::ModelPlan::Create(resolved->model, options);
   if (!plan.ok()) return ReportStatus(plan.status(), err);
   if (*format == "json") {
-    out << plan::PlanToJson(*plan).dump(2) << "\n";
+    out << plan::PlanToJson(plan::DescribePlan(*plan)).dump(2) << "\n";
   } else {
     out << plan::PlanToTable(*plan);
   }

@@ -1,6 +1,7 @@
 #include "core/plan/model_plan.h"
 
 #include <algorithm>
+#include <numeric>
 #include <set>
 #include <tuple>
 #include <unordered_map>
@@ -8,8 +9,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/config/vocab.h"
-#include "core/plan/memory.h"
 #include "core/layer_spec/layer_specs.h"
+#include "core/plan/memory.h"
 
 namespace gptb::plan {
 
@@ -140,6 +141,15 @@ int64_t ModelPlan::TotalParameters() const {
   int64_t total = 0;
   for (const auto& [name, n] : canonical) total += n;
   return total;
+}
+
+int MinimalWorldSize(const gptbuilder::v1::GPTModelConfig& finalized) {
+  const auto& t = finalized.transformer();
+  const int dense = t.tensor_model_parallel_size() * t.context_parallel_size();
+  const int etp = t.has_expert_tensor_parallel_size() ? t.expert_tensor_parallel_size()
+                                                      : t.tensor_model_parallel_size();
+  const int expert = etp * t.expert_model_parallel_size();
+  return t.pipeline_model_parallel_size() * std::lcm(std::max(dense, 1), std::max(expert, 1));
 }
 
 }  // namespace gptb::plan

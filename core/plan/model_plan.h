@@ -102,6 +102,11 @@ class ModelPlan {
   std::vector<int> stage_index_;
 };
 
+// The smallest world a finalized config fits: pp * lcm(tp * cp, etp * ep) (data-parallel size 1
+// on the dense grid, enough ranks for the expert grid). PlanModel, BuildModel and `gptb plan`
+// take it when no world size is given.
+int MinimalWorldSize(const gptbuilder::v1::GPTModelConfig& finalized);
+
 }  // namespace gptb::plan
 
 #endif  // GPTB_CORE_PLAN_MODEL_PLAN_H_

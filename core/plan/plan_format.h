@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/plan/model_plan.h"
+#include "gptbuilder/v1/plan.pb.h"
 #include "nlohmann/json.hpp"
 
 namespace gptb::plan {
@@ -13,10 +14,12 @@ namespace gptb::plan {
 // [{name, shape, dtype}] in registration order, num_params) and ranks (per global rank: its
 // coordinates, the stages it holds, its process groups and its model-state bytes). Extra keys
 // (parallel sizes, etp_rank, mtp_layers, layer_spec, param_bytes, total_params) are additive.
-nlohmann::json PlanToJson(const ModelPlan& plan);
+// From the plan's one encoding (plan_description.h DescribePlan).
+nlohmann::json PlanToJson(const gptbuilder::v1::PlanDescription& plan);
 
-// The stage part of one StagePlan, shared with `gptb describe`.
-nlohmann::json StageToJson(const StagePlan& stage);
+// One stage, for `gptb plan` and `gptb describe` alike: every key above, plus each parameter's
+// "checksum" (16 hex digits) where the description has one (a held model's).
+nlohmann::json StageToJson(const gptbuilder::v1::StageDescription& stage);
 
 // A table for people: the parallel layout, one row per stage (layers, parameters, bytes) and
 // the totals.

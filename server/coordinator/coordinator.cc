@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/plan/plan_description.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/common/log.h"
 #include "server/coordinator/model_description.h"
@@ -66,12 +67,12 @@ absl::StatusOr<gptbuilder::v1::ValidateConfigResponse> Coordinator::ValidateConf
   return response;
 }
 
-absl::StatusOr<gptbuilder::v1::PlanModelResponse> Coordinator::PlanModel(
+absl::StatusOr<gptbuilder::v1::PlanDescription> Coordinator::PlanModel(
     const gptbuilder::v1::PlanModelRequest& request) {
   absl::StatusOr<PreparedModel> prepared =
       PrepareModel(request.config(), request.ddp(), request.build(), request.world_size());
   if (!prepared.ok()) return prepared.status();
-  return PlanToProto(*prepared->plan);
+  return plan::DescribePlan(*prepared->plan);
 }
 
 // ---- Watch / get / list -------------------------------------------------------------------

@@ -39,7 +39,7 @@ class Coordinator {
 
   absl::StatusOr<gptbuilder::v1::ValidateConfigResponse> ValidateConfig(
       const gptbuilder::v1::ValidateConfigRequest& request);
-  absl::StatusOr<gptbuilder::v1::PlanModelResponse> PlanModel(
+  absl::StatusOr<gptbuilder::v1::PlanDescription> PlanModel(
       const gptbuilder::v1::PlanModelRequest& request);
   absl::StatusOr<google::longrunning::Operation> BuildModel(
       const gptbuilder::v1::BuildModelRequest& request) {

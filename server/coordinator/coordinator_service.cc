@@ -33,7 +33,7 @@ grpc::Status CoordinatorService::ValidateConfig(
 
 grpc::Status CoordinatorService::PlanModel(grpc::ServerContext*,
                                            const gptbuilder::v1::PlanModelRequest* request,
-                                           gptbuilder::v1::PlanModelResponse* response) {
+                                           gptbuilder::v1::PlanDescription* response) {
   return Reply(coordinator_->PlanModel(*request), response);
 }
 

@@ -1,14 +1,12 @@
 #include "server/coordinator/model_preparation.h"
 
 #include <chrono>
-#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "core/checkpoint/checkpoint_manifest.h"
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/config/finalize.h"
 #include "core/config/violations.h"
-#include "core/plan/plan_format.h"
 
 namespace gptb::coordinator {
 namespace {
@@ -18,15 +16,6 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 }
 
 }  // namespace
-
-int MinimalWorldSize(const gptbuilder::v1::GPTModelConfig& finalized) {
-  const auto& t = finalized.transformer();
-  const int dense = t.tensor_model_parallel_size() * t.context_parallel_size();
-  const int etp = t.has_expert_tensor_parallel_size() ? t.expert_tensor_parallel_size()
-                                                      : t.tensor_model_parallel_size();
-  const int expert = etp * t.expert_model_parallel_size();
-  return t.pipeline_model_parallel_size() * std::lcm(std::max(dense, 1), std::max(expert, 1));
-}
 
 absl::StatusOr<plan::ModelPlan> PlanFinalized(
     const gptbuilder::v1::GPTModelConfig& config,
@@ -57,7 +46,7 @@ absl::StatusOr<PreparedModel> PrepareModel(const gptbuilder::v1::GPTModelConfig&
   out.validate_seconds = SecondsSince(start);
 
   start = std::chrono::steady_clock::now();
-  out.world_size = world_size > 0 ? world_size : MinimalWorldSize(out.finalized.model);
+  out.world_size = world_size > 0 ? world_size : plan::MinimalWorldSize(out.finalized.model);
   absl::StatusOr<plan::ModelPlan> plan =
       PlanFinalized(out.finalized.model, out.finalized.ddp, out.finalized.build, out.world_size);
   if (!plan.ok()) return plan.status();
@@ -77,52 +66,6 @@ std::vector<int64_t> RankBuildBytes(const plan::ModelPlan& plan) {
 
 std::vector<std::vector<int>> TensorParallelGroups(const plan::ModelPlan& plan) {
   return plan.topology().AllGroups(plan::GroupKind::kTp);
-}
-
-gptbuilder::v1::StageDescription StageToProto(const plan::StagePlan& stage) {
-  gptbuilder::v1::StageDescription out;
-  out.set_tp_rank(stage.tp_rank);
-  out.set_pp_rank(stage.pp_rank);
-  out.set_ep_rank(stage.ep_rank);
-  out.set_etp_rank(stage.etp_rank);
-  if (stage.vp_stage.has_value()) out.set_vp_stage(*stage.vp_stage);
-  out.set_pre_process(stage.pre_process);
-  out.set_post_process(stage.post_process);
-  for (int layer : stage.layers) out.add_layers(layer);
-  for (const plan::ParamInfo& p : stage.params) {
-    gptbuilder::v1::ParameterDescription* param = out.add_params();
-    param->set_name(p.name);
-    for (int64_t d : p.shape) param->add_shape(d);
-    param->set_dtype(plan::DTypeName(p.dtype));
-  }
-  out.set_num_params(stage.num_params);
-  return out;
-}
-
-gptbuilder::v1::PlanModelResponse PlanToProto(const plan::ModelPlan& plan) {
-  gptbuilder::v1::PlanModelResponse out;
-  out.set_world_size(plan.world_size());
-  out.set_padded_vocab_size(plan.padded_vocab_size());
-  out.set_total_params(plan.TotalParameters());
-  for (const plan::StagePlan& stage : plan.stages()) *out.add_stages() = StageToProto(stage);
-  for (int r = 0; r < plan.world_size(); ++r) {
-    const plan::RankPlan rank = plan.Rank(r);
-    gptbuilder::v1::RankBytes* rb = out.add_ranks();
-    rb->set_rank(r);
-    rb->set_tp_rank(rank.coords.tp);
-    rb->set_pp_rank(rank.coords.pp);
-    rb->set_dp_rank(rank.coords.dp);
-    rb->set_cp_rank(rank.coords.cp);
-    rb->set_ep_rank(rank.coords.ep);
-    rb->set_etp_rank(rank.coords.etp);
-    for (int s : rank.stages) rb->add_stages(s);
-    rb->set_num_params(rank.memory.num_params);
-    rb->set_param_bytes(rank.memory.param_bytes);
-    rb->set_grad_bytes(rank.memory.grad_bytes);
-    rb->set_optimizer_bytes(rank.memory.optimizer_bytes);
-  }
-  out.set_plan_json(plan::PlanToJson(plan).dump());
-  return out;
 }
 
 absl::Status CheckLoadFrom(const std::string& path, const PreparedModel& prepared) {

@@ -44,16 +44,9 @@ absl::StatusOr<plan::ModelPlan> PlanFinalized(
     const gptbuilder::v1::DistributedDataParallelConfig& ddp,
     const gptbuilder::v1::BuildOptions& build, int world_size);
 
-// The smallest world of a finalized config: pp * lcm(tp * cp, etp * ep) (data-parallel size 1
-// on the dense grid).
-int MinimalWorldSize(const gptbuilder::v1::GPTModelConfig& finalized);
-
 // Model-state bytes each rank's build allocates: parameters + gradient buffers.
 std::vector<int64_t> RankBuildBytes(const plan::ModelPlan& plan);
 std::vector<std::vector<int>> TensorParallelGroups(const plan::ModelPlan& plan);
-
-gptbuilder::v1::StageDescription StageToProto(const plan::StagePlan& stage);
-gptbuilder::v1::PlanModelResponse PlanToProto(const plan::ModelPlan& plan);
 
 }  // namespace gptb::coordinator
 

@@ -66,27 +66,6 @@ RankProgress ToProto(const model::BuildProgress& p) {
 
 }  // namespace
 
-gptbuilder::v1::StageDescription HeldStageToProto(const model::HeldStage& stage) {
-  gptbuilder::v1::StageDescription out;
-  out.set_tp_rank(stage.tp_rank);
-  out.set_pp_rank(stage.pp_rank);
-  out.set_ep_rank(stage.ep_rank);
-  out.set_etp_rank(stage.etp_rank);
-  if (stage.vp_stage.has_value()) out.set_vp_stage(*stage.vp_stage);
-  out.set_pre_process(stage.pre_process);
-  out.set_post_process(stage.post_process);
-  for (int layer : stage.layers) out.add_layers(layer);
-  for (const model::HeldParameter& p : stage.params) {
-    gptbuilder::v1::ParameterDescription* param = out.add_params();
-    param->set_name(p.name);
-    for (int64_t d : p.shape) param->add_shape(d);
-    param->set_dtype(p.dtype);
-    param->set_checksum(p.checksum);
-  }
-  out.set_num_params(stage.num_params);
-  return out;
-}
-
 struct StageHolder::RankResult {
   int slot = 0;
   std::shared_ptr<model::RankModel> model;
@@ -420,9 +399,9 @@ absl::StatusOr<gptbuilder::v1::DescribeHeldModelResponse> StageHolder::Describe(
     out->set_slot(result.slot);
     out->set_device(slots_[result.slot].device());
     try {
-      for (const model::HeldStage& stage : held->Describe()) {
-        *out->add_stages() = HeldStageToProto(stage);
-      }
+      absl::StatusOr<std::vector<gptbuilder::v1::StageDescription>> stages = held->Describe();
+      if (!stages.ok()) return stages.status();
+      for (gptbuilder::v1::StageDescription& stage : *stages) *out->add_stages() = std::move(stage);
     } catch (const std::exception& e) {
       return absl::InternalError(absl::StrCat("describing rank ", rank, ": ", e.what()));
     }

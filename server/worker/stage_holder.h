@@ -126,8 +126,6 @@ class BuildSession {
 
 // core's phase as the API's BuildPhase.
 gptbuilder::v1::BuildPhase ToProtoPhase(model::BuildPhase phase);
-// A held stage as the API describes it (the plan's stage shape plus checksums).
-gptbuilder::v1::StageDescription HeldStageToProto(const model::HeldStage& stage);
 
 }  // namespace gptb::worker
 

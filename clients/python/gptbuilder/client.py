@@ -118,7 +118,7 @@ class Client:
         return self._unary("ValidateConfig", request)
 
     def plan(self, config, *, world_size=0):
-        """The plan (PlanModelResponse: stages, parameters, bytes per rank); needs no worker."""
+        """The plan (PlanDescription: parallel sizes, stages and their parameters, per-rank groups and bytes); needs no worker."""
         c = as_model_config(config)
         request = coordinator_pb2.PlanModelRequest(config=c.model, ddp=c.ddp, build=c.build,
                                                    world_size=world_size)

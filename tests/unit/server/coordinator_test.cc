@@ -109,7 +109,9 @@ TEST_F(CoordinatorTest, PlanModelDefaultsToTheSmallestWorld) {
   EXPECT_EQ(plan->world_size(), 4);
   EXPECT_EQ(plan->stages_size(), 4);
   EXPECT_EQ(plan->ranks_size(), 4);
-  EXPECT_THAT(plan->plan_json(), HasSubstr("\"stages\""));
+  EXPECT_EQ(plan->parallel().tp(), 2);
+  EXPECT_EQ(plan->parallel().pp(), 2);
+  EXPECT_EQ(plan->ranks(3).groups().at("tp").ranks_size(), 2);
 }
 
 TEST_F(CoordinatorTest, BuildWithoutEnoughSlotsIsFailedPrecondition) {
