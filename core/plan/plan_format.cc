@@ -60,7 +60,7 @@ nlohmann::json StageToJson(const StagePlan& stage) {
   return s;
 }
 
-nlohmann::json PlanToJson(const ModelPlan& plan) {
+nlohmann::json PlanToJson(const ModelPlan& plan, const PlanJsonOptions& options) {
   nlohmann::json out;
   const RankTopology& topo = plan.topology();
   out["padded_vocab_size"] = plan.padded_vocab_size();
@@ -79,8 +79,27 @@ nlohmann::json PlanToJson(const ModelPlan& plan) {
   nlohmann::json stages = nlohmann::json::array();
   for (const StagePlan& stage : plan.stages()) stages.push_back(StageToJson(stage));
   out["stages"] = std::move(stages);
+  // group_of[kind][rank]: the index of the rank's group of that kind, -1 for none.
+  std::vector<std::vector<int>> group_of;
+  if (options.process_groups) {
+    nlohmann::json groups = nlohmann::json::object();
+    for (GroupKind kind : kAllGroupKinds) {
+      std::vector<int> index(plan.world_size(), -1);
+      const std::vector<std::vector<int>> all = topo.AllGroups(kind);
+      for (size_t g = 0; g < all.size(); ++g) {
+        for (int member : all[g]) index[member] = static_cast<int>(g);
+      }
+      groups[GroupName(kind)] = all;
+      group_of.push_back(std::move(index));
+    }
+    out["process_groups"] = std::move(groups);
+  }
+  const int first = std::clamp(options.first_rank, 0, plan.world_size());
+  const int end = options.num_ranks < 0
+                      ? plan.world_size()
+                      : first + std::min(options.num_ranks, plan.world_size() - first);
   nlohmann::json ranks = nlohmann::json::array();
-  for (int r = 0; r < plan.world_size(); ++r) {
+  for (int r = first; r < end; ++r) {
     const RankPlan rank = plan.Rank(r);
     nlohmann::json j;
     j["rank"] = r;
@@ -97,12 +116,14 @@ nlohmann::json PlanToJson(const ModelPlan& plan) {
                   {"grads", rank.memory.grad_bytes},
                   {"optimizer", rank.memory.optimizer_bytes},
                   {"total", rank.memory.total_bytes()}};
-    nlohmann::json groups = nlohmann::json::object();
-    for (GroupKind kind : kAllGroupKinds) {
-      std::vector<int> members = topo.Group(kind, r);
-      groups[GroupName(kind)] = members.empty() ? nlohmann::json() : nlohmann::json(members);
+    if (options.process_groups) {
+      nlohmann::json groups = nlohmann::json::object();
+      for (size_t k = 0; k < kAllGroupKinds.size(); ++k) {
+        const int g = group_of[k][r];
+        groups[GroupName(kAllGroupKinds[k])] = g < 0 ? nlohmann::json() : nlohmann::json(g);
+      }
+      j["groups"] = std::move(groups);
     }
-    j["groups"] = std::move(groups);
     ranks.push_back(std::move(j));
   }
   out["ranks"] = std::move(ranks);

@@ -9,6 +9,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/checkpoint/checkpoint_directory.h"
+#include "core/checkpoint/posix_file.h"
 #include "core/config/violations.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/common/grpc_status.h"
@@ -65,7 +67,7 @@ absl::Status InvalidName(const std::string& name) {
   config::Violations violations;
   violations.Add("name", name.empty() ? "REQUIRED" : "INVALID_NAME",
                  name.empty() ? "a model name is required (--name)"
-                              : absl::StrCat("'", name,
+                              : absl::StrCat("'", config::Excerpt(name, 80),
                                              "' is not a valid model name: use 1-63 characters "
                                              "[a-z0-9._-], starting and ending with [a-z0-9]"));
   return violations.ToStatus();
@@ -173,7 +175,8 @@ std::string Coordinator::NewBuildId() {
 absl::StatusOr<gptbuilder::v1::ValidateConfigResponse> Coordinator::ValidateConfig(
     const gptbuilder::v1::ValidateConfigRequest& request) {
   absl::StatusOr<PreparedModel> prepared =
-      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size());
+      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size(),
+                   options_.limits);
   if (!prepared.ok()) return prepared.status();
   gptbuilder::v1::ValidateConfigResponse response;
   *response.mutable_config() = prepared->finalized.model;
@@ -185,10 +188,13 @@ absl::StatusOr<gptbuilder::v1::ValidateConfigResponse> Coordinator::ValidateConf
 
 absl::StatusOr<gptbuilder::v1::PlanModelResponse> Coordinator::PlanModel(
     const gptbuilder::v1::PlanModelRequest& request) {
+  int first_rank = 0, num_ranks = 0;
+  if (absl::Status page = ParsePlanPage(request, &first_rank, &num_ranks); !page.ok()) return page;
   absl::StatusOr<PreparedModel> prepared =
-      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size());
+      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size(),
+                   options_.limits);
   if (!prepared.ok()) return prepared.status();
-  return PlanToProto(*prepared->plan);
+  return PlanToProto(*prepared->plan, first_rank, num_ranks);
 }
 
 // ---- Build ------------------------------------------------------------------------------------
@@ -216,11 +222,14 @@ absl::StatusOr<google::longrunning::Operation> Coordinator::BuildModel(
     }
   }
   absl::StatusOr<PreparedModel> prepared =
-      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size());
+      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size(),
+                   options_.limits);
   if (!prepared.ok()) return reject(prepared.status());
   const plan::ModelPlan& plan = *prepared->plan;
   if (!request.load_from().empty()) {
-    if (absl::Status checked = CheckLoadFrom(request.load_from(), *prepared); !checked.ok()) {
+    if (absl::Status checked =
+            CheckLoadFrom(request.load_from(), *prepared, options_.checkpoint_root);
+        !checked.ok()) {
       return reject(checked);
     }
   }
@@ -645,7 +654,8 @@ absl::StatusOr<gptbuilder::v1::DescribeModelResponse> Coordinator::DescribeModel
     }
   }
   absl::StatusOr<plan::ModelPlan> plan =
-      PlanFinalized(model.config(), model.ddp(), model.build(), model.world_size());
+      PlanFinalized(model.config(), model.ddp(), model.build(), model.world_size(),
+                    options_.limits);
   if (!plan.ok()) return plan.status();
 
   // Ask every worker at once.
@@ -770,11 +780,19 @@ absl::StatusOr<gptbuilder::v1::SaveCheckpointResponse> Coordinator::SaveCheckpoi
   const std::string& name = request.model();
   config::Violations violations;
   if (name.empty()) violations.Add("model", "REQUIRED", "the name of a READY model to save");
-  if (request.path().empty() || request.path().front() != '/') {
-    violations.Add("path", "INVALID_VALUE",
-                   absl::StrCat("path must be an absolute directory path visible to every "
-                                "worker, got '",
-                                request.path(), "'"));
+  // The workers resolve the path (and enforce their own checkpoint roots); refuse here what
+  // no worker would take.
+  if (absl::Status path = checkpoint::CheckCheckpointPath(request.path()); !path.ok()) {
+    for (const config::FieldViolation& v : config::ViolationsFromStatus(path)) {
+      violations.Add(v.field, v.reason,
+                     absl::StrCat(v.description, " (an absolute directory path visible to every "
+                                                 "worker)"));
+    }
+  } else if (!options_.checkpoint_root.empty() &&
+             !checkpoint::IsWithin(request.path(), options_.checkpoint_root)) {
+    violations.Add("path", "OUTSIDE_CHECKPOINT_ROOT",
+                   absl::StrCat("checkpoints are saved only inside ", options_.checkpoint_root,
+                                " (--checkpoint-root)"));
   }
   const std::string format = request.format().empty() ? "canonical" : request.format();
   if (format != "canonical" && format != "huggingface") {
@@ -1086,7 +1104,7 @@ absl::StatusOr<gptbuilder::v1::RegisterWorkerResponse> Coordinator::RegisterWork
         recovered.set_build_id(h.build_id());
         recovered.set_operation(absl::StrCat(kOperationPrefix, h.build_id()));
         if (absl::StatusOr<plan::ModelPlan> plan =
-                PlanFinalized(h.config(), h.ddp(), h.build(), h.world_size());
+                PlanFinalized(h.config(), h.ddp(), h.build(), h.world_size(), options_.limits);
             plan.ok()) {
           recovered.set_total_params(plan->TotalParameters());
         }

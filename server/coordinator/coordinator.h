@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/config/limits.h"
 #include "google/longrunning/operations.pb.h"
 #include "gptbuilder/v1/coordinator.pb.h"
 #include "server/coordinator/coordinator_metrics.h"
@@ -39,6 +40,11 @@ struct CoordinatorOptions {
   // A model recovered after a restart fails when not every rank's worker re-registered by then.
   absl::Duration recovery_grace = absl::Seconds(60);
   absl::Duration sweep_period = absl::Milliseconds(100);
+  // What one validate, plan or build request may ask for (core/config/limits.h).
+  config::Limits limits;
+  // When set (resolved), load_from must resolve inside it and save paths must lie inside it
+  // (--checkpoint-root; the workers enforce their own).
+  std::string checkpoint_root;
 };
 
 // The coordinator's logic, independent of gRPC serving: Finalize -> plan -> admit -> place ->

@@ -1,6 +1,8 @@
 #include "server/coordinator/model_preparation.h"
 
 #include <chrono>
+#include <algorithm>
+#include <charconv>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -19,30 +21,22 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
-int MinimalWorldSize(const gptbuilder::v1::GPTModelConfig& finalized) {
-  const auto& t = finalized.transformer();
-  const int dense = t.tensor_model_parallel_size() * t.context_parallel_size();
-  const int etp = t.has_expert_tensor_parallel_size() ? t.expert_tensor_parallel_size()
-                                                      : t.tensor_model_parallel_size();
-  const int expert = etp * t.expert_model_parallel_size();
-  return t.pipeline_model_parallel_size() * std::lcm(std::max(dense, 1), std::max(expert, 1));
-}
-
 absl::StatusOr<plan::ModelPlan> PlanFinalized(
     const gptbuilder::v1::GPTModelConfig& config,
     const gptbuilder::v1::DistributedDataParallelConfig& ddp,
-    const gptbuilder::v1::BuildOptions& build, int world_size) {
+    const gptbuilder::v1::BuildOptions& build, int world_size, const config::Limits& limits) {
   plan::PlanOptions options;
   options.world_size = world_size;
   options.ddp = ddp;
   options.build = build;
+  options.max_plan_tensors = limits.max_plan_tensors;
   return plan::ModelPlan::Create(config, options);
 }
 
 absl::StatusOr<PreparedModel> PrepareModel(const gptbuilder::v1::GPTModelConfig& config,
                                            const gptbuilder::v1::DistributedDataParallelConfig& ddp,
                                            const gptbuilder::v1::BuildOptions& build,
-                                           int world_size) {
+                                           int world_size, const config::Limits& limits) {
   PreparedModel out;
   auto start = std::chrono::steady_clock::now();
   config::LoadedConfig loaded;
@@ -50,16 +44,20 @@ absl::StatusOr<PreparedModel> PrepareModel(const gptbuilder::v1::GPTModelConfig&
   loaded.ddp = ddp;
   loaded.build = build;
   config::FinalizeOptions options;
-  if (world_size > 0) options.world_size = world_size;
+  options.limits = limits;
+  if (world_size != 0) options.world_size = world_size;
   absl::StatusOr<config::LoadedConfig> finalized = config::FinalizeLoaded(loaded, options);
   if (!finalized.ok()) return finalized.status();
   out.finalized = *std::move(finalized);
   out.validate_seconds = SecondsSince(start);
 
   start = std::chrono::steady_clock::now();
-  out.world_size = world_size > 0 ? world_size : MinimalWorldSize(out.finalized.model);
-  absl::StatusOr<plan::ModelPlan> plan =
-      PlanFinalized(out.finalized.model, out.finalized.ddp, out.finalized.build, out.world_size);
+  // Finalize kept the smallest world within limits.max_world_size, so it fits an int.
+  out.world_size = world_size > 0
+                       ? world_size
+                       : static_cast<int>(config::MinimalWorldSize(out.finalized.model.transformer()));
+  absl::StatusOr<plan::ModelPlan> plan = PlanFinalized(
+      out.finalized.model, out.finalized.ddp, out.finalized.build, out.world_size, limits);
   if (!plan.ok()) return plan.status();
   out.plan.emplace(*std::move(plan));
   out.plan_seconds = SecondsSince(start);
@@ -99,13 +97,42 @@ gptbuilder::v1::StageDescription StageToProto(const plan::StagePlan& stage) {
   return out;
 }
 
-gptbuilder::v1::PlanModelResponse PlanToProto(const plan::ModelPlan& plan) {
+absl::Status ParsePlanPage(const gptbuilder::v1::PlanModelRequest& request, int* first_rank,
+                           int* num_ranks) {
+  config::Violations violations;
+  if (request.page_size() < 0) {
+    violations.Add("page_size", "NOT_POSITIVE",
+                   absl::StrCat("page_size must be 0 (the default, ", kDefaultPlanPageSize,
+                                " ranks) or positive, got ", request.page_size(), "."));
+  }
+  *num_ranks = request.page_size() == 0 ? kDefaultPlanPageSize
+                                        : std::min(request.page_size(), kMaxPlanPageSize);
+  *first_rank = 0;
+  if (!request.page_token().empty()) {
+    const std::string& token = request.page_token();
+    const char* end = token.data() + token.size();
+    auto [ptr, ec] = std::from_chars(token.data(), end, *first_rank);
+    if (ec != std::errc() || ptr != end || *first_rank <= 0) {
+      violations.Add("page_token", "INVALID_PAGE_TOKEN",
+                     absl::StrCat("page_token '", config::Excerpt(token, 32),
+                                  "' is not a next_page_token of PlanModel; send the one the "
+                                  "previous response carried, or none for the first page."));
+    }
+  }
+  return violations.ToStatus();
+}
+
+gptbuilder::v1::PlanModelResponse PlanToProto(const plan::ModelPlan& plan, int first_rank,
+                                              int num_ranks) {
   gptbuilder::v1::PlanModelResponse out;
   out.set_world_size(plan.world_size());
   out.set_padded_vocab_size(plan.padded_vocab_size());
   out.set_total_params(plan.TotalParameters());
   for (const plan::StagePlan& stage : plan.stages()) *out.add_stages() = StageToProto(stage);
-  for (int r = 0; r < plan.world_size(); ++r) {
+  const int first = std::clamp(first_rank, 0, plan.world_size());
+  const int end = num_ranks < 0 ? plan.world_size()
+                                : first + std::min(num_ranks, plan.world_size() - first);
+  for (int r = first; r < end; ++r) {
     const plan::RankPlan rank = plan.Rank(r);
     gptbuilder::v1::RankBytes* rb = out.add_ranks();
     rb->set_rank(r);
@@ -121,11 +148,17 @@ gptbuilder::v1::PlanModelResponse PlanToProto(const plan::ModelPlan& plan) {
     rb->set_grad_bytes(rank.memory.grad_bytes);
     rb->set_optimizer_bytes(rank.memory.optimizer_bytes);
   }
-  out.set_plan_json(plan::PlanToJson(plan).dump());
+  plan::PlanJsonOptions json;
+  json.first_rank = first;
+  json.num_ranks = end - first;
+  json.process_groups = false;
+  out.set_plan_json(plan::PlanToJson(plan, json).dump());
+  if (end < plan.world_size()) out.set_next_page_token(absl::StrCat(end));
   return out;
 }
 
-absl::Status CheckLoadFrom(const std::string& path, const PreparedModel& prepared) {
+absl::Status CheckLoadFrom(const std::string& path, const PreparedModel& prepared,
+                           const std::string& root) {
   auto fail = [&](const absl::Status& status) {
     if (status.code() != absl::StatusCode::kInvalidArgument) {
       return absl::Status(
@@ -146,8 +179,10 @@ absl::Status CheckLoadFrom(const std::string& path, const PreparedModel& prepare
     for (const config::FieldViolation& v : found) violations.Add(v.field, v.reason, v.description);
     return violations.ToStatus();
   };
+  checkpoint::CheckpointOpenOptions open;
+  open.root = root;
   absl::StatusOr<std::unique_ptr<checkpoint::CheckpointReader>> reader =
-      checkpoint::CheckpointReader::Open(path);
+      checkpoint::CheckpointReader::Open(path, open);
   if (!reader.ok()) return fail(reader.status());
   absl::StatusOr<std::vector<checkpoint::CanonicalTensor>> tensors =
       checkpoint::CanonicalTensors(*prepared.plan);

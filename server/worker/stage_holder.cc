@@ -223,6 +223,7 @@ void StageHolder::RunRank(std::shared_ptr<Build> build, int rank, int slot) {
       std::chrono::milliseconds(request.timeout_ms() > 0 ? request.timeout_ms() : 60000);
   options.device = slots_[slot].device();
   options.load_from = request.load_from();
+  options.load.root = checkpoint_root_;
   // The ranks of this worker share its cores while they initialise.
   options.ranks_per_process = static_cast<int>(slots_.size());
   Build* raw = build.get();
