@@ -25,8 +25,10 @@ absl::Status FromGrpcStatus(const grpc::Status& status);
 google::rpc::Status ToRpcStatus(const absl::Status& status);
 absl::Status FromRpcStatus(const google::rpc::Status& status);
 
-inline constexpr size_t kMaxStatusMessageBytes = 2560;
-inline constexpr size_t kMaxStatusDetailsBytes = 3072;
+// The message travels twice: as grpc-message (percent-encoded) and inside the details'
+// google.rpc.Status (base64-encoded), next to the details themselves.
+inline constexpr size_t kMaxStatusMessageBytes = 2048;
+inline constexpr size_t kMaxStatusDetailsBytes = 1536;
 
 }  // namespace gptb::server
 

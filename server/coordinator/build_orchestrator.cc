@@ -141,7 +141,8 @@ absl::StatusOr<google::longrunning::Operation> BuildOrchestrator::BuildModel(
       }
       return reject(NameTaken(ctx_->models, request.name(), start));
     }
-    PlacementRequest placement_request{TensorParallelGroups(plan), RankBuildBytes(plan)};
+    PlacementRequest placement_request{TensorParallelGroups(plan),
+                                       RankBuildBytes(plan, request.for_training())};
     absl::StatusOr<std::vector<RankPlacement>> placement =
         PlaceRanks(placement_request, ctx_->workers.Capacity());
     if (!placement.ok()) return reject(placement.status());
@@ -348,6 +349,9 @@ void BuildOrchestrator::FinishBuild(BuildJob* job) {
   if (ctx_->metrics != nullptr) {
     ctx_->metrics->BuildFinished(result, absl::ToDoubleSeconds(absl::Now() - job->start));
   }
+  // The build's rendezvous is over (every call ended): its keys go, so that the store does not
+  // grow with every build (80 keys per 4-rank build) nor keep them readable.
+  if (ctx_->rendezvous != nullptr) ctx_->rendezvous->DeletePrefix(job->request.store_prefix());
   // Last, and notified under the lock: once the count drops, StopAll may return and the
   // coordinator be destroyed.
   MutexLock lock(&ctx_->mu);

@@ -174,10 +174,12 @@ absl::StatusOr<gptbuilder::v1::DeleteModelResponse> Coordinator::DeleteModel(
       return absl::AbortedError(absl::StrCat("model '", name, "' is already being released"));
     }
     if (std::optional<std::string> busy = jobs_.BusyWithLocked(name); busy.has_value()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("model '", name, "' is busy ", *busy,
-                       "; cancel its TrainStep call (it stops after the step in flight) or wait "
-                       "for the save, then release it"));
+      if (*busy != "training") {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "model '", name, "' is busy ", *busy, "; release it when the save ends"));
+      }
+      // A train step is aborted at its ranks' next micro-batch: releasing is what was asked.
+      jobs_.AbortLocked(name, absl::StrCat("model '", name, "' was released while training"));
     }
     release = Release{name, model->build_id(), WorkersOf(*model)};
     ctx_.models.Transition(name, Model::RELEASING, "released by request", absl::Now())

@@ -64,11 +64,12 @@ absl::StatusOr<PreparedModel> PrepareModel(const gptbuilder::v1::GPTModelConfig&
   return out;
 }
 
-std::vector<int64_t> RankBuildBytes(const plan::ModelPlan& plan) {
+std::vector<int64_t> RankBuildBytes(const plan::ModelPlan& plan, bool for_training) {
   std::vector<int64_t> bytes(plan.world_size());
   for (int r = 0; r < plan.world_size(); ++r) {
     const plan::RankMemory memory = plan.Rank(r).memory;
-    bytes[r] = memory.param_bytes + memory.grad_bytes;
+    // The plan keeps every sum of these within int64.
+    bytes[r] = for_training ? memory.total_bytes() : memory.param_bytes + memory.grad_bytes;
   }
   return bytes;
 }

@@ -47,8 +47,9 @@ absl::StatusOr<plan::ModelPlan> PlanFinalized(
     const gptbuilder::v1::DistributedDataParallelConfig& ddp,
     const gptbuilder::v1::BuildOptions& build, int world_size, const config::Limits& limits = {});
 
-// Model-state bytes each rank's build allocates: parameters + gradient buffers.
-std::vector<int64_t> RankBuildBytes(const plan::ModelPlan& plan);
+// Model-state bytes each rank's build allocates: parameters + gradient buffers, and the
+// optimizer state a first train step adds when `for_training`.
+std::vector<int64_t> RankBuildBytes(const plan::ModelPlan& plan, bool for_training = false);
 std::vector<std::vector<int>> TensorParallelGroups(const plan::ModelPlan& plan);
 
 gptbuilder::v1::StageDescription StageToProto(const plan::StagePlan& stage);

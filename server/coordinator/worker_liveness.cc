@@ -217,6 +217,11 @@ void WorkerLiveness::SweepLoop() {
           if (release.has_value()) releases.push_back(*release);
         }
       }
+      for (const std::string& worker : ctx_->workers.ForgetLost(
+               now, ctx_->options.heartbeat_timeout, ctx_->options.lost_worker_retention)) {
+        server::Log(absl::StrCat("worker ", worker, " forgotten: lost for more than ",
+                                 absl::FormatDuration(ctx_->options.lost_worker_retention)));
+      }
       for (const Model& model : ctx_->models.List()) {
         if (model.state() != Model::RECOVERING) continue;
         const absl::Time since = absl::FromUnixNanos(

@@ -56,6 +56,10 @@ std::vector<DaemonFlag> CoordinatorFlags() {
       {{"build-deadline", true, false, "DURATION", "the longest a build may take"},
        "GPTB_BUILD_DEADLINE",
        "6h"},
+      {{"lost-worker-retention", true, false, "DURATION",
+        "how long a LOST worker stays in ListWorkers after its models were released"},
+       "GPTB_LOST_WORKER_RETENTION",
+       "60s"},
       {{"max-request-bytes", true, false, "N", "largest request accepted"},
        "GPTB_MAX_REQUEST_BYTES",
        "16777216"},
@@ -122,7 +126,8 @@ int RunCoordinator(const std::vector<std::string>& raw) {
            {"heartbeat-timeout", &options.heartbeat_timeout},
            {"rank-timeout", &options.rank_timeout},
            {"recovery-grace", &options.recovery_grace},
-           {"build-deadline", &options.build_deadline}}) {
+           {"build-deadline", &options.build_deadline},
+           {"lost-worker-retention", &options.lost_worker_retention}}) {
     absl::StatusOr<absl::Duration> value = args.GetDuration(name);
     if (!value.ok()) return Fail(value.status());
     *field = *value;

@@ -108,6 +108,8 @@ class StageHolder {
     int rank = 0;
   };
   std::vector<SlotUse> slot_use_;
+  // Notified whenever a slot becomes free (a rank of a cancelled build returned).
+  std::condition_variable slot_freed_;
   std::map<std::string, std::shared_ptr<Build>> building_;  // by model
   std::map<std::string, std::shared_ptr<Build>> held_;      // by model
 };

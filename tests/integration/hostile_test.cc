@@ -9,12 +9,16 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
 #include "core/config/violations.h"
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
+#include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/security/credentials.h"
 #include "server/common/grpc_status.h"
 #include "tests/integration/cluster_fixture.h"
 
@@ -216,7 +220,8 @@ TEST_F(HostileClientTest, UnknownMethodNamesDoNotGrowMetrics) {
   for (int i = 0; i < 300; ++i) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    grpc::ByteBuffer request, response;
+    grpc::Slice empty("");
+    grpc::ByteBuffer request(&empty, 1), response;
     std::mutex mu;
     std::condition_variable done;
     bool finished = false;
@@ -342,6 +347,212 @@ TEST_F(HostileClientTest, ABlankTokenIsRefusedAtStart) {
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 2);
   EXPECT_THAT(ReadFile(dir_.path() + "/err"), HasSubstr("GPTB_AUTH_TOKEN"));
+}
+
+// The rendezvous store's port, from the coordinator's ready file.
+int StorePort(const std::string& dir) {
+  const std::string text = ReadFile(dir + "/coordinator-0.json");
+  const size_t at = text.find("\"store\"");
+  if (at == std::string::npos) return -1;
+  const size_t colon = text.find(':', text.find(':', at) + 1);
+  return std::atoi(text.c_str() + text.find(':', colon) + 1);
+}
+
+// Item 6: the c10d TCPStore listened on all interfaces and never deleted a build's keys.
+TEST_F(HostileClientTest, TheStoreListensOnTheCoordinatorsAddressAndForgetsBuilds) {
+  StartCluster(1, 2);
+  const int port = StorePort(dir_.path());
+  ASSERT_GT(port, 0);
+  // /proc/net/tcp lists the local address of every listening socket: 0100007F is 127.0.0.1.
+  bool found = false;
+  std::ifstream tcp("/proc/net/tcp");
+  std::string line;
+  const std::string hex_port = absl::StrFormat(":%04X ", port);
+  while (std::getline(tcp, line)) {
+    const size_t at = line.find(hex_port);
+    if (at == std::string::npos || at > 20 || line.find(" 0A ") == std::string::npos) continue;
+    found = true;
+    EXPECT_THAT(line, HasSubstr("0100007F" + hex_port)) << line;
+  }
+  EXPECT_TRUE(found) << "no listening socket on the store's port " << port;
+  // The store's keys after two builds and a release are what they were before.
+  auto keys = [&] {
+    const std::string script = absl::StrCat(
+        "import datetime, torch.distributed as d; s = d.TCPStore('127.0.0.1', ", port,
+        ", is_master=False, timeout=datetime.timedelta(seconds=10)); "
+        "print(len([k for k in s.list_keys() if k.startswith('gptb/')]))");
+    FILE* pipe = popen(absl::StrCat(GPTB_PYTHON, " -c ", Quote(script), " 2>&1").c_str(), "r");
+    std::string out;
+    char buffer[256];
+    while (pipe != nullptr && fgets(buffer, sizeof(buffer), pipe) != nullptr) out += buffer;
+    if (pipe != nullptr) pclose(pipe);
+    return out;
+  };
+  EXPECT_EQ(keys(), "0\n");
+  CliResult r = Gptb({"build", Example("tiny-gpt"), "--name", "a", "--wait", "--set",
+                      "tensor_model_parallel_size=2"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(keys(), "0\n");
+  // The held model still trains: nothing it needs was in the deleted keys.
+  r = Gptb({"train", "a", "--steps", "1", "--lr", "0.001"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+}
+
+// Item 5: `build med; sleep 0.3; release; build tiny --wait` failed with "slot 0 is still running
+// rank 0 of model 'r' ... retry shortly" though other slots were free (3/3 runs).
+TEST_F(HostileClientTest, ABuildRightAfterReleasingABuildingModelSucceeds) {
+  StartCluster(1, 2);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const std::string name = absl::StrCat("r", attempt);
+    CliResult r = Gptb({"build", Example("tiny-llama"), "--name", name, "--set",
+                        "tensor_model_parallel_size=2", "--set", "hidden_size=1024", "--set",
+                        "num_layers=16", "--set", "ffn_hidden_size=4096"});
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    r = Gptb({"release", name});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    r = Gptb({"build", Example("tiny-gpt"), "--name", absl::StrCat("a", attempt), "--wait"});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    r = Gptb({"release", absl::StrCat("a", attempt)});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  }
+}
+
+// Item 4: TrainStep had no bounds and no abort, and a mistyped data_path failed the model.
+TEST_F(HostileClientTest, TrainStepsAreBoundedAbortableAndRejectionsKeepTheModel) {
+  StartCluster(1, 2);
+  BuildTiny("m");
+  auto step = [&](int mbs, int num_mb, const std::string& data_path,
+                  std::chrono::milliseconds deadline) {
+    gptbuilder::v1::TrainStepRequest request;
+    request.set_model("m");
+    request.set_steps(1);
+    if (data_path.empty()) {
+      request.mutable_batch()->set_synthetic_seed(1);
+    } else {
+      request.mutable_batch()->set_data_path(data_path);
+    }
+    request.mutable_options()->set_micro_batch_size(mbs);
+    request.mutable_options()->set_num_micro_batches(num_mb);
+    request.mutable_options()->mutable_optimizer()->set_lr(1e-3);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + deadline);
+    auto reader = client_->stub()->TrainStep(&context, request);
+    gptbuilder::v1::TrainStepResult result;
+    while (reader->Read(&result)) {
+    }
+    return reader->Finish();
+  };
+  auto state = [&] {
+    grpc::ClientContext context;
+    gptbuilder::v1::GetModelRequest request;
+    request.set_name("m");
+    gptbuilder::v1::Model model;
+    grpc::Status s = client_->stub()->GetModel(&context, request, &model);
+    return s.ok() ? model.state() : gptbuilder::v1::Model::STATE_UNSPECIFIED;
+  };
+  const std::chrono::seconds long_deadline(60);
+  grpc::Status s = step(1, 2147483647, "", long_deadline);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  s = step(1000000000, 1, "", long_deadline);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("micro_batch_size"));
+  s = step(1, 1, dir_.path() + "/no-such-dataset", long_deadline);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_EQ(state(), gptbuilder::v1::Model::READY);
+  s = step(1, 1, "", long_deadline);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+
+  // A long step whose deadline passes is aborted, not run on for minutes: the handler answers
+  // soon after the deadline and the model (its ranks now out of step) is released.
+  const auto start = std::chrono::steady_clock::now();
+  s = step(16, 2000, "", std::chrono::milliseconds(1500));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+  for (int i = 0; i < 200 && state() == gptbuilder::v1::Model::READY; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(state(), gptbuilder::v1::Model::READY);
+  // (No timing assertion; the abort is what lets the next build have the slots.)
+  (void)start;
+  CliResult r = Gptb({"release", "m"});
+  r = Gptb({"build", Example("tiny-gpt"), "--name", "m2", "--wait"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+}
+
+TEST_F(HostileClientTest, ReleaseAbortsARunningTrainStep) {
+  StartCluster(1, 2);
+  BuildTiny("m");
+  std::thread trainer([&] {
+    CliResult r = Gptb({"train", "m", "--steps", "100000", "--lr", "0.001",
+                        "--micro-batch-size", "16", "--micro-batches", "64"});
+    EXPECT_NE(r.exit_code, 0);
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  CliResult r = Gptb({"release", "m"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  trainer.join();
+  r = Gptb({"build", Example("tiny-gpt"), "--name", "m2", "--wait"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+}
+
+// Item 8: admission counts the optimizer state when training is requested.
+TEST_F(HostileClientTest, AdmissionForTrainingCountsTheOptimizerState) {
+  StartCluster(1, 1);
+  gptbuilder::v1::PlanModelResponse plan;
+  GPTModelConfig c = Tiny();
+  ASSERT_TRUE(Plan(c, 1, &plan).ok());
+  const int64_t state = plan.ranks(0).param_bytes() + plan.ranks(0).grad_bytes();
+  const int64_t with_optimizer = state + plan.ranks(0).optimizer_bytes();
+  cluster_.reset();
+  // A slot between the two: a model fits for inference, not for training.
+  StartCluster(1, 1, {"--slot-memory-bytes", absl::StrCat((state + with_optimizer) / 2)});
+  gptbuilder::v1::BuildModelRequest request;
+  request.set_name("m");
+  *request.mutable_config() = c;
+  request.set_validate_only(true);
+  google::longrunning::Operation op;
+  {
+    grpc::ClientContext context;
+    EXPECT_TRUE(client_->stub()->BuildModel(&context, request, &op).ok());
+  }
+  request.set_for_training(true);
+  {
+    grpc::ClientContext context;
+    EXPECT_EQ(client_->stub()->BuildModel(&context, request, &op).error_code(),
+              grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+}
+
+// Minor items: LOST workers leave ListWorkers; a FAILED model shows no held bytes.
+TEST_F(HostileClientTest, LostWorkersAreForgottenAndFailedModelsHoldNothing) {
+  StartCluster(2, 1, {}, "8s", {"--lost-worker-retention", "1s"});
+  CliResult r = Gptb({"build", Example("tiny-gpt"), "--name", "m", "--wait", "--set",
+                      "tensor_model_parallel_size=2"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  cluster_->worker(1).Signal(SIGKILL);
+  auto model = [&] {
+    grpc::ClientContext context;
+    gptbuilder::v1::GetModelRequest request;
+    request.set_name("m");
+    gptbuilder::v1::Model m;
+    client_->stub()->GetModel(&context, request, &m);
+    return m;
+  };
+  auto workers = [&] {
+    grpc::ClientContext context;
+    gptbuilder::v1::ListWorkersResponse response;
+    client_->stub()->ListWorkers(&context, {}, &response);
+    return response.workers_size();
+  };
+  for (int i = 0; i < 100 && model().state() != gptbuilder::v1::Model::FAILED; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(model().state(), gptbuilder::v1::Model::FAILED);
+  EXPECT_EQ(model().held_bytes(), 0);
+  for (int i = 0; i < 100 && workers() != 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(workers(), 1);
 }
 
 }  // namespace
