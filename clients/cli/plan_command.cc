@@ -13,11 +13,17 @@ int RunPlan(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   if (!format.ok()) return ReportStatus(format.status(), err);
   absl::StatusOr<config::LoadedConfig> resolved = LoadResolvedConfig(args);
   if (!resolved.ok()) return ReportStatus(resolved.status(), err);
+  absl::StatusOr<config::Limits> limits = LimitsFromArgs(args);
+  if (!limits.ok()) return ReportStatus(limits.status(), err);
   plan::PlanOptions options;
   options.build = resolved->build;
   options.ddp = resolved->ddp;
-  options.world_size = args.Get("world-size").has_value() ? std::stoi(*args.Get("world-size"))
-                                                          : plan::MinimalWorldSize(resolved->model);
+  options.max_plan_tensors = limits->max_plan_tensors;
+  // LoadResolvedConfig checked both against --max-world-size: they fit an int. Without
+  // --world-size: the smallest world the parallel sizes allow.
+  options.world_size = args.Get("world-size").has_value()
+                           ? std::stoi(*args.Get("world-size"))
+                           : static_cast<int>(config::MinimalWorldSize(resolved->model.transformer()));
   absl::StatusOr<plan::ModelPlan> plan = plan::ModelPlan::Create(resolved->model, options);
   if (!plan.ok()) return ReportStatus(plan.status(), err);
   if (*format == "json") {

@@ -1180,6 +1180,9 @@ void SetExplicitDefaults(google::protobuf::Message* message) { SetDefaultsRecurs
 absl::StatusOr<GPTModelConfig> Finalize(const GPTModelConfig& config,
                                         const FinalizeOptions& options) {
   Violations violations;
+  CheckLimits(config, options.limits,
+              options.world_size.has_value() ? &*options.world_size : nullptr, &violations);
+  if (!violations.empty()) return violations.ToStatus();
   Checker c(&violations);
   GPTModelConfig out = config;
   if (!config.has_transformer()) {

@@ -48,6 +48,10 @@ class StageWalker {
   ParamInfo& Add(const Prefix& prefix, const std::string& local_name,
                  const std::string& canonical_name, std::vector<int64_t> canonical_shape,
                  InitMethod init) {
+    if (ctx_.remaining_params != nullptr) {
+      if (*ctx_.remaining_params <= 0) exhausted_ = true;
+      --*ctx_.remaining_params;
+    }
     ParamInfo p;
     p.name = absl::StrCat(prefix.local, local_name);
     p.canonical_name = absl::StrCat(prefix.canonical, canonical_name);
@@ -182,6 +186,7 @@ class StageWalker {
   TpShard tp_;
   TpShard etp_;
   std::vector<ParamInfo> params_;
+  bool exhausted_ = false;  // context.remaining_params ran out
 };
 
 absl::Status StageWalker::Linear(const ModuleSpec& spec, const Prefix& prefix, bool column,
@@ -327,7 +332,7 @@ absl::Status StageWalker::MoeLayer(const ModuleSpec& spec, const Prefix& prefix)
     for (int fc = 1; fc <= 2; ++fc) {
       const std::string lin = fc == 1 ? "linear_fc1" : "linear_fc2";
       for (int pass = 0; pass < (bias_linear() ? 2 : 1); ++pass) {
-        for (int64_t j = 0; j < local_experts; ++j) {
+        for (int64_t j = 0; j < local_experts && !exhausted_; ++j) {
           const int64_t global = coords_.ep_rank * local_experts + j;
           Prefix p{absl::StrCat(experts_prefix.local, lin, "."),
                    absl::StrCat(experts_prefix.canonical, "local_experts.", global, ".", lin, ".")};
@@ -355,7 +360,7 @@ absl::Status StageWalker::MoeLayer(const ModuleSpec& spec, const Prefix& prefix)
     if (fc1 == nullptr || fc2 == nullptr) {
       return absl::InvalidArgumentError("SequentialMLP needs linear_fc1 and linear_fc2");
     }
-    for (int64_t j = 0; j < local_experts; ++j) {
+    for (int64_t j = 0; j < local_experts && !exhausted_; ++j) {
       const int64_t global = coords_.ep_rank * local_experts + j;
       Prefix e{absl::StrCat(experts_prefix.local, "local_experts.", j, "."),
                absl::StrCat(experts_prefix.canonical, "local_experts.", global, ".")};
@@ -514,7 +519,7 @@ absl::StatusOr<std::vector<ParamInfo>> StageWalker::Walk() {
   }
   // 2. decoder layers (module-local index i, global index offset + i), then the final norm.
   const std::vector<layer_spec::ModuleSpecPtr>& layers = ctx_.specs->layers;
-  for (int i = 0; i < static_cast<int>(layers.size()); ++i) {
+  for (int i = 0; i < static_cast<int>(layers.size()) && !exhausted_; ++i) {
     const int global = chunk.layer_offset + i;
     Prefix p{absl::StrCat("decoder.layers.", i, "."), absl::StrCat("decoder.layers.", global, ".")};
     const layer_spec::ModuleInfo* info = layer_spec::FindModule(layers[i]->module);
@@ -562,6 +567,7 @@ absl::StatusOr<std::vector<ParamInfo>> StageWalker::Walk() {
                          (t_.qk_layernorm() && (p.name.find("q_layernorm") != std::string::npos ||
                                                 p.name.find("k_layernorm") != std::string::npos));
   }
+  if (exhausted_) return absl::ResourceExhaustedError("the plan's parameter budget ran out");
   return std::move(params_);
 }
 

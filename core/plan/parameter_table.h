@@ -68,6 +68,8 @@ struct ParamInfo {
   // sequence) and, with qk_layernorm, the q/k norms (each rank normalises its own heads).
   bool sum_grad_over_tp = false;
 
+  // Plans only hold parameters whose element and byte counts (local and canonical) fit in
+  // int64 (ModelPlan::Create checks), so these never overflow.
   int64_t numel() const;
   int64_t bytes() const { return numel() * DTypeBytes(dtype); }
 };
@@ -89,12 +91,16 @@ struct StageContext {
   const ChunkLayout* chunk = nullptr;
   const layer_spec::StageLayerSpecs* specs = nullptr;
   const std::vector<layer_spec::ModuleSpecPtr>* mtp_specs = nullptr;  // null: no MTP on this chunk
+  // Parameters the walk may still list (decremented per parameter); null: unbounded. When it
+  // runs out the walk stops and PlanStageParameters is RESOURCE_EXHAUSTED.
+  int64_t* remaining_params = nullptr;
 };
 
 // Megatron Core's GPTModel.named_parameters() for one stage, in registration order: embedding
 // (pre_process or MTP chunk), decoder layers (module-local indices), final norm, MTP layers,
 // output layer (absent when pre_process and tied). INVALID_ARGUMENT for module combinations
-// Megatron cannot build (e.g. biases on experts with expert TP > 1).
+// Megatron cannot build (e.g. biases on experts with expert TP > 1); RESOURCE_EXHAUSTED when
+// context.remaining_params runs out.
 absl::StatusOr<std::vector<ParamInfo>> PlanStageParameters(const StageContext& context,
                                                            const StageCoords& coords);
 

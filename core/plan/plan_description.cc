@@ -1,5 +1,8 @@
 #include "core/plan/plan_description.h"
 
+#include <algorithm>
+#include <vector>
+
 namespace gptb::plan {
 
 gptbuilder::v1::StageDescription DescribeStage(const StagePlan& stage) {
@@ -25,7 +28,8 @@ gptbuilder::v1::StageDescription DescribeStage(const StagePlan& stage) {
   return out;
 }
 
-gptbuilder::v1::PlanDescription DescribePlan(const ModelPlan& plan) {
+gptbuilder::v1::PlanDescription DescribePlan(const ModelPlan& plan,
+                                             const DescribeOptions& options) {
   gptbuilder::v1::PlanDescription out;
   const RankTopology& topo = plan.topology();
   out.set_world_size(plan.world_size());
@@ -42,7 +46,24 @@ gptbuilder::v1::PlanDescription DescribePlan(const ModelPlan& plan) {
   parallel->set_expert_dp(topo.edp());
   parallel->set_order(topo.order());
   for (const StagePlan& stage : plan.stages()) *out.add_stages() = DescribeStage(stage);
-  for (int r = 0; r < plan.world_size(); ++r) {
+  // group_of[kind][rank]: the index of the rank's group of that kind, -1 for none.
+  std::vector<std::vector<int>> group_of;
+  for (GroupKind kind : kAllGroupKinds) {
+    std::vector<int> index(plan.world_size(), -1);
+    const std::vector<std::vector<int>> all = topo.AllGroups(kind);
+    gptbuilder::v1::ProcessGroupList* list =
+        options.process_groups ? &(*out.mutable_process_groups())[GroupName(kind)] : nullptr;
+    for (size_t g = 0; g < all.size(); ++g) {
+      for (int member : all[g]) index[member] = static_cast<int>(g);
+      if (list != nullptr) list->add_groups()->mutable_ranks()->Add(all[g].begin(), all[g].end());
+    }
+    group_of.push_back(std::move(index));
+  }
+  const int first = std::clamp(options.first_rank, 0, plan.world_size());
+  const int end = options.num_ranks < 0
+                      ? plan.world_size()
+                      : first + std::min(options.num_ranks, plan.world_size() - first);
+  for (int r = first; r < end; ++r) {
     const RankPlan rank = plan.Rank(r);
     gptbuilder::v1::RankPlanDescription* rp = out.add_ranks();
     rp->set_rank(r);
@@ -58,10 +79,8 @@ gptbuilder::v1::PlanDescription DescribePlan(const ModelPlan& plan) {
     rp->set_param_bytes(rank.memory.param_bytes);
     rp->set_grad_bytes(rank.memory.grad_bytes);
     rp->set_optimizer_bytes(rank.memory.optimizer_bytes);
-    for (GroupKind kind : kAllGroupKinds) {
-      const std::vector<int> members = topo.Group(kind, r);
-      if (members.empty()) continue;
-      (*rp->mutable_groups())[GroupName(kind)].mutable_ranks()->Add(members.begin(), members.end());
+    for (size_t k = 0; k < kAllGroupKinds.size(); ++k) {
+      if (group_of[k][r] >= 0) (*rp->mutable_groups())[GroupName(kAllGroupKinds[k])] = group_of[k][r];
     }
   }
   return out;

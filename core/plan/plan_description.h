@@ -10,7 +10,14 @@ namespace gptb::plan {
 // `gptb plan --format json` prints it (PlanToJson), and a held model's describe is the planned
 // stage with the held tensors' checksums added.
 gptbuilder::v1::StageDescription DescribeStage(const StagePlan& stage);
-gptbuilder::v1::PlanDescription DescribePlan(const ModelPlan& plan);
+// Which ranks DescribePlan lists, and whether with the plan's process groups.
+struct DescribeOptions {
+  int first_rank = 0;
+  int num_ranks = -1;  // -1: through the last rank; clamped to the world
+  bool process_groups = true;
+};
+gptbuilder::v1::PlanDescription DescribePlan(const ModelPlan& plan,
+                                             const DescribeOptions& options = {});
 
 }  // namespace gptb::plan
 

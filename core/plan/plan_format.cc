@@ -84,6 +84,20 @@ nlohmann::json PlanToJson(const gptbuilder::v1::PlanDescription& plan) {
     stages.push_back(StageToJson(stage));
   }
   out["stages"] = std::move(stages);
+  if (!plan.process_groups().empty()) {
+    nlohmann::json groups = nlohmann::json::object();
+    for (GroupKind kind : kAllGroupKinds) {
+      auto it = plan.process_groups().find(GroupName(kind));
+      nlohmann::json list = nlohmann::json::array();
+      if (it != plan.process_groups().end()) {
+        for (const gptbuilder::v1::ProcessGroupMembers& g : it->second.groups()) {
+          list.push_back(std::vector<int>(g.ranks().begin(), g.ranks().end()));
+        }
+      }
+      groups[GroupName(kind)] = std::move(list);
+    }
+    out["process_groups"] = std::move(groups);
+  }
   nlohmann::json ranks = nlohmann::json::array();
   for (const gptbuilder::v1::RankPlanDescription& rank : plan.ranks()) {
     nlohmann::json j;
@@ -104,10 +118,8 @@ nlohmann::json PlanToJson(const gptbuilder::v1::PlanDescription& plan) {
     nlohmann::json groups = nlohmann::json::object();
     for (GroupKind kind : kAllGroupKinds) {
       auto it = rank.groups().find(GroupName(kind));
-      groups[GroupName(kind)] = it == rank.groups().end()
-                                    ? nlohmann::json()
-                                    : nlohmann::json(std::vector<int>(it->second.ranks().begin(),
-                                                                      it->second.ranks().end()));
+      groups[GroupName(kind)] =
+          it == rank.groups().end() ? nlohmann::json() : nlohmann::json(it->second);
     }
     j["groups"] = std::move(groups);
     ranks.push_back(std::move(j));

@@ -14,7 +14,10 @@ namespace gptb::plan {
 // [{name, shape, dtype}] in registration order, num_params) and ranks (per global rank: its
 // coordinates, the stages it holds, its process groups and its model-state bytes). Extra keys
 // (parallel sizes, etp_rank, mtp_layers, layer_spec, param_bytes, total_params) are additive.
-// From the plan's one encoding (plan_description.h DescribePlan).
+// Process groups: "process_groups" at the top (every group of every kind once, when the
+// description has them) and per rank "groups", the index of its group of each kind there (null
+// for none): members per rank would grow with world^2. From the plan's one encoding
+// (plan_description.h DescribePlan; a page of ranks when it lists one).
 nlohmann::json PlanToJson(const gptbuilder::v1::PlanDescription& plan);
 
 // One stage, for `gptb plan` and `gptb describe` alike: every key above, plus each parameter's

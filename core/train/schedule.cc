@@ -28,7 +28,7 @@ class Executor {
            const ForwardBackwardOptions& options)
       : model_(model), micro_batches_(micro_batches), options_(options) {}
 
-  LossSums Run() {
+  absl::StatusOr<LossSums> Run() {
     const parallel::ProcessGroupCollection& groups = *model_.groups();
     pp_ = groups.group(GroupKind::kPp);
     tp_ = groups.group(GroupKind::kTp);
@@ -60,6 +60,11 @@ class Executor {
     slots_.assign(chunks_, std::vector<Slot>(num_mb_));
     for (const auto& stage : model_.stages()) stage->train();
     for (const PipelineOp& op : *order) {
+      if (options_.cancelled && options_.cancelled()) {
+        return absl::CancelledError(
+            "the train step was aborted (the call was cancelled, its deadline passed, or the "
+            "model is being released)");
+      }
       if (op.forward) {
         Forward(op.chunk, op.microbatch);
       } else {

@@ -11,6 +11,7 @@
 #include "core/train/finalize_grads.h"
 #include "core/train/pipeline_order.h"
 #include "core/train/schedule.h"
+#include "core/train/step_memory.h"
 
 namespace gptb::train {
 namespace {
@@ -36,9 +37,10 @@ absl::Status RankTrainer::Validate(const TrainRequest& request, int64_t* seq_len
     return absl::InvalidArgumentError(
         absl::StrCat("options.micro_batch_size: must be >= 1; got ", o.micro_batch_size()));
   }
-  if (o.num_micro_batches() < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("options.num_micro_batches: must be >= 1; got ", o.num_micro_batches()));
+  if (o.num_micro_batches() < 1 || o.num_micro_batches() > kMaxMicroBatches) {
+    return absl::InvalidArgumentError(absl::StrCat("options.num_micro_batches: must be in [1, ",
+                                                   kMaxMicroBatches, "]; got ",
+                                                   o.num_micro_batches()));
   }
   *seq_length = o.has_seq_length() ? o.seq_length() : config.seq_length();
   if (*seq_length < 1) {
@@ -188,6 +190,7 @@ absl::StatusOr<TrainStepResult> RankTrainer::Step(const TrainRequest& request) {
   ForwardBackwardOptions fb;
   fb.loss_scale = optimizer_->loss_scale();
   fb.microbatch_group_size = MicrobatchGroupSize(config.transformer());
+  fb.cancelled = request.cancelled;
   absl::StatusOr<LossSums> sums = ForwardBackward(*model_, micro_batches, fb);
   if (!sums.ok()) return fail(sums.status());
   result.seconds.forward_backward = Since(phase);

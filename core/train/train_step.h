@@ -2,6 +2,7 @@
 #define GPTB_CORE_TRAIN_TRAIN_STEP_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +19,9 @@ namespace gptb::train {
 struct TrainRequest {
   gptbuilder::v1::TrainBatch batch;
   gptbuilder::v1::TrainOptions options;
+  // Polled between the schedule's forwards and backwards: true aborts the step with CANCELLED,
+  // which breaks the trainer (the ranks are out of step; the model must be released).
+  std::function<bool()> cancelled;
 };
 
 // Wall time of a step's phases on this rank, in seconds.

@@ -1,5 +1,7 @@
 #include "server/coordinator/model_preparation.h"
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -20,18 +22,19 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 absl::StatusOr<plan::ModelPlan> PlanFinalized(
     const gptbuilder::v1::GPTModelConfig& config,
     const gptbuilder::v1::DistributedDataParallelConfig& ddp,
-    const gptbuilder::v1::BuildOptions& build, int world_size) {
+    const gptbuilder::v1::BuildOptions& build, int world_size, const config::Limits& limits) {
   plan::PlanOptions options;
   options.world_size = world_size;
   options.ddp = ddp;
   options.build = build;
+  options.max_plan_tensors = limits.max_plan_tensors;
   return plan::ModelPlan::Create(config, options);
 }
 
 absl::StatusOr<PreparedModel> PrepareModel(const gptbuilder::v1::GPTModelConfig& config,
                                            const gptbuilder::v1::DistributedDataParallelConfig& ddp,
                                            const gptbuilder::v1::BuildOptions& build,
-                                           int world_size) {
+                                           int world_size, const config::Limits& limits) {
   PreparedModel out;
   auto start = std::chrono::steady_clock::now();
   config::LoadedConfig loaded;
@@ -39,27 +42,32 @@ absl::StatusOr<PreparedModel> PrepareModel(const gptbuilder::v1::GPTModelConfig&
   loaded.ddp = ddp;
   loaded.build = build;
   config::FinalizeOptions options;
-  if (world_size > 0) options.world_size = world_size;
+  options.limits = limits;
+  if (world_size != 0) options.world_size = world_size;
   absl::StatusOr<config::LoadedConfig> finalized = config::FinalizeLoaded(loaded, options);
   if (!finalized.ok()) return finalized.status();
   out.finalized = *std::move(finalized);
   out.validate_seconds = SecondsSince(start);
 
   start = std::chrono::steady_clock::now();
-  out.world_size = world_size > 0 ? world_size : plan::MinimalWorldSize(out.finalized.model);
-  absl::StatusOr<plan::ModelPlan> plan =
-      PlanFinalized(out.finalized.model, out.finalized.ddp, out.finalized.build, out.world_size);
+  // Finalize kept the smallest world within limits.max_world_size, so it fits an int.
+  out.world_size = world_size > 0
+                       ? world_size
+                       : static_cast<int>(config::MinimalWorldSize(out.finalized.model.transformer()));
+  absl::StatusOr<plan::ModelPlan> plan = PlanFinalized(
+      out.finalized.model, out.finalized.ddp, out.finalized.build, out.world_size, limits);
   if (!plan.ok()) return plan.status();
   out.plan.emplace(*std::move(plan));
   out.plan_seconds = SecondsSince(start);
   return out;
 }
 
-std::vector<int64_t> RankBuildBytes(const plan::ModelPlan& plan) {
+std::vector<int64_t> RankBuildBytes(const plan::ModelPlan& plan, bool for_training) {
   std::vector<int64_t> bytes(plan.world_size());
   for (int r = 0; r < plan.world_size(); ++r) {
     const plan::RankMemory memory = plan.Rank(r).memory;
-    bytes[r] = memory.param_bytes + memory.grad_bytes;
+    // The plan keeps every sum of these within int64.
+    bytes[r] = for_training ? memory.total_bytes() : memory.param_bytes + memory.grad_bytes;
   }
   return bytes;
 }
@@ -68,7 +76,33 @@ std::vector<std::vector<int>> TensorParallelGroups(const plan::ModelPlan& plan) 
   return plan.topology().AllGroups(plan::GroupKind::kTp);
 }
 
-absl::Status CheckLoadFrom(const std::string& path, const PreparedModel& prepared) {
+absl::Status ParsePlanPage(const gptbuilder::v1::PlanModelRequest& request, int* first_rank,
+                           int* num_ranks) {
+  config::Violations violations;
+  if (request.page_size() < 0) {
+    violations.Add("page_size", "NOT_POSITIVE",
+                   absl::StrCat("page_size must be 0 (the default, ", kDefaultPlanPageSize,
+                                " ranks) or positive, got ", request.page_size(), "."));
+  }
+  *num_ranks = request.page_size() == 0 ? kDefaultPlanPageSize
+                                        : std::min(request.page_size(), kMaxPlanPageSize);
+  *first_rank = 0;
+  if (!request.page_token().empty()) {
+    const std::string& token = request.page_token();
+    const char* end = token.data() + token.size();
+    auto [ptr, ec] = std::from_chars(token.data(), end, *first_rank);
+    if (ec != std::errc() || ptr != end || *first_rank <= 0) {
+      violations.Add("page_token", "INVALID_PAGE_TOKEN",
+                     absl::StrCat("page_token '", config::Excerpt(token, 32),
+                                  "' is not a next_page_token of PlanModel; send the one the "
+                                  "previous response carried, or none for the first page."));
+    }
+  }
+  return violations.ToStatus();
+}
+
+absl::Status CheckLoadFrom(const std::string& path, const PreparedModel& prepared,
+                           const std::string& root) {
   auto fail = [&](const absl::Status& status) {
     if (status.code() != absl::StatusCode::kInvalidArgument) {
       return absl::Status(
@@ -89,8 +123,10 @@ absl::Status CheckLoadFrom(const std::string& path, const PreparedModel& prepare
     for (const config::FieldViolation& v : found) violations.Add(v.field, v.reason, v.description);
     return violations.ToStatus();
   };
+  checkpoint::CheckpointOpenOptions open;
+  open.root = root;
   absl::StatusOr<std::unique_ptr<checkpoint::CheckpointReader>> reader =
-      checkpoint::CheckpointReader::Open(path);
+      checkpoint::CheckpointReader::Open(path, open);
   if (!reader.ok()) return fail(reader.status());
   absl::StatusOr<std::vector<checkpoint::CanonicalTensor>> tensors =
       checkpoint::CanonicalTensors(*prepared.plan);

@@ -117,12 +117,22 @@ class Client:
                                                         world_size=world_size)
         return self._unary("ValidateConfig", request)
 
-    def plan(self, config, *, world_size=0):
-        """The plan (PlanDescription: parallel sizes, stages and their parameters, per-rank groups and bytes); needs no worker."""
+    def plan(self, config, *, world_size=0, page_size=0):
+        """The plan (PlanDescription: parallel sizes, stages and their parameters, per-rank group
+        indices and bytes); needs no worker. PlanModel pages the ranks (`page_size`, 0 for the
+        service's default); this follows next_page_token, so the result lists every rank."""
         c = as_model_config(config)
         request = coordinator_pb2.PlanModelRequest(config=c.model, ddp=c.ddp, build=c.build,
-                                                   world_size=world_size)
-        return self._unary("PlanModel", request)
+                                                   world_size=world_size, page_size=page_size)
+        plan = self._unary("PlanModel", request)
+        token = plan.next_page_token
+        while token:
+            request.page_token = token
+            page = self._unary("PlanModel", request)
+            plan.ranks.extend(page.ranks)
+            token = page.next_page_token
+        plan.next_page_token = ""
+        return plan
 
     # ---- builds ---------------------------------------------------------------------------
     def build(self, name, config, *, world_size=0, request_id=None, validate_only=False,

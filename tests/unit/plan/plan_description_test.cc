@@ -53,8 +53,9 @@ TEST(PlanDescription, CarriesEveryStageOfThePlanWithItsLayersAndParameters) {
     const RankPlan rank = plan.Rank(r);
     EXPECT_EQ(described.ranks(r).dp_rank(), rank.coords.dp);
     EXPECT_EQ(described.ranks(r).optimizer_bytes(), rank.memory.optimizer_bytes);
-    const auto& tp_group = described.ranks(r).groups().at("tp").ranks();
-    EXPECT_EQ(std::vector<int>(tp_group.begin(), tp_group.end()),
+    const int tp_group = described.ranks(r).groups().at("tp");
+    const auto& members = described.process_groups().at("tp").groups(tp_group).ranks();
+    EXPECT_EQ(std::vector<int>(members.begin(), members.end()),
               plan.topology().Group(GroupKind::kTp, r));
   }
 }
@@ -76,7 +77,8 @@ TEST(PlanToJson, HasTheContractKeysAndNullsForAbsentGroupsAndVp) {
   EXPECT_FALSE(stage["params"][0].contains("checksum"));
   const nlohmann::json& groups = json["ranks"][0]["groups"];
   EXPECT_EQ(groups.size(), kAllGroupKinds.size());
-  EXPECT_EQ(groups["tp"], nlohmann::json({0, 1}));
+  EXPECT_EQ(groups["tp"], 0);
+  EXPECT_EQ(json["process_groups"]["tp"][groups["tp"].get<int>()], nlohmann::json({0, 1}));
 }
 
 TEST(StageToJson, AddsAChecksumOfSixteenHexDigitsWhereTheDescriptionHasOne) {
