@@ -87,6 +87,10 @@ torch::Tensor GptStage::Hidden(const torch::Tensor& input) {
 }
 
 torch::Tensor GptStage::Logits(const torch::Tensor& hidden) {
+  return SequenceFirstLogits(hidden).transpose(0, 1).contiguous();  // [b, s, V/t]
+}
+
+torch::Tensor GptStage::SequenceFirstLogits(const torch::Tensor& hidden) {
   torch::Tensor logits;
   if (output_layer_ && output_layer_->named_parameters(false).size() == 0) {
     // Tied on a single-stage pipeline: the output layer uses the word embedding.
@@ -94,7 +98,7 @@ torch::Tensor GptStage::Logits(const torch::Tensor& hidden) {
   } else {
     logits = output_layer_->forward(hidden);
   }
-  return logits.transpose(0, 1).contiguous();  // [b, s, V/t]
+  return logits;
 }
 
 torch::Tensor GptStage::forward(const torch::Tensor& input) {

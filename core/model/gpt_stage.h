@@ -36,7 +36,11 @@ class GptStage : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& input);
   // The decoder output before the output layer (post_process stages), for MTP and losses.
   torch::Tensor Hidden(const torch::Tensor& input);
+  // Logits [b, s, V/t] of hidden states [s, b, h].
   torch::Tensor Logits(const torch::Tensor& hidden);
+  // The same logits in the output layer's own order [s, b, V/t], without Logits()' transposing
+  // copy (the loss transposes the labels instead, as Megatron's compute_language_model_loss).
+  torch::Tensor SequenceFirstLogits(const torch::Tensor& hidden);
 
   const plan::StagePlan& plan() const { return stage_; }
   bool pre_process() const { return stage_.pre_process; }

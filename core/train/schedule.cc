@@ -1,5 +1,6 @@
 #include "core/train/schedule.h"
 
+#include <chrono>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -71,8 +72,11 @@ class Executor {
         Backward(op.chunk, op.microbatch);
       }
     }
+    const auto start = std::chrono::steady_clock::now();
     for (WorkPtr& work : sends_) work->wait();
     sends_.clear();
+    sums_.p2p_wait +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return sums_;
   }
 
@@ -87,7 +91,10 @@ class Executor {
 
   torch::Tensor Receive(int src, int tag) {
     std::vector<at::Tensor> in = {torch::empty(hidden_shape_, hidden_options_)};
+    const auto start = std::chrono::steady_clock::now();
     pp_->recv(in, src, tag)->wait();
+    sums_.p2p_wait +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return in[0];
   }
   void Send(const torch::Tensor& tensor, int dst, int tag) {

@@ -35,6 +35,9 @@ struct LossSums {
   double lm = 0.0;
   double mtp = 0.0;
   double aux = 0.0;
+  // Not a loss: seconds this rank spent blocked on pipeline transfers (receives, and the wait
+  // for its last sends), part of the forward/backward time.
+  double p2p_wait = 0.0;
 };
 
 // Megatron's forward_backward_func for one rank: runs every micro-batch forward and backward

@@ -194,6 +194,7 @@ absl::StatusOr<TrainStepResult> RankTrainer::Step(const TrainRequest& request) {
   absl::StatusOr<LossSums> sums = ForwardBackward(*model_, micro_batches, fb);
   if (!sums.ok()) return fail(sums.status());
   result.seconds.forward_backward = Since(phase);
+  result.seconds.p2p_wait = sums->p2p_wait;
 
   phase = Clock::now();
   if (absl::Status s = FinalizeGrads(*model_); !s.ok()) return fail(s);

@@ -28,6 +28,7 @@ struct TrainRequest {
 struct StepTimings {
   double data = 0.0;              // building this replica's micro-batches
   double forward_backward = 0.0;  // the pipeline schedule
+  double p2p_wait = 0.0;          // of which blocked on pipeline transfers
   double grad_sync = 0.0;         // FinalizeGrads (data-parallel and embedding reductions)
   double optimizer = 0.0;         // norm, clipping, update, parameter all-gather
   double total = 0.0;             // the whole step, loss reporting included
