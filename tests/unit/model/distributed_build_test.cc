@@ -214,7 +214,7 @@ TEST_P(ForwardTest, ParallelLogitsAndEveryGradientEqualSingleRank) {
       testing::CanonicalGradients(reference, 0.0, "one rank");
   ASSERT_FALSE(HasFailure());
   std::vector<Layout> layouts = {{2, 2, 0, 1}, {2, 2, 2, 1}};
-  if (GetParam().rfind("D", 0) == 0) layouts = {{2, 2, 0, 2}, {1, 1, 0, 2}};
+  if (GetParam().rfind("D", 0) == 0) layouts = {{2, 2, 0, 2}, {1, 2, 0, 2}, {1, 1, 0, 2}};
   for (const Layout& layout : layouts) {
     const std::string where =
         "tp=" + std::to_string(layout.tp) + " pp=" + std::to_string(layout.pp) +
@@ -227,6 +227,9 @@ TEST_P(ForwardTest, ParallelLogitsAndEveryGradientEqualSingleRank) {
     ASSERT_TRUE(logits.defined());
     EXPECT_TRUE(torch::allclose(logits, expected, 1e-5, 1e-5))
         << "max diff " << (logits - expected).abs().max().item<double>() << " at " << where;
+    // MoE with tensor parallelism trains only with sequence parallelism (TrainStep refuses it
+    // otherwise: each TP rank would route the whole sequence); logits only there.
+    if (GetParam().rfind("D", 0) == 0 && layout.tp > 1) continue;
     FinalizeEveryRank(built);
     // Every parameter's gradient, gathered to its canonical tensor, is one rank's.
     const std::map<std::string, torch::Tensor> grads =
