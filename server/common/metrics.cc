@@ -12,7 +12,6 @@
 #include "absl/strings/string_view.h"
 #include "grpcpp/impl/codegen/interceptor.h"
 #include "grpcpp/support/status.h"
-#include "prometheus/exposer.h"
 #include "prometheus/text_serializer.h"
 #include "server/common/metric_names.h"
 
@@ -241,24 +240,23 @@ Metrics::Metrics(const std::string& role) : registry_(std::make_shared<prometheu
 Metrics::~Metrics() = default;
 
 absl::StatusOr<int> Metrics::Serve(const std::string& listen) {
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("--metrics-listen ", listen, ": cannot serve /metrics: ", e.what()));
+  absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
+      MetricsEndpoint::Start(listen, [this] { return Scrape(); });
+  if (!endpoint.ok()) return endpoint.status();
+  endpoint_ = *std::move(endpoint);
+  std::string host, port;
+  if (!ParseListenAddress(listen, &host, &port).ok() || host.empty() || host == "0.0.0.0" ||
+      host == "::") {
+    host = "127.0.0.1";
+  } else if (host.find(':') != std::string::npos) {
+    host = absl::StrCat("[", host, "]");
   }
-  exposer_->RegisterCollectable(registry_);
-  for (const auto& collector : collectors_) exposer_->RegisterCollectable(collector);
-  const std::vector<int> ports = exposer_->GetListeningPorts();
-  if (ports.empty()) return absl::UnavailableError("--metrics-listen: no port bound");
-  std::string host = listen.substr(0, listen.rfind(':'));
-  if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
-  url_ = absl::StrCat("http://", host, ":", ports.front(), "/metrics");
-  return ports.front();
+  url_ = absl::StrCat("http://", host, ":", endpoint_->port(), "/metrics");
+  return endpoint_->port();
 }
 
 void Metrics::AddCollector(std::shared_ptr<prometheus::Collectable> collector) {
-  if (exposer_ != nullptr) exposer_->RegisterCollectable(collector);
+  std::lock_guard<std::mutex> lock(collectors_mu_);
   collectors_.push_back(std::move(collector));
 }
 
@@ -282,6 +280,7 @@ Metrics::MakeGrpcInterceptorFactory() {
 
 std::string Metrics::Scrape() const {
   std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  std::lock_guard<std::mutex> lock(collectors_mu_);
   for (const auto& collector : collectors_) {
     std::vector<prometheus::MetricFamily> more = collector->Collect();
     families.insert(families.end(), more.begin(), more.end());

@@ -3,6 +3,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -15,10 +16,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
-
-namespace prometheus {
-class Exposer;
-}
+#include "server/common/metrics_endpoint.h"
 
 namespace gptb::server {
 
@@ -54,8 +52,9 @@ class Metrics {
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
+  mutable std::mutex collectors_mu_;  // scrapes run on the endpoint's threads
   std::vector<std::shared_ptr<prometheus::Collectable>> collectors_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsEndpoint> endpoint_;
   std::string url_;
 };
 

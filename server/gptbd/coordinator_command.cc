@@ -163,16 +163,16 @@ int RunCoordinator(const std::vector<std::string>& raw) {
                            token->enabled() ? "; bearer token required" : "",
                            tls.cert_file.empty() ? "" : "; TLS"));
 
-  int signal = 0;
-  while (signal == 0) {
-    // Ready follows the first registration within a poll (a client that saw a worker register
-    // may ask for readiness at once).
-    (*server)->SetReady(coordinator.HasReadyWorkers());
-    signal = server::WaitForTerminationSignalFor(50);
-  }
+  // Ready follows the workers at once (a client that saw a worker register may ask for
+  // readiness at once).
+  server::GrpcServer* grpc_server = server->get();
+  coordinator.SetReadinessListener([grpc_server](bool ready) { grpc_server->SetReady(ready); });
+
+  const int signal = server::WaitForTerminationSignal();
   server::Log(absl::StrCat("signal ", signal, ": shutting down"));
   // Builds in flight fail (and release) and watches end first; then the server gets a short
   // grace, as idle client connections would otherwise hold its shutdown for the whole grace.
+  coordinator.SetReadinessListener(nullptr);
   (*server)->SetReady(false);
   coordinator.Shutdown();
   (*server)->Shutdown(std::chrono::seconds(1));
