@@ -26,13 +26,16 @@ GptStage::GptStage(const gptbuilder::v1::GPTModelConfig& config, const plan::Sta
   auto layers = decoder->register_module("layers", std::make_shared<torch::nn::Module>());
   for (size_t i = 0; i < specs.layers.size(); ++i) {
     const std::string prefix = absl::StrCat("decoder.layers.", i, ".");
+    ModuleContext layer_ctx = ctx;
+    layer_ctx.layer_number = stage_.layers.at(i) + 1;
     const layer_spec::ModuleInfo* info = layer_spec::FindModule(specs.layers[i]->module);
     if (info != nullptr && info->kind == layer_spec::ModuleKind::kTeTransformerLayer) {
       te_layers_.push_back(layers->register_module(
-          absl::StrCat(i), std::make_shared<TeTransformerLayer>(ctx, prefix)));
+          absl::StrCat(i), std::make_shared<TeTransformerLayer>(layer_ctx, prefix)));
     } else {
       layers_.push_back(layers->register_module(
-          absl::StrCat(i), std::make_shared<TransformerLayer>(ctx, *specs.layers[i], prefix)));
+          absl::StrCat(i),
+          std::make_shared<TransformerLayer>(layer_ctx, *specs.layers[i], prefix)));
     }
   }
   if (params.Has("decoder.final_layernorm.weight")) {
@@ -43,9 +46,12 @@ GptStage::GptStage(const gptbuilder::v1::GPTModelConfig& config, const plan::Sta
     auto mtp = register_module("mtp", std::make_shared<torch::nn::Module>());
     auto mtp_list = mtp->register_module("layers", std::make_shared<torch::nn::Module>());
     for (size_t i = 0; i < mtp_specs->size(); ++i) {
+      // Megatron numbers MTP layers from 1 on their own (MultiTokenPredictionBlock).
+      ModuleContext layer_ctx = ctx;
+      layer_ctx.layer_number = stage_.mtp_layers.at(i) + 1;
       mtp_layers_.push_back(mtp_list->register_module(
-          absl::StrCat(i),
-          std::make_shared<MtpLayer>(ctx, *(*mtp_specs)[i], absl::StrCat("mtp.layers.", i, "."))));
+          absl::StrCat(i), std::make_shared<MtpLayer>(layer_ctx, *(*mtp_specs)[i],
+                                                      absl::StrCat("mtp.layers.", i, "."))));
     }
   }
   if (stage_.post_process) {

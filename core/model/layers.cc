@@ -4,8 +4,26 @@
 
 namespace gptb::model {
 
+namespace {
+
+// Megatron's bias_gelu / bias_geglu kernels (megatron/core/fusions): the tanh approximation of
+// GELU with sqrt(2 / pi) rounded to 0.79788456; their hand-written backward is its derivative.
+torch::Tensor FusedKernelGelu(const torch::Tensor& x) {
+  return x * 0.5 * (1.0 + torch::tanh(0.79788456 * x * (1.0 + 0.044715 * x * x)));
+}
+
+}  // namespace
+
 Activation ActivationByName(const std::string& name) {
   if (name == "gelu") return [](const torch::Tensor& x) { return torch::gelu(x); };
+  if (name == "fast_gelu") {
+    // megatron.core.activations.fast_gelu, term for term.
+    return [](const torch::Tensor& x) {
+      return 0.5 * x * (1.0 + torch::tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)));
+    };
+  }
+  if (name == "sigmoid") return [](const torch::Tensor& x) { return torch::sigmoid(x); };
+  if (name == "tanh") return [](const torch::Tensor& x) { return torch::tanh(x); };
   if (name == "silu") return [](const torch::Tensor& x) { return torch::silu(x); };
   if (name == "relu") return [](const torch::Tensor& x) { return torch::relu(x); };
   if (name == "squared_relu") {
@@ -15,6 +33,28 @@ Activation ActivationByName(const std::string& name) {
     return [](const torch::Tensor& x) { return x * torch::sigmoid(1.702 * x); };
   }
   throw BuildError(absl::StrCat("transformer.activation_func: unknown activation '", name, "'"));
+}
+
+MlpActivation::MlpActivation(const gptbuilder::v1::TransformerConfig& t)
+    : gated_(t.gated_linear_unit()), glu_offset_(t.glu_linear_offset()) {
+  if (t.bias_activation_fusion() && t.activation_func() == "gelu") {
+    activation_ = FusedKernelGelu;
+    glu_offset_ = 0.0;  // validation: a non-zero offset with fusion needs quick_gelu
+  } else {
+    activation_ = ActivationByName(t.activation_func());
+    if (gated_ && t.has_activation_func_clamp_value()) clamp_ = t.activation_func_clamp_value();
+  }
+}
+
+torch::Tensor MlpActivation::operator()(const torch::Tensor& h) const {
+  if (!gated_) return activation_(h);
+  std::vector<torch::Tensor> halves = h.chunk(2, -1);
+  torch::Tensor gate = halves[0], up = halves[1];
+  if (clamp_.has_value()) {
+    gate = gate.clamp_max(*clamp_);
+    up = up.clamp(-*clamp_, *clamp_);
+  }
+  return activation_(gate) * (up + glu_offset_);
 }
 
 torch::Tensor MaybeDropout(const torch::Tensor& x, double p, bool training) {
@@ -164,9 +204,7 @@ torch::Tensor LanguageModelEmbedding::forward(const torch::Tensor& ids) {
 }
 
 Mlp::Mlp(const ModuleContext& ctx, const std::string& prefix, bool fc1_fused_norm, LinearComm comm)
-    : activation_(ActivationByName(ctx.config->activation_func())),
-      gated_(ctx.config->gated_linear_unit()),
-      glu_offset_(ctx.config->glu_linear_offset()) {
+    : activation_(*ctx.config) {
   linear_fc1_ = register_module(
       "linear_fc1",
       std::make_shared<ColumnParallelLinear>(ctx, prefix + "linear_fc1.", fc1_fused_norm, comm));
@@ -175,13 +213,8 @@ Mlp::Mlp(const ModuleContext& ctx, const std::string& prefix, bool fc1_fused_nor
 }
 
 torch::Tensor Mlp::Hidden(const torch::Tensor& x) {
-  torch::Tensor h = linear_fc1_->forward(x);
-  if (gated_) {
-    // The local fc1 rows are [gate_r; up_r]: act(gate) * (up + glu_linear_offset).
-    std::vector<torch::Tensor> halves = h.chunk(2, -1);
-    return activation_(halves[0]) * (halves[1] + glu_offset_);
-  }
-  return activation_(h);
+  // With gated_linear_unit the local fc1 rows are [gate_r; up_r].
+  return activation_(linear_fc1_->forward(x));
 }
 
 torch::Tensor Mlp::forward(const torch::Tensor& x) { return linear_fc2_->forward(Hidden(x)); }

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/model/parallel_context.h"
@@ -20,11 +21,37 @@ struct ModuleContext {
   const gptbuilder::v1::TransformerConfig* config = nullptr;
   ParallelContext* parallel = nullptr;
   ParamTable* params = nullptr;
+  // Megatron's layer_number of the transformer layer being built: 1-based global decoder layer
+  // index, or the 1-based depth of an MTP layer (Megatron numbers MTP layers on their own);
+  // 0 outside a layer. Sliding-window attention depends on it (window_attn_skip_freq).
+  int layer_number = 0;
 };
 
-// Megatron's activation functions by name (gelu is the exact erf form, as F.gelu).
+// Megatron's activation functions by Megatron-Bridge's names (activation_map): gelu is the exact
+// erf form (F.gelu), fast_gelu the tanh approximation (megatron.core.activations.fast_gelu,
+// Hugging Face's gelu_new / gelu_pytorch_tanh), squared_relu relu(x)^2, quick_gelu
+// x * sigmoid(1.702 x), plus silu, relu, sigmoid and tanh.
 using Activation = std::function<torch::Tensor(const torch::Tensor&)>;
 Activation ActivationByName(const std::string& name);
+
+// The block of Megatron's MLP between linear_fc1 and linear_fc2 (MLP.forward, also for shared
+// experts and experts): with gated_linear_unit the fc1 output is [gate; up] and the result is
+// act(min(gate, c)) * (clamp(up, -c, c) + glu_linear_offset), c = activation_func_clamp_value
+// when set; otherwise act(x). With bias_activation_fusion and gelu, Megatron runs its fused
+// bias_gelu / bias_geglu kernels instead, which compute the tanh approximation of GELU
+// (constant 0.79788456) and never clamp; fused SwiGLU and quick-GeGLU compute what the plain
+// path does. Fusion combinations Megatron cannot run are refused by config validation.
+class MlpActivation {
+ public:
+  explicit MlpActivation(const gptbuilder::v1::TransformerConfig& t);
+  torch::Tensor operator()(const torch::Tensor& fc1_output) const;
+
+ private:
+  Activation activation_;
+  bool gated_;
+  double glu_offset_;
+  std::optional<double> clamp_;
+};
 
 // LayerNorm / RMSNorm parameters and math. Parameter names are given so the same code serves a
 // plain norm ("weight", "bias") and TE's fused norm ("layer_norm_weight", "layer_norm_bias").
@@ -152,9 +179,7 @@ class Mlp : public torch::nn::Module {
 
   std::shared_ptr<ColumnParallelLinear> linear_fc1_;
   std::shared_ptr<RowParallelLinear> linear_fc2_;
-  Activation activation_;
-  bool gated_;
-  double glu_offset_;
+  MlpActivation activation_;
 };
 
 // Dropout that is a no-op in eval mode or with p == 0.

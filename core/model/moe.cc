@@ -7,10 +7,7 @@ namespace gptb::model {
 
 MoeLayer::MoeLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
                    const std::string& prefix)
-    : parallel_(ctx.parallel),
-      activation_(ActivationByName(ctx.config->activation_func())),
-      gated_(ctx.config->gated_linear_unit()),
-      glu_offset_(ctx.config->glu_linear_offset()) {
+    : parallel_(ctx.parallel), activation_(*ctx.config) {
   const auto& t = *ctx.config;
   num_experts_ = t.num_moe_experts();
   local_experts_ = num_experts_ / t.expert_model_parallel_size();
@@ -101,13 +98,7 @@ MoeLayer::MoeLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
 }
 
 torch::Tensor MoeLayer::RunExpert(const Expert& e, const torch::Tensor& tokens) const {
-  torch::Tensor h = torch::linear(tokens, e.fc1_weight, e.fc1_bias);
-  if (gated_) {
-    std::vector<torch::Tensor> halves = h.chunk(2, -1);
-    h = activation_(halves[0]) * (halves[1] + glu_offset_);
-  } else {
-    h = activation_(h);
-  }
+  torch::Tensor h = activation_(torch::linear(tokens, e.fc1_weight, e.fc1_bias));
   torch::Tensor y = torch::linear(h, e.fc2_weight);
   if (e.fc2_bias.defined()) y = y + e.fc2_bias;  // expert biases need expert TP 1
   return y;

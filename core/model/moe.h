@@ -41,9 +41,7 @@ class MoeLayer : public torch::nn::Module {
   std::vector<Expert> experts_;
   std::shared_ptr<Mlp> shared_experts_;
   torch::Tensor shared_gate_;
-  Activation activation_;
-  bool gated_;
-  double glu_offset_;
+  MlpActivation activation_;
   int64_t num_experts_, local_experts_, topk_;
   int ep_rank_;
   std::string score_function_;

@@ -386,7 +386,7 @@ std::vector<RuleCase> Cases() {
          T(c).set_gated_linear_unit(false);
          T(c).set_add_bias_linear(true);
        }},
-      {"BiasActFusionQuickGelu", false,
+      {"BiasActFusionQuickGelu", true,
        [](auto& c) {
          T(c).set_bias_activation_fusion(true);
          T(c).set_activation_func("quick_gelu");
@@ -397,7 +397,7 @@ std::vector<RuleCase> Cases() {
          T(c).set_bias_activation_fusion(true);
          T(c).set_activation_func("quick_gelu");
        }},
-      {"BiasActFusionOffset", false,
+      {"BiasActFusionOffset", true,
        [](auto& c) {
          T(c).set_bias_activation_fusion(true);
          T(c).set_glu_linear_offset(1.0);
@@ -407,6 +407,46 @@ std::vector<RuleCase> Cases() {
          T(c).set_bias_activation_fusion(true);
          T(c).set_glu_linear_offset(1.0);
          T(c).set_activation_func("quick_gelu");
+       }},
+      // Megatron's forward raises for these (dense MLPs fuse gelu and SwiGLU, experts SwiGLU and
+      // quick-GeGLU).
+      {"BiasActFusionDenseQuickGeglu", false,
+       [](auto& c) {
+         T(c).set_bias_activation_fusion(true);
+         T(c).set_activation_func("quick_gelu");
+       },
+       "transformer.bias_activation_fusion", "BIAS_ACTIVATION_FUSION_UNSUPPORTED",
+       [](auto& c) {
+         T(c).set_bias_activation_fusion(true);
+         T(c).set_activation_func("gelu");
+       }},
+      {"BiasActFusionDenseSiluUngated", false,
+       [](auto& c) {
+         T(c).set_bias_activation_fusion(true);
+         T(c).set_gated_linear_unit(false);
+       },
+       "transformer.bias_activation_fusion", "BIAS_ACTIVATION_FUSION_UNSUPPORTED",
+       [](auto& c) { T(c).set_bias_activation_fusion(true); }},
+      {"BiasActFusionExpertGelu", true,
+       [](auto& c) {
+         T(c).set_bias_activation_fusion(true);
+         T(c).set_activation_func("gelu");
+       },
+       "transformer.bias_activation_fusion", "BIAS_ACTIVATION_FUSION_UNSUPPORTED",
+       [](auto& c) {
+         T(c).set_bias_activation_fusion(true);
+         T(c).set_activation_func("quick_gelu");
+       }},
+      {"BiasActFusionSharedExpertQuickGeglu", true,
+       [](auto& c) {
+         T(c).set_bias_activation_fusion(true);
+         T(c).set_activation_func("quick_gelu");
+         T(c).set_moe_shared_expert_intermediate_size(128);
+       },
+       "transformer.bias_activation_fusion", "BIAS_ACTIVATION_FUSION_UNSUPPORTED",
+       [](auto& c) {
+         T(c).set_bias_activation_fusion(true);
+         T(c).set_moe_shared_expert_intermediate_size(128);
        }},
       {"BiasActFusionTeActivation", false,
        [](auto& c) {
@@ -468,15 +508,64 @@ std::vector<RuleCase> Cases() {
          T(c).add_window_size(4095);
          T(c).add_window_size(0);
        }},
-      {"WindowSizeValue", false,
+      // Megatron's local attention and Transformer Engine disagree on left -1 and right != 0.
+      {"WindowSizeUnboundedLeft", false,
        [](auto& c) {
-         T(c).add_window_size(-2);
+         T(c).add_window_size(-1);
          T(c).add_window_size(0);
        },
        "transformer.window_size", "INVALID_WINDOW_SIZE",
        [](auto& c) {
-         T(c).add_window_size(-1);
          T(c).add_window_size(0);
+         T(c).add_window_size(0);
+       }},
+      {"WindowSizeRight", false,
+       [](auto& c) {
+         T(c).add_window_size(8);
+         T(c).add_window_size(2);
+       },
+       "transformer.window_size", "INVALID_WINDOW_SIZE",
+       [](auto& c) {
+         T(c).add_window_size(8);
+         T(c).add_window_size(0);
+       }},
+      {"WindowAttnSkipFreqInt", false,
+       [](auto& c) {
+         T(c).add_window_size(8);
+         T(c).add_window_size(0);
+         T(c).add_window_attn_skip_freq(0);
+       },
+       "transformer.window_attn_skip_freq", "INVALID_WINDOW_ATTN_SKIP_FREQ",
+       [](auto& c) {
+         T(c).add_window_size(8);
+         T(c).add_window_size(0);
+         T(c).add_window_attn_skip_freq(2);
+       }},
+      {"WindowAttnSkipFreqListLength", false,
+       [](auto& c) {
+         for (int v : {1, 0, 1}) T(c).add_window_attn_skip_freq(v);
+       },
+       "transformer.window_attn_skip_freq", "INVALID_WINDOW_ATTN_SKIP_FREQ",
+       [](auto& c) {
+         for (int v : {1, 0, 1, 0}) T(c).add_window_attn_skip_freq(v);
+       }},
+      {"WindowAttnSkipFreqListEntry", false,
+       [](auto& c) {
+         for (int v : {1, 2, 1, 0}) T(c).add_window_attn_skip_freq(v);
+       },
+       "transformer.window_attn_skip_freq[1]", "INVALID_WINDOW_ATTN_SKIP_FREQ",
+       [](auto& c) {
+         for (int v : {1, 1, 1, 0}) T(c).add_window_attn_skip_freq(v);
+       }},
+      {"WindowAttnSkipFreqOneLayer", false,
+       [](auto& c) {
+         T(c).set_num_layers(1);
+         T(c).add_window_attn_skip_freq(1);
+       },
+       "transformer.window_attn_skip_freq", "INVALID_WINDOW_ATTN_SKIP_FREQ",
+       [](auto& c) {
+         T(c).set_num_layers(1);
+         T(c).add_window_attn_skip_freq(2);
        }},
       // ---- recompute, offloading, CUDA graphs ----
       {"CpuOffloadingLayers", false,
