@@ -1204,8 +1204,9 @@ void CheckGptLevel(const GPTModelConfig& config, const Sizes& s, Checker& c) {
   }
   // SEQUENCE_PARALLEL_TORCH_NORM (Megatron's WrappedTorchNorm assert): torch's LayerNorm /
   // RMSNorm, which the local spec builds, cannot mark their parameters for the tensor-parallel
-  // gradient reduction that sequence parallelism needs.
-  if (t.sequence_parallel()) {
+  // gradient reduction that sequence parallelism needs. Without tensor parallelism Finalize turns
+  // sequence parallelism off (as Bridge does) before anything is built, so nothing asserts.
+  if (t.sequence_parallel() && t.tensor_model_parallel_size() > 1) {
     if (std::optional<std::string> norm = layer_spec::FindTorchNorm(config)) {
       c.Add(T("sequence_parallel"), "SEQUENCE_PARALLEL_TORCH_NORM",
             absl::StrCat("sequence parallel not supported by torch LayerNorm: the layer spec "

@@ -296,6 +296,16 @@ absl::Status ModelJobs::TrainStep(
     const int64_t seq_length = request.options().has_seq_length()
                                    ? request.options().seq_length()
                                    : model.config().seq_length();
+    // The request's own bounds first (the workers check them too): a sequence longer than the
+    // model's is INVALID_ARGUMENT whatever memory it would take.
+    if (seq_length < 1 || seq_length > model.config().seq_length()) {
+      if (ctx_->metrics != nullptr) ctx_->metrics->TrainStepFailed("rejected");
+      config::Violations bad;
+      bad.Add("options.seq_length", "OUT_OF_RANGE",
+              absl::StrCat("options.seq_length ", seq_length, " is outside [1, ",
+                           model.config().seq_length(), "], the model's seq_length"));
+      return bad.ToStatus();
+    }
     if (absl::Status fits = train::CheckStepMemory(*plan, budgets, request.options(),
                                                    std::max<int64_t>(seq_length, 1));
         !fits.ok()) {

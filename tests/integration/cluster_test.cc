@@ -258,7 +258,7 @@ TEST_F(CoordinatorClusterTest, OversizeIsResourceExhaustedAndTooFewSlotsFailedPr
   // Too few slots: 8 ranks on 4 registered slots.
   CliResult r = Gptb({"build", Example("tiny-gpt"), "--name", "wide", "--world-size", "8"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.err, HasSubstr("needs 8 slots"));
+  EXPECT_THAT(r.err, HasSubstr("needs 8 cpu slots"));
   request.set_name("wide");
   request.set_world_size(8);
   status = client_->stub()->BuildModel(client_->Context().get(), request, &op);

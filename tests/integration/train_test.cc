@@ -217,7 +217,8 @@ TEST_F(TrainClusterTest, AWorkerLostMidStepFailsTheStepAndTheModel) {
   gptbuilder::v1::TrainStepResult result;
   ASSERT_TRUE(reader->Read(&result));
 
-  // While it trains: a second TrainStep is ABORTED and release is refused.
+  // While it trains: a second TrainStep is ABORTED. (Release would abort the training and free
+  // the model: hostile_test covers that.)
   {
     gptbuilder::v1::TrainStepRequest again = request;
     again.set_steps(1);
@@ -227,9 +228,6 @@ TEST_F(TrainClusterTest, AWorkerLostMidStepFailsTheStepAndTheModel) {
     while (second->Read(&ignored)) {
     }
     EXPECT_EQ(second->Finish().error_code(), grpc::StatusCode::ABORTED);
-    CliResult release = Gptb({"release", "victim"});
-    EXPECT_EQ(release.exit_code, 1);
-    EXPECT_THAT(release.err, HasSubstr("is busy training"));
   }
 
   const absl::Time killed = absl::Now();

@@ -76,7 +76,7 @@ TEST(PlacementTest, TooFewRegisteredSlotsIsFailedPrecondition) {
   auto placed = PlaceRanks(Request(4, 2, 1), {Worker("a", 2, 10)});
   ASSERT_EQ(placed.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(server::ErrorReason(placed.status()), "NOT_ENOUGH_SLOTS");
-  EXPECT_THAT(std::string(placed.status().message()), ::testing::HasSubstr("needs 4 slots"));
+  EXPECT_THAT(std::string(placed.status().message()), ::testing::HasSubstr("needs 4 cpu slots"));
   auto payload = placed.status().GetPayload(server::kPreconditionFailureTypeUrl);
   ASSERT_TRUE(payload.has_value());
   google::rpc::PreconditionFailure failure;
