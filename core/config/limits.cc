@@ -130,9 +130,10 @@ void CheckLimits(const GPTModelConfig& config, const Limits& limits, const int64
        {"tensor_model_parallel_size", "pipeline_model_parallel_size", "context_parallel_size",
         "expert_model_parallel_size", "expert_tensor_parallel_size",
         "virtual_pipeline_model_parallel_size", "hierarchical_context_parallel_sizes",
-        "tensor_parallel_num_weight_shards", "microbatch_group_size_per_vp_stage"}) {
+        "tensor_parallel_num_weight_shards"}) {
     c.AtMost(t, tp, name, limits.max_world_size, "ranks", c.WorldHow());
   }
+  c.Dimension(t, tp, "microbatch_group_size_per_vp_stage");
   c.ListLength(t, tp, "hierarchical_context_parallel_sizes", 16, kFixed);
 
   // Layer counts.

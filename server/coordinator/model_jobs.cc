@@ -6,7 +6,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/checkpoint/checkpoint_directory.h"
-#include "core/checkpoint/posix_file.h"
 #include "core/config/violations.h"
 #include "core/train/step_memory.h"
 #include "server/common/log.h"
@@ -159,11 +158,6 @@ absl::StatusOr<gptbuilder::v1::SaveCheckpointResponse> ModelJobs::SaveCheckpoint
                      absl::StrCat(v.description, " (an absolute directory path visible to every "
                                                  "worker)"));
     }
-  } else if (!ctx_->options.checkpoint_root.empty() &&
-             !checkpoint::IsWithin(request.path(), ctx_->options.checkpoint_root)) {
-    violations.Add("path", "OUTSIDE_CHECKPOINT_ROOT",
-                   absl::StrCat("checkpoints are saved only inside ",
-                                ctx_->options.checkpoint_root, " (--checkpoint-root)"));
   }
   const std::string format = request.format().empty() ? "canonical" : request.format();
   if (format != "canonical" && format != "huggingface") {

@@ -136,17 +136,18 @@ class Client:
 
     # ---- builds ---------------------------------------------------------------------------
     def build(self, name, config, *, world_size=0, request_id=None, validate_only=False,
-              load_from=""):
+              load_from="", for_training=False):
         """Starts a build and returns its google.longrunning.Operation at once. Rejections
         (invalid config, too few slots, does not fit, a `load_from` checkpoint that does not
         match) raise before anything is allocated. A retry with the same `request_id` returns the
         first call's operation. `load_from`: a canonical checkpoint or Hugging Face directory,
-        visible to the coordinator and every worker, to load instead of initialising."""
+        visible to the coordinator and every worker, to load instead of initialising.
+        `for_training`: admit it with room for its optimizer state."""
         c = as_model_config(config)
         request = coordinator_pb2.BuildModelRequest(
             name=name, config=c.model, ddp=c.ddp, build=c.build, world_size=world_size,
             request_id=request_id or str(uuid.uuid4()), validate_only=validate_only,
-            load_from=load_from)
+            load_from=load_from, for_training=for_training)
         operation = self._unary("BuildModel", request)
         if operation.done and operation.HasField("error"):
             raise errors.from_status(operation.error)
