@@ -176,6 +176,7 @@ constexpr const char* kNumericFields[] = {
     "transformer.softmax_scale",
     "transformer.qk_l2_norm",
     "transformer.window_size",
+    "transformer.window_attn_skip_freq",
 };
 constexpr const char* kRopeFields[] = {
     "rotary_percent",

@@ -288,6 +288,7 @@ absl::Status CheckHfRepresentable(HfFamily family, const GPTModelConfig& config)
     need(!t.has_num_moe_experts(), "transformer.num_moe_experts", "are dense");
     need(int64_t{t.kv_channels()} * t.num_attention_heads() == t.hidden_size(),
          "transformer.kv_channels", "have kv_channels * heads == hidden_size");
+    need(t.window_size_size() == 0, "transformer.window_size", "have no sliding window");
   } else {
     need(t.normalization() == "RMSNorm", "transformer.normalization", "use RMSNorm");
     need(t.gated_linear_unit() && t.activation_func() == "silu", "transformer.activation_func",
@@ -310,6 +311,9 @@ absl::Status CheckHfRepresentable(HfFamily family, const GPTModelConfig& config)
     }
     if (family != HfFamily::kMistral && family != HfFamily::kMixtral) {
       need(t.window_size_size() == 0, "transformer.window_size", "have no sliding window");
+    } else {
+      need(t.window_attn_skip_freq_size() == 0, "transformer.window_attn_skip_freq",
+           "slide the window in every layer");
     }
   }
   return v.ToStatus();

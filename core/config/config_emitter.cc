@@ -20,8 +20,10 @@ using Json = nlohmann::ordered_json;
 
 constexpr char kLayerSpecType[] = "gptbuilder.v1.LayerSpec";
 constexpr char kModuleSpecType[] = "gptbuilder.v1.ModuleSpec";
-// Megatron's moe_layer_freq is an int or a list; one element is written as the int.
-constexpr char kCollapsedSingleton[] = "moe_layer_freq";
+// Megatron's int-or-list fields: one element is written as the int.
+bool IsCollapsedSingleton(const std::string& name) {
+  return name == "moe_layer_freq" || name == "window_attn_skip_freq";
+}
 
 Json ScalarToJson(const Message& m, const FD* field, int index) {
   const google::protobuf::Reflection* r = m.GetReflection();
@@ -108,7 +110,7 @@ Json MessageToTree(const Message& m) {
       tree[field->name()] = MapToTree(m, field);
     } else if (field->is_repeated()) {
       const int size = r->FieldSize(m, field);
-      if (size == 1 && field->name() == kCollapsedSingleton) {
+      if (size == 1 && IsCollapsedSingleton(field->name())) {
         tree[field->name()] = ScalarToJson(m, field, 0);
         continue;
       }

@@ -15,6 +15,7 @@
 #include "core/config/suggest.h"
 #include "core/config/violations.h"
 #include "core/config/vocab.h"
+#include "core/layer_spec/layer_specs.h"
 #include "core/layer_spec/module_registry.h"
 #include "core/layer_spec/module_spec.h"
 #include "google/protobuf/descriptor.h"
@@ -485,6 +486,73 @@ void CheckPrecision(const TransformerConfig& t, Checker& c) {
   }
 }
 
+// INVALID_WINDOW_SIZE / INVALID_WINDOW_ATTN_SKIP_FREQ (ours). Megatron's window_size is a
+// (left, right) pair where -1 means unbounded, but its local DotProductAttention and Transformer
+// Engine only agree on [left >= 0, 0]: the local sliding-window mask replaces the causal mask
+// (right > 0 lets a token see later tokens, left = -1 masks every key), while Transformer Engine
+// keeps the causal mask (right reset to 0, left = -1 unbounded). Only the agreed form is
+// accepted. window_attn_skip_freq: Megatron's int N (layer l slides iff l % N != 0; 0 divides by
+// zero) or 0/1 list indexed by layer_number - 1 (also by MTP depth).
+void CheckSlidingWindow(const TransformerConfig& t, Checker& c) {
+  if (t.window_size_size() != 0) {
+    if (t.window_size_size() != 2) {
+      c.Add(T("window_size"), "INVALID_WINDOW_SIZE",
+            absl::StrCat("window_size must be two integers [left, right] (or null for full "
+                         "attention), got ",
+                         t.window_size_size(), " values."));
+    } else if (t.window_size(0) < 0) {
+      c.Add(T("window_size"), "INVALID_WINDOW_SIZE",
+            absl::StrCat("window_size left must be >= 0, got ", t.window_size(0),
+                         ": Megatron's local attention masks every key for -1 while Transformer "
+                         "Engine reads it as unbounded; for full attention leave window_size "
+                         "unset (null)."));
+    } else if (t.window_size(1) != 0) {
+      c.Add(T("window_size"), "INVALID_WINDOW_SIZE",
+            absl::StrCat("window_size right must be 0 for a causal GPT, got ", t.window_size(1),
+                         ": Megatron's local attention would let each token see that many later "
+                         "tokens (its window mask replaces the causal mask) while Transformer "
+                         "Engine resets it to 0; use [",
+                         t.window_size(0), ", 0]."));
+    }
+  }
+  const auto& freq = t.window_attn_skip_freq();
+  if (freq.size() == 1) {
+    if (freq[0] < 1) {
+      c.Add(T("window_attn_skip_freq"), "INVALID_WINDOW_ATTN_SKIP_FREQ",
+            absl::StrCat("window_attn_skip_freq as one integer N means \"every N-th layer attends "
+                         "fully, the others through window_size\"; N must be >= 1, got ",
+                         freq[0], " (a list needs one 0/1 entry per decoder layer)."));
+    } else if (freq[0] == 1 && t.num_layers() == 1) {
+      c.Add(T("window_attn_skip_freq"), "INVALID_WINDOW_ATTN_SKIP_FREQ",
+            "window_attn_skip_freq 1 with one decoder layer is ambiguous here (one value is "
+            "read as Megatron's int, so the layer attends fully; Megatron's list [1] would make "
+            "it slide): leave window_size unset for full attention, or use 2 to slide.");
+    }
+  } else if (freq.size() > 1) {
+    if (freq.size() != t.num_layers()) {
+      c.Add(T("window_attn_skip_freq"), "INVALID_WINDOW_ATTN_SKIP_FREQ",
+            absl::StrCat("window_attn_skip_freq as a list needs one 0/1 entry per decoder layer "
+                         "(1 = sliding window): ",
+                         t.num_layers(), " entries, got ", freq.size(), "."));
+    } else if (t.has_mtp_num_layers() && t.mtp_num_layers() > freq.size()) {
+      c.Add(T("window_attn_skip_freq"), "INVALID_WINDOW_ATTN_SKIP_FREQ",
+            absl::StrCat("window_attn_skip_freq as a list also gives MTP depth d entry d - 1 (as "
+                         "Megatron numbers MTP layers from 1), so it needs at least "
+                         "mtp_num_layers (",
+                         t.mtp_num_layers(), ") entries."));
+    }
+    for (int i = 0; i < freq.size(); ++i) {
+      if (freq[i] != 0 && freq[i] != 1) {
+        c.Add(absl::StrCat(T("window_attn_skip_freq"), "[", i, "]"),
+              "INVALID_WINDOW_ATTN_SKIP_FREQ",
+              absl::StrCat("window_attn_skip_freq list entries must be 0 (full attention) or 1 "
+                           "(sliding window), got ",
+                           freq[i], "."));
+      }
+    }
+  }
+}
+
 void CheckNormsActivationsFusions(const TransformerConfig& t, Checker& c) {
   // INVALID_VALUE (Megatron's Literal / string comparisons).
   const bool norm_ok =
@@ -547,6 +615,29 @@ void CheckNormsActivationsFusions(const TransformerConfig& t, Checker& c) {
       c.Add(T("bias_activation_fusion"), "BIAS_ACTIVATION_FUSION_CONFLICT",
             "bias_activation_fusion and use_te_activation_func cannot be both true.");
     }
+    // BIAS_ACTIVATION_FUSION_UNSUPPORTED (ours): what Megatron's config accepts but its forward
+    // raises on. The dense MLP (and shared experts) fuses only GELU / GeGLU and SwiGLU ("Only
+    // support fusion of gelu and swiglu"); expert MLPs, which always scale by the routing
+    // probabilities, only SwiGLU and quick-GeGLU. (With gelu the fused kernels compute the tanh
+    // approximation, and the model does too.)
+    const bool moe = t.has_num_moe_experts() && t.num_moe_experts() > 0;
+    const bool dense_mlps =
+        !moe || IsMixedDenseMoe(t) || t.has_moe_shared_expert_intermediate_size();
+    const bool gated = t.gated_linear_unit();
+    if (dense_mlps && act != "gelu" && !(gated && act == "silu")) {
+      c.Add(T("bias_activation_fusion"), "BIAS_ACTIVATION_FUSION_UNSUPPORTED",
+            absl::StrCat("Megatron's MLP fuses only gelu and SwiGLU (silu with "
+                         "gated_linear_unit) and raises for activation_func ",
+                         act, gated ? " (gated)" : "",
+                         " with bias_activation_fusion; set bias_activation_fusion: false."));
+    }
+    if (moe && !(gated && (act == "silu" || act == "quick_gelu"))) {
+      c.Add(T("bias_activation_fusion"), "BIAS_ACTIVATION_FUSION_UNSUPPORTED",
+            absl::StrCat("Megatron's expert MLPs fuse only SwiGLU and quick-GeGLU (silu or "
+                         "quick_gelu with gated_linear_unit) and raise for activation_func ",
+                         act, gated ? " (gated)" : "",
+                         " with bias_activation_fusion; set bias_activation_fusion: false."));
+    }
   }
   // FUSED_RESIDUAL_RMSNORM (Megatron).
   if (t.fused_residual_rmsnorm() && norm_ok && t.normalization() != "RMSNorm") {
@@ -595,18 +686,7 @@ void CheckNormsActivationsFusions(const TransformerConfig& t, Checker& c) {
             "layernorm_zero_centered_gamma false, add_bias_linear false and add_qkv_bias false.");
     }
   }
-  // WINDOW_SIZE (ours): Megatron's window_size is a (left, right) pair; -1 means unbounded.
-  if (t.window_size_size() != 0) {
-    if (t.window_size_size() != 2) {
-      c.Add(T("window_size"), "INVALID_WINDOW_SIZE",
-            absl::StrCat("window_size must be two integers [left, right] (or null for full "
-                         "attention), got ",
-                         t.window_size_size(), " values."));
-    } else if (t.window_size(0) < -1 || t.window_size(1) < -1) {
-      c.Add(T("window_size"), "INVALID_WINDOW_SIZE",
-            "window_size entries must be >= 0 (or -1 for unbounded).");
-    }
-  }
+  CheckSlidingWindow(t, c);
 }
 
 void CheckRecomputeOffloadGraphs(const TransformerConfig& t, Checker& c) {
@@ -994,6 +1074,15 @@ void CheckMoe(const TransformerConfig& t, const Sizes& s, const Given& given, Ch
           "Token dispatcher type: allgather does not support variable sequence length, please use "
           "alltoall dispatcher instead.");
   }
+  // FLEX_DISPATCHER (Megatron's MoEFlexTokenDispatcher asserts it with its default DeepEP
+  // backend): the flex dispatcher spans the expert tp x ep group. The dispatchers move the same
+  // tokens to the same experts, so allgather, alltoall and flex compute the same function.
+  if (moe && t.moe_token_dispatcher_type() == "flex" && s.ok && s.etp * s.ep <= 1) {
+    c.Add(T("moe_token_dispatcher_type"), "CONFLICT",
+          "DeepEP dispatcher requires TPxEP > 1: the flex token dispatcher needs "
+          "expert_tensor_parallel_size * expert_model_parallel_size > 1; use allgather or "
+          "alltoall.");
+  }
   // MOE_LAYER_FREQ (ours): an int N >= 1 (layer i is MoE iff i % N == 0) or a 0/1 list with one
   // entry per decoder layer (Megatron indexes it by global layer number).
   if (t.moe_layer_freq_size() == 1) {
@@ -1113,6 +1202,20 @@ void CheckGptLevel(const GPTModelConfig& config, const Sizes& s, Checker& c) {
           absl::StrCat("transformer_layer_spec must name a spec (", QuotedList(LayerSpecNames()),
                        ") or be a custom ModuleSpec tree."));
   }
+  // SEQUENCE_PARALLEL_TORCH_NORM (Megatron's WrappedTorchNorm assert): torch's LayerNorm /
+  // RMSNorm, which the local spec builds, cannot mark their parameters for the tensor-parallel
+  // gradient reduction that sequence parallelism needs. Without tensor parallelism Finalize turns
+  // sequence parallelism off (as Bridge does) before anything is built, so nothing asserts.
+  if (t.sequence_parallel() && t.tensor_model_parallel_size() > 1) {
+    if (std::optional<std::string> norm = layer_spec::FindTorchNorm(config)) {
+      c.Add(T("sequence_parallel"), "SEQUENCE_PARALLEL_TORCH_NORM",
+            absl::StrCat("sequence parallel not supported by torch LayerNorm: the layer spec "
+                         "builds torch's norms (",
+                         *norm,
+                         "); use transformer_layer_spec transformer_engine (the default), whose "
+                         "norms support it, or set sequence_parallel false."));
+    }
+  }
 }
 
 void CheckWorldSize(const Sizes& s, int64_t world, Checker& c) {
@@ -1157,6 +1260,9 @@ void SetExplicitDefaults(google::protobuf::Message* message) { SetDefaultsRecurs
 absl::StatusOr<GPTModelConfig> Finalize(const GPTModelConfig& config,
                                         const FinalizeOptions& options) {
   Violations violations;
+  CheckLimits(config, options.limits,
+              options.world_size.has_value() ? &*options.world_size : nullptr, &violations);
+  if (!violations.empty()) return violations.ToStatus();
   Checker c(&violations);
   GPTModelConfig out = config;
   if (!config.has_transformer()) {

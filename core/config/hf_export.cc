@@ -18,6 +18,18 @@ std::string TorchDtype(const gptbuilder::v1::TransformerConfig& t) {
   return t.params_dtype().empty() ? "float32" : t.params_dtype();
 }
 
+// The MLP activation the model computes, by its transformers (ACT2FN) name: the tanh
+// approximation of GELU (fast_gelu, or gelu run through Megatron's fused bias-GELU kernels) is
+// GPT-2's "gelu_new" and the Llama family's "gelu_pytorch_tanh".
+std::string HfActivation(const gptbuilder::v1::TransformerConfig& t, bool gpt2) {
+  const std::string& act = t.activation_func();
+  if (act == "fast_gelu" || (act == "gelu" && t.bias_activation_fusion())) {
+    return gpt2 ? "gelu_new" : "gelu_pytorch_tanh";
+  }
+  if (act == "squared_relu") return "relu2";
+  return act;
+}
+
 Json Gpt2(const gptbuilder::v1::GPTModelConfig& c) {
   const auto& t = c.transformer();
   Json j;
@@ -31,8 +43,7 @@ Json Gpt2(const gptbuilder::v1::GPTModelConfig& c) {
   j["n_positions"] = c.seq_length();
   j["n_ctx"] = c.seq_length();
   j["layer_norm_epsilon"] = t.layernorm_epsilon();
-  // The model computes the exact GELU; "gelu" tells transformers to do the same.
-  j["activation_function"] = "gelu";
+  j["activation_function"] = HfActivation(t, true);
   j["resid_pdrop"] = t.hidden_dropout();
   j["embd_pdrop"] = t.hidden_dropout();
   j["attn_pdrop"] = t.attention_dropout();
@@ -66,7 +77,7 @@ Json LlamaLike(const gptbuilder::v1::GPTModelConfig& c, const std::string& type)
   j["max_position_embeddings"] = c.seq_length();
   j["rms_norm_eps"] = t.layernorm_epsilon();
   j["rope_theta"] = c.rotary_base();
-  j["hidden_act"] = t.activation_func();
+  j["hidden_act"] = HfActivation(t, false);
   j["initializer_range"] = t.init_method_std();
   j["attention_dropout"] = t.attention_dropout();
   j["tie_word_embeddings"] = c.share_embeddings_and_output_weights();

@@ -13,8 +13,9 @@ namespace gptb::config {
 // ImportHfConfig(ExportHfConfig(c, type)) describes the same architecture as c. `model_type` is
 // one of SupportedHfModelTypes(); whether the model fits that family's layout is checked by
 // core/checkpoint (CheckHfRepresentable), this only writes the keys. vocab_size is the unpadded
-// vocabulary; GPT-2's activation is written as "gelu" (exact GELU, what the model computes),
-// not "gelu_new". INVALID_ARGUMENT for an unsupported model_type.
+// vocabulary; the activation is transformers' name for what the model computes (the tanh
+// approximation of GELU is GPT-2's "gelu_new", the exact GELU "gelu"). INVALID_ARGUMENT for an
+// unsupported model_type.
 absl::StatusOr<nlohmann::json> ExportHfConfig(const gptbuilder::v1::GPTModelConfig& config,
                                               std::string_view model_type);
 

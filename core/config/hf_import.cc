@@ -133,7 +133,11 @@ void SetDtype(HfReader& hf, TransformerConfig* t) {
 
 void SetActivation(HfReader& hf, const char* key, const char* fallback, TransformerConfig* t) {
   const std::string name = hf.String(key).value_or(fallback);
-  std::optional<std::string> canonical = NormalizeActivation(name);
+  // transformers' tanh approximations of GELU (NewGELUActivation, FastGELUActivation,
+  // PytorchGELUTanh) are one function: Megatron-Bridge's fast_gelu. Its "gelu" is the exact GELU.
+  std::optional<std::string> canonical = name == "gelu_new" || name == "gelu_fast"
+                                             ? std::optional<std::string>("fast_gelu")
+                                             : NormalizeActivation(name);
   if (!canonical.has_value()) {
     hf.violations()->Add(key, "UNSUPPORTED",
                          absl::StrCat("activation '", name, "' is not supported; supported: ",
@@ -246,7 +250,9 @@ void ImportLlamaLike(HfReader& hf, const Family& family, GPTModelConfig* config)
   if (family.llama_extras) {
     t->set_add_qkv_bias(hf.Bool("attention_bias").value_or(false));
     t->set_add_bias_linear(hf.Bool("mlp_bias").value_or(false));
-    t->set_bias_activation_fusion(true);
+    // Megatron fuses SwiGLU without changing it; a fused gelu would become the tanh
+    // approximation, and other activations do not fuse.
+    t->set_bias_activation_fusion(t->activation_func() == "silu");
     t->set_masked_softmax_fusion(true);
     t->set_persist_layer_norm(true);
     t->set_bias_dropout_fusion(true);
@@ -281,7 +287,7 @@ void ImportLlamaLike(HfReader& hf, const Family& family, GPTModelConfig* config)
   SetNameOrPath(hf, config);
 }
 
-// GPT-2 has no Bridge bridge; this follows Megatron-LM's GPT-2 recipe (LayerNorm, gelu, biases,
+// GPT-2 has no Bridge bridge; this follows Megatron-LM's GPT-2 recipe (LayerNorm, biases,
 // learned absolute positions, tied embeddings, vocabulary padded to a multiple of 128 on request).
 void ImportGpt2(HfReader& hf, GPTModelConfig* config) {
   TransformerConfig* t = config->mutable_transformer();
@@ -303,13 +309,8 @@ void ImportGpt2(HfReader& hf, GPTModelConfig* config) {
   t->set_gated_linear_unit(false);
   t->set_add_bias_linear(true);
   config->set_position_embedding_type("learned_absolute");
-  // GPT-2's "gelu_new" (tanh approximation) is trained as Megatron's gelu.
-  const std::string act = hf.String("activation_function").value_or("gelu_new");
-  if (act == "gelu_new" || act == "gelu") {
-    t->set_activation_func("gelu");
-  } else {
-    SetActivation(hf, "activation_function", "gelu", t);
-  }
+  // GPT-2's default "gelu_new" is the tanh approximation (fast_gelu).
+  SetActivation(hf, "activation_function", "gelu_new", t);
   SetDtype(hf, t);
   SetNameOrPath(hf, config);
 }

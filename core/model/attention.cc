@@ -24,6 +24,18 @@ torch::Tensor ScaleFrequencies(const torch::Tensor& inv_freq, double factor) {
 
 }  // namespace
 
+bool IsWindowAttentionLayer(const gptbuilder::v1::TransformerConfig& t, int layer_number) {
+  if (t.window_size_size() == 0) return false;
+  const auto& freq = t.window_attn_skip_freq();
+  if (freq.empty()) return true;
+  if (freq.size() == 1) return freq[0] != 0 && layer_number % freq[0] != 0;
+  if (layer_number < 1 || layer_number > freq.size()) {
+    throw BuildError(absl::StrCat("transformer.window_attn_skip_freq: no entry for layer ",
+                                  layer_number, " (", freq.size(), " entries)"));
+  }
+  return freq[layer_number - 1] != 0;
+}
+
 Rotary::Rotary(const gptbuilder::v1::GPTModelConfig& config) {
   const auto& t = config.transformer();
   int64_t dim = static_cast<int64_t>(t.kv_channels() * config.rotary_percent());
@@ -79,6 +91,10 @@ SelfAttention::SelfAttention(const ModuleContext& ctx, const layer_spec::ModuleS
   dropout_ = t.attention_dropout();
   softmax_scale_ =
       t.has_softmax_scale() ? t.softmax_scale() : 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  off_by_one_ = t.softmax_type() == "off-by-one";
+  if (IsWindowAttentionLayer(t, ctx.layer_number)) {
+    window_ = std::make_pair(int64_t{t.window_size(0)}, int64_t{t.window_size(1)});
+  }
   // core_attention holds softmax_offset with softmax_type "learnable".
   const std::string offset = prefix + "core_attention.softmax_offset";
   if (ctx.params->Has(offset)) {
@@ -116,8 +132,9 @@ SelfAttention::SelfAttention(const ModuleContext& ctx, const layer_spec::ModuleS
 
 torch::Tensor SelfAttention::forward(const torch::Tensor& x, const torch::Tensor& rotary_freqs,
                                      const Rotary* rotary) {
-  const int64_t s = x.size(0), b = x.size(1);
+  // With sequence parallelism x is this rank's part of the sequence; linear_qkv gathers it.
   torch::Tensor qkv = linear_qkv_->forward(x);  // [s, b, local rows]
+  const int64_t s = qkv.size(0), b = qkv.size(1);
   const int64_t per_group = heads_ / groups_ + 2 + (output_gate_ ? heads_ / groups_ : 0);
   torch::Tensor q, k, v, gate;
   int64_t local_heads = heads_ / tp_;
@@ -162,15 +179,15 @@ torch::Tensor SelfAttention::forward(const torch::Tensor& x, const torch::Tensor
     vt = vt.repeat_interleave(repeat, 1);
   }
   torch::Tensor context;  // [b, heads, s, d]
-  if (!softmax_offset_.defined() && (dropout_ <= 0.0 || !is_training()) &&
-      qt.scalar_type() == torch::kFloat32) {
+  if (!softmax_offset_.defined() && !off_by_one_ && !window_.has_value() &&
+      (dropout_ <= 0.0 || !is_training()) && qt.scalar_type() == torch::kFloat32) {
     // The same causal softmax(q k^T * scale) v in fp32, computed blockwise by LibTorch's fused
     // kernel (no [b, heads, s, s] scores and probabilities in memory, fully masked blocks
     // skipped): half the time of the explicit path on CPU. A kernel choice, as Megatron's
     // flash/fused backends are for its unfused DotProductAttention; results agree to fp32
-    // rounding. The explicit path stays for what the kernel cannot express (softmax offset,
-    // dropout with its mask drawn as Megatron draws it, half-precision inputs whose scores are
-    // computed in fp32 there).
+    // rounding. The explicit path stays for what the kernel cannot express (softmax offsets,
+    // sliding windows, dropout with its mask drawn as Megatron draws it, half-precision inputs
+    // whose scores are computed in fp32 there).
     context =
         at::scaled_dot_product_attention(qt, kt, vt, /*attn_mask=*/std::nullopt,
                                          /*dropout_p=*/0.0, /*is_causal=*/true, softmax_scale_);
@@ -178,15 +195,25 @@ torch::Tensor SelfAttention::forward(const torch::Tensor& x, const torch::Tensor
     torch::Tensor scores =
         torch::matmul(qt.to(torch::kFloat32), kt.transpose(-1, -2).to(torch::kFloat32)) *
         softmax_scale_;
-    torch::Tensor causal =
-        torch::ones({s, s}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(1);
-    scores = scores.masked_fill(causal, -std::numeric_limits<float>::infinity());
+    // Masked positions: key j is hidden from query i.
+    torch::Tensor masked;
+    const auto bools = torch::TensorOptions().dtype(torch::kBool).device(qkv.device());
+    if (window_.has_value()) {
+      // Megatron's get_sliding_window_causal_mask (sq == skv): keep -left <= j - i <= right.
+      masked =
+          torch::ones({s, s}, bools).triu(-window_->first).tril(window_->second).logical_not();
+    } else {
+      masked = torch::ones({s, s}, bools).triu(1);
+    }
+    scores = scores.masked_fill(masked, -std::numeric_limits<float>::infinity());
     torch::Tensor probs;
-    if (softmax_offset_.defined()) {
-      // Learnable softmax offset: an extra logit per head in the denominator.
-      torch::Tensor offset = softmax_offset_.to(torch::kFloat32)
-                                 .view({1, local_heads, 1, 1})
-                                 .expand({b, local_heads, s, 1});
+    if (softmax_offset_.defined() || off_by_one_) {
+      // Softmax with an offset (SoftmaxOne): an extra logit per head in the denominator, the
+      // learnable softmax_offset or 0 for off-by-one.
+      torch::Tensor offset = softmax_offset_.defined()
+                                 ? softmax_offset_.to(torch::kFloat32).view({1, local_heads, 1, 1})
+                                 : torch::zeros({1, local_heads, 1, 1}, scores.options());
+      offset = offset.expand({b, local_heads, s, 1});
       probs = torch::softmax(torch::cat({scores, offset}, -1), -1).narrow(-1, 0, s);
     } else {
       probs = torch::softmax(scores, -1);

@@ -26,13 +26,16 @@ GptStage::GptStage(const gptbuilder::v1::GPTModelConfig& config, const plan::Sta
   auto layers = decoder->register_module("layers", std::make_shared<torch::nn::Module>());
   for (size_t i = 0; i < specs.layers.size(); ++i) {
     const std::string prefix = absl::StrCat("decoder.layers.", i, ".");
+    ModuleContext layer_ctx = ctx;
+    layer_ctx.layer_number = stage_.layers.at(i) + 1;
     const layer_spec::ModuleInfo* info = layer_spec::FindModule(specs.layers[i]->module);
     if (info != nullptr && info->kind == layer_spec::ModuleKind::kTeTransformerLayer) {
       te_layers_.push_back(layers->register_module(
-          absl::StrCat(i), std::make_shared<TeTransformerLayer>(ctx, prefix)));
+          absl::StrCat(i), std::make_shared<TeTransformerLayer>(layer_ctx, prefix)));
     } else {
       layers_.push_back(layers->register_module(
-          absl::StrCat(i), std::make_shared<TransformerLayer>(ctx, *specs.layers[i], prefix)));
+          absl::StrCat(i),
+          std::make_shared<TransformerLayer>(layer_ctx, *specs.layers[i], prefix)));
     }
   }
   if (params.Has("decoder.final_layernorm.weight")) {
@@ -43,9 +46,12 @@ GptStage::GptStage(const gptbuilder::v1::GPTModelConfig& config, const plan::Sta
     auto mtp = register_module("mtp", std::make_shared<torch::nn::Module>());
     auto mtp_list = mtp->register_module("layers", std::make_shared<torch::nn::Module>());
     for (size_t i = 0; i < mtp_specs->size(); ++i) {
+      // Megatron numbers MTP layers from 1 on their own (MultiTokenPredictionBlock).
+      ModuleContext layer_ctx = ctx;
+      layer_ctx.layer_number = stage_.mtp_layers.at(i) + 1;
       mtp_layers_.push_back(mtp_list->register_module(
-          absl::StrCat(i),
-          std::make_shared<MtpLayer>(ctx, *(*mtp_specs)[i], absl::StrCat("mtp.layers.", i, "."))));
+          absl::StrCat(i), std::make_shared<MtpLayer>(layer_ctx, *(*mtp_specs)[i],
+                                                      absl::StrCat("mtp.layers.", i, "."))));
     }
   }
   if (stage_.post_process) {
@@ -71,7 +77,15 @@ torch::Tensor GptStage::Hidden(const torch::Tensor& input) {
         absl::StrCat("forward with position_embedding_type '", position, "' is not supported"));
   }
   torch::Tensor freqs;
-  if (rotary_) freqs = rotary_->Frequencies(x.size(0), x.device());
+  if (rotary_) {
+    // Under sequence parallelism x holds this rank's part of the sequence; attention sees all
+    // of it (Megatron's get_rotary_seq_len).
+    int64_t seq = x.size(0);
+    if (config_.transformer().sequence_parallel()) {
+      seq *= config_.transformer().tensor_model_parallel_size();
+    }
+    freqs = rotary_->Frequencies(seq, x.device());
+  }
   for (auto& layer : layers_) x = layer->forward(x, freqs, rotary_.get());
   for (auto& layer : te_layers_) x = layer->forward(x, freqs, rotary_.get());
   if (final_layernorm_) x = final_layernorm_->forward(x);

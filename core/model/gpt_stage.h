@@ -30,7 +30,9 @@ class GptStage : public torch::nn::Module {
 
   // First stage: token ids [b, s] (int64). Other stages: hidden states [s, b, h].
   // Returns hidden states [s, b, h], or on the last stage logits [b, s, V/t]
-  // (or [b, s, V] without parallel_output).
+  // (or [b, s, V] without parallel_output). With sequence parallelism hidden states are this
+  // tensor-parallel rank's part of the sequence, [s/t, b, h] (s divisible by t), and the logits
+  // still cover the whole sequence (the output layer gathers it).
   torch::Tensor forward(const torch::Tensor& input);
   // The decoder output before the output layer (post_process stages), for MTP and losses.
   torch::Tensor Hidden(const torch::Tensor& input);

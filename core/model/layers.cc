@@ -5,8 +5,26 @@
 
 namespace gptb::model {
 
+namespace {
+
+// Megatron's bias_gelu / bias_geglu kernels (megatron/core/fusions): the tanh approximation of
+// GELU with sqrt(2 / pi) rounded to 0.79788456; their hand-written backward is its derivative.
+torch::Tensor FusedKernelGelu(const torch::Tensor& x) {
+  return x * 0.5 * (1.0 + torch::tanh(0.79788456 * x * (1.0 + 0.044715 * x * x)));
+}
+
+}  // namespace
+
 Activation ActivationByName(const std::string& name) {
   if (name == "gelu") return [](const torch::Tensor& x) { return torch::gelu(x); };
+  if (name == "fast_gelu") {
+    // megatron.core.activations.fast_gelu, term for term.
+    return [](const torch::Tensor& x) {
+      return 0.5 * x * (1.0 + torch::tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)));
+    };
+  }
+  if (name == "sigmoid") return [](const torch::Tensor& x) { return torch::sigmoid(x); };
+  if (name == "tanh") return [](const torch::Tensor& x) { return torch::tanh(x); };
   if (name == "silu") return [](const torch::Tensor& x) { return torch::silu(x); };
   if (name == "relu") return [](const torch::Tensor& x) { return torch::relu(x); };
   if (name == "squared_relu") {
@@ -16,6 +34,28 @@ Activation ActivationByName(const std::string& name) {
     return [](const torch::Tensor& x) { return x * torch::sigmoid(1.702 * x); };
   }
   throw BuildError(absl::StrCat("transformer.activation_func: unknown activation '", name, "'"));
+}
+
+MlpActivation::MlpActivation(const gptbuilder::v1::TransformerConfig& t)
+    : gated_(t.gated_linear_unit()), glu_offset_(t.glu_linear_offset()) {
+  if (t.bias_activation_fusion() && t.activation_func() == "gelu") {
+    activation_ = FusedKernelGelu;
+    glu_offset_ = 0.0;  // validation: a non-zero offset with fusion needs quick_gelu
+  } else {
+    activation_ = ActivationByName(t.activation_func());
+    if (gated_ && t.has_activation_func_clamp_value()) clamp_ = t.activation_func_clamp_value();
+  }
+}
+
+torch::Tensor MlpActivation::operator()(const torch::Tensor& h) const {
+  if (!gated_) return activation_(h);
+  std::vector<torch::Tensor> halves = h.chunk(2, -1);
+  torch::Tensor gate = halves[0], up = halves[1];
+  if (clamp_.has_value()) {
+    gate = gate.clamp_max(*clamp_);
+    up = up.clamp(-*clamp_, *clamp_);
+  }
+  return activation_(gate) * (up + glu_offset_);
 }
 
 torch::Tensor MaybeDropout(const torch::Tensor& x, double p, bool training) {
@@ -51,7 +91,10 @@ ColumnParallelLinear::ColumnParallelLinear(const ModuleContext& ctx, const std::
                                            bool fused_norm, LinearComm comm, bool gather_output,
                                            const std::string& weight_name,
                                            const std::string& bias_name)
-    : parallel_(ctx.parallel), comm_(comm), gather_output_(gather_output) {
+    : parallel_(ctx.parallel),
+      comm_(comm),
+      gather_output_(gather_output),
+      sequence_parallel_(comm == LinearComm::kTensorParallel && ctx.config->sequence_parallel()) {
   if (fused_norm) {
     norm_ = std::make_unique<NormParams>(this, ctx, prefix, "layer_norm_weight", "layer_norm_bias");
   }
@@ -66,7 +109,11 @@ ColumnParallelLinear::ColumnParallelLinear(const ModuleContext& ctx, const std::
 torch::Tensor ColumnParallelLinear::ForwardWithWeight(const torch::Tensor& x,
                                                       const torch::Tensor& weight) {
   torch::Tensor input = norm_ ? norm_->Apply(x) : x;
-  if (comm_ == LinearComm::kTensorParallel) input = parallel_->CopyToTensorParallelRegion(input);
+  if (sequence_parallel_) {
+    input = parallel_->AllGatherFirstDim(input, ParallelContext::Group::kTensor);
+  } else if (comm_ == LinearComm::kTensorParallel) {
+    input = parallel_->CopyToTensorParallelRegion(input);
+  }
   torch::Tensor y = DenseLinear(input, weight, bias_);
   if (gather_output_) y = parallel_->GatherFromTensorParallelRegion(y);
   return y;
@@ -80,7 +127,9 @@ torch::Tensor ColumnParallelLinear::forward(const torch::Tensor& x) {
 RowParallelLinear::RowParallelLinear(const ModuleContext& ctx, const std::string& prefix,
                                      LinearComm comm, const std::string& weight_name,
                                      const std::string& bias_name)
-    : parallel_(ctx.parallel), comm_(comm) {
+    : parallel_(ctx.parallel),
+      comm_(comm),
+      sequence_parallel_(comm == LinearComm::kTensorParallel && ctx.config->sequence_parallel()) {
   weight_ = register_parameter(weight_name, ctx.params->Take(prefix + weight_name));
   if (ctx.params->Has(prefix + bias_name)) {
     bias_ = register_parameter(bias_name, ctx.params->Take(prefix + bias_name));
@@ -89,7 +138,11 @@ RowParallelLinear::RowParallelLinear(const ModuleContext& ctx, const std::string
 
 torch::Tensor RowParallelLinear::forward(const torch::Tensor& x) {
   torch::Tensor y = DenseLinear(x, weight_);
-  if (comm_ == LinearComm::kTensorParallel) y = parallel_->ReduceFromTensorParallelRegion(y);
+  if (sequence_parallel_) {
+    y = parallel_->ReduceScatterFirstDim(y, ParallelContext::Group::kTensor);
+  } else if (comm_ == LinearComm::kTensorParallel) {
+    y = parallel_->ReduceFromTensorParallelRegion(y);
+  }
   if (bias_.defined() && comm_ == LinearComm::kTensorParallel) y = y + bias_;
   return y;
 }
@@ -101,18 +154,28 @@ VocabParallelEmbedding::VocabParallelEmbedding(const ModuleContext& ctx, const s
   vocab_start_ = info.pieces.empty() ? 0 : info.pieces.front().start;
 }
 
-torch::Tensor VocabParallelEmbedding::forward(const torch::Tensor& ids) {
-  if (parallel_->size(ParallelContext::Group::kTensor) == 1) return torch::embedding(weight_, ids);
+torch::Tensor VocabParallelEmbedding::forward(const torch::Tensor& ids,
+                                              bool reduce_scatter_embeddings) {
+  if (parallel_->size(ParallelContext::Group::kTensor) == 1) {
+    torch::Tensor out = torch::embedding(weight_, ids);
+    return reduce_scatter_embeddings ? out.transpose(0, 1).contiguous() : out;
+  }
   const int64_t rows = weight_.size(0);
   torch::Tensor outside = (ids < vocab_start_).logical_or(ids >= vocab_start_ + rows);
   torch::Tensor local = (ids - vocab_start_).masked_fill(outside, 0);
   torch::Tensor out = torch::embedding(weight_, local);
   out = out.masked_fill(outside.unsqueeze(-1), 0.0);
+  if (reduce_scatter_embeddings) {
+    return parallel_->ReduceScatterFirstDim(out.transpose(0, 1).contiguous(),
+                                            ParallelContext::Group::kTensor);
+  }
   return parallel_->ReduceFromTensorParallelRegion(out);
 }
 
 LanguageModelEmbedding::LanguageModelEmbedding(const ModuleContext& ctx, const std::string& prefix)
-    : dropout_(ctx.config->hidden_dropout()) {
+    : parallel_(ctx.parallel),
+      dropout_(ctx.config->hidden_dropout()),
+      sequence_parallel_(ctx.config->sequence_parallel()) {
   word_embeddings_ = register_module("word_embeddings", std::make_shared<VocabParallelEmbedding>(
                                                             ctx, prefix + "word_embeddings."));
   const std::string pos = prefix + "position_embeddings.weight";
@@ -125,19 +188,24 @@ LanguageModelEmbedding::LanguageModelEmbedding(const ModuleContext& ctx, const s
 }
 
 torch::Tensor LanguageModelEmbedding::forward(const torch::Tensor& ids) {
+  // Megatron reduce-scatters straight from the vocabulary shards only without position
+  // embeddings (they are added to the full sequence); the sums are the same either way.
+  if (sequence_parallel_ && !position_weight_.defined()) {
+    torch::Tensor x = word_embeddings_->forward(ids, /*reduce_scatter_embeddings=*/true);
+    return MaybeDropout(x, dropout_, is_training());  // [s/t, b, h]
+  }
   torch::Tensor x = word_embeddings_->forward(ids);  // [b, s, h]
   if (position_weight_.defined()) {
     torch::Tensor positions = torch::arange(ids.size(1), ids.options());
     x = x + torch::embedding(position_weight_, positions).unsqueeze(0).to(x.dtype());
   }
   x = x.transpose(0, 1).contiguous();  // [s, b, h]
+  if (sequence_parallel_) x = parallel_->ScatterToSequenceParallelRegion(x);
   return MaybeDropout(x, dropout_, is_training());
 }
 
 Mlp::Mlp(const ModuleContext& ctx, const std::string& prefix, bool fc1_fused_norm, LinearComm comm)
-    : activation_(ActivationByName(ctx.config->activation_func())),
-      gated_(ctx.config->gated_linear_unit()),
-      glu_offset_(ctx.config->glu_linear_offset()) {
+    : activation_(*ctx.config) {
   linear_fc1_ = register_module(
       "linear_fc1",
       std::make_shared<ColumnParallelLinear>(ctx, prefix + "linear_fc1.", fc1_fused_norm, comm));
@@ -146,13 +214,8 @@ Mlp::Mlp(const ModuleContext& ctx, const std::string& prefix, bool fc1_fused_nor
 }
 
 torch::Tensor Mlp::Hidden(const torch::Tensor& x) {
-  torch::Tensor h = linear_fc1_->forward(x);
-  if (gated_) {
-    // The local fc1 rows are [gate_r; up_r]: act(gate) * (up + glu_linear_offset).
-    std::vector<torch::Tensor> halves = h.chunk(2, -1);
-    return activation_(halves[0]) * (halves[1] + glu_offset_);
-  }
-  return activation_(h);
+  // With gated_linear_unit the local fc1 rows are [gate_r; up_r].
+  return activation_(linear_fc1_->forward(x));
 }
 
 torch::Tensor Mlp::forward(const torch::Tensor& x) { return linear_fc2_->forward(Hidden(x)); }

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/model/parallel_context.h"
@@ -20,11 +21,37 @@ struct ModuleContext {
   const gptbuilder::v1::TransformerConfig* config = nullptr;
   ParallelContext* parallel = nullptr;
   ParamTable* params = nullptr;
+  // Megatron's layer_number of the transformer layer being built: 1-based global decoder layer
+  // index, or the 1-based depth of an MTP layer (Megatron numbers MTP layers on their own);
+  // 0 outside a layer. Sliding-window attention depends on it (window_attn_skip_freq).
+  int layer_number = 0;
 };
 
-// Megatron's activation functions by name (gelu is the exact erf form, as F.gelu).
+// Megatron's activation functions by Megatron-Bridge's names (activation_map): gelu is the exact
+// erf form (F.gelu), fast_gelu the tanh approximation (megatron.core.activations.fast_gelu,
+// Hugging Face's gelu_new / gelu_pytorch_tanh), squared_relu relu(x)^2, quick_gelu
+// x * sigmoid(1.702 x), plus silu, relu, sigmoid and tanh.
 using Activation = std::function<torch::Tensor(const torch::Tensor&)>;
 Activation ActivationByName(const std::string& name);
+
+// The block of Megatron's MLP between linear_fc1 and linear_fc2 (MLP.forward, also for shared
+// experts and experts): with gated_linear_unit the fc1 output is [gate; up] and the result is
+// act(min(gate, c)) * (clamp(up, -c, c) + glu_linear_offset), c = activation_func_clamp_value
+// when set; otherwise act(x). With bias_activation_fusion and gelu, Megatron runs its fused
+// bias_gelu / bias_geglu kernels instead, which compute the tanh approximation of GELU
+// (constant 0.79788456) and never clamp; fused SwiGLU and quick-GeGLU compute what the plain
+// path does. Fusion combinations Megatron cannot run are refused by config validation.
+class MlpActivation {
+ public:
+  explicit MlpActivation(const gptbuilder::v1::TransformerConfig& t);
+  torch::Tensor operator()(const torch::Tensor& fc1_output) const;
+
+ private:
+  Activation activation_;
+  bool gated_;
+  double glu_offset_;
+  std::optional<double> clamp_;
+};
 
 // LayerNorm / RMSNorm parameters and math. Parameter names are given so the same code serves a
 // plain norm ("weight", "bias") and TE's fused norm ("layer_norm_weight", "layer_norm_bias").
@@ -56,8 +83,9 @@ class Norm : public torch::nn::Module {
 enum class LinearComm { kTensorParallel, kNone };
 
 // ColumnParallelLinear (and TE's LayerNormColumnParallelLinear when `fused_norm`): weight
-// [out/t, in], bias [out/t]; the input is copied into the tensor-parallel region; the output
-// stays split unless gather_output.
+// [out/t, in], bias [out/t]; the input is copied into the tensor-parallel region (with sequence
+// parallelism: all-gathered along the sequence, the fused norm applied before, to this rank's
+// part); the output stays split unless gather_output.
 class ColumnParallelLinear : public torch::nn::Module {
  public:
   ColumnParallelLinear(const ModuleContext& ctx, const std::string& prefix, bool fused_norm,
@@ -75,9 +103,11 @@ class ColumnParallelLinear : public torch::nn::Module {
   ParallelContext* parallel_;
   LinearComm comm_;
   bool gather_output_;
+  bool sequence_parallel_;
 };
 
-// RowParallelLinear: weight [out, in/t], bias [out] added after the all-reduce.
+// RowParallelLinear: weight [out, in/t], bias [out] added after the all-reduce (with sequence
+// parallelism: after the reduce-scatter along the sequence).
 class RowParallelLinear : public torch::nn::Module {
  public:
   RowParallelLinear(const ModuleContext& ctx, const std::string& prefix,
@@ -93,14 +123,17 @@ class RowParallelLinear : public torch::nn::Module {
   torch::Tensor bias_;
   ParallelContext* parallel_;
   LinearComm comm_;
+  bool sequence_parallel_;
 };
 
 // VocabParallelEmbedding: rows [r*V/t, (r+1)*V/t) of the word embedding; ids outside the
-// rank's range contribute zeros and the all-reduce sums the shards.
+// rank's range contribute zeros and the all-reduce sums the shards. With
+// `reduce_scatter_embeddings` (Megatron's, under sequence parallelism) the output is [s/t, b, h]:
+// transposed and reduce-scattered along the sequence instead.
 class VocabParallelEmbedding : public torch::nn::Module {
  public:
   VocabParallelEmbedding(const ModuleContext& ctx, const std::string& prefix);
-  torch::Tensor forward(const torch::Tensor& ids);
+  torch::Tensor forward(const torch::Tensor& ids, bool reduce_scatter_embeddings = false);
   const torch::Tensor& weight() const { return weight_; }
 
  private:
@@ -110,7 +143,11 @@ class VocabParallelEmbedding : public torch::nn::Module {
 };
 
 // LanguageModelEmbedding: word embeddings plus learned absolute positions when configured;
-// [b, s] ids -> [s, b, h] hidden states, then embedding dropout.
+// [b, s] ids -> [s, b, h] hidden states, then embedding dropout. With sequence parallelism the
+// output is this rank's part of the sequence, [s/t, b, h] (reduce-scattered straight from the
+// vocabulary shards when there are no position embeddings, else scattered after adding them;
+// with scatter_embedding_sequence_parallel false GPTModel scatters right after, the same
+// tensor).
 class LanguageModelEmbedding : public torch::nn::Module {
  public:
   LanguageModelEmbedding(const ModuleContext& ctx, const std::string& prefix);
@@ -121,7 +158,9 @@ class LanguageModelEmbedding : public torch::nn::Module {
   std::shared_ptr<VocabParallelEmbedding> word_embeddings_;
   std::shared_ptr<torch::nn::Module> position_embeddings_holder_;
   torch::Tensor position_weight_;
+  ParallelContext* parallel_;
   double dropout_;
+  bool sequence_parallel_;
 };
 
 // Dense MLP: linear_fc1 (column-parallel, [gate; up] rows when gated) -> activation / GLU ->
@@ -140,9 +179,7 @@ class Mlp : public torch::nn::Module {
 
   std::shared_ptr<ColumnParallelLinear> linear_fc1_;
   std::shared_ptr<RowParallelLinear> linear_fc2_;
-  Activation activation_;
-  bool gated_;
-  double glu_offset_;
+  MlpActivation activation_;
 };
 
 // Dropout that is a no-op in eval mode or with p == 0.

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "core/layer_spec/module_spec.h"
 #include "core/model/attention.h"
 #include "core/model/layers.h"
 #include "core/model/moe.h"
-#include "core/layer_spec/module_spec.h"
 
 namespace gptb::model {
 
@@ -53,6 +53,7 @@ class TeTransformerLayer : public torch::nn::Module {
   bool gated_;
   double glu_offset_;
   double dropout_;
+  bool sequence_parallel_;
 };
 
 // Megatron's MultiTokenPredictionLayer (parameters; the MTP forward belongs to training).
@@ -68,6 +69,7 @@ class MtpLayer : public torch::nn::Module {
   std::shared_ptr<ColumnParallelLinear> eh_proj_;
   std::shared_ptr<TransformerLayer> mtp_model_layer_;
   ParallelContext* parallel_;
+  bool sequence_parallel_;
 };
 
 }  // namespace gptb::model

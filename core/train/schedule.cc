@@ -29,7 +29,7 @@ class Executor {
            const ForwardBackwardOptions& options)
       : model_(model), micro_batches_(micro_batches), options_(options) {}
 
-  LossSums Run() {
+  absl::StatusOr<LossSums> Run() {
     const parallel::ProcessGroupCollection& groups = *model_.groups();
     pp_ = groups.group(GroupKind::kPp);
     tp_ = groups.group(GroupKind::kTp);
@@ -41,7 +41,10 @@ class Executor {
     const auto& config = model_.plan().config();
     mtp_scale_ = config.transformer().mtp_loss_scaling_factor();
     const torch::Tensor& ids = micro_batches_.front().input_ids;
-    hidden_shape_ = {ids.size(1), ids.size(0), config.transformer().hidden_size()};
+    // Under sequence parallelism stages exchange this rank's part of the sequence.
+    int64_t seq = ids.size(1);
+    if (config.transformer().sequence_parallel()) seq /= groups.size(GroupKind::kTp);
+    hidden_shape_ = {seq, ids.size(0), config.transformer().hidden_size()};
     hidden_options_ = torch::TensorOptions()
                           .dtype(model::TorchDtype(model_.plan().dtype()))
                           .device(groups.device());
@@ -58,6 +61,11 @@ class Executor {
     slots_.assign(chunks_, std::vector<Slot>(num_mb_));
     for (const auto& stage : model_.stages()) stage->train();
     for (const PipelineOp& op : *order) {
+      if (options_.cancelled && options_.cancelled()) {
+        return absl::CancelledError(
+            "the train step was aborted (the call was cancelled, its deadline passed, or the "
+            "model is being released)");
+      }
       if (op.forward) {
         Forward(op.chunk, op.microbatch);
       } else {

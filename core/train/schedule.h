@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -21,6 +22,10 @@ struct ForwardBackwardOptions {
   double loss_scale = 1.0;
   // Megatron's microbatch_group_size_per_vp_stage (0: the pipeline size).
   int microbatch_group_size = 0;
+  // Polled before every forward and backward of the schedule; true stops the rank there with
+  // CANCELLED (its peers then fail on their own within the process-group timeout, so the ranks
+  // are out of step: the caller must treat the model as broken).
+  std::function<bool()> cancelled;
 };
 
 // Sums over this rank's micro-batches of the per-micro-batch loss terms (each a mean over the

@@ -1,22 +1,24 @@
-"""Structural lint of the Dockerfile (no Docker engine here, and hadolint is not in Debian):
-multi-stage with a CPU default and a CUDA variant chosen by a build argument, dependencies
-installed through scripts/bootstrap (the runtime subset derived by it), a non-root USER, an exec
-ENTRYPOINT on gptbd, and COPY sources that exist and are not excluded from the context. Also
-runs `scripts/bootstrap --runtime-packages` on the built binaries, as the image's build stage
-does."""
+"""Structural lint of the Dockerfile (the image test, `ctest -L image`, builds and runs it):
+multi-stage with a CPU default and a CUDA variant chosen by a build argument, both built the
+same way from the pinned torch wheel, dependencies installed through scripts/bootstrap (the
+runtime subset derived by it), a non-root USER, an exec ENTRYPOINT on gptbd, and COPY sources
+that exist and are not excluded from the context. Also runs `scripts/bootstrap
+--runtime-packages` and `--runtime-libraries` on the built binaries, as the image's build stage
+does, and checks that together they account for every library the binaries load."""
 
 import fnmatch
 import os
 import re
 import subprocess
+import tempfile
 import unittest
 
 import deploy_paths as paths
 
 DOCKERFILE = os.path.join(paths.SOURCE_DIR, "Dockerfile")
 BOOTSTRAP = os.path.join(paths.SOURCE_DIR, "scripts", "bootstrap")
-
-
+REQUIREMENTS = os.path.join(paths.SOURCE_DIR, "scripts", "python-requirements.txt")
+BINARIES = [os.path.join(paths.BINARY_DIR, "bin", b) for b in ("gptbd", "gptb")]
 def parse(path):
     """[(instruction, arguments)] with comments dropped and continuation lines joined."""
     instructions = []
@@ -65,6 +67,9 @@ class DockerfileTest(unittest.TestCase):
     def runs(self, stage):
         return [rest for keyword, rest in self.by_name[stage][1] if keyword == "RUN"]
 
+    def env(self, stage):
+        return " ".join(rest for keyword, rest in self.by_name[stage][1] if keyword == "ENV")
+
     def test_multi_stage_with_variant_argument(self):
         self.assertGreaterEqual(len(self.stages), 4)
         self.assertEqual(self.args["VARIANT"], "cpu")
@@ -76,25 +81,39 @@ class DockerfileTest(unittest.TestCase):
         self.assertEqual(self.by_name["runtime"][0], "os-${VARIANT}")
         self.assertEqual(self.stages[-1][0], "runtime", "the runtime stage is the default target")
 
-    def test_cuda_variant_builds_with_cuda_libtorch(self):
-        env = " ".join(rest for keyword, rest in self.by_name["os-cuda"][1] if keyword == "ENV")
-        self.assertIn("-DGPTB_WITH_CUDA=ON", env)
-        self.assertIn("GPTB_BOOTSTRAP_MODE=\"--cuda\"", env)
-        self.assertIn("CMAKE_PREFIX_PATH=/opt/libtorch", env)
-        self.assertIn("cu", self.args["LIBTORCH_URL"])
-        self.assertIn("cxx11-abi", self.args["LIBTORCH_URL"])  # Debian's GCC 12 ABI
-        self.assertIn("debian12", self.args["CUDA_REPO"])
-        self.assertTrue(any("LIBTORCH_URL" in run for run in self.runs("build")))
-        cpu_env = " ".join(rest for keyword, rest in self.by_name["os-cpu"][1] if keyword == "ENV")
-        self.assertNotIn("GPTB_WITH_CUDA", cpu_env)
+    def test_variants_build_the_same_way_from_the_pinned_wheel(self):
+        cpu, cuda = self.env("os-cpu"), self.env("os-cuda")
+        # The variants differ in the bootstrap mode and one CMake flag, nothing else that builds.
+        self.assertIn('GPTB_BOOTSTRAP_MODE="--image"', cpu)
+        self.assertIn('GPTB_CMAKE_ARGS=""', cpu)
+        self.assertIn('GPTB_BOOTSTRAP_MODE="--image --cuda"', cuda)
+        self.assertIn('GPTB_CMAKE_ARGS="-DGPTB_WITH_CUDA=ON"', cuda)
+        # One build stage for both, one configure line; no LibTorch from anywhere but the wheel
+        # pinned in python-requirements.txt (which bootstrap installs).
+        build = self.runs("build")
+        configures = [r for r in build if "cmake -S . -B build" in r]
+        self.assertEqual(len(configures), 1)
+        self.assertIn("${GPTB_CMAKE_ARGS}", configures[0])
+        self.assertIn("-DGPTB_PYTHON=${GPTB_VENV}/bin/python", configures[0])
+        copies = [rest for keyword, rest in self.by_name["build"][1] if keyword == "COPY"]
+        self.assertIn("scripts/bootstrap scripts/python-requirements.txt scripts/", copies)
+        for keyword, rest in self.instructions:
+            self.assertNotIn("download.pytorch.org", rest)
+            if keyword in ("ADD", "RUN"):
+                self.assertNotRegex(rest, r"https?://", "everything comes through bootstrap")
+        with open(REQUIREMENTS) as f:
+            self.assertRegex(f.read(), r"(?m)^torch==\d+\.\d+\.\d+$")
         with open(BOOTSTRAP) as f:
-            self.assertIn("--cuda)", f.read())
+            text = f.read()
+        for mode in ("--image)", "--cuda-root)", "--runtime-libraries)", "--runtime-packages)"):
+            self.assertIn(mode, text)
 
     def test_dependencies_come_from_bootstrap(self):
         build_runs = self.runs("build")
-        self.assertTrue(any(r.startswith("scripts/bootstrap ${GPTB_BOOTSTRAP_MODE}")
-                            for r in build_runs))
+        self.assertTrue(any("scripts/bootstrap ${GPTB_BOOTSTRAP_MODE}" in r for r in build_runs))
         self.assertTrue(any("scripts/bootstrap --runtime-packages build/bin/gptbd build/bin/gptb"
+                            in r for r in build_runs))
+        self.assertTrue(any("scripts/bootstrap --runtime-libraries build/bin/gptbd build/bin/gptb"
                             in r for r in build_runs))
         runtime_runs = self.runs("runtime")
         self.assertTrue(any("bootstrap --runtime " in r for r in runtime_runs))
@@ -103,12 +122,14 @@ class DockerfileTest(unittest.TestCase):
             for keyword, rest in body:
                 if keyword == "RUN":
                     self.assertNotIn("apt-get install", rest, stage)
+                    self.assertNotIn("pip install", rest, stage)
 
-    def test_builds_the_daemons_and_the_python_client(self):
+    def test_builds_the_daemons_and_the_python_wheel(self):
         build = " ".join(self.runs("build"))
-        for target in ("gptbd", "gptb", "gptb_python_client"):
+        for target in ("gptbd", "gptb", "gptb_python_wheel"):
             self.assertRegex(build, rf"--target [^&]*\b{target}\b")
         self.assertIn("-DGPTB_BUILD_TESTS=OFF", build)
+        self.assertIn("build/dist/gptbuilder-*.whl", build)
 
     def test_runtime_runs_as_non_root_with_gptbd_entrypoint(self):
         body = self.by_name["runtime"][1]
@@ -124,12 +145,17 @@ class DockerfileTest(unittest.TestCase):
         self.assertIn("CMD", keywords)
         exposed = {int(p) for keyword, rest in body if keyword == "EXPOSE" for p in rest.split()}
         self.assertTrue({50051, 50052, 9464, 9465, 29500} <= exposed)
+        # The runtime stage takes from the build stage only the staged tree and the package list.
+        sources = [rest.split()[1] for keyword, rest in body
+                   if keyword == "COPY" and rest.startswith("--from=build")]
+        self.assertEqual(sorted(sources), ["/runtime-packages", "/stage/"])
 
     def test_copy_sources_exist_in_the_context(self):
         with open(os.path.join(paths.SOURCE_DIR, ".dockerignore")) as f:
             ignored = [l.strip() for l in f if l.strip() and not l.startswith("#")]
         self.assertIn("build", ignored)
         self.assertIn(".git", ignored)
+        self.assertIn(".venv", ignored)
         for keyword, rest in self.instructions:
             if keyword != "COPY" or rest.startswith("--from"):
                 continue
@@ -140,30 +166,103 @@ class DockerfileTest(unittest.TestCase):
                         self.assertTrue(os.path.exists(os.path.join(paths.SOURCE_DIR, source)))
                         self.assertFalse(any(fnmatch.fnmatch(source, p) for p in ignored))
 
-    def test_runtime_packages_are_derived_from_the_binaries(self):
-        binaries = [os.path.join(paths.BINARY_DIR, "bin", b) for b in ("gptbd", "gptb")]
-        result = subprocess.run([BOOTSTRAP, "--runtime-packages", *binaries],
-                                capture_output=True, text=True)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        packages = result.stdout.split()
-        # What the daemons link (LibTorch, gRPC, protobuf) and the Python client's modules.
-        for expected in ("libtorch1.13", "libgrpc++1.51", "libprotobuf32", "python3-grpcio",
-                         "python3-protobuf"):
-            self.assertIn(expected, packages)
-        for package in packages:
+
+def loaded_libraries(binaries):
+    """{resolved path} of every library ldd says the binaries load."""
+    out = set()
+    for binary in binaries:
+        text = subprocess.run(["ldd", binary], check=True, capture_output=True, text=True).stdout
+        for line in text.splitlines():
+            match = re.search(r"=> (/\S+)", line)
+            if match:
+                out.add(os.path.realpath(match.group(1)))
+    return out
+
+
+def package_files(packages):
+    """{resolved path} of every file the Debian packages install."""
+    text = subprocess.run(["dpkg-query", "-L", *packages], capture_output=True,
+                          text=True).stdout
+    return {os.path.realpath(line) for line in text.splitlines() if line.startswith("/")}
+
+
+class RuntimeDerivationTest(unittest.TestCase):
+    """What the image's runtime stage gets, derived from the binaries built here."""
+
+    @classmethod
+    def setUpClass(cls):
+        packages = subprocess.run([BOOTSTRAP, "--runtime-packages", *BINARIES],
+                                  capture_output=True, text=True)
+        assert packages.returncode == 0, packages.stderr
+        cls.packages = packages.stdout.split()
+        libraries = subprocess.run([BOOTSTRAP, "--runtime-libraries", *BINARIES],
+                                   capture_output=True, text=True)
+        assert libraries.returncode == 0, libraries.stderr
+        cls.libraries = libraries.stdout.split()
+
+    def test_runtime_packages(self):
+        # What the daemons link (gRPC, protobuf, Abseil) and the Python client's modules.
+        for expected in ("libgrpc++1.51", "libprotobuf32", "python3-grpcio", "python3-protobuf"):
+            self.assertIn(expected, self.packages)
+        for package in self.packages:
             self.assertFalse(package.endswith("-dev"), package)
             self.assertNotIn(package, ("g++", "cmake", "clang"))
-        installed = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\n", *packages],
+            self.assertNotIn("torch", package, "LibTorch comes from the wheel, not Debian")
+        installed = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\n", *self.packages],
                                    capture_output=True, text=True)
         self.assertEqual(installed.returncode, 0, installed.stderr)
 
-    def test_runtime_mode_installs_nothing_when_present(self):
+    def test_runtime_libraries_are_the_wheels(self):
+        names = {os.path.basename(path) for path in self.libraries}
+        self.assertIn("libtorch_cpu.so", names)
+        self.assertIn("libc10.so", names)
+        cuda_build = any(n.startswith("libtorch_cuda") for n in names)
+        for path in self.libraries:
+            self.assertTrue(os.path.isfile(path), path)
+            self.assertIn("site-packages", path, "only the wheel's libraries are copied")
+            if not cuda_build:
+                self.assertFalse(os.path.basename(path).startswith(("libcudnn", "libnccl",
+                                                                    "libcublas")), path)
+
+    def test_packages_and_libraries_cover_everything_loaded(self):
+        # Every library the binaries load is either copied or installed by a listed package,
+        # so the runtime stage can start them (the image test runs them).
+        provided = package_files(self.packages) | {os.path.realpath(p) for p in self.libraries}
+        missing = sorted(loaded_libraries(BINARIES) - provided)
+        self.assertEqual(missing, [])
+
+    def test_dlopened_companions_and_their_closure(self):
+        # cuDNN's front library opens its engines at run time: ldd cannot see them, the rule in
+        # bootstrap adds them and what they load (a fake tree with the same names, built here).
+        with tempfile.TemporaryDirectory() as d:
+            def shared(name, *needed):
+                flags = [f"-l:{n}" for n in needed]
+                subprocess.run(["cc", "-shared", "-o", os.path.join(d, name), "-x", "c",
+                                "/dev/null", f"-Wl,-soname,{name}", f"-L{d}",
+                                "-Wl,-rpath,$ORIGIN", "-Wl,--no-as-needed", *flags],
+                               check=True)
+            shared("libhelper.so.1")
+            shared("libcudnn_ops.so.9", "libhelper.so.1")
+            shared("libcudnn.so.9")
+            shared("libunrelated.so.1")
+            shared("libfront.so", "libcudnn.so.9")
+            result = subprocess.run([BOOTSTRAP, "--runtime-libraries",
+                                     os.path.join(d, "libfront.so")],
+                                    capture_output=True, text=True)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            listed = sorted(os.path.basename(p) for p in result.stdout.split())
+            self.assertEqual(listed, ["libcudnn.so.9", "libcudnn_ops.so.9", "libhelper.so.1"])
+
+    def test_modes(self):
         result = subprocess.run([BOOTSTRAP, "--runtime", "/dev/stdin"], input="python3\nprocps\n",
                                 capture_output=True, text=True)
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertNotIn("installing", result.stderr)
         bad = subprocess.run([BOOTSTRAP, "--no-such-mode"], capture_output=True, text=True)
         self.assertEqual(bad.returncode, 2)
+        missing = subprocess.run([BOOTSTRAP, "--runtime-libraries"], capture_output=True,
+                                 text=True)
+        self.assertEqual(missing.returncode, 2)
 
 
 if __name__ == "__main__":

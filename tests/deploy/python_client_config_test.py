@@ -11,8 +11,8 @@ import grpc
 import deploy_paths as paths
 import gptbuilder
 from gptbuilder import errors
-from google.rpc import error_details_pb2
-from google.rpc import status_pb2
+from gptbuilder.googleapis.rpc import error_details_pb2
+from gptbuilder.googleapis.rpc import status_pb2
 
 
 class FakeRpcError(grpc.RpcError):

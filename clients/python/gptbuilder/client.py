@@ -9,9 +9,11 @@
         stages = client.describe("tiny").stages
         client.release("tiny")
 
-Every call has a deadline (`timeout`, default 30 s; waits take their own) and raises a GptbError
-subclass on failure (InvalidConfigError with the field violations, PreconditionError,
-ResourceExhaustedError, NotFoundError, ...; BuildFailedError when a build ends FAILED).
+Over TLS: `Client(server, tls_ca="ca.pem")`, and for mutual TLS also `tls_cert=` and `tls_key=`
+(PEM files, like gptb's --tls-ca/--tls-cert/--tls-key). Every call has a deadline (`timeout`,
+default 30 s; waits take their own) and raises a GptbError subclass on failure
+(InvalidConfigError with the field violations, PreconditionError, ResourceExhaustedError,
+NotFoundError, ...; BuildFailedError when a build ends FAILED).
 """
 
 import os
@@ -46,21 +48,46 @@ def _call(method, request, **kwargs):
         raise errors.from_rpc_error(error) from None
 
 
+def tls_credentials(ca, cert=None, key=None):
+    """grpc.ChannelCredentials from PEM files: verify the server with the CA file `ca`; with
+    `cert` and `key` (both or neither) also present a client certificate (mutual TLS)."""
+    if (cert is None) != (key is None):
+        raise ValueError("tls_cert and tls_key go together (a client certificate needs its key)")
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(ca),
+        private_key=read(key) if key is not None else None,
+        certificate_chain=read(cert) if cert is not None else None)
+
+
 class Client:
     """A connection to one coordinator.
 
     server: HOST:PORT (default GPTB_SERVER, else 127.0.0.1:50051).
     token: bearer token for mutating calls (default GPTB_AUTH_TOKEN; None: none).
-    credentials: grpc.ChannelCredentials for TLS (e.g. grpc.ssl_channel_credentials(ca)).
+    tls_ca, tls_cert, tls_key: PEM files for TLS (the CA that signed the coordinator's
+        certificate) and mutual TLS (this client's certificate and key); see tls_credentials.
+    credentials: grpc.ChannelCredentials built by the caller instead (not with tls_*).
     timeout: deadline in seconds of each unary call.
     """
 
-    def __init__(self, server=None, *, token=None, credentials=None, timeout=30.0):
+    def __init__(self, server=None, *, token=None, tls_ca=None, tls_cert=None, tls_key=None,
+                 credentials=None, timeout=30.0):
         self.server = server or os.environ.get("GPTB_SERVER") or DEFAULT_SERVER
         if token is None:
             token = os.environ.get("GPTB_AUTH_TOKEN", "").strip() or None
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
+        if tls_ca is not None:
+            if credentials is not None:
+                raise ValueError("give either tls_ca (and tls_cert/tls_key) or credentials")
+            credentials = tls_credentials(tls_ca, tls_cert, tls_key)
+        elif tls_cert is not None or tls_key is not None:
+            raise ValueError("tls_cert/tls_key need tls_ca (the CA that verifies the server)")
         if credentials is None:
             self._channel = grpc.insecure_channel(self.server, options=_CHANNEL_OPTIONS)
         else:
@@ -90,26 +117,37 @@ class Client:
                                                         world_size=world_size)
         return self._unary("ValidateConfig", request)
 
-    def plan(self, config, *, world_size=0):
-        """The plan (PlanModelResponse: stages, parameters, bytes per rank); needs no worker."""
+    def plan(self, config, *, world_size=0, page_size=0):
+        """The plan (PlanDescription: parallel sizes, stages and their parameters, per-rank group
+        indices and bytes); needs no worker. PlanModel pages the ranks (`page_size`, 0 for the
+        service's default); this follows next_page_token, so the result lists every rank."""
         c = as_model_config(config)
         request = coordinator_pb2.PlanModelRequest(config=c.model, ddp=c.ddp, build=c.build,
-                                                   world_size=world_size)
-        return self._unary("PlanModel", request)
+                                                   world_size=world_size, page_size=page_size)
+        plan = self._unary("PlanModel", request)
+        token = plan.next_page_token
+        while token:
+            request.page_token = token
+            page = self._unary("PlanModel", request)
+            plan.ranks.extend(page.ranks)
+            token = page.next_page_token
+        plan.next_page_token = ""
+        return plan
 
     # ---- builds ---------------------------------------------------------------------------
     def build(self, name, config, *, world_size=0, request_id=None, validate_only=False,
-              load_from=""):
+              load_from="", for_training=False):
         """Starts a build and returns its google.longrunning.Operation at once. Rejections
         (invalid config, too few slots, does not fit, a `load_from` checkpoint that does not
         match) raise before anything is allocated. A retry with the same `request_id` returns the
         first call's operation. `load_from`: a canonical checkpoint or Hugging Face directory,
-        visible to the coordinator and every worker, to load instead of initialising."""
+        visible to the coordinator and every worker, to load instead of initialising.
+        `for_training`: admit it with room for its optimizer state."""
         c = as_model_config(config)
         request = coordinator_pb2.BuildModelRequest(
             name=name, config=c.model, ddp=c.ddp, build=c.build, world_size=world_size,
             request_id=request_id or str(uuid.uuid4()), validate_only=validate_only,
-            load_from=load_from)
+            load_from=load_from, for_training=for_training)
         operation = self._unary("BuildModel", request)
         if operation.done and operation.HasField("error"):
             raise errors.from_status(operation.error)
@@ -204,9 +242,11 @@ class Client:
         return self._unary("DeleteModel", coordinator_pb2.DeleteModelRequest(name=name)).model
 
     def list_models(self):
+        """Every model the coordinator knows (Model messages: name, state, placement...)."""
         return list(self._unary("ListModels", coordinator_pb2.ListModelsRequest()).models)
 
     def list_workers(self):
+        """Every registered worker (WorkerInfo: name, address, state, slots and what they hold)."""
         return list(self._unary("ListWorkers", coordinator_pb2.ListWorkersRequest()).workers)
 
     def wait_for_workers(self, count, *, timeout=60.0, interval=0.2):

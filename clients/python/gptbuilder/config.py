@@ -18,7 +18,7 @@ from google.protobuf import descriptor as _descriptor
 
 from gptbuilder.errors import InvalidConfigError
 from gptbuilder.v1 import model_config_pb2
-from google.rpc import error_details_pb2
+from gptbuilder.googleapis.rpc import error_details_pb2
 
 ModelConfig = collections.namedtuple("ModelConfig", ["model", "ddp", "build"])
 ModelConfig.__doc__ = """A model config with its sections: GPTModelConfig,

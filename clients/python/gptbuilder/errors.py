@@ -8,8 +8,8 @@ violations (QuotaFailure) and the machine-readable reason (ErrorInfo).
 
 import grpc
 
-from google.rpc import error_details_pb2
-from google.rpc import status_pb2
+from gptbuilder.googleapis.rpc import error_details_pb2
+from gptbuilder.googleapis.rpc import status_pb2
 
 # The trailer in which gRPC servers send a serialized google.rpc.Status with details.
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"

@@ -1,6 +1,8 @@
-// Hugging Face import and export (ranks as threads): models built from HF checkpoints written by
-// tests/unit/checkpoint/hf_reference.py give the logits of its plain-PyTorch reference models in
-// every parallel layout; exporting back gives the HF tensors byte for byte; importing the export
+// Hugging Face import and export (ranks as threads) against real transformers (the project
+// environment's pinned version; tests/unit/checkpoint/hf_transformers.py): models built from
+// small random transformers checkpoints of each family give transformers' logits in every
+// parallel layout; exporting back gives the checkpoint's tensors byte for byte, transformers
+// loads the export as the same model (identical weights and logits), and importing the export
 // gives the same weights.
 #include "core/config/hf_import.h"
 
@@ -31,21 +33,22 @@ struct Family {
 
 std::ostream& operator<<(std::ostream& os, const Family& f) { return os << f.type; }
 
-// Writes the family's HF directory and reference logits (once per test binary run).
-std::string ReferenceDir(const Family& family) {
-  const std::string dir = testing::TempDir("hf_" + family.type);
-  const std::string command = std::string(GPTB_PYTHON) + " " + std::string(GPTB_SOURCE_DIR) +
-                              "/tests/unit/checkpoint/hf_reference.py write " + family.type + " " +
-                              dir + (family.sharded ? " --sharded" : "");
-  EXPECT_EQ(std::system(command.c_str()), 0) << command;
-  return dir;
-}
-
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+// Writes the family's HF directory and transformers' logits.
+std::string ReferenceDir(const Family& family) {
+  const std::string dir = testing::TempDir("hf_" + family.type);
+  const std::string command = std::string(GPTB_PYTHON) + " " + std::string(GPTB_SOURCE_DIR) +
+                              "/tests/unit/checkpoint/hf_transformers.py write " + family.type +
+                              " " + dir + (family.sharded ? " --sharded" : "") + " > " + dir +
+                              ".log 2>&1";
+  EXPECT_EQ(std::system(command.c_str()), 0) << command << "\n" << ReadFile(dir + ".log");
+  return dir;
 }
 
 // The model config imported from the directory's config.json, in `layout`, with the vocabulary
@@ -100,6 +103,7 @@ TEST_P(HfImportTest, LogitsEqualTheReferenceModelInEveryLayout) {
     EXPECT_GT(expected.abs().max().item<double>(), 1.0);
   }
   fs::remove_all(dir);
+  fs::remove(dir + ".log");
 }
 
 // Tensor bytes by name, with the base-model prefix of bare checkpoints restored.
@@ -146,6 +150,11 @@ TEST_P(HfImportTest, ExportReproducesTheHfTensorsAndReimportsIdentically) {
   EXPECT_TRUE(
       CheckConfigCompatible(*config::Finalize(*original), *config::Finalize(*exported), true, out)
           .ok());
+  // transformers loads the export as the same model: identical weights and logits.
+  const std::string check = std::string(GPTB_PYTHON) + " " + GPTB_SOURCE_DIR +
+                            "/tests/unit/checkpoint/hf_transformers.py check-export " + dir + " " +
+                            out + " > " + out + ".log 2>&1";
+  EXPECT_EQ(std::system(check.c_str()), 0) << check << "\n" << ReadFile(out + ".log");
   // Importing the export, in another layout, gives the same weights.
   BuiltWorld again = BuildFrom(out, {1, 1, 0, 1});
   ASSERT_TRUE(again.ok()) << again.statuses[0];
@@ -159,7 +168,9 @@ TEST_P(HfImportTest, ExportReproducesTheHfTensorsAndReimportsIdentically) {
   };
   testing::ExpectSameCanonical(unpadded(built.world), unpadded(again.world), "export -> import");
   fs::remove_all(out);
+  fs::remove(out + ".log");
   fs::remove_all(dir);
+  fs::remove(dir + ".log");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -190,6 +201,7 @@ TEST(HfImport, MismatchesAreReportedUpFront) {
   EXPECT_THAT(std::string(built.statuses[0].message()),
               ::testing::HasSubstr("model.layers.0.self_attn.q_norm.weight"));
   fs::remove_all(dir);
+  fs::remove(dir + ".log");
 
   // A model that is not the HF config's: the differing fields are named.
   const std::string llama = ReferenceDir({"llama", {}, false, {}});
@@ -207,6 +219,7 @@ TEST(HfImport, MismatchesAreReportedUpFront) {
   EXPECT_EQ(bare.statuses[0].code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(bare.statuses[0].message()), ::testing::HasSubstr("neither"));
   fs::remove_all(llama);
+  fs::remove(llama + ".log");
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "core/config/config_emitter.h"
 #include "core/config/finalize.h"
 #include "core/layer_spec/layer_specs.h"
@@ -306,7 +307,8 @@ GPTModelConfig RichConfig() {
   c.set_seq_len_interpolation_factor(1.0 / 3.0);
   c.set_tp_comm_overlap_cfg("{\"qkv_fprop\": {\"method\": \"ring_exchange\"}}");
   auto* spec = c.mutable_transformer_layer_spec()->mutable_custom();
-  layer_spec::ToProto(*layer_spec::GetGptLayerLocalSpec(std::nullopt, false, false, "RMSNorm"), spec);
+  layer_spec::ToProto(*layer_spec::GetGptLayerLocalSpec(std::nullopt, false, false, "RMSNorm"),
+                      spec);
   (*spec->mutable_params())["note"] = "true";
   return c;
 }
@@ -333,6 +335,25 @@ TEST(ConfigEmitter, ResolvedYamlRoundTripsExactly) {
       ASSERT_TRUE(again.ok()) << again.status().message();
       EXPECT_TRUE(MessageDifferencer::Equals(again->model, resolved->model));
     }
+  }
+}
+
+// window_attn_skip_freq is Megatron's int-or-list like moe_layer_freq: one value is the int form
+// both ways.
+TEST(ConfigEmitter, WindowAttnSkipFreqKeepsItsIntAndListForms) {
+  for (const char* form : {"4", "[1, 1, 0, 1]"}) {
+    const LoadedConfig loaded = MustLoad(absl::StrCat(R"(
+transformer:
+  num_layers: 4
+  hidden_size: 64
+  num_attention_heads: 8
+  window_size: [127, 0]
+  window_attn_skip_freq: )",
+                                                      form, "\n"));
+    const std::string yaml = EmitYaml(loaded.model);
+    EXPECT_THAT(yaml, HasSubstr(absl::StrCat("\n  window_attn_skip_freq: ", form, "\n")));
+    const LoadedConfig reloaded = MustLoad(yaml);
+    EXPECT_TRUE(MessageDifferencer::Equals(reloaded.model, loaded.model)) << form;
   }
 }
 

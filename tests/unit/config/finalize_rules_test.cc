@@ -77,6 +77,39 @@ std::vector<RuleCase> Cases() {
          T(c).set_virtual_pipeline_model_parallel_size(2);
          T(c).set_pipeline_model_parallel_size(2);
        }},
+      // Megatron's WrappedTorchNorm asserts; TE's norms support sequence parallelism.
+      {"SequenceParallelTorchNorm", false,
+       [](auto& c) {
+         T(c).set_tensor_model_parallel_size(2);
+         T(c).set_sequence_parallel(true);
+         c.mutable_transformer_layer_spec()->set_name("local");
+       },
+       "transformer.sequence_parallel", "SEQUENCE_PARALLEL_TORCH_NORM",
+       [](auto& c) {
+         T(c).set_tensor_model_parallel_size(2);
+         T(c).set_sequence_parallel(true);
+         c.mutable_transformer_layer_spec()->set_name("transformer_engine");
+       }},
+      {"SequenceParallelTorchNormMoe", true,
+       [](auto& c) {
+         T(c).set_tensor_model_parallel_size(2);
+         T(c).set_sequence_parallel(true);
+         c.mutable_transformer_layer_spec()->set_name("local");
+       },
+       "transformer.sequence_parallel", "SEQUENCE_PARALLEL_TORCH_NORM",
+       [](auto& c) {
+         T(c).set_tensor_model_parallel_size(2);
+         T(c).set_sequence_parallel(true);
+         c.mutable_transformer_layer_spec()->set_name("default");
+       }},
+      {"FlexDispatcherNeedsExpertGrid", true,
+       [](auto& c) { T(c).set_moe_token_dispatcher_type("flex"); },
+       "transformer.moe_token_dispatcher_type", "CONFLICT",
+       [](auto& c) {
+         T(c).set_moe_token_dispatcher_type("flex");
+         T(c).set_expert_model_parallel_size(2);
+       },
+       std::nullopt, 2},
       {"GtpUnsupported", false,
        [](auto& c) {
          T(c).set_tensor_model_parallel_size(2);
@@ -353,7 +386,7 @@ std::vector<RuleCase> Cases() {
          T(c).set_gated_linear_unit(false);
          T(c).set_add_bias_linear(true);
        }},
-      {"BiasActFusionQuickGelu", false,
+      {"BiasActFusionQuickGelu", true,
        [](auto& c) {
          T(c).set_bias_activation_fusion(true);
          T(c).set_activation_func("quick_gelu");
@@ -364,7 +397,7 @@ std::vector<RuleCase> Cases() {
          T(c).set_bias_activation_fusion(true);
          T(c).set_activation_func("quick_gelu");
        }},
-      {"BiasActFusionOffset", false,
+      {"BiasActFusionOffset", true,
        [](auto& c) {
          T(c).set_bias_activation_fusion(true);
          T(c).set_glu_linear_offset(1.0);
@@ -374,6 +407,46 @@ std::vector<RuleCase> Cases() {
          T(c).set_bias_activation_fusion(true);
          T(c).set_glu_linear_offset(1.0);
          T(c).set_activation_func("quick_gelu");
+       }},
+      // Megatron's forward raises for these (dense MLPs fuse gelu and SwiGLU, experts SwiGLU and
+      // quick-GeGLU).
+      {"BiasActFusionDenseQuickGeglu", false,
+       [](auto& c) {
+         T(c).set_bias_activation_fusion(true);
+         T(c).set_activation_func("quick_gelu");
+       },
+       "transformer.bias_activation_fusion", "BIAS_ACTIVATION_FUSION_UNSUPPORTED",
+       [](auto& c) {
+         T(c).set_bias_activation_fusion(true);
+         T(c).set_activation_func("gelu");
+       }},
+      {"BiasActFusionDenseSiluUngated", false,
+       [](auto& c) {
+         T(c).set_bias_activation_fusion(true);
+         T(c).set_gated_linear_unit(false);
+       },
+       "transformer.bias_activation_fusion", "BIAS_ACTIVATION_FUSION_UNSUPPORTED",
+       [](auto& c) { T(c).set_bias_activation_fusion(true); }},
+      {"BiasActFusionExpertGelu", true,
+       [](auto& c) {
+         T(c).set_bias_activation_fusion(true);
+         T(c).set_activation_func("gelu");
+       },
+       "transformer.bias_activation_fusion", "BIAS_ACTIVATION_FUSION_UNSUPPORTED",
+       [](auto& c) {
+         T(c).set_bias_activation_fusion(true);
+         T(c).set_activation_func("quick_gelu");
+       }},
+      {"BiasActFusionSharedExpertQuickGeglu", true,
+       [](auto& c) {
+         T(c).set_bias_activation_fusion(true);
+         T(c).set_activation_func("quick_gelu");
+         T(c).set_moe_shared_expert_intermediate_size(128);
+       },
+       "transformer.bias_activation_fusion", "BIAS_ACTIVATION_FUSION_UNSUPPORTED",
+       [](auto& c) {
+         T(c).set_bias_activation_fusion(true);
+         T(c).set_moe_shared_expert_intermediate_size(128);
        }},
       {"BiasActFusionTeActivation", false,
        [](auto& c) {
@@ -435,15 +508,64 @@ std::vector<RuleCase> Cases() {
          T(c).add_window_size(4095);
          T(c).add_window_size(0);
        }},
-      {"WindowSizeValue", false,
+      // Megatron's local attention and Transformer Engine disagree on left -1 and right != 0.
+      {"WindowSizeUnboundedLeft", false,
        [](auto& c) {
-         T(c).add_window_size(-2);
+         T(c).add_window_size(-1);
          T(c).add_window_size(0);
        },
        "transformer.window_size", "INVALID_WINDOW_SIZE",
        [](auto& c) {
-         T(c).add_window_size(-1);
          T(c).add_window_size(0);
+         T(c).add_window_size(0);
+       }},
+      {"WindowSizeRight", false,
+       [](auto& c) {
+         T(c).add_window_size(8);
+         T(c).add_window_size(2);
+       },
+       "transformer.window_size", "INVALID_WINDOW_SIZE",
+       [](auto& c) {
+         T(c).add_window_size(8);
+         T(c).add_window_size(0);
+       }},
+      {"WindowAttnSkipFreqInt", false,
+       [](auto& c) {
+         T(c).add_window_size(8);
+         T(c).add_window_size(0);
+         T(c).add_window_attn_skip_freq(0);
+       },
+       "transformer.window_attn_skip_freq", "INVALID_WINDOW_ATTN_SKIP_FREQ",
+       [](auto& c) {
+         T(c).add_window_size(8);
+         T(c).add_window_size(0);
+         T(c).add_window_attn_skip_freq(2);
+       }},
+      {"WindowAttnSkipFreqListLength", false,
+       [](auto& c) {
+         for (int v : {1, 0, 1}) T(c).add_window_attn_skip_freq(v);
+       },
+       "transformer.window_attn_skip_freq", "INVALID_WINDOW_ATTN_SKIP_FREQ",
+       [](auto& c) {
+         for (int v : {1, 0, 1, 0}) T(c).add_window_attn_skip_freq(v);
+       }},
+      {"WindowAttnSkipFreqListEntry", false,
+       [](auto& c) {
+         for (int v : {1, 2, 1, 0}) T(c).add_window_attn_skip_freq(v);
+       },
+       "transformer.window_attn_skip_freq[1]", "INVALID_WINDOW_ATTN_SKIP_FREQ",
+       [](auto& c) {
+         for (int v : {1, 1, 1, 0}) T(c).add_window_attn_skip_freq(v);
+       }},
+      {"WindowAttnSkipFreqOneLayer", false,
+       [](auto& c) {
+         T(c).set_num_layers(1);
+         T(c).add_window_attn_skip_freq(1);
+       },
+       "transformer.window_attn_skip_freq", "INVALID_WINDOW_ATTN_SKIP_FREQ",
+       [](auto& c) {
+         T(c).set_num_layers(1);
+         T(c).add_window_attn_skip_freq(2);
        }},
       // ---- recompute, offloading, CUDA graphs ----
       {"CpuOffloadingLayers", false,
@@ -950,13 +1072,15 @@ std::vector<RuleCase> Cases() {
       {"CustomLayerSpec", false,
        [](auto& c) {
          auto* spec = c.mutable_transformer_layer_spec()->mutable_custom();
-         layer_spec::ToProto(*layer_spec::GetGptLayerLocalSpec(std::nullopt, false, false, "LayerNorm"), spec);
+         layer_spec::ToProto(
+             *layer_spec::GetGptLayerLocalSpec(std::nullopt, false, false, "LayerNorm"), spec);
          (*spec->mutable_submodules())["mlp"].set_module("FancyMLP");
        },
        "transformer_layer_spec.custom.submodules.mlp.module", "UNKNOWN_MODULE",
        [](auto& c) {
          auto* spec = c.mutable_transformer_layer_spec()->mutable_custom();
-         layer_spec::ToProto(*layer_spec::GetGptLayerLocalSpec(std::nullopt, false, false, "LayerNorm"), spec);
+         layer_spec::ToProto(
+             *layer_spec::GetGptLayerLocalSpec(std::nullopt, false, false, "LayerNorm"), spec);
        }},
       {"TransformerRequired", false, [](auto& c) { c.clear_transformer(); }, "transformer",
        "REQUIRED", [](auto&) {}},

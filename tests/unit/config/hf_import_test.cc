@@ -73,7 +73,7 @@ TEST(HfImport, Gpt2) {
   EXPECT_EQ(t.num_attention_heads(), 12);
   EXPECT_EQ(t.ffn_hidden_size(), 3072);  // n_inner null: 4h
   EXPECT_EQ(t.normalization(), "LayerNorm");
-  EXPECT_EQ(t.activation_func(), "gelu");
+  EXPECT_EQ(t.activation_func(), "fast_gelu");  // gelu_new: the tanh approximation
   EXPECT_FALSE(t.gated_linear_unit());
   EXPECT_TRUE(t.add_bias_linear());
   EXPECT_DOUBLE_EQ(t.layernorm_epsilon(), 1e-5);

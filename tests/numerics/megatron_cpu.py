@@ -1,0 +1,59 @@
+"""Run-time patches that let real Megatron Core (megatron/core, unedited) build and run GPT
+models with its local (non-Transformer-Engine) spec on a CPU with torch 2.x: the few tensors
+Megatron places on "cuda" go to the CPU, and the CUDA RNG tracker becomes a no-op (the oracle
+runs with dropout 0), and torch.compile runs functions eagerly. None of them changes what a
+module computes.
+
+Adapted from the shared oracle's megatron_cpu_shims.py, which targeted torch 1.13 and also
+stubbed modules torch 2.x has (stubbing them breaks torch 2.x's own imports).
+"""
+import contextlib
+
+
+def patch_torch():
+    """Before Megatron is imported."""
+    import os
+    # Megatron wraps its activation kernels in torch.compile (megatron.core.jit); on a CPU that
+    # would compile C++ through inductor. Run them eagerly: the same functions, op by op.
+    os.environ["TORCHDYNAMO_DISABLE"] = "1"
+    import torch
+    # LanguageModule.setup_embeddings_and_output_layer moves the tied embedding / output weight
+    # to CUDA before its all-reduce over the embedding group; gloo reduces CPU tensors.
+    torch.Tensor.cuda = lambda self, *a, **k: self
+
+
+def patch_megatron():
+    """After Megatron is imported: CPU masks and buffers, no CUDA RNG tracker."""
+    import torch
+    torch.cuda.current_device = lambda: "cpu"
+    import megatron.core.fusions.fused_softmax as fused_softmax
+    import megatron.core.transformer.utils as transformer_utils
+
+    # Same masks as megatron.core.transformer.utils builds, on the CPU.
+    def causal_mask(sq):
+        return torch.triu(torch.ones(sq, sq), diagonal=1).bool()
+
+    def sliding_window_causal_mask(sq, skv, window_size):
+        m = torch.ones(sq, skv, dtype=torch.bool)
+        mu = torch.triu(m, diagonal=skv - sq - window_size[0])
+        return ~torch.tril(mu, diagonal=skv - sq + window_size[1])
+
+    for module in (transformer_utils, fused_softmax):
+        module.get_default_causal_mask = causal_mask
+        module.get_sliding_window_causal_mask = sliding_window_causal_mask
+
+    import megatron.core.tensor_parallel as tensor_parallel
+    import megatron.core.tensor_parallel.random as tp_random
+
+    class NoRngTracker:
+        def fork(self, *a, **k):
+            return contextlib.nullcontext()
+
+        def add(self, *a, **k):
+            pass
+
+        def is_initialized(self):
+            return True
+
+    tensor_parallel.get_cuda_rng_tracker = lambda *a, **k: NoRngTracker()
+    tp_random.get_cuda_rng_tracker = tensor_parallel.get_cuda_rng_tracker

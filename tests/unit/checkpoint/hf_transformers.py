@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Small random Hugging Face models from real `transformers` (the pinned version of the project
+environment), the independent reference of gptbuilder's Hugging Face import and export.
+
+  write FAMILY OUT_DIR [--sharded]
+      Builds a transformers model of FAMILY (gpt2, llama, mistral, qwen2, qwen3, mixtral) from a
+      small config with seeded random weights (matrices N(0, 0.15), norm weights 1 + N(0, 0.1),
+      biases N(0, 0.1)) and saves it with save_pretrained (safetensors; two shards and an index
+      with --sharded). OUT_DIR/reference.safetensors holds input_ids (I64 [2, 12]) and the
+      model's logits (F32 [2, 12, vocab]), computed by transformers with eager attention.
+
+  check-export ORIGINAL_DIR EXPORTED_DIR
+      Loads both directories with AutoModelForCausalLM.from_pretrained and checks that the export
+      is the same model: the same class, identical state dicts (names, shapes, bytes) and
+      identical logits on the reference input_ids (so the exported config.json makes
+      transformers compute what the original's does). Exits non-zero naming the differences.
+
+The configs exercise what each family's import must get right: GPT-2's "gelu_new" (the tanh
+approximation of GELU), Conv1D weights and tied embeddings; grouped-query attention; Qwen2's
+q/k/v biases, Qwen3's q/k norms; Mistral's and Mixtral's sliding window (5 and 6 tokens, shorter
+than the 12-token input); Mixtral's top-2 experts.
+"""
+import sys
+
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+
+VOCAB, HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN, LAYERS = 100, 64, 4, 2, 16, 96, 2
+BATCH, SEQ = 2, 12
+
+
+def config_of(family):
+    common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN,
+                  num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+                  num_key_value_heads=KV_HEADS, max_position_embeddings=64, rms_norm_eps=1e-5,
+                  rope_theta=10000.0, hidden_act="silu", tie_word_embeddings=False,
+                  dtype="float32")
+    if family == "gpt2":
+        return transformers.GPT2Config(vocab_size=VOCAB, n_embd=HIDDEN, n_layer=LAYERS,
+                                       n_head=HEADS, n_inner=4 * HIDDEN, n_positions=64,
+                                       activation_function="gelu_new", resid_pdrop=0.0,
+                                       embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1,
+                                       eos_token_id=2, dtype="float32")
+    if family == "llama":
+        return transformers.LlamaConfig(**common, head_dim=HEAD_DIM)
+    if family == "mistral":
+        return transformers.MistralConfig(**common, head_dim=HEAD_DIM, sliding_window=5)
+    if family == "qwen2":
+        return transformers.Qwen2Config(**common, use_sliding_window=False)
+    if family == "qwen3":
+        return transformers.Qwen3Config(**common, head_dim=HEAD_DIM, use_sliding_window=False)
+    if family == "mixtral":
+        return transformers.MixtralConfig(**common, head_dim=HEAD_DIM, sliding_window=6,
+                                          num_local_experts=4, num_experts_per_tok=2)
+    sys.exit(f"unknown family {family!r}")
+
+
+def randomize(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if "norm" in name or name.split(".")[-2].startswith("ln_"):
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.15 * torch.randn(p.shape, generator=g))
+
+
+def load(path):
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager")
+    return model.eval()
+
+
+def logits_of(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits.float().contiguous()
+
+
+def write(family, out_dir, sharded):
+    torch.manual_seed(0)
+    config = config_of(family)
+    config._attn_implementation = "eager"
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    randomize(model, seed=sum(map(ord, family)))
+    if getattr(model.config, "tie_word_embeddings", False):
+        model.tie_weights()
+    model.save_pretrained(out_dir, max_shard_size="100KB" if sharded else "5GB")
+    ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(1))
+    # The logits of the model as saved and loaded back: what any reader of the directory sees.
+    save_file({"input_ids": ids, "logits": logits_of(load(out_dir), ids)},
+              f"{out_dir}/reference.safetensors")
+
+
+def check_export(original_dir, exported_dir):
+    a, b = load(original_dir), load(exported_dir)
+    problems = []
+    if type(a) is not type(b):
+        problems.append(f"class {type(b).__name__}, original {type(a).__name__}")
+    sa, sb = a.state_dict(), b.state_dict()
+    for name in sorted(set(sa) | set(sb)):
+        if name not in sb:
+            problems.append(f"{name} missing from the export")
+        elif name not in sa:
+            problems.append(f"{name} is not in the original")
+        elif sa[name].shape != sb[name].shape or sa[name].dtype != sb[name].dtype:
+            problems.append(f"{name}: {tuple(sb[name].shape)} {sb[name].dtype}, original "
+                            f"{tuple(sa[name].shape)} {sa[name].dtype}")
+        elif not torch.equal(sa[name], sb[name]):
+            problems.append(f"{name}: values differ")
+    ids = load_file(f"{original_dir}/reference.safetensors")["input_ids"]
+    la, lb = logits_of(a, ids), logits_of(b, ids)
+    if not torch.equal(la, lb):
+        problems.append(f"logits differ by up to {(la - lb).abs().max().item():.3g}")
+    for p in problems:
+        print(f"check-export: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[0] == "write":
+        write(argv[1], argv[2], "--sharded" in argv[3:])
+        return 0
+    if len(argv) == 3 and argv[0] == "check-export":
+        return check_export(argv[1], argv[2])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
