@@ -1,6 +1,7 @@
 #include "core/model/dense_linear.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/stack.h>
 
 #include <optional>
 #include <string_view>
@@ -12,28 +13,28 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 // mkldnn::_linear_pointwise(Tensor X, Tensor W, Tensor? B, str attr, Scalar?[] scalars,
-// str? algorithm) -> Tensor: X W^T + B, then the pointwise `attr` ("none" here).
-using LinearPointwise = at::Tensor(const at::Tensor&, const at::Tensor&,
-                                   const std::optional<at::Tensor>&, std::string_view,
-                                   c10::List<std::optional<c10::Scalar>>,
-                                   std::optional<std::string_view>);
-
+// str? algorithm) -> Tensor: X W^T + B, then the pointwise `attr` ("none" here). Called boxed:
+// the unboxed C++ signature the dispatcher checks differs between LibTorch builds (the typed
+// handle of one build threw "Tried to access or call an operator with a wrong signature").
 // The op, looked up once; null when this LibTorch was built without oneDNN.
-const c10::TypedOperatorHandle<LinearPointwise>* Op() {
-  static const std::optional<c10::TypedOperatorHandle<LinearPointwise>> op =
-      []() -> std::optional<c10::TypedOperatorHandle<LinearPointwise>> {
-    auto handle = c10::Dispatcher::singleton().findSchema({"mkldnn::_linear_pointwise", ""});
-    if (!handle.has_value()) return std::nullopt;
-    return handle->typed<LinearPointwise>();
-  }();
+const c10::OperatorHandle* Op() {
+  static const std::optional<c10::OperatorHandle> op =
+      c10::Dispatcher::singleton().findSchema({"mkldnn::_linear_pointwise", ""});
   return op.has_value() ? &*op : nullptr;
 }
 
 // a [m, k] times b^T, b [n, k]: [m, n]. Strided operands (transposed views) are fine.
 at::Tensor MatmulNt(const at::Tensor& a, const at::Tensor& b, const at::Tensor& bias = {}) {
-  const std::optional<at::Tensor> b_opt =
-      bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt;
-  return Op()->call(a, b, b_opt, "none", c10::List<std::optional<c10::Scalar>>(), std::nullopt);
+  torch::jit::Stack stack;
+  stack.reserve(6);
+  stack.emplace_back(a);
+  stack.emplace_back(b);
+  stack.emplace_back(bias.defined() ? c10::IValue(bias) : c10::IValue());
+  stack.emplace_back(std::string("none"));
+  stack.emplace_back(c10::impl::GenericList(c10::OptionalType::create(c10::NumberType::get())));
+  stack.emplace_back(c10::IValue());  // no algorithm
+  Op()->callBoxed(&stack);
+  return stack.back().toTensor();
 }
 
 // x W^T; the gradients of x and W (of the bias, when there is one, in BiasFunction below).
