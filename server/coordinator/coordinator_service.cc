@@ -1,5 +1,7 @@
 #include "server/coordinator/coordinator_service.h"
 
+#include <chrono>
+
 #include "google/protobuf/util/time_util.h"
 #include "server/common/grpc_status.h"
 
@@ -23,18 +25,33 @@ absl::Time FanOut(const grpc::ServerContext& context, absl::Duration budget) {
 
 constexpr absl::Duration kFanOutBudget = absl::Seconds(60);
 
+// A call whose client went away or whose deadline passed (while it waited for a thread, or
+// while it was served) gets no work and no answer worth sending: the limits bound one request's
+// work, this stops the work nobody waits for.
+grpc::Status Abandoned(const grpc::ServerContext& context) {
+  const bool expired = std::chrono::system_clock::now() >= context.deadline();
+  return grpc::Status(
+      expired ? grpc::StatusCode::DEADLINE_EXCEEDED : grpc::StatusCode::CANCELLED,
+      expired ? "the call's deadline passed before it was answered" : "the call was cancelled");
+}
+
 }  // namespace
 
 grpc::Status CoordinatorService::ValidateConfig(
-    grpc::ServerContext*, const gptbuilder::v1::ValidateConfigRequest* request,
+    grpc::ServerContext* context, const gptbuilder::v1::ValidateConfigRequest* request,
     gptbuilder::v1::ValidateConfigResponse* response) {
-  return Reply(coordinator_->ValidateConfig(*request), response);
+  if (context->IsCancelled()) return Abandoned(*context);
+  grpc::Status status = Reply(coordinator_->ValidateConfig(*request), response);
+  return context->IsCancelled() ? Abandoned(*context) : status;
 }
 
-grpc::Status CoordinatorService::PlanModel(grpc::ServerContext*,
+grpc::Status CoordinatorService::PlanModel(grpc::ServerContext* context,
                                            const gptbuilder::v1::PlanModelRequest* request,
                                            gptbuilder::v1::PlanDescription* response) {
-  return Reply(coordinator_->PlanModel(*request), response);
+  if (context->IsCancelled()) return Abandoned(*context);
+  grpc::Status status = Reply(
+      coordinator_->PlanModel(*request, [context] { return context->IsCancelled(); }), response);
+  return context->IsCancelled() ? Abandoned(*context) : status;
 }
 
 grpc::Status CoordinatorService::BuildModel(grpc::ServerContext* context,

@@ -155,8 +155,9 @@ absl::StatusOr<gptbuilder::v1::SaveCheckpointResponse> ModelJobs::SaveCheckpoint
   if (absl::Status path = checkpoint::CheckCheckpointPath(request.path()); !path.ok()) {
     for (const config::FieldViolation& v : config::ViolationsFromStatus(path)) {
       violations.Add(v.field, v.reason,
-                     absl::StrCat(v.description, " (an absolute directory path visible to every "
-                                                 "worker)"));
+                     absl::StrCat(v.description,
+                                  " (an absolute directory path visible to every "
+                                  "worker)"));
     }
   }
   const std::string format = request.format().empty() ? "canonical" : request.format();
@@ -169,6 +170,14 @@ absl::StatusOr<gptbuilder::v1::SaveCheckpointResponse> ModelJobs::SaveCheckpoint
                    "hf_model_type applies only to format huggingface");
   }
   if (!violations.empty()) return violations.ToStatus();
+  // The coordinator's --checkpoint-root confines saves too, even when a worker was started
+  // without one (its own root is checked again there, after symlinks on its file system).
+  if (!ctx_->options.checkpoint_root.empty()) {
+    absl::Status inside = checkpoint::CheckReadPath(request.path(), ctx_->options.checkpoint_root);
+    if (inside.code() == absl::StatusCode::kPermissionDenied) {
+      return absl::PermissionDeniedError(absl::StrCat("path: ", inside.message()));
+    }
+  }
   std::shared_ptr<Job> job;
   auto calls = std::make_shared<WorkerFanOut>(ctx_->connector);
   {
@@ -287,9 +296,8 @@ absl::Status ModelJobs::TrainStep(
     absl::StatusOr<plan::ModelPlan> plan = PlanFinalized(model.config(), model.ddp(), model.build(),
                                                          model.world_size(), ctx_->options.limits);
     if (!plan.ok()) return plan.status();
-    const int64_t seq_length = request.options().has_seq_length()
-                                   ? request.options().seq_length()
-                                   : model.config().seq_length();
+    const int64_t seq_length = request.options().has_seq_length() ? request.options().seq_length()
+                                                                  : model.config().seq_length();
     // The request's own bounds first (the workers check them too): a sequence longer than the
     // model's is INVALID_ARGUMENT whatever memory it would take.
     if (seq_length < 1 || seq_length > model.config().seq_length()) {
@@ -363,8 +371,9 @@ absl::StatusOr<gptbuilder::v1::TrainStepResult> ModelJobs::RunStep(
     {
       MutexLock lock(&ctx_->mu);
       if (job.lost.empty()) {
-        job.lost = absl::StrCat("the TrainStep call was cancelled or passed its deadline during step ",
-                                step, ", which aborted the step");
+        job.lost =
+            absl::StrCat("the TrainStep call was cancelled or passed its deadline during step ",
+                         step, ", which aborted the step");
       }
     }
     calls->CancelAll();
@@ -411,7 +420,7 @@ absl::StatusOr<gptbuilder::v1::TrainStepResult> ModelJobs::RunStep(
       ctx_->ReleaseOnWorkers(*release, absl::Now() + ctx_->options.worker_rpc_timeout);
     }
     server::Log(absl::StrCat("model '", name, "': ", reason));
-    return absl::Status(aborted          ? absl::StatusCode::kCancelled
+    return absl::Status(aborted        ? absl::StatusCode::kCancelled
                         : lost.empty() ? failure.code()
                                        : absl::StatusCode::kUnavailable,
                         absl::StrCat(reason,

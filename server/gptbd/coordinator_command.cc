@@ -77,8 +77,8 @@ std::vector<DaemonFlag> CoordinatorFlags() {
        "GPTB_MAX_PLAN_TENSORS",
        absl::StrCat(config::Limits().max_plan_tensors)},
       {{"checkpoint-root", true, false, "DIR",
-        "load_from must resolve inside DIR after symlinks (the workers' own --checkpoint-root "
-        "confines their loads and saves); unset: any path this coordinator can read"},
+        "load_from and save paths must resolve inside DIR after symlinks (the workers' own "
+        "--checkpoint-root confines their loads and saves too); unset: any path"},
        "GPTB_CHECKPOINT_ROOT",
        ""},
       {{"ready-file", true, false, "PATH",
