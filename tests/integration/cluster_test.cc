@@ -14,8 +14,8 @@
 #include "google/rpc/error_details.pb.h"
 #include "gptbuilder/v1/coordinator.grpc.pb.h"
 #include "nlohmann/json.hpp"
-#include "server/common/grpc_status.h"
-#include "server/common/status_details.h"
+#include "rpc/grpc_status.h"
+#include "rpc/status_details.h"
 #include "tests/integration/cluster_fixture.h"
 #include "tests/unit/plan/golden_config.h"
 
@@ -216,7 +216,7 @@ TEST_F(CoordinatorClusterTest, InvalidConfigReturnsEveryFieldViolation) {
   google::longrunning::Operation op;
   grpc::Status status = client_->stub()->BuildModel(client_->Context().get(), request, &op);
   ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  const auto violations = config::ViolationsFromStatus(server::FromGrpcStatus(status));
+  const auto violations = config::ViolationsFromStatus(rpc::FromGrpcStatus(status));
   std::set<std::string> fields;
   for (const auto& v : violations) fields.insert(v.field);
   EXPECT_GE(violations.size(), 3u);
@@ -246,7 +246,7 @@ TEST_F(CoordinatorClusterTest, OversizeIsResourceExhaustedAndTooFewSlotsFailedPr
   google::longrunning::Operation op;
   grpc::Status status = client_->stub()->BuildModel(client_->Context().get(), request, &op);
   ASSERT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
-  EXPECT_EQ(server::ErrorReason(server::FromGrpcStatus(status)), "RANK_TOO_LARGE");
+  EXPECT_EQ(rpc::ErrorReason(rpc::FromGrpcStatus(status)), "RANK_TOO_LARGE");
   EXPECT_THAT(status.error_message(), HasSubstr("the largest slot holds 4.00 MiB"));
   // Nothing was dispatched: no model, every slot free, no rank build on the worker.
   grpc::Status get;

@@ -20,8 +20,8 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
+#include "rpc/grpc_status.h"
 #include "nlohmann/json.hpp"
-#include "server/common/grpc_status.h"
 #include "tests/integration/cluster_fixture.h"
 
 namespace gptb::testing {
@@ -99,7 +99,7 @@ class HostileClientTest : public ClusterTest {
   }
 
   std::vector<config::FieldViolation> Violations(const grpc::Status& status) {
-    return config::ViolationsFromStatus(server::FromGrpcStatus(status));
+    return config::ViolationsFromStatus(rpc::FromGrpcStatus(status));
   }
 
   bool HasViolation(const grpc::Status& status, const std::string& field,

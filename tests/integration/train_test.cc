@@ -5,7 +5,7 @@
 #include "gmock/gmock.h"
 #include "gptbuilder/v1/coordinator.grpc.pb.h"
 #include "nlohmann/json.hpp"
-#include "server/common/grpc_status.h"
+#include "rpc/grpc_status.h"
 #include "tests/integration/cluster_fixture.h"
 
 namespace gptb::testing {

@@ -7,7 +7,7 @@
 #include "core/config/violations.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/common/status_details.h"
+#include "rpc/status_details.h"
 #include "tests/unit/server/fake_workers.h"
 #include "tests/unit/server/test_models.h"
 
@@ -200,7 +200,7 @@ TEST_F(CoordinatorTest, BuildWithoutEnoughSlotsIsFailedPrecondition) {
   AddWorker("w1", 2);
   auto op = coordinator_->BuildModel(Build("m"));
   ASSERT_EQ(op.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(server::ErrorReason(op.status()), "NOT_ENOUGH_SLOTS");
+  EXPECT_EQ(rpc::ErrorReason(op.status()), "NOT_ENOUGH_SLOTS");
   EXPECT_EQ(connector_->Worker("w1:1")->build_calls, 0);
   EXPECT_EQ(coordinator_->GetModel("m").status().code(), absl::StatusCode::kNotFound);
 }

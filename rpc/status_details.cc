@@ -1,9 +1,9 @@
-#include "server/common/status_details.h"
+#include "rpc/status_details.h"
 
 #include "absl/strings/cord.h"
 #include "google/rpc/error_details.pb.h"
 
-namespace gptb::server {
+namespace gptb::rpc {
 
 absl::Status WithErrorInfo(absl::Status status, std::string_view reason) {
   google::rpc::ErrorInfo info;
@@ -48,4 +48,4 @@ absl::Status ResourceExhaustedError(std::string_view reason, std::string_view me
   return WithErrorInfo(std::move(status), reason);
 }
 
-}  // namespace gptb::server
+}  // namespace gptb::rpc

@@ -1,4 +1,4 @@
-#include "server/common/grpc_status.h"
+#include "rpc/grpc_status.h"
 
 #include <string>
 
@@ -7,7 +7,7 @@
 #include "base/excerpt.h"
 #include "google/rpc/error_details.pb.h"
 
-namespace gptb::server {
+namespace gptb::rpc {
 
 namespace {
 
@@ -92,4 +92,4 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
-}  // namespace gptb::server
+}  // namespace gptb::rpc

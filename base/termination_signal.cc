@@ -1,9 +1,9 @@
-#include "server/common/termination_signal.h"
+#include "base/termination_signal.h"
 
 #include <pthread.h>
 #include <signal.h>
 
-namespace gptb::server {
+namespace gptb {
 namespace {
 
 sigset_t TerminationSet() {
@@ -37,4 +37,4 @@ int WaitForTerminationSignalFor(int milliseconds) {
   return signal > 0 ? signal : 0;
 }
 
-}  // namespace gptb::server
+}  // namespace gptb

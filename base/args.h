@@ -1,5 +1,5 @@
-#ifndef GPTB_CLIENTS_CLI_ARGS_H_
-#define GPTB_CLIENTS_CLI_ARGS_H_
+#ifndef GPTB_BASE_ARGS_H_
+#define GPTB_BASE_ARGS_H_
 
 #include <map>
 #include <optional>
@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace gptb::cli {
+namespace gptb {
 
 // One command-line flag. Flags are written `--name value` or `--name=value`; switches (no value)
 // `--name`.
@@ -41,6 +41,6 @@ absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
 // Help lines for a flag list ("  --world-size N   the number of ranks ...").
 std::string FlagsHelp(const std::vector<FlagSpec>& flags);
 
-}  // namespace gptb::cli
+}  // namespace gptb
 
-#endif  // GPTB_CLIENTS_CLI_ARGS_H_
+#endif  // GPTB_BASE_ARGS_H_

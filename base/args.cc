@@ -1,4 +1,4 @@
-#include "clients/cli/args.h"
+#include "base/args.h"
 
 #include <algorithm>
 
@@ -6,7 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
-namespace gptb::cli {
+namespace gptb {
 namespace {
 
 const FlagSpec* FindFlag(const std::vector<FlagSpec>& flags, const std::string& name) {
@@ -101,4 +101,4 @@ std::string FlagsHelp(const std::vector<FlagSpec>& flags) {
   return out;
 }
 
-}  // namespace gptb::cli
+}  // namespace gptb

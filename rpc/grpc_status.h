@@ -1,11 +1,11 @@
-#ifndef GPTB_SERVER_COMMON_GRPC_STATUS_H_
-#define GPTB_SERVER_COMMON_GRPC_STATUS_H_
+#ifndef GPTB_RPC_GRPC_STATUS_H_
+#define GPTB_RPC_GRPC_STATUS_H_
 
 #include "absl/status/status.h"
 #include "google/rpc/status.pb.h"
 #include "grpcpp/support/status.h"
 
-namespace gptb::server {
+namespace gptb::rpc {
 
 // The one absl -> gRPC conversion: the code is cast (Abseil's canonical codes equal gRPC's),
 // the message is truncated to kMaxStatusMessageBytes, and every payload of the status
@@ -30,6 +30,6 @@ absl::Status FromRpcStatus(const google::rpc::Status& status);
 inline constexpr size_t kMaxStatusMessageBytes = 2048;
 inline constexpr size_t kMaxStatusDetailsBytes = 1536;
 
-}  // namespace gptb::server
+}  // namespace gptb::rpc
 
-#endif  // GPTB_SERVER_COMMON_GRPC_STATUS_H_
+#endif  // GPTB_RPC_GRPC_STATUS_H_

@@ -1,5 +1,5 @@
-#ifndef GPTB_SERVER_COMMON_CREDENTIALS_H_
-#define GPTB_SERVER_COMMON_CREDENTIALS_H_
+#ifndef GPTB_RPC_CREDENTIALS_H_
+#define GPTB_RPC_CREDENTIALS_H_
 
 #include <chrono>
 #include <memory>
@@ -11,7 +11,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_context.h"
 
-namespace gptb::server {
+namespace gptb::rpc {
 
 // PEM files for TLS. A daemon serves TLS when given a certificate and key; with a CA as well it
 // requires and verifies client certificates (mutual TLS between coordinator and workers) unless
@@ -41,6 +41,6 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
 std::chrono::system_clock::time_point FanOutDeadline(const grpc::ServerContext& context,
                                                      std::chrono::milliseconds budget);
 
-}  // namespace gptb::server
+}  // namespace gptb::rpc
 
-#endif  // GPTB_SERVER_COMMON_CREDENTIALS_H_
+#endif  // GPTB_RPC_CREDENTIALS_H_

@@ -1,7 +1,7 @@
-#ifndef GPTB_SERVER_COMMON_TERMINATION_SIGNAL_H_
-#define GPTB_SERVER_COMMON_TERMINATION_SIGNAL_H_
+#ifndef GPTB_BASE_TERMINATION_SIGNAL_H_
+#define GPTB_BASE_TERMINATION_SIGNAL_H_
 
-namespace gptb::server {
+namespace gptb {
 
 // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread and in every thread it starts later,
 // so that only WaitForTerminationSignal receives them. Call first thing in main().
@@ -12,6 +12,6 @@ int WaitForTerminationSignal();
 // Like WaitForTerminationSignal, but returns 0 when none arrived within `milliseconds`.
 int WaitForTerminationSignalFor(int milliseconds);
 
-}  // namespace gptb::server
+}  // namespace gptb
 
-#endif  // GPTB_SERVER_COMMON_TERMINATION_SIGNAL_H_
+#endif  // GPTB_BASE_TERMINATION_SIGNAL_H_

@@ -1,13 +1,13 @@
-#include "server/common/auth.h"
+#include "rpc/auth.h"
 
 #include <cstdlib>
 #include <fstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "server/common/status_details.h"
+#include "rpc/status_details.h"
 
-namespace gptb::server {
+namespace gptb::rpc {
 namespace {
 
 constexpr char kAuthorization[] = "authorization";
@@ -72,4 +72,4 @@ void BearerToken::Attach(grpc::ClientContext* context) const {
   if (enabled()) context->AddMetadata(kAuthorization, absl::StrCat(kBearer, token_));
 }
 
-}  // namespace gptb::server
+}  // namespace gptb::rpc

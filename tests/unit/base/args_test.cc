@@ -1,9 +1,9 @@
-#include "clients/cli/args.h"
+#include "base/args.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace gptb::cli {
+namespace gptb {
 namespace {
 
 using ::testing::ElementsAre;
@@ -53,4 +53,4 @@ TEST(FlagsHelp, ListsEveryFlag) {
 }
 
 }  // namespace
-}  // namespace gptb::cli
+}  // namespace gptb

@@ -1,4 +1,4 @@
-#include "server/common/credentials.h"
+#include "rpc/credentials.h"
 
 #include <fstream>
 #include <sstream>
@@ -7,7 +7,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/support/channel_arguments.h"
 
-namespace gptb::server {
+namespace gptb::rpc {
 namespace {
 
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
@@ -103,4 +103,4 @@ std::chrono::system_clock::time_point FanOutDeadline(const grpc::ServerContext& 
   return deadline;
 }
 
-}  // namespace gptb::server
+}  // namespace gptb::rpc

@@ -1,5 +1,5 @@
-#ifndef GPTB_SERVER_COMMON_AUTH_H_
-#define GPTB_SERVER_COMMON_AUTH_H_
+#ifndef GPTB_RPC_AUTH_H_
+#define GPTB_RPC_AUTH_H_
 
 #include <string>
 
@@ -8,7 +8,7 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/server_context.h"
 
-namespace gptb::server {
+namespace gptb::rpc {
 
 // A shared bearer token for mutating RPCs (`authorization: Bearer <token>` metadata). Disabled
 // (every call allowed) when no token is configured, which keeps the loopback-only local cluster
@@ -37,6 +37,6 @@ class BearerToken {
   std::string token_;
 };
 
-}  // namespace gptb::server
+}  // namespace gptb::rpc
 
-#endif  // GPTB_SERVER_COMMON_AUTH_H_
+#endif  // GPTB_RPC_AUTH_H_

@@ -1,5 +1,5 @@
-#ifndef GPTB_SERVER_COMMON_STATUS_DETAILS_H_
-#define GPTB_SERVER_COMMON_STATUS_DETAILS_H_
+#ifndef GPTB_RPC_STATUS_DETAILS_H_
+#define GPTB_RPC_STATUS_DETAILS_H_
 
 #include <string>
 #include <string_view>
@@ -7,7 +7,7 @@
 
 #include "absl/status/status.h"
 
-namespace gptb::server {
+namespace gptb::rpc {
 
 // absl::Status payload type URLs for the google.rpc error details gptbuilder attaches (AIP-193).
 // BadRequest's is core's kBadRequestTypeUrl (core/config/violations.h).
@@ -42,6 +42,6 @@ absl::Status WithErrorInfo(absl::Status status, std::string_view reason);
 // The ErrorInfo reason of a status, or "" when it has none.
 std::string ErrorReason(const absl::Status& status);
 
-}  // namespace gptb::server
+}  // namespace gptb::rpc
 
-#endif  // GPTB_SERVER_COMMON_STATUS_DETAILS_H_
+#endif  // GPTB_RPC_STATUS_DETAILS_H_
