@@ -1,6 +1,7 @@
 #include "core/model/layers.h"
 
 #include "absl/strings/str_cat.h"
+#include "core/model/dense_linear.h"
 
 namespace gptb::model {
 
@@ -113,7 +114,7 @@ torch::Tensor ColumnParallelLinear::ForwardWithWeight(const torch::Tensor& x,
   } else if (comm_ == LinearComm::kTensorParallel) {
     input = parallel_->CopyToTensorParallelRegion(input);
   }
-  torch::Tensor y = torch::linear(input, weight, bias_);
+  torch::Tensor y = DenseLinear(input, weight, bias_);
   if (gather_output_) y = parallel_->GatherFromTensorParallelRegion(y);
   return y;
 }
@@ -136,7 +137,7 @@ RowParallelLinear::RowParallelLinear(const ModuleContext& ctx, const std::string
 }
 
 torch::Tensor RowParallelLinear::forward(const torch::Tensor& x) {
-  torch::Tensor y = torch::linear(x, weight_);
+  torch::Tensor y = DenseLinear(x, weight_);
   if (sequence_parallel_) {
     y = parallel_->ReduceScatterFirstDim(y, ParallelContext::Group::kTensor);
   } else if (comm_ == LinearComm::kTensorParallel) {

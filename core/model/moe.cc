@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/layer_spec/module_registry.h"
+#include "core/model/dense_linear.h"
 
 namespace gptb::model {
 
@@ -98,8 +99,8 @@ MoeLayer::MoeLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
 }
 
 torch::Tensor MoeLayer::RunExpert(const Expert& e, const torch::Tensor& tokens) const {
-  torch::Tensor h = activation_(torch::linear(tokens, e.fc1_weight, e.fc1_bias));
-  torch::Tensor y = torch::linear(h, e.fc2_weight);
+  torch::Tensor h = activation_(DenseLinear(tokens, e.fc1_weight, e.fc1_bias));
+  torch::Tensor y = DenseLinear(h, e.fc2_weight);
   if (e.fc2_bias.defined()) y = y + e.fc2_bias;  // expert biases need expert TP 1
   return y;
 }

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/layer_spec/module_registry.h"
+#include "core/model/dense_linear.h"
 
 namespace gptb::model {
 namespace {
@@ -91,14 +92,14 @@ torch::Tensor TeTransformerLayer::forward(const torch::Tensor& x, const torch::T
   torch::Tensor in = sequence_parallel_
                          ? parallel_->AllGatherFirstDim(normed, ParallelContext::Group::kTensor)
                          : parallel_->CopyToTensorParallelRegion(normed);
-  torch::Tensor a = torch::linear(in, fc1_weight_, fc1_bias_);
+  torch::Tensor a = DenseLinear(in, fc1_weight_, fc1_bias_);
   if (gated_) {
     std::vector<torch::Tensor> halves = a.chunk(2, -1);
     a = activation_(halves[0]) * (halves[1] + glu_offset_);
   } else {
     a = activation_(a);
   }
-  torch::Tensor partial = torch::linear(a, fc2_weight_);
+  torch::Tensor partial = DenseLinear(a, fc2_weight_);
   torch::Tensor y = sequence_parallel_
                         ? parallel_->ReduceScatterFirstDim(partial, ParallelContext::Group::kTensor)
                         : parallel_->ReduceFromTensorParallelRegion(partial);
