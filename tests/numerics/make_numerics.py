@@ -101,6 +101,12 @@ CASES = {
                                activation_func_clamp_value=0.5),
     "sigmoid_mlp": derive(LLAMA, SMALL, activation_func="sigmoid", gated_linear_unit=False),
     "tanh_mlp": derive(LLAMA, SMALL, activation_func="tanh", gated_linear_unit=False),
+    # Qwen3-MoE as its Hugging Face import builds it: q/k norms, experts (top 2 of 4, the
+    # softmax of the top-k logits, i.e. transformers' renormalised norm_topk_prob routing) in
+    # the layers mlp_only_layers does not keep dense. (No load-balancing loss: it is a function
+    # of each micro-batch's tokens, so the dp and pp layouts could not match one rank's batch.)
+    "qwen3_moe": derive(LLAMA, SMALL, **MOE, qk_layernorm=True, moe_ffn_hidden_size=48,
+                        moe_layer_freq=[1, 1, 0, 1]),
 }
 
 
