@@ -60,6 +60,8 @@ gptbuilder::v1::GPTModelConfig ConfigAt(const NumericsCase& c, const NumericsLay
   }
   t->set_expert_model_parallel_size(layout.ep);
   t->set_sequence_parallel(layout.sequence_parallel);
+  if (!layout.layer_spec.empty())
+    config.mutable_transformer_layer_spec()->set_name(layout.layer_spec);
   // The oracle runs Megatron without dropout.
   t->set_hidden_dropout(0.0);
   t->set_attention_dropout(0.0);
@@ -113,6 +115,7 @@ std::string NumericsLayout::Name() const {
   if (ep > 1) add("ep", ep);
   if (dp > 1) add("dp", dp);
   if (sequence_parallel) name += "_sp";
+  if (!layer_spec.empty()) name += (name.empty() ? "" : "_") + layer_spec;
   return name.empty() ? "one rank" : name;
 }
 
@@ -221,8 +224,15 @@ void WriteCanonicalCheckpoint(const NumericsCase& c, const std::string& dir) {
   }
 }
 
+const std::map<std::pair<std::string, std::string>, std::string> kKnownNumericsMismatches = {
+    {{"qwen3_qk_norm", "tp2"},
+     "q/k layernorm weights see only their TP rank's heads, and FinalizeGrads does not yet sum "
+     "their gradients over the TP group as Megatron's finalize_model_grads does (issue 12 item "
+     "2)"},
+};
+
 NumericsResult RunNumericsLayout(const NumericsCase& c, const NumericsLayout& layout,
-                                 const std::string& checkpoint) {
+                                 const std::string& checkpoint, double copies_tolerance) {
   NumericsResult result;
   const gptbuilder::v1::GPTModelConfig config = ConfigAt(c, layout);
   const std::string where = c.name + " at " + layout.Name();
@@ -274,7 +284,7 @@ NumericsResult RunNumericsLayout(const NumericsCase& c, const NumericsLayout& la
   result.loss = loss;
 
   // Canonical gradients from every rank's main_grad; copies must agree.
-  for (auto& [name, grad] : CanonicalGradients(world, 1e-6, where)) {
+  for (auto& [name, grad] : CanonicalGradients(world, copies_tolerance, where)) {
     result.grads[MegatronLocalName(name)] = grad;
   }
 
