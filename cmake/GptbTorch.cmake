@@ -35,6 +35,11 @@ message(STATUS "LibTorch ${GPTB_TORCH_VERSION} from ${GPTB_TORCH_ROOT}")
 add_library(gptb_torch INTERFACE)
 if(GPTB_WITH_CUDA)
   list(APPEND CMAKE_PREFIX_PATH "${GPTB_TORCH_CMAKE_PREFIX}")
+  # The project compiles no CUDA code; naming the architectures keeps the wheel's config from
+  # probing for a GPU (a machine that builds need not have one).
+  if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+    set(TORCH_CUDA_ARCH_LIST "8.0;9.0")
+  endif()
   find_package(Torch REQUIRED)
   find_path(GPTB_NCCL_INCLUDE_DIR nccl.h
             HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/local/cuda/include

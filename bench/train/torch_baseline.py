@@ -89,14 +89,14 @@ def run(a, rank, world, queue):
         [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
         lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
     generator = torch.Generator().manual_seed(7)
-    seconds, losses = [], []
+    seconds, cpu, losses = [], [], []
     per_replica = a.micro_batch_size * a.micro_batches
     for step in range(a.warmup + a.steps):
         batch = torch.randint(0, a.vocab, (per_replica * world, a.seq + 1), generator=generator)
         batch = batch[rank * per_replica:(rank + 1) * per_replica]
         if world > 1:
             torch.distributed.barrier()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for m in range(a.micro_batches):
@@ -114,14 +114,20 @@ def run(a, rank, world, queue):
             torch.distributed.all_reduce(reduced)
             total = reduced.item() / world
         elapsed = time.perf_counter() - start
+        cpu_elapsed = time.process_time() - cpu_start
+        if world > 1:  # every replica's CPU time, as the C++ side reports its whole process's
+            summed = torch.tensor([cpu_elapsed], dtype=torch.float64)
+            torch.distributed.all_reduce(summed)
+            cpu_elapsed = summed.item()
         if step >= a.warmup:
             seconds.append(elapsed)
+            cpu.append(cpu_elapsed)
             losses.append(total)
     tokens = per_replica * world * a.seq
     ordered = sorted(seconds)
     median = ordered[len(ordered) // 2]
     result = {"step_seconds": seconds, "median_step_seconds": median,
-              "tokens_per_step": tokens, "tokens_per_second": tokens / median,
+              "median_cpu_seconds": sorted(cpu)[len(cpu) // 2], "tokens_per_step": tokens, "tokens_per_second": tokens / median,
               "last_loss": losses[-1], "torch": torch.__version__,
               "threads": torch.get_num_threads(), "dp": world}
     if queue is not None and rank == 0:

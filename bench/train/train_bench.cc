@@ -1,22 +1,36 @@
-// Train-step throughput on CPU: a small GPT at tp=1 trained through gptbuilder's RankTrainer
-// (the model built by BuildRankModel, wrapped in DDP, Megatron's train step) versus the same
-// model and step written the plain PyTorch way (bench/train/torch_baseline.py on
-// the same torch as LibTorch: the project environment's wheel), with the same thread count.
+// Train-step throughput on CPU: a small GPT trained through gptbuilder's RankTrainer (the model
+// built by BuildRankModel, wrapped in DDP, Megatron's train step) versus the same model and step
+// written the plain PyTorch way (bench/train/torch_baseline.py on the same torch as LibTorch:
+// the project environment's wheel), with the same thread count, in the same run.
 //
 // Model: 4 layers, hidden 256, 8 heads, ffn 1024, vocabulary 4096, sequence 256, LayerNorm,
 // GELU, biases, learned positions, tied embeddings, no dropout, fp32. Step: 2 micro-batches of
-// 4 samples (2,048 tokens), Adam (decoupled decay 0.01), clipping at 1.0. The median of 5 steps
-// after 1 warm-up step (Debian's CPU LibTorch takes ~14 s per step of this model on one thread).
+// 4 samples per replica (2,048 tokens), Adam (decoupled decay 0.01), clipping at 1.0.
 //
-// Usage: train_bench [--steps N] [--layers L] [--hidden H] [--seq S] [--threads T]
+// --dp D: D data-parallel replicas. gptbuilder runs them as D rank threads of one process over
+// Gloo (as a worker holds its ranks), each with T/D intra-op threads; the baseline as D
+// processes, each a torch DistributedDataParallel replica over Gloo with T/D threads.
+//
+// Reported per side: median step wall seconds and tokens/s over --steps after --warmup, CPU
+// seconds per step (every thread of every rank), and MFU: model FLOPs per second over the
+// sgemm rate (torch::mm, 1024 x 1024 fp32, T threads) measured at the start of the run. For
+// gptbuilder also the step's phases (TrainStepResult.seconds, rank 0). --repeats R alternates
+// the two sides R times and reports the medians, so a change in machine load hits both.
+//
+// Usage: train_bench [--steps N] [--warmup W] [--layers L] [--hidden H] [--seq S] [--threads T]
+//                    [--dp D] [--repeats R] [--baseline 0|1]
 #include <ATen/Parallel.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -27,18 +41,56 @@
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
 struct Sizes {
   int layers = 4, hidden = 256, heads = 8, ffn = 1024, vocab = 4096, seq = 256;
-  int micro_batch_size = 4, micro_batches = 2, steps = 5, warmup = 1, threads = 0;
+  int micro_batch_size = 4, micro_batches = 2, steps = 5, warmup = 1, threads = 0, dp = 1;
+  int repeats = 1;
+  int baseline = 1;  // 0: gptbuilder only (for profiling)
 };
 
 double Median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
 
-// Median step seconds of gptbuilder's train step; -1 on error.
-double GptbuilderStep(const Sizes& s, double* last_loss) {
+double CpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+         1e-6 * (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
+
+// Forward matmul FLOPs per token (linear layers, attention scores and context over the full
+// sequence, logits); a train step does three times that (forward, input and weight gradients).
+double ModelFlopsPerToken(const Sizes& s) {
+  const double h = s.hidden, f = s.ffn, seq = s.seq;
+  const double layer = 2.0 * (3 * h * h + h * h + 2 * h * f) + 2.0 * 2.0 * seq * h;
+  return 3.0 * (s.layers * layer + 2.0 * h * s.vocab);
+}
+
+// GFLOP/s of torch::mm on two 1024 x 1024 fp32 matrices at the current thread count, best of 5.
+double SgemmGflops() {
+  const torch::Tensor a = torch::randn({1024, 1024}), b = torch::randn({1024, 1024});
+  torch::Tensor c = torch::empty({1024, 1024});
+  double best = 1e30;
+  for (int i = 0; i < 6; ++i) {
+    const Clock::time_point start = Clock::now();
+    torch::mm_out(c, a, b);
+    const double t = std::chrono::duration<double>(Clock::now() - start).count();
+    if (i > 0) best = std::min(best, t);  // the first call warms MKL's buffers
+  }
+  return 2.0 * 1024 * 1024 * 1024 / best / 1e9;
+}
+
+struct Measured {
+  double step = 0, cpu = 0, loss = 0;
+  gptb::train::StepTimings phases;  // medians, rank 0
+};
+
+gptbuilder::v1::GPTModelConfig Config(const Sizes& s) {
   gptbuilder::v1::GPTModelConfig c;
   auto* t = c.mutable_transformer();
   t->set_num_layers(s.layers);
@@ -55,84 +107,102 @@ double GptbuilderStep(const Sizes& s, double* last_loss) {
   c.set_position_embedding_type("learned_absolute");
   c.set_share_embeddings_and_output_weights(true);
   c.mutable_transformer_layer_spec()->set_name("local");
-  absl::StatusOr<gptbuilder::v1::GPTModelConfig> finalized = gptb::config::Finalize(c, {1});
-  if (!finalized.ok()) {
-    std::fprintf(stderr, "config: %s\n", finalized.status().ToString().c_str());
-    return -1;
-  }
-  gptb::model::RankBuildOptions options;
-  options.config = *finalized;
-  options.build.set_seed(1234);
-  absl::StatusOr<std::unique_ptr<gptb::model::RankModel>> model =
-      gptb::model::BuildRankModel(options);
-  if (!model.ok()) {
-    std::fprintf(stderr, "build: %s\n", model.status().ToString().c_str());
-    return -1;
-  }
-  gptb::train::RankTrainer trainer(model->get());
-  gptb::train::TrainRequest request;
-  request.batch.set_synthetic_seed(7);
-  request.options.set_micro_batch_size(s.micro_batch_size);
-  request.options.set_num_micro_batches(s.micro_batches);
-  request.options.mutable_optimizer()->set_lr(1e-4);
-  std::vector<double> seconds;
-  for (int step = 0; step < s.warmup + s.steps; ++step) {
-    const auto start = std::chrono::steady_clock::now();
-    absl::StatusOr<gptb::train::TrainStepResult> result = trainer.Step(request);
-    const double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!result.ok()) {
-      std::fprintf(stderr, "step: %s\n", result.status().ToString().c_str());
-      return -1;
-    }
-    *last_loss = result->loss;
-    if (step >= s.warmup) seconds.push_back(elapsed);
-  }
-  return Median(seconds);
+  return c;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  Sizes s;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    const int value = std::atoi(argv[i + 1]);
-    if (flag == "--steps")
-      s.steps = value;
-    else if (flag == "--layers")
-      s.layers = value;
-    else if (flag == "--hidden")
-      s.hidden = value;
-    else if (flag == "--seq")
-      s.seq = value;
-    else if (flag == "--threads")
-      s.threads = value;
-    else {
-      std::fprintf(stderr,
-                   "usage: %s [--steps N] [--layers L] [--hidden H] [--seq S] [--threads T]\n",
-                   argv[0]);
-      return 2;
+// gptbuilder's step: dp rank threads over Gloo, each with threads / dp intra-op threads.
+bool Gptbuilder(const Sizes& s, Measured* out) {
+  absl::StatusOr<gptbuilder::v1::GPTModelConfig> finalized =
+      gptb::config::Finalize(Config(s), {s.dp});
+  if (!finalized.ok()) {
+    std::fprintf(stderr, "config: %s\n", finalized.status().ToString().c_str());
+    return false;
+  }
+  c10d::TCPStoreOptions store;
+  store.port = 0;
+  store.isServer = true;
+  store.waitWorkers = false;
+  auto server = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", store);
+  const int per_rank = std::max(1, s.threads / s.dp);
+  std::vector<std::vector<double>> seconds(s.dp), cpu(s.dp);
+  std::vector<std::vector<gptb::train::StepTimings>> phases(s.dp);
+  std::vector<std::string> errors(s.dp);
+  std::vector<double> loss(s.dp);
+  std::vector<std::thread> ranks;
+  for (int rank = 0; rank < s.dp; ++rank) {
+    ranks.emplace_back([&, rank] {
+      at::set_num_threads(per_rank);
+      gptb::model::RankBuildOptions options;
+      options.config = *finalized;
+      options.build.set_seed(1234);
+      options.world_size = s.dp;
+      options.rank = rank;
+      options.store_port = server->getPort();
+      options.store_prefix = "bench/";
+      options.ranks_per_process = s.dp;
+      absl::StatusOr<std::unique_ptr<gptb::model::RankModel>> model =
+          gptb::model::BuildRankModel(options);
+      if (!model.ok()) {
+        errors[rank] = absl::StrCat("build: ", model.status().ToString());
+        return;
+      }
+      gptb::train::RankTrainer trainer(model->get());
+      gptb::train::TrainRequest request;
+      request.batch.set_synthetic_seed(7);
+      request.options.set_micro_batch_size(s.micro_batch_size);
+      request.options.set_num_micro_batches(s.micro_batches);
+      request.options.mutable_optimizer()->set_lr(1e-4);
+      request.options.mutable_optimizer()->set_clip_grad(1.0);
+      for (int step = 0; step < s.warmup + s.steps; ++step) {
+        const double cpu_start = CpuSeconds();
+        const Clock::time_point start = Clock::now();
+        absl::StatusOr<gptb::train::TrainStepResult> result = trainer.Step(request);
+        const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+        const double cpu_elapsed = CpuSeconds() - cpu_start;
+        if (!result.ok()) {
+          errors[rank] = absl::StrCat("step: ", result.status().ToString());
+          return;
+        }
+        loss[rank] = result->loss;
+        if (step >= s.warmup) {
+          seconds[rank].push_back(elapsed);
+          cpu[rank].push_back(cpu_elapsed);
+          phases[rank].push_back(result->seconds);
+        }
+      }
+    });
+  }
+  for (std::thread& t : ranks) t.join();
+  for (const std::string& e : errors) {
+    if (!e.empty()) {
+      std::fprintf(stderr, "%s\n", e.c_str());
+      return false;
     }
   }
-  if (s.threads > 0) at::set_num_threads(s.threads);
-  s.threads = at::get_num_threads();
-  const int tokens = s.micro_batch_size * s.micro_batches * s.seq;
-  std::printf(
-      "train step of a GPT (%d layers, hidden %d, %d heads, ffn %d, vocab %d, seq %d), %d tokens "
-      "per step, fp32, %d threads, median of %d steps after %d warm-up\n\n",
-      s.layers, s.hidden, s.heads, s.ffn, s.vocab, s.seq, tokens, s.threads, s.steps, s.warmup);
+  out->step = Median(seconds[0]);
+  out->cpu = Median(cpu[0]);  // the process's CPU time: every rank's
+  out->loss = loss[0];
+  auto median_of = [&](double gptb::train::StepTimings::*field) {
+    std::vector<double> v;
+    for (const auto& p : phases[0]) v.push_back(p.*field);
+    return Median(v);
+  };
+  out->phases.data = median_of(&gptb::train::StepTimings::data);
+  out->phases.forward_backward = median_of(&gptb::train::StepTimings::forward_backward);
+  out->phases.p2p_wait = median_of(&gptb::train::StepTimings::p2p_wait);
+  out->phases.grad_sync = median_of(&gptb::train::StepTimings::grad_sync);
+  out->phases.optimizer = median_of(&gptb::train::StepTimings::optimizer);
+  out->phases.total = median_of(&gptb::train::StepTimings::total);
+  return true;
+}
 
-  double loss = 0;
-  const double ours = GptbuilderStep(s, &loss);
-  if (ours < 0) return 1;
-
+bool Baseline(const Sizes& s, Measured* out, std::string* torch_version) {
   const std::string script = std::string(GPTB_SOURCE_DIR) + "/bench/train/torch_baseline.py";
-  const std::string command =
-      absl::StrCat(GPTB_PYTHON, " ", script, " --layers ", s.layers, " --hidden ", s.hidden,
-                   " --heads ", s.heads, " --ffn ", s.ffn, " --vocab ", s.vocab, " --seq ", s.seq,
-                   " --micro_batch_size ", s.micro_batch_size, " --micro_batches ", s.micro_batches,
-                   " --steps ", s.steps, " --warmup ", s.warmup, " --threads ", s.threads);
+  const std::string command = absl::StrCat(
+      GPTB_PYTHON, " ", script, " --layers ", s.layers, " --hidden ", s.hidden, " --heads ",
+      s.heads, " --ffn ", s.ffn, " --vocab ", s.vocab, " --seq ", s.seq, " --micro_batch_size ",
+      s.micro_batch_size, " --micro_batches ", s.micro_batches, " --steps ", s.steps, " --warmup ",
+      s.warmup, " --threads ", std::max(1, s.threads / s.dp), " --dp ", s.dp);
   FILE* pipe = popen(command.c_str(), "r");
   std::string output;
   if (pipe != nullptr) {
@@ -142,16 +212,105 @@ int main(int argc, char** argv) {
   }
   nlohmann::json baseline = nlohmann::json::parse(output, nullptr, /*allow_exceptions=*/false);
   if (baseline.is_discarded() || !baseline.contains("median_step_seconds")) {
-    std::fprintf(stderr, "the PyTorch baseline failed: %s\n", command.c_str());
-    return 1;
+    std::fprintf(stderr, "the PyTorch baseline failed: %s\n%s\n", command.c_str(), output.c_str());
+    return false;
   }
-  const double theirs = baseline["median_step_seconds"].get<double>();
-  std::printf("%-44s %10s %12s %10s\n", "", "step s", "tokens/s", "loss");
-  std::printf("%-44s %10.4f %12.0f %10.4f\n", "PyTorch, plain nn.Module + AdamW (baseline)", theirs,
-              tokens / theirs, baseline["last_loss"].get<double>());
-  std::printf("%-44s %10.4f %12.0f %10.4f\n", "gptbuilder RankTrainer (DDP-wrapped, tp=1)", ours,
-              tokens / ours, loss);
-  std::printf("\ngptbuilder / PyTorch tokens/s: %.2fx (torch %s)\n", theirs / ours,
-              baseline["torch"].get<std::string>().c_str());
+  out->step = baseline["median_step_seconds"].get<double>();
+  out->cpu = baseline["median_cpu_seconds"].get<double>();
+  out->loss = baseline["last_loss"].get<double>();
+  *torch_version = baseline["torch"].get<std::string>();
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Sizes s;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    const int value = std::atoi(argv[i + 1]);
+    int* target = flag == "--steps"      ? &s.steps
+                  : flag == "--warmup"   ? &s.warmup
+                  : flag == "--layers"   ? &s.layers
+                  : flag == "--hidden"   ? &s.hidden
+                  : flag == "--seq"      ? &s.seq
+                  : flag == "--threads"  ? &s.threads
+                  : flag == "--dp"       ? &s.dp
+                  : flag == "--repeats"  ? &s.repeats
+                  : flag == "--baseline" ? &s.baseline
+                                         : nullptr;
+    if (target == nullptr || value < 0 ||
+        (value == 0 && flag != "--baseline" && flag != "--threads" && flag != "--warmup")) {
+      std::fprintf(stderr,
+                   "usage: %s [--steps N] [--warmup W] [--layers L] [--hidden H] [--seq S] "
+                   "[--threads T] [--dp D] [--repeats R] [--baseline 0|1]\n",
+                   argv[0]);
+      return 2;
+    }
+    *target = value;
+  }
+  if ((argc - 1) % 2 != 0) {
+    std::fprintf(stderr, "%s: every flag takes a value\n", argv[0]);
+    return 2;
+  }
+  if (s.threads == 0) s.threads = static_cast<int>(std::thread::hardware_concurrency());
+  at::set_num_threads(s.threads);
+  const double sgemm = SgemmGflops();
+  const int tokens = s.micro_batch_size * s.micro_batches * s.dp * s.seq;
+  const double flops = ModelFlopsPerToken(s) * tokens;
+  std::printf(
+      "train step of a GPT (%d layers, hidden %d, %d heads, ffn %d, vocab %d, seq %d), fp32, "
+      "%d tokens per step over %d replica(s), %d threads in all (%d per replica), median of %d "
+      "steps after %d warm-up, %d repeat(s)\nmodel %.2f GFLOP per step; sgemm (torch::mm 1024^2, "
+      "%d threads) %.1f GFLOP/s\n\n",
+      s.layers, s.hidden, s.heads, s.ffn, s.vocab, s.seq, tokens, s.dp, s.threads,
+      std::max(1, s.threads / s.dp), s.steps, s.warmup, s.repeats, flops / 1e9, s.threads, sgemm);
+
+  std::vector<double> ours_step, ours_cpu, theirs_step, theirs_cpu;
+  std::vector<Measured> ours_runs;
+  Measured theirs;
+  std::string torch_version = "?";
+  for (int r = 0; r < s.repeats; ++r) {
+    Measured m;
+    if (!Gptbuilder(s, &m)) return 1;
+    ours_runs.push_back(m);
+    ours_step.push_back(m.step);
+    ours_cpu.push_back(m.cpu);
+    if (s.baseline != 0) {
+      if (!Baseline(s, &theirs, &torch_version)) return 1;
+      theirs_step.push_back(theirs.step);
+      theirs_cpu.push_back(theirs.cpu);
+    }
+  }
+  const double ours = Median(ours_step);
+  // The phases of the run whose step time is the median.
+  const Measured& median_run = *std::min_element(
+      ours_runs.begin(), ours_runs.end(), [&](const Measured& a, const Measured& b) {
+        return std::abs(a.step - ours) < std::abs(b.step - ours);
+      });
+  auto row = [&](const char* name, double step, double cpu, double loss) {
+    std::printf("%-46s %9.4f %9.4f %10.0f %7.1f%% %9.4f\n", name, step, cpu, tokens / step,
+                100.0 * flops / step / 1e9 / sgemm, loss);
+  };
+  std::printf("%-46s %9s %9s %10s %8s %9s\n", "", "step s", "cpu s", "tokens/s", "MFU", "loss");
+  if (s.baseline != 0) {
+    row(s.dp == 1 ? "PyTorch, plain nn.Module + AdamW (baseline)"
+                  : "PyTorch DDP over Gloo + AdamW (baseline)",
+        Median(theirs_step), Median(theirs_cpu), theirs.loss);
+  }
+  row(s.dp == 1 ? "gptbuilder RankTrainer (DDP-wrapped, tp=1)"
+                : "gptbuilder RankTrainer (dp ranks)",
+      ours, Median(ours_cpu), median_run.loss);
+  const gptb::train::StepTimings& p = median_run.phases;
+  std::printf(
+      "\ngptbuilder phases (rank 0, s): data %.4f, forward/backward %.4f (of which p2p waits "
+      "%.4f), grad sync %.4f, optimizer %.4f, total %.4f\n",
+      p.data, p.forward_backward, p.p2p_wait, p.grad_sync, p.optimizer, p.total);
+  if (s.baseline != 0) {
+    std::printf("gptbuilder / PyTorch tokens/s: %.2fx (torch %s; per repeat:",
+                Median(theirs_step) / ours, torch_version.c_str());
+    for (int r = 0; r < s.repeats; ++r) std::printf(" %.2fx", theirs_step[r] / ours_step[r]);
+    std::printf(")\n");
+  }
   return 0;
 }

@@ -1,6 +1,8 @@
 #include "clients/cli/config_args.h"
 
 #include <charconv>
+#include <cstdint>
+#include <limits>
 #include <optional>
 
 #include "absl/status/status.h"
@@ -9,6 +11,7 @@
 #include "core/config/config_loader.h"
 #include "core/config/finalize.h"
 #include "core/config/overrides.h"
+#include "core/config/violations.h"
 
 namespace gptb::cli {
 
@@ -19,8 +22,51 @@ const std::vector<FlagSpec>& ConfigFlags() {
        "dotted paths (transformer.num_layers, ddp.bucket_size, build.seed) also work"},
       {"world-size", true, false, "N",
        "check the config against N ranks (a multiple of tp*pp*cp and of etp*ep*pp)"},
+      {"max-world-size", true, false, "N",
+       absl::StrCat("most ranks a config may ask for (default ", config::Limits().max_world_size,
+                    ", as the coordinator's)")},
+      {"max-num-layers", true, false, "N",
+       absl::StrCat("most decoder layers and pipeline chunks of a model (default ",
+                    config::Limits().max_num_layers, ")")},
+      {"max-plan-tensors", true, false, "N",
+       absl::StrCat("most distinct stages plus parameter tensors a plan may list (default ",
+                    config::Limits().max_plan_tensors, ")")},
   };
   return *flags;
+}
+
+namespace {
+
+absl::StatusOr<int64_t> ParseInt(const std::string& flag, const std::string& text) {
+  int64_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " needs an integer, got '",
+                                                   config::Excerpt(text, 40), "'"));
+  }
+  return value;
+}
+
+}  // namespace
+
+absl::StatusOr<config::Limits> LimitsFromArgs(const ParsedArgs& args) {
+  config::Limits limits;
+  for (auto [name, field] : std::vector<std::pair<const char*, int64_t*>>{
+           {"max-world-size", &limits.max_world_size},
+           {"max-num-layers", &limits.max_num_layers},
+           {"max-plan-tensors", &limits.max_plan_tensors}}) {
+    std::optional<std::string> text = args.Get(name);
+    if (!text.has_value()) continue;
+    absl::StatusOr<int64_t> value = ParseInt(name, *text);
+    if (!value.ok()) return value.status();
+    if (*value < 1 || *value > std::numeric_limits<int32_t>::max()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, " must be between 1 and 2147483647, got ", *value));
+    }
+    *field = *value;
+  }
+  return limits;
 }
 
 FlagSpec FormatFlag(const std::string& default_format) {
@@ -38,15 +84,13 @@ absl::StatusOr<config::LoadedConfig> LoadResolvedConfig(const ParsedArgs& args) 
                      absl::StrJoin(args.positional.begin() + 1, args.positional.end(), " ")));
   }
   config::FinalizeOptions options;
+  absl::StatusOr<config::Limits> limits = LimitsFromArgs(args);
+  if (!limits.ok()) return limits.status();
+  options.limits = *limits;
   if (std::optional<std::string> text = args.Get("world-size")) {
-    int64_t world = 0;
-    const char* end = text->data() + text->size();
-    auto [ptr, ec] = std::from_chars(text->data(), end, world);
-    if (text->empty() || ec != std::errc() || ptr != end) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--world-size needs an integer, got '", *text, "'"));
-    }
-    options.world_size = world;
+    absl::StatusOr<int64_t> world = ParseInt("world-size", *text);
+    if (!world.ok()) return world.status();
+    options.world_size = *world;
   }
   absl::StatusOr<config::LoadedConfig> loaded = config::LoadConfigFile(args.positional[0]);
   if (!loaded.ok()) return loaded.status();

@@ -6,13 +6,19 @@
 
 #include "absl/status/statusor.h"
 #include "clients/cli/args.h"
+#include "core/config/limits.h"
 #include "core/config/loaded_config.h"
 
 namespace gptb::cli {
 
-// The flags of commands that read a model config: `--set K=V` (repeatable) and
-// `--world-size N`.
+// The flags of commands that read a model config: `--set K=V` (repeatable), `--world-size N`
+// and the request limits (`--max-world-size`, `--max-num-layers`, `--max-plan-tensors`), which
+// default to the coordinator's defaults.
 const std::vector<FlagSpec>& ConfigFlags();
+
+// The request limits the flags set (core/config/limits.h); INVALID_ARGUMENT for a value that is
+// not an integer in [1, 2^31 - 1].
+absl::StatusOr<config::Limits> LimitsFromArgs(const ParsedArgs& args);
 
 // `--format yaml|json` for commands that print a config or a plan.
 FlagSpec FormatFlag(const std::string& default_format);

@@ -56,27 +56,7 @@ nlohmann::json DescribeToJson(const gptbuilder::v1::DescribeModelResponse& d) {
   out["padded_vocab_size"] = d.padded_vocab_size();
   out["world_size"] = d.world_size();
   nlohmann::json stages = nlohmann::json::array();
-  for (const auto& s : d.stages()) {
-    nlohmann::json j;
-    j["tp_rank"] = s.tp_rank();
-    j["pp_rank"] = s.pp_rank();
-    j["ep_rank"] = s.ep_rank();
-    j["etp_rank"] = s.etp_rank();
-    j["vp_stage"] = s.has_vp_stage() ? nlohmann::json(s.vp_stage()) : nlohmann::json();
-    j["pre_process"] = s.pre_process();
-    j["post_process"] = s.post_process();
-    j["layers"] = std::vector<int>(s.layers().begin(), s.layers().end());
-    nlohmann::json params = nlohmann::json::array();
-    for (const auto& p : s.params()) {
-      params.push_back({{"name", p.name()},
-                        {"shape", std::vector<int64_t>(p.shape().begin(), p.shape().end())},
-                        {"dtype", p.dtype()},
-                        {"checksum", Hex(p.checksum())}});
-    }
-    j["params"] = std::move(params);
-    j["num_params"] = s.num_params();
-    stages.push_back(std::move(j));
-  }
+  for (const auto& s : d.stages()) stages.push_back(plan::StageToJson(s));
   out["stages"] = std::move(stages);
   nlohmann::json ranks = nlohmann::json::array();
   for (const auto& r : d.ranks()) {

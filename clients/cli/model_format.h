@@ -9,10 +9,9 @@
 namespace gptb::cli {
 
 // `gptb describe --format json`: DESIGN.md's contract, the `gptb plan --format json` shape read
-// from the workers: padded_vocab_size, world_size, stages [{tp_rank, pp_rank, ep_rank, etp_rank,
-// vp_stage (null without VP), pre_process, post_process, layers, params [{name, shape, dtype,
-// checksum (16 hex digits)}], num_params}], plus ranks (where each rank runs, its stage indices
-// and bytes), model, state and inconsistent_stages.
+// from the workers: padded_vocab_size, world_size, stages (core/plan StageToJson: every key a
+// plan's stage has, each parameter with its checksum as 16 hex digits), plus ranks (where each
+// rank runs, its stage indices and bytes), model, state and inconsistent_stages.
 nlohmann::json DescribeToJson(const gptbuilder::v1::DescribeModelResponse& described);
 std::string DescribeToTable(const gptbuilder::v1::DescribeModelResponse& described);
 

@@ -29,8 +29,10 @@ absl::StatusOr<CoordinatorClient> CoordinatorClient::FromArgs(const ParsedArgs& 
   absl::StatusOr<server::BearerToken> token =
       server::BearerToken::Load(args.Get("auth-token-file").value_or(""));
   if (!token.ok()) return token.status();
-  server::TlsFiles tls{args.Get("tls-cert").value_or(""), args.Get("tls-key").value_or(""),
-                       args.Get("tls-ca").value_or("")};
+  server::TlsFiles tls;
+  tls.cert_file = args.Get("tls-cert").value_or("");
+  tls.key_file = args.Get("tls-key").value_or("");
+  tls.ca_file = args.Get("tls-ca").value_or("");
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       server::MakeChannelCredentials(tls);
   if (!credentials.ok()) return credentials.status();

@@ -98,7 +98,9 @@ int RunBuild(const ParsedArgs& given, std::ostream& out, std::ostream& err) {
   }
   request.set_request_id(args.Get("request-id").value_or(""));
   request.set_validate_only(args.Has("validate-only"));
+  request.set_for_training(args.Has("for-training"));
   request.set_load_from(load_from);
+  request.set_device(args.Get("device").value_or(""));
   google::longrunning::Operation op;
   grpc::Status status = client->stub()->BuildModel(client->Context().get(), request, &op);
   if (!status.ok()) return ReportStatus(RpcError(status, client->server()), err);
@@ -132,6 +134,12 @@ std::vector<FlagSpec> BuildFlags() {
                    "idempotency key: a retry with the same NAME and ID returns the first build"});
   flags.push_back(
       {"validate-only", false, false, "", "validate, plan and place without building (a dry run)"});
+  flags.push_back({"device", true, false, "cpu|cuda",
+                   "the device type every rank runs on (default: cuda when the workers register a "
+                   "CUDA slot per rank, else cpu)"});
+  flags.push_back({"for-training", false, false, "",
+                   "admit the model with room for its optimizer state (Adam moments, fp32 main "
+                   "weights) next to parameters and gradients"});
   flags.push_back({"load", true, false, "PATH",
                    "load the weights from a checkpoint (gptb save's canonical format, or a Hugging "
                    "Face model directory) instead of initialising them; the path must be visible "

@@ -10,6 +10,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/excerpt.h"
+#include "core/checkpoint/checkpoint_directory.h"
+#include "core/checkpoint/posix_file.h"
 #include "core/config/finalize.h"
 #include "core/config/hf_import.h"
 #include "nlohmann/json.hpp"
@@ -22,13 +25,8 @@ namespace fs = std::filesystem;
 constexpr char kHfConfigFile[] = "config.json";
 constexpr size_t kMaxListedProblems = 20;
 
-absl::StatusOr<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+// config.json files are a few KiB; the cap keeps a wrong path from being read whole.
+constexpr uint64_t kMaxConfigBytes = 1 << 20;
 
 absl::Status Prefixed(const absl::Status& status, const std::string& prefix) {
   return absl::Status(status.code(), absl::StrCat(prefix, ": ", status.message()));
@@ -48,6 +46,8 @@ std::string ProblemList(const std::vector<std::string>& problems) {
 
 absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::Open(
     const std::string& path, const CheckpointOpenOptions& options) {
+  // A path through '..' or outside the root is refused before anything is looked at.
+  if (absl::Status s = CheckReadPath(path, options.root); !s.ok()) return s;
   std::error_code ec;
   if (!fs::exists(path, ec)) {
     return absl::NotFoundError(absl::StrCat("checkpoint path ", path, " does not exist"));
@@ -56,6 +56,7 @@ absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::Open(
   reader->path_ = path;
   ReaderOptions reader_options;
   reader_options.mode = options.read_mode;
+  reader_options.root = options.root;
   absl::StatusOr<std::unique_ptr<ShardedSafetensorsReader>> files =
       ShardedSafetensorsReader::Open(path, reader_options);
   if (!files.ok()) return Prefixed(files.status(), absl::StrCat("checkpoint ", path));
@@ -88,10 +89,13 @@ absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::Open(
     return reader;
   }
 
-  absl::StatusOr<std::string> text = ReadText(hf_config);
+  absl::StatusOr<std::string> text = ReadSmallFile(hf_config, kMaxConfigBytes, options.root);
   if (!text.ok()) {
-    return absl::NotFoundError(absl::StrCat(
-        path, " is read as a Hugging Face model directory but has no readable ", kHfConfigFile));
+    return absl::Status(
+        text.status().code() == absl::StatusCode::kNotFound ? absl::StatusCode::kNotFound
+                                                            : text.status().code(),
+        absl::StrCat(path, " is read as a Hugging Face model directory but its ", kHfConfigFile,
+                     " does not read: ", text.status().message()));
   }
   nlohmann::json json = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object()) {
@@ -103,7 +107,8 @@ absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::Open(
   reader->hf_family_ = ParseHfModelType(model_type);
   if (!reader->hf_family_.has_value()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(hf_config, ": model_type '", model_type, "' has no weight mapping"));
+        absl::StrCat(hf_config, ": model_type '", Excerpt(model_type, 32),
+                     "' has no weight mapping"));
   }
   absl::StatusOr<gptbuilder::v1::GPTModelConfig> finalized = config::Finalize(*imported);
   if (!finalized.ok()) return Prefixed(finalized.status(), hf_config);

@@ -28,6 +28,8 @@ struct CheckpointOpenOptions {
   // Positioned reads fetch exactly the bytes of a rank's slices into its buffers; mmap copies
   // out of a mapping of every file.
   ReadMode read_mode = ReadMode::kPread;
+  // When set (a daemon's --checkpoint-root), the path and every file read must resolve inside it.
+  std::string root;
 };
 
 // A canonical tensor bound to where it is stored.

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/excerpt.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 
@@ -22,7 +23,11 @@ bool AddOverflows(uint64_t a, uint64_t b, uint64_t* out) {
   return __builtin_add_overflow(a, b, out);
 }
 
-std::string Quoted(std::string_view name) { return absl::StrCat("'", std::string(name), "'"); }
+// Names read from a file are echoed bounded and as valid UTF-8: errors must not carry a file's
+// content back to whoever named it (the values of a header are never echoed at all).
+std::string Quoted(std::string_view name) {
+  return absl::StrCat("'", Excerpt(name, 64), "'");
+}
 
 std::string JsonTypeName(const Json& value) {
   if (value.is_number_integer() && !value.is_number_unsigned()) return "a negative integer";
@@ -34,9 +39,8 @@ std::string JsonTypeName(const Json& value) {
 absl::StatusOr<uint64_t> NonNegativeInteger(const Json& value, uint64_t max,
                                             const std::string& what) {
   if (!value.is_number_unsigned()) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " is ", JsonTypeName(value), " (",
-                                                   value.dump(), "); it must be an integer in [0, ",
-                                                   max, "]"));
+    return absl::InvalidArgumentError(absl::StrCat(what, " is ", JsonTypeName(value),
+                                                   "; it must be an integer in [0, ", max, "]"));
   }
   uint64_t v = value.get<uint64_t>();
   if (v > max) {
@@ -117,9 +121,13 @@ absl::StatusOr<Json> ParseJson(std::string_view text) {
   Json json;
   try {
     json = Json::parse(text.begin(), text.end(), callback);
-  } catch (const Json::exception& e) {
+  } catch (const Json::parse_error& e) {
+    // The parser's message quotes the bytes it read: say where, not what.
     return absl::InvalidArgumentError(
-        absl::StrCat("safetensors header is not valid JSON: ", e.what()));
+        absl::StrCat("safetensors header is not valid JSON (at byte ", e.byte,
+                     "; is this a safetensors file?)"));
+  } catch (const Json::exception& e) {
+    return absl::InvalidArgumentError("safetensors header is not valid JSON");
   }
   if (!duplicate.empty()) {
     return absl::InvalidArgumentError(
@@ -178,7 +186,9 @@ absl::StatusOr<TensorInfo> ParseTensorEntry(const std::string& name, const Json&
   }
   if (!offsets_it->is_array() || offsets_it->size() != 2) {
     return absl::InvalidArgumentError(
-        absl::StrCat(where, ": \"data_offsets\" is ", offsets_it->dump(),
+        absl::StrCat(where, ": \"data_offsets\" is ", JsonTypeName(*offsets_it),
+                     offsets_it->is_array() ? absl::StrCat(" of ", offsets_it->size(), " entries")
+                                            : "",
                      "; it must be a list of two integers [begin, end]"));
   }
   uint64_t max = std::numeric_limits<uint64_t>::max();
@@ -212,7 +222,7 @@ absl::Status ParseMetadata(const Json& value, std::map<std::string, std::string>
   }
   for (auto it = value.begin(); it != value.end(); ++it) {
     if (!it->is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat("\"__metadata__\".", it.key(), " is ",
+      return absl::InvalidArgumentError(absl::StrCat("\"__metadata__\".", Quoted(it.key()), " is ",
                                                      JsonTypeName(*it),
                                                      "; metadata values must be strings"));
     }
@@ -296,12 +306,15 @@ absl::StatusOr<uint64_t> ParseHeaderLength(std::string_view prefix, uint64_t fil
   uint64_t n;
   std::memcpy(&n, prefix.data(), 8);  // little-endian on disk and (asserted) on the host
   if (n > options.max_header_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("header length ", n, " exceeds the cap of ",
-                                                   options.max_header_bytes,
-                                                   " bytes (is this a safetensors file?)"));
+    // The length is the file's first 8 bytes: never echoed (the file may not be a
+    // safetensors file at all, and its bytes are not the caller's to read).
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the header length in the first 8 bytes exceeds the cap of ", options.max_header_bytes,
+        " bytes (is this a safetensors file?)"));
   }
   if (n > file_size - 8) {
-    return absl::DataLossError(absl::StrCat("header length ", n, " runs past the end of the ",
+    return absl::DataLossError(absl::StrCat("the header length in the first 8 bytes runs past "
+                                            "the end of the ",
                                             file_size,
                                             "-byte file (truncated, or not a safetensors file)"));
   }
@@ -391,8 +404,7 @@ absl::StatusOr<HeaderLayout> LayoutHeader(const std::vector<TensorSpec>& tensors
   try {
     text = json.dump();
   } catch (const nlohmann::ordered_json::exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor names and metadata must be valid UTF-8: ", e.what()));
+    return absl::InvalidArgumentError("tensor names and metadata must be valid UTF-8");
   }
   // Pad so that the data section (at 8 + N) starts at a multiple of 8.
   text.append((8 - text.size() % 8) % 8, ' ');

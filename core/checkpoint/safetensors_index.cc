@@ -9,6 +9,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "base/excerpt.h"
 #include "absl/strings/str_format.h"
 #include "core/checkpoint/posix_file.h"
 #include "nlohmann/json.hpp"
@@ -86,8 +87,11 @@ absl::StatusOr<SafetensorsIndex> ParseIndex(std::string_view text) {
   Json json;
   try {
     json = Json::parse(text.begin(), text.end());
+  } catch (const Json::parse_error& e) {
+    // The parser's message quotes what it read: say where, not what.
+    return absl::InvalidArgumentError(absl::StrCat("index is not valid JSON (at byte ", e.byte, ")"));
   } catch (const Json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("index is not valid JSON: ", e.what()));
+    return absl::InvalidArgumentError("index is not valid JSON");
   }
   if (!json.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat("index is a JSON ", json.type_name(),
@@ -103,8 +107,9 @@ absl::StatusOr<SafetensorsIndex> ParseIndex(std::string_view text) {
     for (auto it = meta->begin(); it != meta->end(); ++it) {
       if (it.key() == "total_size") {
         if (!it->is_number_unsigned()) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "index metadata.total_size is ", it->dump(), "; expected a non-negative integer"));
+          return absl::InvalidArgumentError(absl::StrCat("index metadata.total_size is a JSON ",
+                                                         it->type_name(),
+                                                         "; expected a non-negative integer"));
         }
         index.total_size = it->get<uint64_t>();
       } else {
@@ -119,13 +124,15 @@ absl::StatusOr<SafetensorsIndex> ParseIndex(std::string_view text) {
   }
   for (auto it = map->begin(); it != map->end(); ++it) {
     if (!it->is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat("index weight_map['", it.key(), "'] is ",
-                                                     it->dump(), "; expected a file name"));
+      return absl::InvalidArgumentError(absl::StrCat("index weight_map['",
+                                                     Excerpt(it.key(), 64), "'] is a JSON ",
+                                                     it->type_name(), "; expected a file name"));
     }
     const std::string& file = it->get_ref<const std::string&>();
     if (!IsPlainFileName(file)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("index weight_map['", it.key(), "'] is \"", file,
+          absl::StrCat("index weight_map['", Excerpt(it.key(), 64), "'] is \"",
+                       Excerpt(file, 64),
                        "\"; shard names must be plain file names in the index's directory"));
     }
     index.weight_map[it.key()] = file;
@@ -136,7 +143,8 @@ absl::StatusOr<SafetensorsIndex> ParseIndex(std::string_view text) {
 absl::Status WriteIndexFile(const std::string& path, const SafetensorsIndex& index) {
   const std::string text = SerializeIndex(index);
   const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // Never through a planted link, never over an existing file.
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) return FileError(errno, "creating", tmp);
   absl::Status status = PwriteFull(fd, text.data(), text.size(), 0, tmp);
   if (status.ok() && ::fsync(fd) != 0) status = FileError(errno, "syncing", tmp);
@@ -148,21 +156,11 @@ absl::Status WriteIndexFile(const std::string& path, const SafetensorsIndex& ind
   return status;
 }
 
-absl::StatusOr<SafetensorsIndex> ReadIndexFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return FileError(errno, "opening", path);
-  uint64_t size = 0;
-  absl::Status status = FileSize(fd, path, &size);
+absl::StatusOr<SafetensorsIndex> ReadIndexFile(const std::string& path, const std::string& root) {
   // An index lists names only; a size cap keeps a wrong path from being slurped whole.
-  if (status.ok() && size > kMaxHeaderBytes) {
-    status = absl::InvalidArgumentError(
-        absl::StrCat(path, " has ", size, " bytes, over the index cap of ", kMaxHeaderBytes));
-  }
-  std::string text(status.ok() ? size : 0, '\0');
-  if (status.ok()) status = PreadFull(fd, text.data(), size, 0, path);
-  ::close(fd);
-  if (!status.ok()) return status;
-  absl::StatusOr<SafetensorsIndex> index = ParseIndex(text);
+  absl::StatusOr<std::string> text = ReadSmallFile(path, kMaxHeaderBytes, root);
+  if (!text.ok()) return text.status();
+  absl::StatusOr<SafetensorsIndex> index = ParseIndex(*text);
   if (!index.ok()) {
     return absl::Status(index.status().code(), absl::StrCat(path, ": ", index.status().message()));
   }

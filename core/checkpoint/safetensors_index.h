@@ -64,7 +64,8 @@ absl::StatusOr<SafetensorsIndex> ParseIndex(std::string_view json);
 
 // Writes `index` to `path` through a temporary file and a rename, so readers never see half of it.
 absl::Status WriteIndexFile(const std::string& path, const SafetensorsIndex& index);
-absl::StatusOr<SafetensorsIndex> ReadIndexFile(const std::string& path);
+absl::StatusOr<SafetensorsIndex> ReadIndexFile(const std::string& path,
+                                               const std::string& root = "");
 
 }  // namespace gptb::checkpoint
 

@@ -27,8 +27,10 @@ absl::StatusOr<std::unique_ptr<SafetensorsReader>> SafetensorsReader::Open(
   std::unique_ptr<SafetensorsReader> reader(new SafetensorsReader());
   reader->path_ = path;
   reader->mode_ = options.mode;
-  reader->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (reader->fd_ < 0) return FileError(errno, "opening", path);
+  // Never blocks on a FIFO, refuses anything but a regular file, stays inside options.root.
+  absl::StatusOr<int> fd = OpenRegularFileForRead(path, options.root);
+  if (!fd.ok()) return fd.status();
+  reader->fd_ = *fd;
   absl::Status status = FileSize(reader->fd_, path, &reader->file_size_);
   if (!status.ok()) return status;
   if (options.mode == ReadMode::kMmap && reader->file_size_ > 0) {

@@ -25,6 +25,8 @@ enum class ReadMode { kMmap, kPread };
 struct ReaderOptions {
   ReadMode mode = ReadMode::kMmap;
   HeaderOptions header;
+  // When set, every file opened must resolve inside this directory (OpenRegularFileForRead).
+  std::string root;
 };
 
 // A validated, read-only view of one .safetensors file. Open() parses and checks the whole header

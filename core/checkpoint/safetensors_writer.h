@@ -33,6 +33,10 @@ enum class WriteMode { kPwrite, kMmap };
 struct WriterOptions {
   Preallocation preallocation = Preallocation::kFallocate;
   WriteMode mode = WriteMode::kPwrite;
+  // For a file in a directory the writer just created: Create fails when the name exists
+  // (O_EXCL) and neither Create nor OpenExisting follows a symbolic link there (O_NOFOLLOW), so
+  // a planted name can neither be truncated nor redirect the writes.
+  bool exclusive = false;
 };
 
 // Writes one .safetensors file whose header is fixed up front, so that the tensor data can then

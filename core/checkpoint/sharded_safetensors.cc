@@ -53,7 +53,7 @@ absl::StatusOr<std::unique_ptr<ShardedSafetensorsReader>> ShardedSafetensorsRead
     reader->index_.metadata = (*shard)->metadata();
     reader->shards_.push_back(*std::move(shard));
   } else {
-    absl::StatusOr<SafetensorsIndex> index = ReadIndexFile(index_path);
+    absl::StatusOr<SafetensorsIndex> index = ReadIndexFile(index_path, options.root);
     if (!index.ok()) return index.status();
     reader->index_ = *std::move(index);
     const std::string directory = fs::path(index_path).parent_path().string();

@@ -1,6 +1,7 @@
 #include "core/checkpoint/weight_io.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,7 +15,9 @@
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
+#include "core/checkpoint/checkpoint_directory.h"
 #include "core/checkpoint/checkpoint_reader.h"
+#include "core/checkpoint/posix_file.h"
 #include "core/checkpoint/hf_mapping.h"
 #include "core/checkpoint/safetensors_index.h"
 #include "core/checkpoint/sharded_safetensors.h"
@@ -212,35 +215,34 @@ absl::Status SaveOne(ShardedSafetensorsWriter& writer, const TensorRoute& route,
   return absl::OkStatus();
 }
 
-absl::Status SyncDirectory(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return absl::OkStatus();  // best effort: some filesystems refuse directory fds
-  ::fsync(fd);
-  ::close(fd);
-  return absl::OkStatus();
+// rank 0's value on every rank (the others pass 0): a sum over the decoder grid, tp-dp-cp then
+// pp, as AgreeAcrossWorld reduces.
+absl::StatusOr<int64_t> ShareFromRankZero(const parallel::ProcessGroupCollection* groups,
+                                          int64_t value) {
+  if (groups == nullptr || groups->world_size() <= 1) return value;
+  int64_t shared = 0;
+  absl::Status status = parallel::CallTorch("share the save token", [&] {
+    torch::Tensor t =
+        torch::full({1}, groups->global_rank() == 0 ? value : 0,
+                    torch::TensorOptions().dtype(torch::kInt64).device(groups->device()));
+    for (plan::GroupKind kind : {plan::GroupKind::kTpDpCp, plan::GroupKind::kPp}) {
+      if (groups->has(kind) && groups->size(kind) > 1) {
+        parallel::AllReduceInPlace(t, groups->group(kind), c10d::ReduceOp::SUM);
+      }
+    }
+    shared = t.cpu().item<int64_t>();
+  });
+  if (!status.ok()) return status;
+  return shared;
 }
 
-absl::Status FsError(const std::error_code& ec, const char* what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", ec.message()));
-}
-
-// Moves the finished staging directory to `path` (replacing an existing checkpoint).
-absl::Status Publish(const std::string& staging, const std::string& path, bool sync) {
-  std::error_code ec;
-  const std::string old = path + ".old";
-  if (fs::exists(path, ec)) {
-    fs::remove_all(old, ec);
-    fs::rename(path, old, ec);
-    if (ec) return FsError(ec, "cannot move the previous checkpoint away from", path);
-  }
-  fs::rename(staging, path, ec);
-  if (ec) return FsError(ec, "cannot move the checkpoint into", path);
-  fs::remove_all(old, ec);
-  if (sync) {
-    const fs::path parent = fs::absolute(path, ec).parent_path();
-    return SyncDirectory(parent.string());
-  }
-  return absl::OkStatus();
+// Writes `text` to a new file `path` (never over an existing one, never through a link).
+absl::Status WriteNewFile(const std::string& path, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return FileError(errno, "creating", path);
+  absl::Status status = PwriteFull(fd, text.data(), text.size(), 0, path);
+  if (::close(fd) != 0 && status.ok()) status = FileError(errno, "closing", path);
+  return status;
 }
 
 }  // namespace
@@ -277,6 +279,7 @@ absl::StatusOr<LoadStats> LoadWeights(const plan::ModelPlan& plan, const HeldTen
   CheckpointOpenOptions open;
   open.format = options.format;
   open.read_mode = options.read_mode;
+  open.root = options.root;
   absl::StatusOr<std::unique_ptr<CheckpointReader>> reader = CheckpointReader::Open(path, open);
   if (!reader.ok()) return reader.status();
   absl::StatusOr<std::vector<CanonicalTensor>> canonical = CanonicalTensors(plan);
@@ -321,7 +324,7 @@ absl::StatusOr<SaveStats> SaveWeights(const plan::ModelPlan& plan, int rank,
       options.format != CheckpointFormat::kHuggingFace) {
     return absl::InvalidArgumentError("save format must be canonical or huggingface");
   }
-  if (path.empty()) return absl::InvalidArgumentError("checkpoint path is empty");
+  if (absl::Status s = CheckCheckpointPath(path); !s.ok()) return s;
   absl::StatusOr<std::vector<CanonicalTensor>> canonical = CanonicalTensors(plan);
   if (!canonical.ok()) return canonical.status();
   absl::StatusOr<std::vector<std::vector<bool>>> owned = OwnedParameters(plan, rank);
@@ -358,9 +361,11 @@ absl::StatusOr<SaveStats> SaveWeights(const plan::ModelPlan& plan, int rank,
         config::ExportHfConfig(plan.config(), HfModelType(family));
     if (!json.ok()) return json.status();
     hf_config = json->dump(2) + "\n";
-    file_metadata = {{"format", "pt"}};
+    // "format" for Hugging Face loaders; the writer key lets a later overwrite recognise the
+    // directory as one gptbuilder saved.
+    file_metadata = {{"format", "pt"}, {kWriterKey, kWriterName}};
     for (const auto& [key, value] : options.metadata) {
-      if (key != "format") file_metadata[key] = value;
+      if (key != "format" && key != kWriterKey) file_metadata[key] = value;
     }
   } else {
     for (const CanonicalTensor& t : *canonical) {
@@ -384,41 +389,76 @@ absl::StatusOr<SaveStats> SaveWeights(const plan::ModelPlan& plan, int rank,
   absl::StatusOr<std::vector<ShardPlan>> shards = PlanShards(*specs, options.max_shard_bytes);
   if (!shards.ok()) return shards.status();
 
-  const std::string staging = path + ".partial";
+  // Rank 0 draws the staging directory's name and every rank learns it; each resolves the
+  // target for itself (the ranks of other nodes see the path through their own mounts).
+  absl::StatusOr<int64_t> token =
+      ShareFromRankZero(groups, rank == 0 ? static_cast<int64_t>(NewSaveToken()) : 0);
+  if (!token.ok()) return token.status();
   WriterOptions writer_options;
   writer_options.mode = options.write_mode;
+  writer_options.exclusive = true;
   std::unique_ptr<ShardedSafetensorsWriter> writer;
+  std::optional<StagingDirectory> staging_directory;
+  SaveTarget target;
   absl::Status created;
   if (rank == 0) {
     created = [&]() -> absl::Status {
-      std::error_code ec;
-      if (fs::exists(path, ec) && !options.overwrite) {
-        return absl::AlreadyExistsError(
-            absl::StrCat(path, " already exists; choose another path or overwrite it"));
+      absl::StatusOr<SaveTarget> resolved =
+          ResolveSaveTarget(path, options.root, /*create_parents=*/true);
+      if (!resolved.ok()) return resolved.status();
+      target = *std::move(resolved);
+      // Partials of saves that crashed, here, go first.
+      CleanStaleSaves(target.parent);
+      // Refuse early what publishing would refuse, before any byte is written.
+      struct stat st;
+      if (::lstat(target.path().c_str(), &st) == 0) {
+        if (!options.overwrite) {
+          return absl::AlreadyExistsError(absl::StrCat(
+              path, " already exists; choose another path, or set overwrite to replace a "
+                    "checkpoint gptbuilder saved there"));
+        }
+        absl::StatusOr<std::vector<std::string>> replaceable =
+            ReplaceableCheckpointFiles(target.path());
+        if (!replaceable.ok()) return replaceable.status();
       }
-      fs::remove_all(staging, ec);
-      fs::create_directories(staging, ec);
-      if (ec) return FsError(ec, "cannot create", staging);
+      absl::StatusOr<StagingDirectory> made =
+          StagingDirectory::Create(target, static_cast<uint64_t>(*token));
+      if (!made.ok()) return made.status();
+      staging_directory.emplace(*std::move(made));
       absl::StatusOr<std::unique_ptr<ShardedSafetensorsWriter>> w =
-          ShardedSafetensorsWriter::Create(staging, *shards, file_metadata, index_metadata,
-                                           writer_options);
+          ShardedSafetensorsWriter::Create(staging_directory->path(), *shards, file_metadata,
+                                           index_metadata, writer_options);
       if (!w.ok()) return w.status();
       writer = *std::move(w);
       if (hf) {
-        std::ofstream out(fs::path(staging) / "config.json", std::ios::binary | std::ios::trunc);
-        out << hf_config;
-        out.close();
-        if (!out)
-          return absl::InternalError(absl::StrCat("cannot write ", staging, "/config.json"));
+        return WriteNewFile(absl::StrCat(staging_directory->path(), "/config.json"), hf_config);
       }
       return absl::OkStatus();
     }();
+    if (!created.ok() && staging_directory.has_value()) {
+      writer.reset();
+      (void)staging_directory->Remove();
+    }
   }
   if (absl::Status s = AgreeAcrossWorld(groups, created, "create the checkpoint files"); !s.ok()) {
     return s;
   }
+  std::string staging;
+  if (rank == 0) {
+    staging = staging_directory->path();
+  } else {
+    absl::StatusOr<SaveTarget> resolved =
+        ResolveSaveTarget(path, options.root, /*create_parents=*/false);
+    if (resolved.ok()) {
+      target = *std::move(resolved);
+      staging = target.StagingPath(static_cast<uint64_t>(*token));
+    } else {
+      created = resolved.status();
+    }
+  }
 
   absl::Status written = [&]() -> absl::Status {
+    if (!created.ok()) return created;
     if (writer == nullptr) {
       absl::StatusOr<std::unique_ptr<ShardedSafetensorsWriter>> w =
           ShardedSafetensorsWriter::OpenExisting(staging, *shards, file_metadata, writer_options);
@@ -454,11 +494,14 @@ absl::StatusOr<SaveStats> SaveWeights(const plan::ModelPlan& plan, int rank,
   absl::Status published = agreed;
   if (rank == 0) {
     if (agreed.ok()) {
-      published = Publish(staging, path, options.sync);
-    } else {
-      std::error_code ec;
-      fs::remove_all(staging, ec);
+      published = staging_directory->RemoveLockFile();
+      if (published.ok()) {
+        published = PublishStaging(staging, target, options.overwrite,
+                                   static_cast<uint64_t>(*token), options.sync);
+      }
     }
+    // What is left of the staging directory (all of it unless published) was this save's.
+    if (!published.ok()) (void)staging_directory->Remove();
   }
   if (!agreed.ok()) return agreed;
   if (absl::Status s = AgreeAcrossWorld(groups, published, "publish the checkpoint"); !s.ok()) {

@@ -38,6 +38,8 @@ struct LoadOptions {
   ReadMode read_mode = ReadMode::kPread;
   // Threads reading this rank's tensors; 0: one (a build uses its init thread count).
   int threads = 0;
+  // When set, the path and every file read must resolve inside it (checkpoint_directory.h).
+  std::string root;
 };
 
 struct LoadStats {
@@ -67,8 +69,12 @@ struct SaveOptions {
   // Files hold at most this many tensor bytes (a larger tensor gets a file of its own);
   // transformers' default max_shard_size "5GB".
   uint64_t max_shard_bytes = 5'000'000'000;
-  // Replace an existing checkpoint at the path (otherwise ALREADY_EXISTS).
+  // Replace an existing checkpoint at the path (otherwise ALREADY_EXISTS). Only a checkpoint
+  // gptbuilder saved is ever replaced (checkpoint_directory.h); anything else is
+  // FAILED_PRECONDITION and left alone.
   bool overwrite = false;
+  // When set, the path must resolve inside it (checkpoint_directory.h).
+  std::string root;
   // fdatasync every file before the checkpoint is published.
   bool sync = true;
   int threads = 1;
@@ -85,9 +91,11 @@ struct SaveStats {
 
 // Writes the model planned by `plan` to `path` (a directory) in options.format. Every rank of
 // the world calls it at the same time with its held tensors: the header of every file follows
-// from the plan, so rank 0 creates the files in `path`.partial, the others open them, and each
-// rank writes only the slices it owns (OwnedParameters) at their offsets; once all succeeded,
-// rank 0 moves the directory to `path`, so a checkpoint at `path` is always complete. For
+// from the plan, so rank 0 creates the files in a fresh staging sibling of `path`
+// (checkpoint_directory.h: created exclusively under a name rank 0 draws and shares), the others
+// open them, and each rank writes only the slices it owns (OwnedParameters) at their offsets;
+// once all succeeded, rank 0 moves the directory to `path`, so a checkpoint at `path` is always
+// complete, and nothing the save did not create is ever removed. For
 // Hugging Face, rank 0 also writes config.json. `groups` (null for a world of one) carry the
 // agreement on success: every rank returns an error when any rank failed (ABORTED naming the
 // lowest failing rank, or its own error). Ranks wait for each other at three points (files

@@ -15,6 +15,7 @@
 #include "core/config/suggest.h"
 #include "core/config/violations.h"
 #include "core/config/vocab.h"
+#include "core/layer_spec/layer_specs.h"
 #include "core/layer_spec/module_registry.h"
 #include "core/layer_spec/module_spec.h"
 #include "google/protobuf/descriptor.h"
@@ -1073,6 +1074,15 @@ void CheckMoe(const TransformerConfig& t, const Sizes& s, const Given& given, Ch
           "Token dispatcher type: allgather does not support variable sequence length, please use "
           "alltoall dispatcher instead.");
   }
+  // FLEX_DISPATCHER (Megatron's MoEFlexTokenDispatcher asserts it with its default DeepEP
+  // backend): the flex dispatcher spans the expert tp x ep group. The dispatchers move the same
+  // tokens to the same experts, so allgather, alltoall and flex compute the same function.
+  if (moe && t.moe_token_dispatcher_type() == "flex" && s.ok && s.etp * s.ep <= 1) {
+    c.Add(T("moe_token_dispatcher_type"), "CONFLICT",
+          "DeepEP dispatcher requires TPxEP > 1: the flex token dispatcher needs "
+          "expert_tensor_parallel_size * expert_model_parallel_size > 1; use allgather or "
+          "alltoall.");
+  }
   // MOE_LAYER_FREQ (ours): an int N >= 1 (layer i is MoE iff i % N == 0) or a 0/1 list with one
   // entry per decoder layer (Megatron indexes it by global layer number).
   if (t.moe_layer_freq_size() == 1) {
@@ -1192,6 +1202,20 @@ void CheckGptLevel(const GPTModelConfig& config, const Sizes& s, Checker& c) {
           absl::StrCat("transformer_layer_spec must name a spec (", QuotedList(LayerSpecNames()),
                        ") or be a custom ModuleSpec tree."));
   }
+  // SEQUENCE_PARALLEL_TORCH_NORM (Megatron's WrappedTorchNorm assert): torch's LayerNorm /
+  // RMSNorm, which the local spec builds, cannot mark their parameters for the tensor-parallel
+  // gradient reduction that sequence parallelism needs. Without tensor parallelism Finalize turns
+  // sequence parallelism off (as Bridge does) before anything is built, so nothing asserts.
+  if (t.sequence_parallel() && t.tensor_model_parallel_size() > 1) {
+    if (std::optional<std::string> norm = layer_spec::FindTorchNorm(config)) {
+      c.Add(T("sequence_parallel"), "SEQUENCE_PARALLEL_TORCH_NORM",
+            absl::StrCat("sequence parallel not supported by torch LayerNorm: the layer spec "
+                         "builds torch's norms (",
+                         *norm,
+                         "); use transformer_layer_spec transformer_engine (the default), whose "
+                         "norms support it, or set sequence_parallel false."));
+    }
+  }
 }
 
 void CheckWorldSize(const Sizes& s, int64_t world, Checker& c) {
@@ -1236,6 +1260,9 @@ void SetExplicitDefaults(google::protobuf::Message* message) { SetDefaultsRecurs
 absl::StatusOr<GPTModelConfig> Finalize(const GPTModelConfig& config,
                                         const FinalizeOptions& options) {
   Violations violations;
+  CheckLimits(config, options.limits,
+              options.world_size.has_value() ? &*options.world_size : nullptr, &violations);
+  if (!violations.empty()) return violations.ToStatus();
   Checker c(&violations);
   GPTModelConfig out = config;
   if (!config.has_transformer()) {

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "absl/status/statusor.h"
+#include "core/config/limits.h"
 #include "core/config/loaded_config.h"
 #include "google/protobuf/message.h"
 #include "gptbuilder/v1/model_config.pb.h"
@@ -12,9 +13,17 @@
 namespace gptb::config {
 
 struct FinalizeOptions {
+  FinalizeOptions() = default;
+  // Implicit, so that `Finalize(config, {world})` reads as "for `world` ranks".
+  FinalizeOptions(std::optional<int64_t> world) : world_size(world) {}  // NOLINT
+
+
   // The number of ranks the model will be built on. When given, it must be a multiple of
   // tp * pp * cp (the dense grid) and of etp * ep * pp (the expert grid).
   std::optional<int64_t> world_size;
+  // Checked first, on the config as given: a config over a limit is refused before anything is
+  // derived (core/config/limits.h).
+  Limits limits;
 };
 
 // Megatron-Bridge's GPTModelConfig.finalize() plus Megatron Core's TransformerConfig /

@@ -11,11 +11,17 @@
 namespace gptb::config {
 
 void Violations::Add(std::string field, std::string reason, std::string description) {
-  list_.push_back({std::move(field), std::move(reason), std::move(description)});
+  if (list_.size() >= kMaxListed) {
+    ++omitted_;
+    return;
+  }
+  list_.push_back({Excerpt(field, kMaxFieldBytes), std::move(reason),
+                   Excerpt(description, kMaxDescriptionBytes)});
 }
 
 void Violations::Append(const Violations& other) {
-  list_.insert(list_.end(), other.list_.begin(), other.list_.end());
+  for (const FieldViolation& v : other.list_) Add(v.field, v.reason, v.description);
+  omitted_ += other.omitted_;
 }
 
 bool Violations::Mentions(const std::string& field) const {
@@ -36,6 +42,14 @@ absl::Status Violations::ToStatus() const {
     fv->set_reason(v.reason);
     fv->set_description(v.description);
     lines.push_back(absl::StrCat(v.field, ": ", v.description));
+  }
+  if (omitted_ > 0) {
+    const std::string more = absl::StrCat("and ", omitted_, " more violations not listed (at most ",
+                                          kMaxListed, " are); fix these and ask again");
+    google::rpc::BadRequest::FieldViolation* fv = bad_request.add_field_violations();
+    fv->set_reason("TOO_MANY_VIOLATIONS");
+    fv->set_description(more);
+    lines.push_back(more);
   }
   absl::Status status = absl::InvalidArgumentError(absl::StrJoin(lines, "\n"));
   status.SetPayload(kBadRequestTypeUrl, absl::Cord(bad_request.SerializeAsString()));

@@ -2,9 +2,11 @@
 #define GPTB_CORE_CONFIG_VIOLATIONS_H_
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "base/excerpt.h"
 
 namespace gptb::config {
 
@@ -21,24 +23,35 @@ struct FieldViolation {
   }
 };
 
-// Collects every violation of a request so that all of them are reported at once.
+using ::gptb::Excerpt;  // base/excerpt.h
+
+// Collects every violation of a request so that all of them are reported at once. Bounded like
+// the request itself is not: after kMaxListed violations the rest are counted, and every field
+// and description is an Excerpt (kMaxFieldBytes, kMaxDescriptionBytes).
 class Violations {
  public:
+  static constexpr size_t kMaxListed = 100;
+  static constexpr size_t kMaxFieldBytes = 256;
+  static constexpr size_t kMaxDescriptionBytes = 1024;
+
   void Add(std::string field, std::string reason, std::string description);
   void Append(const Violations& other);
 
   bool empty() const { return list_.empty(); }
-  size_t size() const { return list_.size(); }
+  // Violations added (listed or not).
+  size_t size() const { return list_.size() + omitted_; }
   const std::vector<FieldViolation>& list() const { return list_; }
   // True when some violation names exactly this field.
   bool Mentions(const std::string& field) const;
 
   // OK when empty; otherwise INVALID_ARGUMENT whose message has one `field: description` line
   // per violation and whose payload (kBadRequestTypeUrl) is a serialized google.rpc.BadRequest.
+  // Violations past kMaxListed end the list as one TOO_MANY_VIOLATIONS entry that counts them.
   absl::Status ToStatus() const;
 
  private:
   std::vector<FieldViolation> list_;
+  size_t omitted_ = 0;
 };
 
 inline constexpr char kBadRequestTypeUrl[] = "type.googleapis.com/google.rpc.BadRequest";

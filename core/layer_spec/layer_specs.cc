@@ -254,6 +254,40 @@ absl::StatusOr<StageLayerSpecs> ResolveStageLayerSpecs(const GPTModelConfig& con
   return stage;
 }
 
+namespace {
+
+std::optional<std::string> FindTorchNormIn(const ModuleSpec& spec, const std::string& path) {
+  const ModuleInfo* info = FindModule(spec.module);
+  if (info != nullptr && info->kind == ModuleKind::kNorm && IsTorchNorm(spec.module)) {
+    return absl::StrCat(path, ": ", spec.module);
+  }
+  for (const auto& [slot, sub] : spec.submodules) {
+    if (!sub) continue;
+    const std::string sub_path = path.empty() ? slot : absl::StrCat(path, ".", slot);
+    if (std::optional<std::string> found = FindTorchNormIn(*sub, sub_path)) return found;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> FindTorchNorm(const GPTModelConfig& config) {
+  const int layers = config.transformer().num_layers();
+  if (layers <= 0) return std::nullopt;
+  std::vector<int> ids(layers);
+  for (int i = 0; i < layers; ++i) ids[i] = i;
+  absl::StatusOr<StageLayerSpecs> specs = ResolveStageLayerSpecs(config, ids);
+  if (!specs.ok()) return std::nullopt;
+  for (const ModuleSpecPtr& layer : specs->layers) {
+    if (!layer) continue;
+    if (std::optional<std::string> found = FindTorchNormIn(*layer, "")) return found;
+  }
+  if (IsTorchNorm(specs->final_layernorm)) {
+    return absl::StrCat("final_layernorm: ", specs->final_layernorm);
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<std::optional<std::vector<ModuleSpecPtr>>> MtpBlockSpec(
     const GPTModelConfig& config, const StageLayerSpecs& stage, int num_mtp_layers_to_build) {
   const TransformerConfig& t = config.transformer();

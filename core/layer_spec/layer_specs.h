@@ -77,6 +77,12 @@ absl::StatusOr<std::optional<std::vector<ModuleSpecPtr>>> MtpBlockSpec(
     const gptbuilder::v1::GPTModelConfig& config, const StageLayerSpecs& stage,
     int num_mtp_layers_to_build);
 
+// The first norm of the decoder (layers and final norm) that is one of torch's own norms
+// (IsTorchNorm), as "<slot path>: <module>" (e.g. "input_layernorm: RMSNorm"), or nullopt; also
+// nullopt when the specs cannot be resolved (Finalize reports that separately). Megatron Core
+// refuses those norms with sequence parallelism.
+std::optional<std::string> FindTorchNorm(const gptbuilder::v1::GPTModelConfig& config);
+
 // MoE pattern of every global decoder layer (1 = MoE) from moe_layer_freq; all 0 when dense.
 std::vector<int> MoeLayerPattern(const gptbuilder::v1::TransformerConfig& config);
 

@@ -174,6 +174,10 @@ std::vector<std::string> RegisteredModuleNames() {
   return names;
 }
 
+bool IsTorchNorm(std::string_view module) {
+  return module == "LayerNorm" || module == "RMSNorm" || module == "WrappedTorchNorm";
+}
+
 void CheckCustomLayerSpec(const ModuleSpec& spec, const gptbuilder::v1::TransformerConfig& config,
                           const std::string& field_path, config::Violations* violations) {
   CheckNode(spec, config, field_path, {K::kTransformerLayer}, violations);

@@ -48,6 +48,12 @@ const ModuleInfo* FindModule(std::string_view name);
 // Every registered module name, sorted (for error messages and docs).
 std::vector<std::string> RegisteredModuleNames();
 
+// Whether `module` is one of torch's own norms (LayerNorm / RMSNorm through Megatron's
+// WrappedTorchNorm, what the local spec builds without Apex). Megatron Core refuses to build them
+// with sequence parallelism ("sequence parallel not supported by torch LayerNorm"): they do not
+// mark their parameters for the tensor-parallel gradient reduction.
+bool IsTorchNorm(std::string_view module);
+
 // Checks a custom layer spec tree (a TransformerLayer at the root): unknown module names,
 // unknown slots, missing required submodules, modules in slots that cannot hold them, and
 // q/k layernorm modules present while qk_layernorm is off (Megatron's SelfAttention check).

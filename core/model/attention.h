@@ -49,7 +49,8 @@ class SelfAttention : public torch::nn::Module {
                 const std::string& prefix, const std::string& qkv_name = "linear_qkv",
                 const std::string& proj_name = "linear_proj", bool fused_norm_override = false,
                 bool qkv_first = false);
-  // x [s, b, h] -> [s, b, h] (bias included). `rotary_freqs` undefined without RoPE.
+  // x [s, b, h] -> [s, b, h] (bias included); [s/t, b, h] in and out with sequence parallelism
+  // (`rotary_freqs` always cover the whole sequence). `rotary_freqs` undefined without RoPE.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& rotary_freqs,
                         const Rotary* rotary);
 

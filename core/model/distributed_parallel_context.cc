@@ -42,4 +42,8 @@ torch::Tensor DistributedParallelContext::ReduceScatterFirstDim(const torch::Ten
   return parallel::ReduceScatterToSequenceParallelRegion(x, Get(group));
 }
 
+torch::Tensor DistributedParallelContext::ScatterToSequenceParallelRegion(const torch::Tensor& x) {
+  return parallel::ScatterToSequenceParallelRegion(x, Get(Group::kTensor));
+}
+
 }  // namespace gptb::model

@@ -19,6 +19,7 @@ class DistributedParallelContext : public ParallelContext {
   torch::Tensor GatherFromTensorParallelRegion(const torch::Tensor& x) override;
   torch::Tensor AllGatherFirstDim(const torch::Tensor& x, Group group) override;
   torch::Tensor ReduceScatterFirstDim(const torch::Tensor& x, Group group) override;
+  torch::Tensor ScatterToSequenceParallelRegion(const torch::Tensor& x) override;
 
  private:
   const parallel::ProcessGroupPtr& Get(Group group) const;

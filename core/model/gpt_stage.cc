@@ -77,7 +77,15 @@ torch::Tensor GptStage::Hidden(const torch::Tensor& input) {
         absl::StrCat("forward with position_embedding_type '", position, "' is not supported"));
   }
   torch::Tensor freqs;
-  if (rotary_) freqs = rotary_->Frequencies(x.size(0), x.device());
+  if (rotary_) {
+    // Under sequence parallelism x holds this rank's part of the sequence; attention sees all
+    // of it (Megatron's get_rotary_seq_len).
+    int64_t seq = x.size(0);
+    if (config_.transformer().sequence_parallel()) {
+      seq *= config_.transformer().tensor_model_parallel_size();
+    }
+    freqs = rotary_->Frequencies(seq, x.device());
+  }
   for (auto& layer : layers_) x = layer->forward(x, freqs, rotary_.get());
   for (auto& layer : te_layers_) x = layer->forward(x, freqs, rotary_.get());
   if (final_layernorm_) x = final_layernorm_->forward(x);
@@ -85,6 +93,10 @@ torch::Tensor GptStage::Hidden(const torch::Tensor& input) {
 }
 
 torch::Tensor GptStage::Logits(const torch::Tensor& hidden) {
+  return SequenceFirstLogits(hidden).transpose(0, 1).contiguous();  // [b, s, V/t]
+}
+
+torch::Tensor GptStage::SequenceFirstLogits(const torch::Tensor& hidden) {
   torch::Tensor logits;
   if (output_layer_ && output_layer_->named_parameters(false).size() == 0) {
     // Tied on a single-stage pipeline: the output layer uses the word embedding.
@@ -92,7 +104,7 @@ torch::Tensor GptStage::Logits(const torch::Tensor& hidden) {
   } else {
     logits = output_layer_->forward(hidden);
   }
-  return logits.transpose(0, 1).contiguous();  // [b, s, V/t]
+  return logits;
 }
 
 torch::Tensor GptStage::forward(const torch::Tensor& input) {

@@ -8,11 +8,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/layer_spec/layer_specs.h"
 #include "core/model/attention.h"
 #include "core/model/layers.h"
 #include "core/model/transformer.h"
 #include "core/plan/model_plan.h"
-#include "core/layer_spec/layer_specs.h"
 
 namespace gptb::model {
 
@@ -30,11 +30,17 @@ class GptStage : public torch::nn::Module {
 
   // First stage: token ids [b, s] (int64). Other stages: hidden states [s, b, h].
   // Returns hidden states [s, b, h], or on the last stage logits [b, s, V/t]
-  // (or [b, s, V] without parallel_output).
+  // (or [b, s, V] without parallel_output). With sequence parallelism hidden states are this
+  // tensor-parallel rank's part of the sequence, [s/t, b, h] (s divisible by t), and the logits
+  // still cover the whole sequence (the output layer gathers it).
   torch::Tensor forward(const torch::Tensor& input);
   // The decoder output before the output layer (post_process stages), for MTP and losses.
   torch::Tensor Hidden(const torch::Tensor& input);
+  // Logits [b, s, V/t] of hidden states [s, b, h].
   torch::Tensor Logits(const torch::Tensor& hidden);
+  // The same logits in the output layer's own order [s, b, V/t], without Logits()' transposing
+  // copy (the loss transposes the labels instead, as Megatron's compute_language_model_loss).
+  torch::Tensor SequenceFirstLogits(const torch::Tensor& hidden);
 
   const plan::StagePlan& plan() const { return stage_; }
   bool pre_process() const { return stage_.pre_process; }

@@ -90,7 +90,10 @@ ColumnParallelLinear::ColumnParallelLinear(const ModuleContext& ctx, const std::
                                            bool fused_norm, LinearComm comm, bool gather_output,
                                            const std::string& weight_name,
                                            const std::string& bias_name)
-    : parallel_(ctx.parallel), comm_(comm), gather_output_(gather_output) {
+    : parallel_(ctx.parallel),
+      comm_(comm),
+      gather_output_(gather_output),
+      sequence_parallel_(comm == LinearComm::kTensorParallel && ctx.config->sequence_parallel()) {
   if (fused_norm) {
     norm_ = std::make_unique<NormParams>(this, ctx, prefix, "layer_norm_weight", "layer_norm_bias");
   }
@@ -105,7 +108,11 @@ ColumnParallelLinear::ColumnParallelLinear(const ModuleContext& ctx, const std::
 torch::Tensor ColumnParallelLinear::ForwardWithWeight(const torch::Tensor& x,
                                                       const torch::Tensor& weight) {
   torch::Tensor input = norm_ ? norm_->Apply(x) : x;
-  if (comm_ == LinearComm::kTensorParallel) input = parallel_->CopyToTensorParallelRegion(input);
+  if (sequence_parallel_) {
+    input = parallel_->AllGatherFirstDim(input, ParallelContext::Group::kTensor);
+  } else if (comm_ == LinearComm::kTensorParallel) {
+    input = parallel_->CopyToTensorParallelRegion(input);
+  }
   torch::Tensor y = torch::linear(input, weight, bias_);
   if (gather_output_) y = parallel_->GatherFromTensorParallelRegion(y);
   return y;
@@ -119,7 +126,9 @@ torch::Tensor ColumnParallelLinear::forward(const torch::Tensor& x) {
 RowParallelLinear::RowParallelLinear(const ModuleContext& ctx, const std::string& prefix,
                                      LinearComm comm, const std::string& weight_name,
                                      const std::string& bias_name)
-    : parallel_(ctx.parallel), comm_(comm) {
+    : parallel_(ctx.parallel),
+      comm_(comm),
+      sequence_parallel_(comm == LinearComm::kTensorParallel && ctx.config->sequence_parallel()) {
   weight_ = register_parameter(weight_name, ctx.params->Take(prefix + weight_name));
   if (ctx.params->Has(prefix + bias_name)) {
     bias_ = register_parameter(bias_name, ctx.params->Take(prefix + bias_name));
@@ -128,7 +137,11 @@ RowParallelLinear::RowParallelLinear(const ModuleContext& ctx, const std::string
 
 torch::Tensor RowParallelLinear::forward(const torch::Tensor& x) {
   torch::Tensor y = torch::linear(x, weight_);
-  if (comm_ == LinearComm::kTensorParallel) y = parallel_->ReduceFromTensorParallelRegion(y);
+  if (sequence_parallel_) {
+    y = parallel_->ReduceScatterFirstDim(y, ParallelContext::Group::kTensor);
+  } else if (comm_ == LinearComm::kTensorParallel) {
+    y = parallel_->ReduceFromTensorParallelRegion(y);
+  }
   if (bias_.defined() && comm_ == LinearComm::kTensorParallel) y = y + bias_;
   return y;
 }
@@ -140,18 +153,28 @@ VocabParallelEmbedding::VocabParallelEmbedding(const ModuleContext& ctx, const s
   vocab_start_ = info.pieces.empty() ? 0 : info.pieces.front().start;
 }
 
-torch::Tensor VocabParallelEmbedding::forward(const torch::Tensor& ids) {
-  if (parallel_->size(ParallelContext::Group::kTensor) == 1) return torch::embedding(weight_, ids);
+torch::Tensor VocabParallelEmbedding::forward(const torch::Tensor& ids,
+                                              bool reduce_scatter_embeddings) {
+  if (parallel_->size(ParallelContext::Group::kTensor) == 1) {
+    torch::Tensor out = torch::embedding(weight_, ids);
+    return reduce_scatter_embeddings ? out.transpose(0, 1).contiguous() : out;
+  }
   const int64_t rows = weight_.size(0);
   torch::Tensor outside = (ids < vocab_start_).logical_or(ids >= vocab_start_ + rows);
   torch::Tensor local = (ids - vocab_start_).masked_fill(outside, 0);
   torch::Tensor out = torch::embedding(weight_, local);
   out = out.masked_fill(outside.unsqueeze(-1), 0.0);
+  if (reduce_scatter_embeddings) {
+    return parallel_->ReduceScatterFirstDim(out.transpose(0, 1).contiguous(),
+                                            ParallelContext::Group::kTensor);
+  }
   return parallel_->ReduceFromTensorParallelRegion(out);
 }
 
 LanguageModelEmbedding::LanguageModelEmbedding(const ModuleContext& ctx, const std::string& prefix)
-    : dropout_(ctx.config->hidden_dropout()) {
+    : parallel_(ctx.parallel),
+      dropout_(ctx.config->hidden_dropout()),
+      sequence_parallel_(ctx.config->sequence_parallel()) {
   word_embeddings_ = register_module("word_embeddings", std::make_shared<VocabParallelEmbedding>(
                                                             ctx, prefix + "word_embeddings."));
   const std::string pos = prefix + "position_embeddings.weight";
@@ -164,12 +187,19 @@ LanguageModelEmbedding::LanguageModelEmbedding(const ModuleContext& ctx, const s
 }
 
 torch::Tensor LanguageModelEmbedding::forward(const torch::Tensor& ids) {
+  // Megatron reduce-scatters straight from the vocabulary shards only without position
+  // embeddings (they are added to the full sequence); the sums are the same either way.
+  if (sequence_parallel_ && !position_weight_.defined()) {
+    torch::Tensor x = word_embeddings_->forward(ids, /*reduce_scatter_embeddings=*/true);
+    return MaybeDropout(x, dropout_, is_training());  // [s/t, b, h]
+  }
   torch::Tensor x = word_embeddings_->forward(ids);  // [b, s, h]
   if (position_weight_.defined()) {
     torch::Tensor positions = torch::arange(ids.size(1), ids.options());
     x = x + torch::embedding(position_weight_, positions).unsqueeze(0).to(x.dtype());
   }
   x = x.transpose(0, 1).contiguous();  // [s, b, h]
+  if (sequence_parallel_) x = parallel_->ScatterToSequenceParallelRegion(x);
   return MaybeDropout(x, dropout_, is_training());
 }
 

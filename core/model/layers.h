@@ -83,8 +83,9 @@ class Norm : public torch::nn::Module {
 enum class LinearComm { kTensorParallel, kNone };
 
 // ColumnParallelLinear (and TE's LayerNormColumnParallelLinear when `fused_norm`): weight
-// [out/t, in], bias [out/t]; the input is copied into the tensor-parallel region; the output
-// stays split unless gather_output.
+// [out/t, in], bias [out/t]; the input is copied into the tensor-parallel region (with sequence
+// parallelism: all-gathered along the sequence, the fused norm applied before, to this rank's
+// part); the output stays split unless gather_output.
 class ColumnParallelLinear : public torch::nn::Module {
  public:
   ColumnParallelLinear(const ModuleContext& ctx, const std::string& prefix, bool fused_norm,
@@ -102,9 +103,11 @@ class ColumnParallelLinear : public torch::nn::Module {
   ParallelContext* parallel_;
   LinearComm comm_;
   bool gather_output_;
+  bool sequence_parallel_;
 };
 
-// RowParallelLinear: weight [out, in/t], bias [out] added after the all-reduce.
+// RowParallelLinear: weight [out, in/t], bias [out] added after the all-reduce (with sequence
+// parallelism: after the reduce-scatter along the sequence).
 class RowParallelLinear : public torch::nn::Module {
  public:
   RowParallelLinear(const ModuleContext& ctx, const std::string& prefix,
@@ -120,14 +123,17 @@ class RowParallelLinear : public torch::nn::Module {
   torch::Tensor bias_;
   ParallelContext* parallel_;
   LinearComm comm_;
+  bool sequence_parallel_;
 };
 
 // VocabParallelEmbedding: rows [r*V/t, (r+1)*V/t) of the word embedding; ids outside the
-// rank's range contribute zeros and the all-reduce sums the shards.
+// rank's range contribute zeros and the all-reduce sums the shards. With
+// `reduce_scatter_embeddings` (Megatron's, under sequence parallelism) the output is [s/t, b, h]:
+// transposed and reduce-scattered along the sequence instead.
 class VocabParallelEmbedding : public torch::nn::Module {
  public:
   VocabParallelEmbedding(const ModuleContext& ctx, const std::string& prefix);
-  torch::Tensor forward(const torch::Tensor& ids);
+  torch::Tensor forward(const torch::Tensor& ids, bool reduce_scatter_embeddings = false);
   const torch::Tensor& weight() const { return weight_; }
 
  private:
@@ -137,7 +143,11 @@ class VocabParallelEmbedding : public torch::nn::Module {
 };
 
 // LanguageModelEmbedding: word embeddings plus learned absolute positions when configured;
-// [b, s] ids -> [s, b, h] hidden states, then embedding dropout.
+// [b, s] ids -> [s, b, h] hidden states, then embedding dropout. With sequence parallelism the
+// output is this rank's part of the sequence, [s/t, b, h] (reduce-scattered straight from the
+// vocabulary shards when there are no position embeddings, else scattered after adding them;
+// with scatter_embedding_sequence_parallel false GPTModel scatters right after, the same
+// tensor).
 class LanguageModelEmbedding : public torch::nn::Module {
  public:
   LanguageModelEmbedding(const ModuleContext& ctx, const std::string& prefix);
@@ -148,7 +158,9 @@ class LanguageModelEmbedding : public torch::nn::Module {
   std::shared_ptr<VocabParallelEmbedding> word_embeddings_;
   std::shared_ptr<torch::nn::Module> position_embeddings_holder_;
   torch::Tensor position_weight_;
+  ParallelContext* parallel_;
   double dropout_;
+  bool sequence_parallel_;
 };
 
 // Dense MLP: linear_fc1 (column-parallel, [gate; up] rows when gated) -> activation / GLU ->

@@ -129,13 +129,24 @@ torch::Tensor MoeLayer::forward(const torch::Tensor& x) {
   if (topk_scaling_ != 1.0) probs = probs * topk_scaling_;
 
   if (aux_coeff_ > 0.0 && is_training()) {
-    // Switch load balancing: E * sum_e (fraction of routed slots to e) * (mean router prob of e).
+    // Switch load balancing (switch_load_balancing_loss_func): E * coeff / (k * T^2) *
+    // sum_e (slots routed to e) * (sum of e's scores), on the normalised scores and their own
+    // top-k (compute_routing_scores_for_aux_loss). The slot counts are summed over the
+    // tensor-parallel group and T is the tokens of the whole group: under sequence parallelism
+    // each rank holds part of the sequence, so every rank's loss is its share of the whole
+    // sequence's and the shares sum (with the router's gradients, over TP) to it.
+    torch::Tensor aux_scores = scores;
+    if (score_function_ == "sigmoid") aux_scores = scores / (scores.sum(-1, true) + 1e-20);
+    torch::Tensor aux_indices = std::get<1>(torch::topk(aux_scores, topk_, -1));
     torch::Tensor counts = torch::zeros({num_experts_}, logits.options())
-                               .scatter_add_(0, indices.reshape({-1}),
-                                             torch::ones({indices.numel()}, logits.options()));
-    torch::Tensor fraction = counts / static_cast<double>(indices.numel());
-    torch::Tensor mean_prob = scores.mean(0);
-    aux_loss_ = aux_coeff_ * num_experts_ * (fraction * mean_prob).sum();
+                               .scatter_add_(0, aux_indices.reshape({-1}),
+                                             torch::ones({aux_indices.numel()}, logits.options()));
+    counts = parallel_->ReduceFromTensorParallelRegion(counts);
+    const double total = static_cast<double>(logits.size(0)) *
+                         static_cast<double>(parallel_->size(ParallelContext::Group::kTensor));
+    aux_loss_ =
+        (aux_scores.sum(0) * counts).sum() * (static_cast<double>(num_experts_) * aux_coeff_ /
+                                              (static_cast<double>(topk_) * total * total));
   } else {
     aux_loss_ = torch::Tensor();
   }

@@ -17,13 +17,17 @@ namespace gptb::model {
 // the rank's local experts (each split over expert-TP, no communication of their own), and
 // reduce-scatter the weighted expert outputs back (which also sums the expert-TP partials).
 // Shared experts run on the dense TP group. Registration order: router, experts,
-// shared_experts.
+// shared_experts. Under sequence parallelism the rank's tokens are its part of the sequence
+// ([s/t, b, h] in and out); the alltoall dispatcher moves the same tokens to the same experts
+// (without token dropping), so it computes the same function.
 class MoeLayer : public torch::nn::Module {
  public:
   MoeLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec, const std::string& prefix);
   torch::Tensor forward(const torch::Tensor& x);  // [s, b, h] -> [s, b, h]
   // The load-balancing auxiliary loss of the last forward (moe_aux_loss_coeff times Switch's
-  // E * sum_e f_e * P_e), or an undefined tensor when the coefficient is 0.
+  // E * sum_e f_e * P_e), or an undefined tensor when the coefficient is 0. Under sequence
+  // parallelism it is this rank's share: the shares of the tensor-parallel ranks sum to the
+  // whole sequence's loss.
   const torch::Tensor& aux_loss() const { return aux_loss_; }
 
  private:

@@ -29,6 +29,9 @@ class ParallelContext {
   virtual torch::Tensor AllGatherFirstDim(const torch::Tensor& x, Group group) = 0;
   // forward reduce-scatter along dim 0 over `group`, backward all-gather.
   virtual torch::Tensor ReduceScatterFirstDim(const torch::Tensor& x, Group group) = 0;
+  // forward this rank's chunk of dim 0 over tp, backward all-gather along dim 0
+  // (scatter_to_sequence_parallel_region).
+  virtual torch::Tensor ScatterToSequenceParallelRegion(const torch::Tensor& x) = 0;
 };
 
 // A single rank: every group has size 1 and every op is the identity.
@@ -41,6 +44,7 @@ class LocalParallelContext : public ParallelContext {
   torch::Tensor GatherFromTensorParallelRegion(const torch::Tensor& x) override { return x; }
   torch::Tensor AllGatherFirstDim(const torch::Tensor& x, Group) override { return x; }
   torch::Tensor ReduceScatterFirstDim(const torch::Tensor& x, Group) override { return x; }
+  torch::Tensor ScatterToSequenceParallelRegion(const torch::Tensor& x) override { return x; }
 };
 
 }  // namespace gptb::model

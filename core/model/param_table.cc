@@ -19,6 +19,13 @@ torch::Dtype TorchDtype(plan::DType dtype) {
   return torch::kFloat32;
 }
 
+std::optional<plan::DType> PlanDtype(torch::Dtype dtype) {
+  if (dtype == torch::kFloat32) return plan::DType::kFloat32;
+  if (dtype == torch::kBFloat16) return plan::DType::kBFloat16;
+  if (dtype == torch::kFloat16) return plan::DType::kFloat16;
+  return std::nullopt;
+}
+
 ParamTable::ParamTable(const std::vector<plan::ParamInfo>& params, torch::Device device)
     : params_(params), device_(device), taken_(params.size(), false) {
   for (size_t i = 0; i < params.size(); ++i) index_[params[i].name] = i;

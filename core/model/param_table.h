@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -20,6 +21,8 @@ class BuildError : public std::runtime_error {
 };
 
 torch::Dtype TorchDtype(plan::DType dtype);
+// The plan dtype of a torch dtype; nullopt for one a model is never built with.
+std::optional<plan::DType> PlanDtype(torch::Dtype dtype);
 
 // The plan's parameters of one stage, handed out to the modules that register them. The plan is
 // the one source of truth for which parameters exist and their shapes: a module asks for

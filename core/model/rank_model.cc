@@ -8,12 +8,15 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/distributed/wrap.h"
 #include "core/init/checksum.h"
 #include "core/init/initializer.h"
 #include "core/model/distributed_parallel_context.h"
 #include "core/model/gpt_stage.h"
+#include "core/model/param_table.h"
 #include "core/parallel/torch_status.h"
+#include "core/plan/plan_description.h"
 
 namespace gptb::model {
 namespace {
@@ -50,38 +53,44 @@ class RankModelImpl : public RankModel {
   const parallel::ProcessGroupCollection* groups() const override {
     return groups_.has_value() ? &*groups_ : nullptr;
   }
-  distributed::DistributedDataParallel* ddp(int chunk) const override { return ddp_.at(chunk).get(); }
-  distributed::FullyShardedDataParallel* fsdp(int chunk) const override { return fsdp_.at(chunk).get(); }
+  distributed::DistributedDataParallel* ddp(int chunk) const override {
+    return ddp_.at(chunk).get();
+  }
+  distributed::FullyShardedDataParallel* fsdp(int chunk) const override {
+    return fsdp_.at(chunk).get();
+  }
   const distributed::Float16Module* float16(int chunk) const override {
     return float16_.at(chunk).has_value() ? &*float16_.at(chunk) : nullptr;
   }
 
-  std::vector<HeldStage> Describe() const override {
-    std::vector<HeldStage> out;
+  absl::StatusOr<std::vector<gptbuilder::v1::StageDescription>> Describe() const override {
+    std::vector<gptbuilder::v1::StageDescription> out;
     for (const auto& stage : stages_) {
-      const plan::StagePlan& p = stage->plan();
-      HeldStage held;
-      held.tp_rank = p.tp_rank;
-      held.pp_rank = p.pp_rank;
-      held.ep_rank = p.ep_rank;
-      held.etp_rank = p.etp_rank;
-      held.vp_stage = p.vp_stage;
-      held.pre_process = p.pre_process;
-      held.post_process = p.post_process;
-      held.layers = p.layers;
-      for (const auto& item : stage->named_parameters()) {
-        const torch::Tensor tensor = item.value().detach().contiguous().cpu();
-        HeldParameter param;
-        param.name = item.key();
-        param.shape = tensor.sizes().vec();
-        param.dtype = tensor.scalar_type() == torch::kBFloat16  ? "bfloat16"
-                      : tensor.scalar_type() == torch::kFloat16 ? "float16"
-                                                                : "float32";
-        param.checksum = init::Checksum(tensor.data_ptr(), tensor.numel() * tensor.element_size());
-        held.num_params += tensor.numel();
-        held.params.push_back(std::move(param));
+      gptbuilder::v1::StageDescription described = plan::DescribeStage(stage->plan());
+      const auto held = stage->named_parameters();
+      if (static_cast<int>(held.size()) != described.params_size()) {
+        return absl::DataLossError(absl::StrCat("rank ", rank_, " holds ", held.size(),
+                                                " tensors in a stage the plan gives ",
+                                                described.params_size()));
       }
-      out.push_back(std::move(held));
+      for (int i = 0; i < described.params_size(); ++i) {
+        gptbuilder::v1::ParameterDescription& param = *described.mutable_params(i);
+        const torch::Tensor tensor = held[i].value().detach().contiguous().cpu();
+        const std::vector<int64_t> shape = tensor.sizes().vec();
+        const std::optional<plan::DType> dtype = PlanDtype(tensor.scalar_type());
+        if (held[i].key() != param.name() ||
+            !std::equal(shape.begin(), shape.end(), param.shape().begin(), param.shape().end()) ||
+            !dtype.has_value() || plan::DTypeName(*dtype) != param.dtype()) {
+          return absl::DataLossError(
+              absl::StrCat("rank ", rank_, " holds tensor ", i, " as ", held[i].key(), " [",
+                           absl::StrJoin(shape, ", "), "] ", c10::toString(tensor.scalar_type()),
+                           "; the plan has ", param.name(), " [",
+                           absl::StrJoin(param.shape(), ", "), "] ", param.dtype()));
+        }
+        param.set_checksum(
+            init::Checksum(tensor.data_ptr(), tensor.numel() * tensor.element_size()));
+      }
+      out.push_back(std::move(described));
     }
     return out;
   }
@@ -119,11 +128,11 @@ class RankModelImpl : public RankModel {
     if (load.threads <= 0) load.threads = InitThreads(options);
     absl::StatusOr<checkpoint::LoadStats> loaded =
         checkpoint::LoadWeights(plan_, held, options.load_from, load);
-    absl::Status status = loaded.ok() ? absl::OkStatus()
-                                      : absl::Status(loaded.status().code(),
-                                                     absl::StrCat("rank ", rank_, ": loading ",
-                                                                  options.load_from, ": ",
-                                                                  loaded.status().message()));
+    absl::Status status =
+        loaded.ok() ? absl::OkStatus()
+                    : absl::Status(loaded.status().code(),
+                                   absl::StrCat("rank ", rank_, ": loading ", options.load_from,
+                                                ": ", loaded.status().message()));
     return checkpoint::AgreeAcrossWorld(groups(), status, "load the checkpoint");
   }
   static int InitThreads(const RankBuildOptions& options) {
@@ -320,8 +329,8 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
       distributed::DdpOptions ddp_options;
       ddp_options.config = options.ddp;
       ddp_options.disable_bucketing = wrap.disable_bucketing;
-      auto ddp =
-          distributed::DistributedDataParallel::Create(stage, stage->plan().params, *groups_, ddp_options);
+      auto ddp = distributed::DistributedDataParallel::Create(stage, stage->plan().params, *groups_,
+                                                              ddp_options);
       if (!ddp.ok()) return ddp.status();
       if (wrap.broadcast_params) {
         if (absl::Status s = (*ddp)->BroadcastParams(); !s.ok()) return s;
@@ -337,8 +346,8 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
                                 ? distributed::FsdpFlavor::kMegatronFsdp
                                 : distributed::FsdpFlavor::kTorchFsdp2;
       fsdp_options.broadcast_from_source = wrap.broadcast_params;
-      auto fsdp = distributed::FullyShardedDataParallel::Create(stage, stage->plan().params, *groups_,
-                                                         fsdp_options);
+      auto fsdp = distributed::FullyShardedDataParallel::Create(stage, stage->plan().params,
+                                                                *groups_, fsdp_options);
       if (!fsdp.ok()) return fsdp.status();
       fsdp_.back() = *std::move(fsdp);
     }

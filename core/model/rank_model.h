@@ -17,6 +17,7 @@
 #include "core/parallel/process_group_collection.h"
 #include "core/plan/model_plan.h"
 #include "gptbuilder/v1/model_config.pb.h"
+#include "gptbuilder/v1/plan.pb.h"
 
 namespace gptb::model {
 
@@ -69,24 +70,6 @@ struct RankBuildOptions {
   std::function<bool()> cancelled;
 };
 
-// One parameter as a rank actually holds it.
-struct HeldParameter {
-  std::string name;
-  std::vector<int64_t> shape;
-  std::string dtype;      // "float32", "bfloat16", "float16"
-  uint64_t checksum = 0;  // over the tensor's bytes (core/init Checksum)
-};
-
-// One model chunk (stage) held by a rank, described from its tensors.
-struct HeldStage {
-  int tp_rank = 0, pp_rank = 0, ep_rank = 0, etp_rank = 0;
-  std::optional<int> vp_stage;
-  bool pre_process = false, post_process = false;
-  std::vector<int> layers;
-  std::vector<HeldParameter> params;  // registration order
-  int64_t num_params = 0;
-};
-
 // What one rank holds after build_distributed_models: its stages (one per vp chunk), wrapped
 // as configured, on its process groups. Destroying it releases every tensor and group.
 class RankModel {
@@ -95,8 +78,10 @@ class RankModel {
 
   virtual int rank() const = 0;
   virtual const plan::ModelPlan& plan() const = 0;
-  // The stages as held (names, shapes, dtypes and a checksum per tensor).
-  virtual std::vector<HeldStage> Describe() const = 0;
+  // The stages as held, one per model chunk: each the plan's description of the stage
+  // (core/plan DescribeStage) with every held tensor's checksum (core/init Checksum). DATA_LOSS
+  // when a held tensor's name, shape or dtype is not the plan's.
+  virtual absl::StatusOr<std::vector<gptbuilder::v1::StageDescription>> Describe() const = 0;
   // Bytes of parameter storage (and gradient buffers) this rank holds.
   virtual int64_t parameter_bytes() const = 0;
   virtual int64_t gradient_bytes() const = 0;

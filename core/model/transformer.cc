@@ -59,7 +59,8 @@ TeTransformerLayer::TeTransformerLayer(const ModuleContext& ctx, const std::stri
       activation_(ActivationByName(ctx.config->activation_func())),
       gated_(ctx.config->gated_linear_unit()),
       glu_offset_(ctx.config->glu_linear_offset()),
-      dropout_(ctx.config->hidden_dropout()) {
+      dropout_(ctx.config->hidden_dropout()),
+      sequence_parallel_(ctx.config->sequence_parallel()) {
   layer_spec::ModuleSpecPtr attention = layer_spec::Node("SelfAttention", {});
   self_attention_ = register_module(
       "self_attention", std::make_shared<SelfAttention>(ctx, *attention, prefix + "self_attention.",
@@ -84,7 +85,12 @@ torch::Tensor TeTransformerLayer::forward(const torch::Tensor& x, const torch::T
                                           const Rotary* rotary) {
   torch::Tensor h =
       x + MaybeDropout(self_attention_->forward(x, rotary_freqs, rotary), dropout_, is_training());
-  torch::Tensor in = parallel_->CopyToTensorParallelRegion(mlp_norm_->Apply(h));
+  // LayerNormMLP: the norm on this rank's part of the sequence, then gathered under sequence
+  // parallelism; fc2's partial sums are reduce-scattered back.
+  torch::Tensor normed = mlp_norm_->Apply(h);
+  torch::Tensor in = sequence_parallel_
+                         ? parallel_->AllGatherFirstDim(normed, ParallelContext::Group::kTensor)
+                         : parallel_->CopyToTensorParallelRegion(normed);
   torch::Tensor a = torch::linear(in, fc1_weight_, fc1_bias_);
   if (gated_) {
     std::vector<torch::Tensor> halves = a.chunk(2, -1);
@@ -92,14 +98,17 @@ torch::Tensor TeTransformerLayer::forward(const torch::Tensor& x, const torch::T
   } else {
     a = activation_(a);
   }
-  torch::Tensor y = parallel_->ReduceFromTensorParallelRegion(torch::linear(a, fc2_weight_));
+  torch::Tensor partial = torch::linear(a, fc2_weight_);
+  torch::Tensor y = sequence_parallel_
+                        ? parallel_->ReduceScatterFirstDim(partial, ParallelContext::Group::kTensor)
+                        : parallel_->ReduceFromTensorParallelRegion(partial);
   if (fc2_bias_.defined()) y = y + fc2_bias_;
   return h + MaybeDropout(y, dropout_, is_training());
 }
 
 MtpLayer::MtpLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
                    const std::string& prefix)
-    : parallel_(ctx.parallel) {
+    : parallel_(ctx.parallel), sequence_parallel_(ctx.config->sequence_parallel()) {
   enorm_ = register_module("enorm", std::make_shared<Norm>(ctx, prefix + "enorm."));
   hnorm_ = register_module("hnorm", std::make_shared<Norm>(ctx, prefix + "hnorm."));
   eh_proj_ = register_module(
@@ -116,8 +125,10 @@ MtpLayer::MtpLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
 torch::Tensor MtpLayer::forward(const torch::Tensor& hidden, const torch::Tensor& embedded,
                                 const torch::Tensor& rotary_freqs, const Rotary* rotary) {
   torch::Tensor joined = torch::cat({enorm_->forward(embedded), hnorm_->forward(hidden)}, -1);
-  // eh_proj is column-parallel without gather: gather its output for the full hidden size.
+  // eh_proj is column-parallel without gather: gather its output for the full hidden size
+  // (under sequence parallelism eh_proj gathered the sequence: scatter it again).
   torch::Tensor projected = parallel_->GatherFromTensorParallelRegion(eh_proj_->forward(joined));
+  if (sequence_parallel_) projected = parallel_->ScatterToSequenceParallelRegion(projected);
   torch::Tensor out = mtp_model_layer_->forward(projected, rotary_freqs, rotary);
   return final_layernorm_->forward(out);
 }

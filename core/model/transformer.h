@@ -52,6 +52,7 @@ class TeTransformerLayer : public torch::nn::Module {
   bool gated_;
   double glu_offset_;
   double dropout_;
+  bool sequence_parallel_;
 };
 
 // Megatron's MultiTokenPredictionLayer (parameters; the MTP forward belongs to training).
@@ -67,6 +68,7 @@ class MtpLayer : public torch::nn::Module {
   std::shared_ptr<ColumnParallelLinear> eh_proj_;
   std::shared_ptr<TransformerLayer> mtp_model_layer_;
   ParallelContext* parallel_;
+  bool sequence_parallel_;
 };
 
 }  // namespace gptb::model

@@ -7,16 +7,14 @@ RankMemory ComputeRankMemory(const std::vector<const StagePlan*>& stages,
   RankMemory m;
   int64_t dense_state = 0;
   int64_t expert_state = 0;
+  // The per-stage sums ModelPlan::Create made with these options (its checks keep every sum
+  // within int64).
   for (const StagePlan* stage : stages) {
-    for (const ParamInfo& p : stage->params) {
-      const int64_t n = p.numel();
-      m.num_params += n;
-      m.param_bytes += n * DTypeBytes(p.dtype);
-      const int grad_size = options.ddp.grad_reduce_in_fp32() ? 4 : DTypeBytes(p.dtype);
-      m.grad_bytes += n * grad_size;
-      const int64_t state = n * (p.dtype == DType::kFloat32 ? 8 : 12);
-      (p.is_expert ? expert_state : dense_state) += state;
-    }
+    m.num_params += stage->num_params;
+    m.param_bytes += stage->param_bytes;
+    m.grad_bytes += stage->grad_bytes;
+    dense_state += stage->dense_optimizer_bytes;
+    expert_state += stage->expert_optimizer_bytes;
   }
   if (options.ddp.use_distributed_optimizer()) {
     const auto shard = [](int64_t bytes, int ranks) {

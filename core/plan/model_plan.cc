@@ -1,6 +1,7 @@
 #include "core/plan/model_plan.h"
 
 #include <algorithm>
+#include <numeric>
 #include <set>
 #include <tuple>
 #include <unordered_map>
@@ -8,8 +9,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/config/vocab.h"
-#include "core/plan/memory.h"
 #include "core/layer_spec/layer_specs.h"
+#include "core/plan/memory.h"
 
 namespace gptb::plan {
 
@@ -49,7 +50,7 @@ absl::StatusOr<ModelPlan> ModelPlan::Create(const gptbuilder::v1::GPTModelConfig
 
   // The distinct shard positions (tp rank, ep rank, expert-tp rank) of each pp rank.
   const RankTopology& topo_ref = plan.topology_;
-  const int p = topo_ref.pp(), tp = topo_ref.tp(), ep = topo_ref.ep(), etp = topo_ref.etp();
+  const int p = topo_ref.pp();
   std::vector<std::set<std::tuple<int, int, int>>> positions(p);
   for (int r = 0; r < topo_ref.world_size(); ++r) {
     const RankCoords c = topo_ref.Coords(r);
@@ -57,7 +58,23 @@ absl::StatusOr<ModelPlan> ModelPlan::Create(const gptbuilder::v1::GPTModelConfig
   }
 
   const int chunks = plan.layout_.num_chunks();
-  plan.stage_index_.assign(static_cast<size_t>(chunks) * p * tp * ep * etp, -1);
+  int64_t remaining = options.max_plan_tensors;
+  const auto over_budget = [&] {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "planning this model for ", options.world_size, " ranks would list more than ",
+        options.max_plan_tensors,
+        " distinct stages and parameter tensors, the per-request plan limit; plan a smaller "
+        "model or world, or raise --max-plan-tensors (a flag of gptbd coordinator and of gptb)"));
+  };
+  // Every size of the plan fits in int64: each tensor's element and byte counts, local and
+  // canonical, and the sum of every memory figure over all distinct stages (so any rank's sum,
+  // a part of it, fits too).
+  int64_t total_bytes = 0, total_grads = 0, total_state = 0, total_params = 0;
+  const auto too_large = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the model is too large to plan: ", what,
+        " does not fit in a 64-bit count; reduce vocab_size, the hidden sizes or the layer count"));
+  };
   for (int pp_rank = 0; pp_rank < p; ++pp_rank) {
     for (int c = 0; c < chunks; ++c) {
       const ChunkLayout& chunk = plan.layout_.Chunk(pp_rank, c);
@@ -74,7 +91,9 @@ absl::StatusOr<ModelPlan> ModelPlan::Create(const gptbuilder::v1::GPTModelConfig
       context.chunk = &chunk;
       context.specs = &*specs;
       context.mtp_specs = mtp->has_value() ? &**mtp : nullptr;
+      context.remaining_params = &remaining;
       for (const auto& [tp_rank, ep_rank, etp_rank] : positions[pp_rank]) {
+        if (--remaining < 0) return over_budget();
         StagePlan stage;
         stage.tp_rank = tp_rank;
         stage.pp_rank = pp_rank;
@@ -90,16 +109,47 @@ absl::StatusOr<ModelPlan> ModelPlan::Create(const gptbuilder::v1::GPTModelConfig
         stage.layer_spec = specs->spec_name;
         absl::StatusOr<std::vector<ParamInfo>> params =
             PlanStageParameters(context, StageCoords{tp_rank, etp_rank, ep_rank});
-        if (!params.ok()) return params.status();
-        stage.params = *std::move(params);
-        for (const ParamInfo& param : stage.params) {
-          stage.num_params += param.numel();
-          stage.param_bytes += param.bytes();
-          if (param.is_expert) stage.expert_params += param.numel();
+        if (!params.ok()) {
+          return params.status().code() == absl::StatusCode::kResourceExhausted
+                     ? over_budget()
+                     : params.status();
         }
-        const size_t index = ((static_cast<size_t>(c) * p + pp_rank) * tp + tp_rank) * ep * etp +
-                             static_cast<size_t>(ep_rank) * etp + etp_rank;
-        plan.stage_index_[index] = static_cast<int>(plan.stages_.size());
+        stage.params = *std::move(params);
+        const int grad_reduce_fp32 = options.ddp.grad_reduce_in_fp32();
+        for (const ParamInfo& param : stage.params) {
+          int64_t numel = 1, canonical = 1, bytes = 0, grads = 0, state = 0;
+          for (int64_t d : param.shape) {
+            if (!config::CheckedMul(numel, d, &numel)) return too_large(param.name);
+          }
+          for (int64_t d : param.canonical_shape) {
+            if (!config::CheckedMul(canonical, d, &canonical)) {
+              return too_large(param.canonical_name);
+            }
+          }
+          // memory.h: grads in fp32 with grad_reduce_in_fp32, else the parameter dtype; Adam
+          // state 8 bytes per parameter, 12 with an fp32 main copy of a half parameter.
+          const int width = DTypeBytes(param.dtype);
+          if (!config::CheckedMul(numel, width, &bytes) ||
+              !config::CheckedMul(numel, grad_reduce_fp32 ? 4 : width, &grads) ||
+              !config::CheckedMul(numel, param.dtype == DType::kFloat32 ? 8 : 12, &state) ||
+              !config::CheckedMul(canonical, width, &canonical) ||
+              !config::CheckedAdd(stage.num_params, numel, &stage.num_params) ||
+              !config::CheckedAdd(stage.param_bytes, bytes, &stage.param_bytes) ||
+              !config::CheckedAdd(stage.grad_bytes, grads, &stage.grad_bytes) ||
+              !config::CheckedAdd(total_params, numel, &total_params) ||
+              !config::CheckedAdd(total_bytes, bytes, &total_bytes) ||
+              !config::CheckedAdd(total_grads, grads, &total_grads) ||
+              !config::CheckedAdd(total_state, state, &total_state)) {
+            return too_large(absl::StrCat("the parameter bytes of stage pp ", pp_rank,
+                                          " (through ", param.name, ")"));
+          }
+          int64_t& state_sum =
+              param.is_expert ? stage.expert_optimizer_bytes : stage.dense_optimizer_bytes;
+          state_sum += state;  // bounded by total_state
+          if (param.is_expert) stage.expert_params += numel;  // bounded by total_params
+        }
+        plan.stage_index_[{c, pp_rank, tp_rank, ep_rank, etp_rank}] =
+            static_cast<int>(plan.stages_.size());
         plan.stages_.push_back(std::move(stage));
       }
     }
@@ -108,11 +158,7 @@ absl::StatusOr<ModelPlan> ModelPlan::Create(const gptbuilder::v1::GPTModelConfig
 }
 
 int ModelPlan::StageIndex(const RankCoords& coords, int chunk_index) const {
-  const int p = topology_.pp(), tp = topology_.tp(), ep = topology_.ep(), etp = topology_.etp();
-  const size_t index =
-      ((static_cast<size_t>(chunk_index) * p + coords.pp) * tp + coords.tp) * ep * etp +
-      static_cast<size_t>(coords.ep) * etp + coords.etp;
-  return stage_index_.at(index);
+  return stage_index_.at({chunk_index, coords.pp, coords.tp, coords.ep, coords.etp});
 }
 
 RankPlan ModelPlan::Rank(int rank) const {
@@ -140,6 +186,15 @@ int64_t ModelPlan::TotalParameters() const {
   int64_t total = 0;
   for (const auto& [name, n] : canonical) total += n;
   return total;
+}
+
+int MinimalWorldSize(const gptbuilder::v1::GPTModelConfig& finalized) {
+  const auto& t = finalized.transformer();
+  const int dense = t.tensor_model_parallel_size() * t.context_parallel_size();
+  const int etp = t.has_expert_tensor_parallel_size() ? t.expert_tensor_parallel_size()
+                                                      : t.tensor_model_parallel_size();
+  const int expert = etp * t.expert_model_parallel_size();
+  return t.pipeline_model_parallel_size() * std::lcm(std::max(dense, 1), std::max(expert, 1));
 }
 
 }  // namespace gptb::plan

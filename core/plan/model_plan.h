@@ -1,12 +1,15 @@
 #ifndef GPTB_CORE_PLAN_MODEL_PLAN_H_
 #define GPTB_CORE_PLAN_MODEL_PLAN_H_
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "core/config/limits.h"
 #include "core/plan/parameter_table.h"
 #include "core/plan/pipeline_layout.h"
 #include "core/plan/rank_topology.h"
@@ -32,6 +35,10 @@ struct StagePlan {
   int64_t num_params = 0;
   int64_t param_bytes = 0;
   int64_t expert_params = 0;  // parameters whose gradients reduce over expt_dp
+  // Memory sums of `params` (memory.h), so a rank's memory is O(its chunks) to compute.
+  int64_t grad_bytes = 0;
+  int64_t dense_optimizer_bytes = 0;   // unsharded Adam state of the non-expert parameters
+  int64_t expert_optimizer_bytes = 0;  // ... and of the expert parameters
 };
 
 // Bytes one rank needs for the model state (documented in memory.h).
@@ -54,6 +61,9 @@ struct PlanOptions {
   gptbuilder::v1::BuildOptions build;
   gptbuilder::v1::DistributedDataParallelConfig ddp;
   std::string order = "tp-cp-ep-dp-pp";
+  // Distinct stages plus their parameters that planning may list (config::Limits); past it
+  // Create is RESOURCE_EXHAUSTED before the memory is spent.
+  int64_t max_plan_tensors = config::Limits().max_plan_tensors;
 };
 
 // A plan is a pure function of (finalized config, world size, build options): topology,
@@ -61,7 +71,8 @@ struct PlanOptions {
 class ModelPlan {
  public:
   // `config` must be finalized (core/config/finalize.h). INVALID_ARGUMENT when the world does
-  // not fit the parallel sizes or the layer spec cannot be built.
+  // not fit the parallel sizes, the layer spec cannot be built or a size does not fit in 64 bits;
+  // RESOURCE_EXHAUSTED past options.max_plan_tensors.
   static absl::StatusOr<ModelPlan> Create(const gptbuilder::v1::GPTModelConfig& config,
                                           const PlanOptions& options);
 
@@ -98,9 +109,15 @@ class ModelPlan {
   int64_t vocab_size_ = 0;
   DType dtype_ = DType::kFloat32;
   std::vector<StagePlan> stages_;
-  // stage_index_[((chunk * pp + pp_rank) * tp + tp_rank) * ep * etp + ep_rank * etp + etp_rank]
-  std::vector<int> stage_index_;
+  // (chunk, pp rank, tp rank, ep rank, expert-TP rank) -> index into stages_. A map: the dense
+  // array of every combination can be far larger than the world.
+  absl::flat_hash_map<std::array<int, 5>, int> stage_index_;
 };
+
+// The smallest world a finalized config fits: pp * lcm(tp * cp, etp * ep) (data-parallel size 1
+// on the dense grid, enough ranks for the expert grid). PlanModel, BuildModel and `gptb plan`
+// take it when no world size is given.
+int MinimalWorldSize(const gptbuilder::v1::GPTModelConfig& finalized);
 
 }  // namespace gptb::plan
 

@@ -48,6 +48,10 @@ class StageWalker {
   ParamInfo& Add(const Prefix& prefix, const std::string& local_name,
                  const std::string& canonical_name, std::vector<int64_t> canonical_shape,
                  InitMethod init) {
+    if (ctx_.remaining_params != nullptr) {
+      if (*ctx_.remaining_params <= 0) exhausted_ = true;
+      --*ctx_.remaining_params;
+    }
     ParamInfo p;
     p.name = absl::StrCat(prefix.local, local_name);
     p.canonical_name = absl::StrCat(prefix.canonical, canonical_name);
@@ -93,16 +97,34 @@ class StageWalker {
     return t_.normalization() == "RMSNorm";
   }
 
-  void Norm(const Prefix& prefix, const std::string& module, int64_t size,
-            const std::string& weight = "weight", const std::string& bias = "bias",
-            const std::string& canonical_weight = "", const std::string& canonical_bias = "") {
+  // Finalize turns sequence_parallel off without tensor parallelism.
+  bool sequence_parallel() const { return t_.sequence_parallel(); }
+
+  // A norm's weight (and bias for LayerNorm). Under sequence parallelism every norm sees only
+  // this rank's part of the sequence: TENorm, TE's fused norms and Apex's FusedLayerNorm mark
+  // their parameters sequence_parallel; torch's own norms cannot (Megatron asserts).
+  absl::Status Norm(const Prefix& prefix, const std::string& module, int64_t size,
+                    const std::string& weight = "weight", const std::string& bias = "bias",
+                    const std::string& canonical_weight = "",
+                    const std::string& canonical_bias = "") {
+    if (sequence_parallel() && layer_spec::IsTorchNorm(module)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "transformer.sequence_parallel: ", prefix.local, " is torch's ", module,
+          " (Megatron's WrappedTorchNorm, as the local spec builds it), which Megatron Core does "
+          "not run with sequence parallelism (\"sequence parallel not supported by torch "
+          "LayerNorm\"); use transformer_layer_spec transformer_engine (the default) or turn "
+          "sequence_parallel off"));
+    }
     const double gamma = t_.layernorm_zero_centered_gamma() ? 0.0 : 1.0;
     Add(prefix, weight, canonical_weight.empty() ? weight : canonical_weight, {size},
-        InitMethod::Constant(gamma));
+        InitMethod::Constant(gamma))
+        .sequence_parallel = sequence_parallel();
     if (!IsRmsNorm(module)) {
       Add(prefix, bias, canonical_bias.empty() ? bias : canonical_bias, {size},
-          InitMethod::Constant(0.0));
+          InitMethod::Constant(0.0))
+          .sequence_parallel = sequence_parallel();
     }
+    return absl::OkStatus();
   }
 
   // ColumnParallelLinear: weight [out/t, in] (stride 2 for a gated fc1), bias [out/t].
@@ -132,6 +154,10 @@ class StageWalker {
     if (bias) {
       ParamInfo& b = Add(prefix, bias_name, "bias", {out}, InitMethod::Constant(0.0));
       b.is_expert = expert;
+      // Added after the reduce-scatter, to this rank's part of the sequence. Expert linears
+      // communicate through the token dispatcher instead (TE builds them with a TP size of 1,
+      // which leaves their biases unmarked).
+      b.sequence_parallel = sequence_parallel() && !expert;
     }
     return absl::OkStatus();
   }
@@ -160,6 +186,7 @@ class StageWalker {
   TpShard tp_;
   TpShard etp_;
   std::vector<ParamInfo> params_;
+  bool exhausted_ = false;  // context.remaining_params ran out
 };
 
 absl::Status StageWalker::Linear(const ModuleSpec& spec, const Prefix& prefix, bool column,
@@ -174,7 +201,10 @@ absl::Status StageWalker::Linear(const ModuleSpec& spec, const Prefix& prefix, b
     // TE's fused norm + linear: layer_norm_weight (+ layer_norm_bias) registered first. Its
     // canonical name is this linear's own (TE naming is the canonical naming).
     (void)fused_norm_canonical;
-    Norm(prefix, "TENorm", in, "layer_norm_weight", "layer_norm_bias");
+    if (absl::Status s = Norm(prefix, "TENorm", in, "layer_norm_weight", "layer_norm_bias");
+        !s.ok()) {
+      return s;
+    }
     return Column(prefix, out, in, bias, init, shard, stride, expert);
   }
   if (column) {
@@ -187,6 +217,17 @@ absl::Status StageWalker::Linear(const ModuleSpec& spec, const Prefix& prefix, b
   if (info->kind != ModuleKind::kRowParallelLinear) {
     return absl::InvalidArgumentError(
         absl::StrCat(prefix.local, ": '", spec.module, "' is not a row-parallel linear"));
+  }
+  if (expert && bias && sequence_parallel() && !info->transformer_engine) {
+    // Megatron's own RowParallelLinear marks an expert's bias sequence_parallel too, so
+    // finalize_model_grads sums it over the dense TP group after the expert-data-parallel
+    // reduction has already summed it (and across different experts when ep > 1).
+    return absl::InvalidArgumentError(absl::StrCat(
+        "transformer.sequence_parallel: ", prefix.local,
+        "bias is an expert bias of Megatron's "
+        "local RowParallelLinear, whose gradient Megatron Core sums over tensor-parallel ranks "
+        "twice under sequence parallelism; use TERowParallelLinear experts (the "
+        "transformer_engine spec) or add_bias_linear false"));
   }
   return Row(prefix, out, in, bias, init, shard, expert);
 }
@@ -221,8 +262,9 @@ absl::Status StageWalker::SelfAttention(const ModuleSpec& spec, const Prefix& pr
     const ModuleSpec* norm = spec.Submodule(slot);
     if (norm == nullptr) continue;
     const layer_spec::ModuleInfo* info = layer_spec::FindModule(norm->module);
-    if (info != nullptr && info->kind == ModuleKind::kNorm)
-      Norm(prefix.Sub(slot), norm->module, kv());
+    if (info != nullptr && info->kind == ModuleKind::kNorm) {
+      if (absl::Status s = Norm(prefix.Sub(slot), norm->module, kv()); !s.ok()) return s;
+    }
   }
   return absl::OkStatus();
 }
@@ -265,9 +307,14 @@ absl::Status StageWalker::MoeLayer(const ModuleSpec& spec, const Prefix& prefix)
   const int64_t ffn = t_.moe_ffn_hidden_size();
   // Router: replicated weight [E, h] (and bias [E] with add_bias_linear), both drawn with
   // init_method as Megatron's TopKRouter does.
+  // Under sequence parallelism it routes this rank's part of the sequence.
   Prefix router = prefix.Sub("router");
-  Add(router, "weight", "weight", {num_experts, h()}, WeightInit());
-  if (bias_linear()) Add(router, "bias", "bias", {num_experts}, WeightInit());
+  Add(router, "weight", "weight", {num_experts, h()}, WeightInit()).sequence_parallel =
+      sequence_parallel();
+  if (bias_linear()) {
+    Add(router, "bias", "bias", {num_experts}, WeightInit()).sequence_parallel =
+        sequence_parallel();
+  }
   // Experts hold the expert-parallel shard, each split over the expert-TP group.
   const bool expert_attr =
       ep > 1 || t_.expert_tensor_parallel_size() != t_.tensor_model_parallel_size();
@@ -285,7 +332,7 @@ absl::Status StageWalker::MoeLayer(const ModuleSpec& spec, const Prefix& prefix)
     for (int fc = 1; fc <= 2; ++fc) {
       const std::string lin = fc == 1 ? "linear_fc1" : "linear_fc2";
       for (int pass = 0; pass < (bias_linear() ? 2 : 1); ++pass) {
-        for (int64_t j = 0; j < local_experts; ++j) {
+        for (int64_t j = 0; j < local_experts && !exhausted_; ++j) {
           const int64_t global = coords_.ep_rank * local_experts + j;
           Prefix p{absl::StrCat(experts_prefix.local, lin, "."),
                    absl::StrCat(experts_prefix.canonical, "local_experts.", global, ".", lin, ".")};
@@ -313,7 +360,7 @@ absl::Status StageWalker::MoeLayer(const ModuleSpec& spec, const Prefix& prefix)
     if (fc1 == nullptr || fc2 == nullptr) {
       return absl::InvalidArgumentError("SequentialMLP needs linear_fc1 and linear_fc2");
     }
-    for (int64_t j = 0; j < local_experts; ++j) {
+    for (int64_t j = 0; j < local_experts && !exhausted_; ++j) {
       const int64_t global = coords_.ep_rank * local_experts + j;
       Prefix e{absl::StrCat(experts_prefix.local, "local_experts.", j, "."),
                absl::StrCat(experts_prefix.canonical, "local_experts.", global, ".")};
@@ -340,6 +387,12 @@ absl::Status StageWalker::MoeLayer(const ModuleSpec& spec, const Prefix& prefix)
     if (fc1 == nullptr || fc2 == nullptr) {
       return absl::InvalidArgumentError("SharedExpertMLP needs linear_fc1 and linear_fc2");
     }
+    // gate_weight is SharedExpertMLP's own parameter, created after MLP.__init__ built the
+    // linears: named_parameters() lists a module's own parameters before its children's.
+    if (t_.moe_shared_expert_gate()) {
+      Add(sp, "gate_weight", "gate_weight", {1, h()}, WeightInit()).sequence_parallel =
+          sequence_parallel();
+    }
     if (absl::Status s = Linear(*fc1, sp.Sub("linear_fc1"), true, gated() * fs, h(), false,
                                 WeightInit(), tp_, gated(), false, "");
         !s.ok()) {
@@ -350,7 +403,6 @@ absl::Status StageWalker::MoeLayer(const ModuleSpec& spec, const Prefix& prefix)
         !s.ok()) {
       return s;
     }
-    if (t_.moe_shared_expert_gate()) Add(sp, "gate_weight", "gate_weight", {1, h()}, WeightInit());
   }
   return absl::OkStatus();
 }
@@ -361,7 +413,11 @@ absl::Status StageWalker::TransformerLayer(const ModuleSpec& spec, const Prefix&
     // Canonical (TE) name of the input norm: self_attention.linear_qkv.layer_norm_*.
     Prefix p{absl::StrCat(prefix.local, "input_layernorm."),
              absl::StrCat(prefix.canonical, "self_attention.linear_qkv.")};
-    Norm(p, input_norm->module, h(), "weight", "bias", "layer_norm_weight", "layer_norm_bias");
+    if (absl::Status s = Norm(p, input_norm->module, h(), "weight", "bias", "layer_norm_weight",
+                              "layer_norm_bias");
+        !s.ok()) {
+      return s;
+    }
   }
   const ModuleSpec* attention = spec.Submodule("self_attention");
   if (attention == nullptr)
@@ -374,13 +430,15 @@ absl::Status StageWalker::TransformerLayer(const ModuleSpec& spec, const Prefix&
   (void)moe;
   const ModuleSpec* pre_mlp = spec.Submodule("pre_mlp_layernorm");
   if (pre_mlp != nullptr && pre_mlp->module != "IdentityOp") {
+    absl::Status s;
     if (is_moe) {
-      Norm(prefix.Sub("pre_mlp_layernorm"), pre_mlp->module, h());
+      s = Norm(prefix.Sub("pre_mlp_layernorm"), pre_mlp->module, h());
     } else {
       Prefix p{absl::StrCat(prefix.local, "pre_mlp_layernorm."),
                absl::StrCat(prefix.canonical, "mlp.linear_fc1.")};
-      Norm(p, pre_mlp->module, h(), "weight", "bias", "layer_norm_weight", "layer_norm_bias");
+      s = Norm(p, pre_mlp->module, h(), "weight", "bias", "layer_norm_weight", "layer_norm_bias");
     }
+    if (!s.ok()) return s;
   }
   if (is_moe) return MoeLayer(*mlp, prefix.Sub("mlp"));
   return DenseMlp(*mlp, prefix.Sub("mlp"), t_.ffn_hidden_size());
@@ -391,7 +449,9 @@ absl::Status StageWalker::TeTransformerLayer(const Prefix& prefix) {
   // canonical names mapped to the TE layer-spec keys.
   Prefix qkv{absl::StrCat(prefix.local, "self_attention.layernorm_qkv."),
              absl::StrCat(prefix.canonical, "self_attention.linear_qkv.")};
-  Norm(qkv, "TENorm", h(), "layer_norm_weight", "layer_norm_bias");
+  if (absl::Status s = Norm(qkv, "TENorm", h(), "layer_norm_weight", "layer_norm_bias"); !s.ok()) {
+    return s;
+  }
   const int64_t qkv_out = (heads() + 2 * groups()) * kv();
   if (absl::Status s =
           Column(qkv, qkv_out, h(), bias_linear() || t_.add_qkv_bias(), WeightInit(), tp_);
@@ -405,7 +465,10 @@ absl::Status StageWalker::TeTransformerLayer(const Prefix& prefix) {
   }
   Prefix mlp{absl::StrCat(prefix.local, "layernorm_mlp."), ""};
   Prefix fc1_canon{mlp.local, absl::StrCat(prefix.canonical, "mlp.linear_fc1.")};
-  Norm(fc1_canon, "TENorm", h(), "layer_norm_weight", "layer_norm_bias");
+  if (absl::Status s = Norm(fc1_canon, "TENorm", h(), "layer_norm_weight", "layer_norm_bias");
+      !s.ok()) {
+    return s;
+  }
   const int64_t ffn = t_.ffn_hidden_size();
   if (absl::Status s = Column(fc1_canon, gated() * ffn, h(), bias_linear(), WeightInit(), tp_,
                               gated(), false, "fc1_weight", "fc1_bias");
@@ -419,8 +482,11 @@ absl::Status StageWalker::TeTransformerLayer(const Prefix& prefix) {
 
 absl::Status StageWalker::MtpLayer(const ModuleSpec& spec, const Prefix& prefix) {
   // MultiTokenPredictionLayer: enorm, hnorm, eh_proj, mtp_model_layer, final_layernorm.
-  Norm(prefix.Sub("enorm"), spec.Submodule("enorm")->module, h());
-  Norm(prefix.Sub("hnorm"), spec.Submodule("hnorm")->module, h());
+  for (const char* norm : {"enorm", "hnorm"}) {
+    if (absl::Status s = Norm(prefix.Sub(norm), spec.Submodule(norm)->module, h()); !s.ok()) {
+      return s;
+    }
+  }
   if (absl::Status s = Column(prefix.Sub("eh_proj"), h(), 2 * h(), false, WeightInit(), tp_);
       !s.ok()) {
     return s;
@@ -429,8 +495,7 @@ absl::Status StageWalker::MtpLayer(const ModuleSpec& spec, const Prefix& prefix)
   if (absl::Status s = TransformerLayer(*inner, prefix.Sub("mtp_model_layer"), false); !s.ok()) {
     return s;
   }
-  Norm(prefix.Sub("final_layernorm"), spec.Submodule("layer_norm")->module, h());
-  return absl::OkStatus();
+  return Norm(prefix.Sub("final_layernorm"), spec.Submodule("layer_norm")->module, h());
 }
 
 absl::StatusOr<std::vector<ParamInfo>> StageWalker::Walk() {
@@ -454,7 +519,7 @@ absl::StatusOr<std::vector<ParamInfo>> StageWalker::Walk() {
   }
   // 2. decoder layers (module-local index i, global index offset + i), then the final norm.
   const std::vector<layer_spec::ModuleSpecPtr>& layers = ctx_.specs->layers;
-  for (int i = 0; i < static_cast<int>(layers.size()); ++i) {
+  for (int i = 0; i < static_cast<int>(layers.size()) && !exhausted_; ++i) {
     const int global = chunk.layer_offset + i;
     Prefix p{absl::StrCat("decoder.layers.", i, "."), absl::StrCat("decoder.layers.", global, ".")};
     const layer_spec::ModuleInfo* info = layer_spec::FindModule(layers[i]->module);
@@ -471,8 +536,11 @@ absl::StatusOr<std::vector<ParamInfo>> StageWalker::Walk() {
     if (!s.ok()) return s;
   }
   if (chunk.has_final_layernorm) {
-    Norm(Prefix{"decoder.final_layernorm.", "decoder.final_layernorm."},
-         ctx_.specs->final_layernorm, h());
+    if (absl::Status s = Norm(Prefix{"decoder.final_layernorm.", "decoder.final_layernorm."},
+                              ctx_.specs->final_layernorm, h());
+        !s.ok()) {
+      return s;
+    }
   }
   // 3. MTP layers: local index i, global index mtp_offset + i.
   if (mtp_here) {
@@ -492,6 +560,14 @@ absl::StatusOr<std::vector<ParamInfo>> StageWalker::Walk() {
     if (absl::Status s = Shard(w, 0, tp_, 1); !s.ok()) return s;
     w.shared_embedding = tied;
   }
+  // _allreduce_non_tensor_model_parallel_grads: the sequence_parallel parameters, and with
+  // qk_layernorm every parameter named like a q/k norm (Megatron matches the names).
+  for (ParamInfo& p : params_) {
+    p.sum_grad_over_tp = p.sequence_parallel ||
+                         (t_.qk_layernorm() && (p.name.find("q_layernorm") != std::string::npos ||
+                                                p.name.find("k_layernorm") != std::string::npos));
+  }
+  if (exhausted_) return absl::ResourceExhaustedError("the plan's parameter budget ran out");
   return std::move(params_);
 }
 

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "core/plan/pipeline_layout.h"
 #include "core/layer_spec/layer_specs.h"
+#include "core/plan/pipeline_layout.h"
 #include "gptbuilder/v1/model_config.pb.h"
 
 namespace gptb::plan {
@@ -58,7 +58,18 @@ struct ParamInfo {
   int partition_stride = 1;
   bool is_expert = false;         // allreduce=False: gradients reduce over expt_dp
   bool shared_embedding = false;  // a tied or MTP copy of the word embeddings
+  // Megatron's `sequence_parallel` attribute: a replicated parameter applied to this rank's
+  // shard of the sequence (norms, row-parallel biases, the router, the shared-expert gate), set
+  // when transformer.sequence_parallel is on.
+  bool sequence_parallel = false;
+  // finalize_model_grads sums this replicated parameter's gradient over the tensor-parallel
+  // group (_allreduce_non_tensor_model_parallel_grads), because each TP rank computes only a
+  // partial gradient: the sequence_parallel parameters (each rank sees its part of the
+  // sequence) and, with qk_layernorm, the q/k norms (each rank normalises its own heads).
+  bool sum_grad_over_tp = false;
 
+  // Plans only hold parameters whose element and byte counts (local and canonical) fit in
+  // int64 (ModelPlan::Create checks), so these never overflow.
   int64_t numel() const;
   int64_t bytes() const { return numel() * DTypeBytes(dtype); }
 };
@@ -80,12 +91,16 @@ struct StageContext {
   const ChunkLayout* chunk = nullptr;
   const layer_spec::StageLayerSpecs* specs = nullptr;
   const std::vector<layer_spec::ModuleSpecPtr>* mtp_specs = nullptr;  // null: no MTP on this chunk
+  // Parameters the walk may still list (decremented per parameter); null: unbounded. When it
+  // runs out the walk stops and PlanStageParameters is RESOURCE_EXHAUSTED.
+  int64_t* remaining_params = nullptr;
 };
 
 // Megatron Core's GPTModel.named_parameters() for one stage, in registration order: embedding
 // (pre_process or MTP chunk), decoder layers (module-local indices), final norm, MTP layers,
 // output layer (absent when pre_process and tied). INVALID_ARGUMENT for module combinations
-// Megatron cannot build (e.g. biases on experts with expert TP > 1).
+// Megatron cannot build (e.g. biases on experts with expert TP > 1); RESOURCE_EXHAUSTED when
+// context.remaining_params runs out.
 absl::StatusOr<std::vector<ParamInfo>> PlanStageParameters(const StageContext& context,
                                                            const StageCoords& coords);
 

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/plan/model_plan.h"
+#include "gptbuilder/v1/plan.pb.h"
 #include "nlohmann/json.hpp"
 
 namespace gptb::plan {
@@ -13,10 +14,15 @@ namespace gptb::plan {
 // [{name, shape, dtype}] in registration order, num_params) and ranks (per global rank: its
 // coordinates, the stages it holds, its process groups and its model-state bytes). Extra keys
 // (parallel sizes, etp_rank, mtp_layers, layer_spec, param_bytes, total_params) are additive.
-nlohmann::json PlanToJson(const ModelPlan& plan);
+// Process groups: "process_groups" at the top (every group of every kind once, when the
+// description has them) and per rank "groups", the index of its group of each kind there (null
+// for none): members per rank would grow with world^2. From the plan's one encoding
+// (plan_description.h DescribePlan; a page of ranks when it lists one).
+nlohmann::json PlanToJson(const gptbuilder::v1::PlanDescription& plan);
 
-// The stage part of one StagePlan, shared with `gptb describe`.
-nlohmann::json StageToJson(const StagePlan& stage);
+// One stage, for `gptb plan` and `gptb describe` alike: every key above, plus each parameter's
+// "checksum" (16 hex digits) where the description has one (a held model's).
+nlohmann::json StageToJson(const gptbuilder::v1::StageDescription& stage);
 
 // A table for people: the parallel layout, one row per stage (layers, parameters, bytes) and
 // the totals.

@@ -12,6 +12,7 @@
 #include <iterator>
 
 #include "absl/strings/str_cat.h"
+#include "core/checkpoint/posix_file.h"
 
 namespace gptb::train {
 namespace {
@@ -26,11 +27,25 @@ T ReadLe(const uint8_t* p) {
   return value;
 }
 
+// A request naming a path that does not open is a bad request (INVALID_ARGUMENT): every rank
+// refuses it alike before any communication, and the model stays as it was. The open never
+// blocks (a FIFO would hang the rank's thread) and only regular files are read.
+absl::Status CannotOpen(const std::string& path, const absl::Status& why) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("batch.data_path: cannot open '", path, "' (", why.message(),
+                   "); the path prefix must name <prefix>.idx and <prefix>.bin readable on every "
+                   "worker"));
+}
+
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open '", path, "': ", strerror(errno)));
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return absl::DataLossError(absl::StrCat("reading '", path, "' failed"));
+  absl::StatusOr<int> fd = checkpoint::OpenRegularFileForRead(path);
+  if (!fd.ok()) return CannotOpen(path, fd.status());
+  uint64_t size = 0;
+  absl::Status status = checkpoint::FileSize(*fd, path, &size);
+  std::string data(status.ok() ? size : 0, '\0');
+  if (status.ok()) status = checkpoint::PreadFull(*fd, data.data(), size, 0, path);
+  ::close(*fd);
+  if (!status.ok()) return CannotOpen(path, status);
   return data;
 }
 
@@ -145,10 +160,9 @@ absl::StatusOr<std::shared_ptr<const IndexedDataset>> IndexedDataset::Open(
   if (documents > 0) std::memcpy(ds->document_indices_.data(), cursor, documents * 8);
 
   // The data file.
-  const int fd = ::open(bin_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat("cannot open '", bin_path, "': ", strerror(errno)));
-  }
+  absl::StatusOr<int> opened = checkpoint::OpenRegularFileForRead(bin_path);
+  if (!opened.ok()) return CannotOpen(bin_path, opened.status());
+  const int fd = *opened;
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     const int err = errno;

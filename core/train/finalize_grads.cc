@@ -16,6 +16,45 @@ bool IsEmbeddingCopy(const model::GptStage& stage, const plan::ParamInfo& info) 
   return info.shared_embedding || (!stage.pre_process() && info.name.rfind("embedding.", 0) == 0);
 }
 
+namespace {
+
+// _allreduce_non_tensor_model_parallel_grads: one coalesced SUM over the tp group of every
+// chunk's partial gradients (fp32 on the wire whatever the buffers' dtype).
+absl::Status SumPartialGradsOverTp(model::RankModel& model) {
+  const parallel::ProcessGroupCollection* groups = model.groups();
+  if (groups == nullptr || !groups->has(GroupKind::kTp) || groups->size(GroupKind::kTp) <= 1) {
+    return absl::OkStatus();
+  }
+  std::vector<torch::Tensor> grads;
+  const auto& stages = model.stages();
+  for (size_t c = 0; c < stages.size(); ++c) {
+    for (const plan::ParamInfo& info : stages[c]->plan().params) {
+      if (!info.sum_grad_over_tp) continue;
+      torch::Tensor grad = model.ddp(static_cast<int>(c))->main_grad(info.name);
+      if (grad.defined()) grads.push_back(grad);  // undefined: frozen (requires_grad false)
+    }
+  }
+  if (grads.empty()) return absl::OkStatus();
+  return parallel::CallTorch(
+      "all-reducing the partial gradients of replicated parameters over the tensor-parallel "
+      "group",
+      [&] {
+        torch::NoGradGuard no_grad;
+        std::vector<torch::Tensor> flat;
+        flat.reserve(grads.size());
+        for (const torch::Tensor& g : grads) flat.push_back(g.reshape({-1}).to(torch::kFloat32));
+        torch::Tensor coalesced = torch::cat(flat);
+        parallel::AllReduceInPlace(coalesced, groups->group(GroupKind::kTp));
+        int64_t offset = 0;
+        for (torch::Tensor& g : grads) {
+          g.copy_(coalesced.narrow(0, offset, g.numel()).view(g.sizes()));
+          offset += g.numel();
+        }
+      });
+}
+
+}  // namespace
+
 absl::Status FinalizeGrads(model::RankModel& model) {
   const auto& stages = model.stages();
   for (size_t c = 0; c < stages.size(); ++c) {
@@ -26,6 +65,7 @@ absl::Status FinalizeGrads(model::RankModel& model) {
     }
     if (absl::Status s = ddp->FinishGradSync(); !s.ok()) return s;
   }
+  if (absl::Status s = SumPartialGradsOverTp(model); !s.ok()) return s;
 
   const parallel::ProcessGroupCollection* groups = model.groups();
   const auto& config = model.plan().config();

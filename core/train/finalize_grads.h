@@ -14,7 +14,11 @@ bool IsEmbeddingCopy(const model::GptStage& stage, const plan::ParamInfo& info);
 
 // Megatron's finalize_model_grads for this rank's chunks, after the last backward of a step:
 // 1. every chunk's DDP FinishGradSync (main_grad becomes the data-parallel mean);
-// 2. with a pipeline and tied embeddings or MTP layers, the word-embedding copies' gradients
+// 2. _allreduce_non_tensor_model_parallel_grads: the gradients of the replicated parameters
+//    that each tensor-parallel rank computes only in part (ParamInfo::sum_grad_over_tp:
+//    sequence-parallel norms, biases, router and gate weights; q/k norms with qk_layernorm) are
+//    summed over the tp group, so every copy takes the whole gradient and the same update;
+// 3. with a pipeline and tied embeddings or MTP layers, the word-embedding copies' gradients
 //    are summed over the embedding group (first and last pipeline rank): the first stage's
 //    embedding.word_embeddings.weight and the last stage's copies (output_layer.weight when
 //    tied, the MTP chunk's embedding) each end with the sum of all of them, so every copy takes

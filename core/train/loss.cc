@@ -27,13 +27,16 @@ MicroBatchLoss PostProcessForward(model::GptStage& stage, const distributed::Flo
                                   const torch::Tensor& input, const torch::Tensor& input_ids,
                                   const torch::Tensor& labels, const parallel::ProcessGroupPtr& tp,
                                   double mtp_loss_scaling_factor) {
+  // Logits stay [s, b, V/tp] as the output layer makes them; the labels and masks are transposed
+  // to match instead (a [b, s] copy, not one of the step's largest tensors).
   auto logits_of = [&](const torch::Tensor& hidden) {
-    torch::Tensor logits = stage.Logits(hidden);
+    torch::Tensor logits = stage.SequenceFirstLogits(hidden);
     return f16 != nullptr ? f16->Output(logits) : logits;
   };
+  auto sequence_first = [](const torch::Tensor& t) { return t.transpose(0, 1).contiguous(); };
   MicroBatchLoss loss;
   const torch::Tensor hidden = stage.Hidden(f16 != nullptr ? f16->Input(input) : input);
-  loss.lm = LanguageModelLoss(logits_of(hidden), labels, tp);
+  loss.lm = LanguageModelLoss(logits_of(hidden), sequence_first(labels), tp);
   // The decoder layers' aux losses, read before MTP layers run their own MoE forward.
   loss.aux = stage.AuxLoss();
 
@@ -54,7 +57,8 @@ MicroBatchLoss PostProcessForward(model::GptStage& stage, const distributed::Flo
       torch::Tensor embedded = stage.embedding()->forward(ids);
       h = layer->forward(h, embedded, freqs, stage.rotary());
       torch::Tensor per_token =
-          parallel::VocabParallelCrossEntropy(logits_of(h), mtp_labels, tp) * mask.to(h.device());
+          parallel::VocabParallelCrossEntropy(logits_of(h), sequence_first(mtp_labels), tp) *
+          sequence_first(mask).to(h.device());
       torch::Tensor depth = per_token.sum() / mask.sum().clamp_min(1.0).item<double>();
       total = total.defined() ? total + depth : depth;
     }

@@ -20,8 +20,9 @@ struct MicroBatchLoss {
 };
 
 // Megatron's compute_language_model_loss averaged as loss_func does without a loss mask:
-// vocab-parallel cross entropy of logits [b, s, V/tp] against labels [b, s] (global ids), summed
-// and divided by the number of tokens. Throws c10::Error on a collective failure.
+// vocab-parallel cross entropy of logits [..., V/tp] against labels [...] (global ids, the same
+// leading shape: [s, b] for the output layer's own order), summed and divided by the number of
+// tokens. Throws c10::Error on a collective failure.
 torch::Tensor LanguageModelLoss(const torch::Tensor& logits, const torch::Tensor& labels,
                                 const parallel::ProcessGroupPtr& tp);
 

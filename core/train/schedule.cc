@@ -1,5 +1,6 @@
 #include "core/train/schedule.h"
 
+#include <chrono>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -28,7 +29,7 @@ class Executor {
            const ForwardBackwardOptions& options)
       : model_(model), micro_batches_(micro_batches), options_(options) {}
 
-  LossSums Run() {
+  absl::StatusOr<LossSums> Run() {
     const parallel::ProcessGroupCollection& groups = *model_.groups();
     pp_ = groups.group(GroupKind::kPp);
     tp_ = groups.group(GroupKind::kTp);
@@ -40,7 +41,10 @@ class Executor {
     const auto& config = model_.plan().config();
     mtp_scale_ = config.transformer().mtp_loss_scaling_factor();
     const torch::Tensor& ids = micro_batches_.front().input_ids;
-    hidden_shape_ = {ids.size(1), ids.size(0), config.transformer().hidden_size()};
+    // Under sequence parallelism stages exchange this rank's part of the sequence.
+    int64_t seq = ids.size(1);
+    if (config.transformer().sequence_parallel()) seq /= groups.size(GroupKind::kTp);
+    hidden_shape_ = {seq, ids.size(0), config.transformer().hidden_size()};
     hidden_options_ = torch::TensorOptions()
                           .dtype(model::TorchDtype(model_.plan().dtype()))
                           .device(groups.device());
@@ -57,14 +61,22 @@ class Executor {
     slots_.assign(chunks_, std::vector<Slot>(num_mb_));
     for (const auto& stage : model_.stages()) stage->train();
     for (const PipelineOp& op : *order) {
+      if (options_.cancelled && options_.cancelled()) {
+        return absl::CancelledError(
+            "the train step was aborted (the call was cancelled, its deadline passed, or the "
+            "model is being released)");
+      }
       if (op.forward) {
         Forward(op.chunk, op.microbatch);
       } else {
         Backward(op.chunk, op.microbatch);
       }
     }
+    const auto start = std::chrono::steady_clock::now();
     for (WorkPtr& work : sends_) work->wait();
     sends_.clear();
+    sums_.p2p_wait +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return sums_;
   }
 
@@ -79,7 +91,10 @@ class Executor {
 
   torch::Tensor Receive(int src, int tag) {
     std::vector<at::Tensor> in = {torch::empty(hidden_shape_, hidden_options_)};
+    const auto start = std::chrono::steady_clock::now();
     pp_->recv(in, src, tag)->wait();
+    sums_.p2p_wait +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return in[0];
   }
   void Send(const torch::Tensor& tensor, int dst, int tag) {

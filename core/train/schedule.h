@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -21,6 +22,10 @@ struct ForwardBackwardOptions {
   double loss_scale = 1.0;
   // Megatron's microbatch_group_size_per_vp_stage (0: the pipeline size).
   int microbatch_group_size = 0;
+  // Polled before every forward and backward of the schedule; true stops the rank there with
+  // CANCELLED (its peers then fail on their own within the process-group timeout, so the ranks
+  // are out of step: the caller must treat the model as broken).
+  std::function<bool()> cancelled;
 };
 
 // Sums over this rank's micro-batches of the per-micro-batch loss terms (each a mean over the
@@ -30,6 +35,9 @@ struct LossSums {
   double lm = 0.0;
   double mtp = 0.0;
   double aux = 0.0;
+  // Not a loss: seconds this rank spent blocked on pipeline transfers (receives, and the wait
+  // for its last sends), part of the forward/backward time.
+  double p2p_wait = 0.0;
 };
 
 // Megatron's forward_backward_func for one rank: runs every micro-batch forward and backward

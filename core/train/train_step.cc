@@ -11,6 +11,7 @@
 #include "core/train/finalize_grads.h"
 #include "core/train/pipeline_order.h"
 #include "core/train/schedule.h"
+#include "core/train/step_memory.h"
 
 namespace gptb::train {
 namespace {
@@ -36,9 +37,10 @@ absl::Status RankTrainer::Validate(const TrainRequest& request, int64_t* seq_len
     return absl::InvalidArgumentError(
         absl::StrCat("options.micro_batch_size: must be >= 1; got ", o.micro_batch_size()));
   }
-  if (o.num_micro_batches() < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("options.num_micro_batches: must be >= 1; got ", o.num_micro_batches()));
+  if (o.num_micro_batches() < 1 || o.num_micro_batches() > kMaxMicroBatches) {
+    return absl::InvalidArgumentError(absl::StrCat("options.num_micro_batches: must be in [1, ",
+                                                   kMaxMicroBatches, "]; got ",
+                                                   o.num_micro_batches()));
   }
   *seq_length = o.has_seq_length() ? o.seq_length() : config.seq_length();
   if (*seq_length < 1) {
@@ -48,12 +50,12 @@ absl::Status RankTrainer::Validate(const TrainRequest& request, int64_t* seq_len
   if (*seq_length > config.seq_length()) {
     // Learned position embeddings have no rows past it; for the others the plan's activation
     // memory assumed it, and a rank running out of memory mid-step would fail the whole model.
-    return absl::InvalidArgumentError(absl::StrCat(
-        "options.seq_length: ", *seq_length, " exceeds the model's seq_length (",
-        config.seq_length(), ")",
-        config.position_embedding_type() == "learned_absolute"
-            ? ", the size of its learned position embeddings"
-            : ", which its plan assumed; build the model with a larger seq_length"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.seq_length: ", *seq_length, " exceeds the model's seq_length (",
+                     config.seq_length(), ")",
+                     config.position_embedding_type() == "learned_absolute"
+                         ? ", the size of its learned position embeddings"
+                         : ", which its plan assumed; build the model with a larger seq_length"));
   }
   if (request.batch.source_case() == gptbuilder::v1::TrainBatch::SOURCE_NOT_SET) {
     return absl::InvalidArgumentError("batch: no source; set tokens, synthetic_seed or data_path");
@@ -62,17 +64,20 @@ absl::Status RankTrainer::Validate(const TrainRequest& request, int64_t* seq_len
     return absl::FailedPreconditionError(
         "training with context_parallel_size > 1 is not supported; rebuild with 1");
   }
-  if (t.has_num_moe_experts() && t.num_moe_experts() > 0 && t.tensor_model_parallel_size() > 1) {
+  if (t.has_num_moe_experts() && t.num_moe_experts() > 0 && t.tensor_model_parallel_size() > 1 &&
+      !t.sequence_parallel()) {
     // Megatron's MoELayer raises the same in training: without sequence parallelism every
-    // tensor-parallel rank dispatches the same tokens, so expert gradients come back tp times.
+    // tensor-parallel rank dispatches the same tokens.
     return absl::FailedPreconditionError(
-        "training a MoE model with tensor_model_parallel_size > 1 needs sequence_parallel, which "
-        "this build does not support; rebuild with tensor_model_parallel_size 1 (expert and "
-        "pipeline parallelism are fine)");
+        "During training, performance may degrade if MoE and tensor parallelism are enabled "
+        "without also enabling sequence parallelism: Megatron Core refuses to train a MoE model "
+        "with tensor_model_parallel_size > 1 without it; rebuild with sequence_parallel true");
   }
-  if (t.sequence_parallel()) {
-    return absl::FailedPreconditionError(
-        "training with sequence_parallel is not supported; rebuild without it");
+  if (t.sequence_parallel() && *seq_length % t.tensor_model_parallel_size() != 0) {
+    // Each tensor-parallel rank holds an equal part of the sequence.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "options.seq_length: ", *seq_length, " must be divisible by tensor_model_parallel_size (",
+        t.tensor_model_parallel_size(), ") with sequence_parallel"));
   }
   const parallel::ProcessGroupCollection* groups = model_->groups();
   if (groups == nullptr) return absl::FailedPreconditionError("the model has no process groups");
@@ -185,9 +190,11 @@ absl::StatusOr<TrainStepResult> RankTrainer::Step(const TrainRequest& request) {
   ForwardBackwardOptions fb;
   fb.loss_scale = optimizer_->loss_scale();
   fb.microbatch_group_size = MicrobatchGroupSize(config.transformer());
+  fb.cancelled = request.cancelled;
   absl::StatusOr<LossSums> sums = ForwardBackward(*model_, micro_batches, fb);
   if (!sums.ok()) return fail(sums.status());
   result.seconds.forward_backward = Since(phase);
+  result.seconds.p2p_wait = sums->p2p_wait;
 
   phase = Clock::now();
   if (absl::Status s = FinalizeGrads(*model_); !s.ok()) return fail(s);
@@ -204,8 +211,17 @@ absl::StatusOr<TrainStepResult> RankTrainer::Step(const TrainRequest& request) {
 
   // Losses: the output chunk's replicas hold lm/mtp, every pipeline rank its aux share.
   absl::Status reduced = parallel::CallTorch("reducing the step's losses", [&] {
-    torch::Tensor values = torch::tensor({sums->lm, sums->mtp, sums->aux},
-                                         torch::TensorOptions().dtype(torch::kFloat64));
+    // The aux loss of each tensor-parallel rank is its share (core/model/moe.h); lm and mtp
+    // are whole on every tensor-parallel rank.
+    double aux = sums->aux;
+    const auto& t = config.transformer();
+    if (t.has_num_moe_experts() && t.num_moe_experts() > 0 && groups.size(GroupKind::kTp) > 1) {
+      torch::Tensor shares = torch::tensor({aux}, torch::TensorOptions().dtype(torch::kFloat64));
+      parallel::AllReduceInPlace(shares, groups.group(GroupKind::kTp));
+      aux = shares.item<double>();
+    }
+    torch::Tensor values =
+        torch::tensor({sums->lm, sums->mtp, aux}, torch::TensorOptions().dtype(torch::kFloat64));
     parallel::AllReduceInPlace(values, groups.group(GroupKind::kDpCp));
     parallel::AllReduceInPlace(values, groups.group(GroupKind::kPp));
     const double denominator = static_cast<double>(num_mb) * static_cast<double>(dp);

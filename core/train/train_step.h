@@ -2,6 +2,7 @@
 #define GPTB_CORE_TRAIN_TRAIN_STEP_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,12 +19,16 @@ namespace gptb::train {
 struct TrainRequest {
   gptbuilder::v1::TrainBatch batch;
   gptbuilder::v1::TrainOptions options;
+  // Polled between the schedule's forwards and backwards: true aborts the step with CANCELLED,
+  // which breaks the trainer (the ranks are out of step; the model must be released).
+  std::function<bool()> cancelled;
 };
 
 // Wall time of a step's phases on this rank, in seconds.
 struct StepTimings {
   double data = 0.0;              // building this replica's micro-batches
   double forward_backward = 0.0;  // the pipeline schedule
+  double p2p_wait = 0.0;          // of which blocked on pipeline transfers
   double grad_sync = 0.0;         // FinalizeGrads (data-parallel and embedding reductions)
   double optimizer = 0.0;         // norm, clipping, update, parameter all-gather
   double total = 0.0;             // the whole step, loss reporting included
@@ -55,8 +60,9 @@ struct TrainStepResult {
 // step either repeats them or omits both (options.optimizer and options.scheduler unset).
 //
 // Errors: INVALID_ARGUMENT for a bad request (sizes, batch, optimizer settings),
-// FAILED_PRECONDITION for a model this trainer cannot train (no DDP wrapper, context or sequence
-// parallelism, MoE with tensor parallelism, MTP off the output chunk) or optimizer settings that
+// FAILED_PRECONDITION for a model this trainer cannot train (no DDP wrapper, context
+// parallelism, MoE with tensor parallelism but without sequence parallelism, MTP off the output
+// chunk) or optimizer settings that
 // differ from the first step's, DEADLINE_EXCEEDED / UNAVAILABLE when a peer rank is lost or stuck
 // (within the process-group timeout). After a failure inside the distributed part of a step the
 // model's state is inconsistent across ranks: every later Step returns FAILED_PRECONDITION with the

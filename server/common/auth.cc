@@ -38,8 +38,15 @@ absl::StatusOr<BearerToken> BearerToken::Load(const std::string& token_file) {
     return BearerToken(std::move(token));
   }
   const char* env = std::getenv("GPTB_AUTH_TOKEN");
-  if (env != nullptr) return BearerToken(std::string(absl::StripAsciiWhitespace(env)));
-  return BearerToken();
+  if (env == nullptr) return BearerToken();
+  std::string token(absl::StripAsciiWhitespace(env));
+  // Set but blank is a mistake (an unfilled secret), not a request to run without a token.
+  if (token.empty()) {
+    return absl::InvalidArgumentError(
+        "GPTB_AUTH_TOKEN is set but holds only whitespace; set it to the token, or unset it to "
+        "run without authentication");
+  }
+  return BearerToken(std::move(token));
 }
 
 absl::Status BearerToken::Verify(const grpc::ServerContext& context) const {

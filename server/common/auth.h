@@ -20,7 +20,8 @@ class BearerToken {
 
   // The first line of `token_file` (surrounding whitespace trimmed) when the path is non-empty,
   // else the GPTB_AUTH_TOKEN environment variable, else disabled. An unreadable or empty file is
-  // an error naming the file.
+  // an error naming the file; a GPTB_AUTH_TOKEN of only whitespace is an error too (it would
+  // otherwise turn authentication off without a word).
   static absl::StatusOr<BearerToken> Load(const std::string& token_file);
 
   bool enabled() const { return !token_.empty(); }

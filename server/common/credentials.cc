@@ -34,13 +34,17 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   if (tls.cert_file.empty() || tls.key_file.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
   }
+  if (!tls.client_auth.empty() && tls.client_auth != "require" && tls.client_auth != "none") {
+    return absl::InvalidArgumentError(absl::StrCat("--tls-client-auth must be require or none, got '",
+                                                   tls.client_auth, "'"));
+  }
   absl::StatusOr<std::string> cert = ReadPem(tls.cert_file, "--tls-cert");
   if (!cert.ok()) return cert.status();
   absl::StatusOr<std::string> key = ReadPem(tls.key_file, "--tls-key");
   if (!key.ok()) return key.status();
   grpc::SslServerCredentialsOptions options(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
   options.pem_key_cert_pairs.push_back({*key, *cert});
-  if (!tls.ca_file.empty()) {
+  if (!tls.ca_file.empty() && tls.client_auth != "none") {
     absl::StatusOr<std::string> ca = ReadPem(tls.ca_file, "--tls-ca");
     if (!ca.ok()) return ca.status();
     options.pem_root_certs = *ca;

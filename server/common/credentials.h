@@ -14,13 +14,16 @@
 namespace gptb::server {
 
 // PEM files for TLS. A daemon serves TLS when given a certificate and key; with a CA as well it
-// requires and verifies client certificates (mutual TLS between coordinator and workers). A
-// client verifies the server against the CA and presents its own certificate when given one.
-// Nothing set: plaintext, which the loopback-only local cluster uses.
+// requires and verifies client certificates (mutual TLS between coordinator and workers) unless
+// client_auth is "none" (server-only TLS under a private CA: the CA then only verifies the servers
+// this daemon calls). A client verifies the server against the CA and presents its own
+// certificate when given one. Nothing set: plaintext, which the loopback-only local cluster uses.
 struct TlsFiles {
   std::string cert_file;
   std::string key_file;
   std::string ca_file;
+  // "require" (or empty) or "none" (--tls-client-auth).
+  std::string client_auth;
 };
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const TlsFiles& tls);

@@ -10,7 +10,11 @@ namespace gptb::server {
 // The one absl -> gRPC conversion: the code is cast (Abseil's canonical codes equal gRPC's),
 // the message is truncated to kMaxStatusMessageBytes, and every payload of the status
 // (google.rpc.BadRequest, PreconditionFailure, QuotaFailure, ErrorInfo) becomes a detail of the
-// google.rpc.Status sent as the standard `grpc-status-details-bin` trailer.
+// google.rpc.Status sent as the standard `grpc-status-details-bin` trailer, within
+// kMaxStatusDetailsBytes: a BadRequest over it keeps the violations that fit (descriptions
+// shortened) and ends with one saying how many were left out. Both bounds keep the trailers
+// under gRPC's default 8 KiB metadata limit, past which a client sees RESOURCE_EXHAUSTED
+// instead of the error (the message is percent-encoded and the details base64-encoded).
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // The inverse, for clients and for the coordinator's calls to workers: the details come back
@@ -21,7 +25,10 @@ absl::Status FromGrpcStatus(const grpc::Status& status);
 google::rpc::Status ToRpcStatus(const absl::Status& status);
 absl::Status FromRpcStatus(const google::rpc::Status& status);
 
-inline constexpr size_t kMaxStatusMessageBytes = 8192;
+// The message travels twice: as grpc-message (percent-encoded) and inside the details'
+// google.rpc.Status (base64-encoded), next to the details themselves.
+inline constexpr size_t kMaxStatusMessageBytes = 2048;
+inline constexpr size_t kMaxStatusDetailsBytes = 1536;
 
 }  // namespace gptb::server
 

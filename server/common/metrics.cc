@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "google/protobuf/descriptor.h"
 #include "grpcpp/impl/codegen/interceptor.h"
 #include "grpcpp/support/status.h"
 #include "prometheus/text_serializer.h"
@@ -78,6 +79,13 @@ const char* TypeName(grpc::experimental::ServerRpcInfo::Type type) {
   return "unary";
 }
 
+// Whether a generated service in this binary declares `service`.`method`.
+bool IsDeclaredMethod(const std::string& service, const std::string& method) {
+  if (service.empty() || method.empty()) return false;
+  return google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
+             absl::StrCat(service, ".", method)) != nullptr;
+}
+
 struct GrpcFamilies {
   prometheus::Family<prometheus::Counter>* started;
   prometheus::Family<prometheus::Counter>* handled;
@@ -88,10 +96,13 @@ class GrpcMetricsInterceptor : public grpc::experimental::Interceptor {
  public:
   GrpcMetricsInterceptor(const GrpcFamilies& families, grpc::experimental::ServerRpcInfo* info)
       : families_(families), start_(std::chrono::steady_clock::now()) {
-    // "/package.Service/Method"
-    absl::string_view full = info->method();
+    // "/package.Service/Method". The name is whatever the client sent, so only methods some
+    // linked-in service declares get their own series; any other name (answered UNIMPLEMENTED)
+    // counts under "unknown", or 3,000 random names would make 3,000 series.
+    absl::string_view full = info->method() == nullptr ? "" : info->method();
     if (!full.empty() && full.front() == '/') full.remove_prefix(1);
     std::pair<std::string, std::string> parts = absl::StrSplit(full, absl::MaxSplits('/', 1));
+    if (!IsDeclaredMethod(parts.first, parts.second)) parts = {"unknown", "unknown"};
     labels_ = {{"grpc_service", parts.first},
                {"grpc_method", parts.second},
                {"grpc_type", TypeName(info->type())}};

@@ -29,7 +29,7 @@ absl::Status InvalidName(const std::string& name) {
   config::Violations violations;
   violations.Add("name", name.empty() ? "REQUIRED" : "INVALID_NAME",
                  name.empty() ? "a model name is required (--name)"
-                              : absl::StrCat("'", name,
+                              : absl::StrCat("'", config::Excerpt(name, 80),
                                              "' is not a valid model name: use 1-63 characters "
                                              "[a-z0-9._-], starting and ending with [a-z0-9]"));
   return violations.ToStatus();
@@ -117,11 +117,14 @@ absl::StatusOr<google::longrunning::Operation> BuildOrchestrator::BuildModel(
     if (existing != nullptr) return reject(NameTaken(ctx_->models, request.name(), start));
   }
   absl::StatusOr<PreparedModel> prepared =
-      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size());
+      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size(),
+                   ctx_->options.limits);
   if (!prepared.ok()) return reject(prepared.status());
   const plan::ModelPlan& plan = *prepared->plan;
   if (!request.load_from().empty()) {
-    if (absl::Status checked = CheckLoadFrom(request.load_from(), *prepared); !checked.ok()) {
+    if (absl::Status checked =
+            CheckLoadFrom(request.load_from(), *prepared, ctx_->options.checkpoint_root);
+        !checked.ok()) {
       return reject(checked);
     }
   }
@@ -138,7 +141,9 @@ absl::StatusOr<google::longrunning::Operation> BuildOrchestrator::BuildModel(
       }
       return reject(NameTaken(ctx_->models, request.name(), start));
     }
-    PlacementRequest placement_request{TensorParallelGroups(plan), RankBuildBytes(plan)};
+    PlacementRequest placement_request{TensorParallelGroups(plan),
+                                       RankBuildBytes(plan, request.for_training()),
+                                       request.device()};
     absl::StatusOr<std::vector<RankPlacement>> placement =
         PlaceRanks(placement_request, ctx_->workers.Capacity());
     if (!placement.ok()) return reject(placement.status());
@@ -345,6 +350,9 @@ void BuildOrchestrator::FinishBuild(BuildJob* job) {
   if (ctx_->metrics != nullptr) {
     ctx_->metrics->BuildFinished(result, absl::ToDoubleSeconds(absl::Now() - job->start));
   }
+  // The build's rendezvous is over (every call ended): its keys go, so that the store does not
+  // grow with every build (80 keys per 4-rank build) nor keep them readable.
+  if (ctx_->rendezvous != nullptr) ctx_->rendezvous->DeletePrefix(job->request.store_prefix());
   // Last, and notified under the lock: once the count drops, StopAll may return and the
   // coordinator be destroyed.
   MutexLock lock(&ctx_->mu);

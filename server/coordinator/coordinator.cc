@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/plan/plan_description.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/common/log.h"
 #include "server/coordinator/model_description.h"
@@ -56,7 +57,8 @@ void Coordinator::Shutdown() {
 absl::StatusOr<gptbuilder::v1::ValidateConfigResponse> Coordinator::ValidateConfig(
     const gptbuilder::v1::ValidateConfigRequest& request) {
   absl::StatusOr<PreparedModel> prepared =
-      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size());
+      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size(),
+                   ctx_.options.limits);
   if (!prepared.ok()) return prepared.status();
   gptbuilder::v1::ValidateConfigResponse response;
   *response.mutable_config() = prepared->finalized.model;
@@ -66,12 +68,22 @@ absl::StatusOr<gptbuilder::v1::ValidateConfigResponse> Coordinator::ValidateConf
   return response;
 }
 
-absl::StatusOr<gptbuilder::v1::PlanModelResponse> Coordinator::PlanModel(
+absl::StatusOr<gptbuilder::v1::PlanDescription> Coordinator::PlanModel(
     const gptbuilder::v1::PlanModelRequest& request) {
+  int first_rank = 0, num_ranks = 0;
+  if (absl::Status page = ParsePlanPage(request, &first_rank, &num_ranks); !page.ok()) return page;
   absl::StatusOr<PreparedModel> prepared =
-      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size());
+      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size(),
+                   ctx_.options.limits);
   if (!prepared.ok()) return prepared.status();
-  return PlanToProto(*prepared->plan);
+  plan::DescribeOptions page;
+  page.first_rank = first_rank;
+  page.num_ranks = num_ranks;
+  page.process_groups = false;
+  gptbuilder::v1::PlanDescription description = plan::DescribePlan(*prepared->plan, page);
+  const int end = first_rank + description.ranks_size();
+  if (end < prepared->plan->world_size()) description.set_next_page_token(absl::StrCat(end));
+  return description;
 }
 
 // ---- Watch / get / list -------------------------------------------------------------------
@@ -170,10 +182,12 @@ absl::StatusOr<gptbuilder::v1::DeleteModelResponse> Coordinator::DeleteModel(
       return absl::AbortedError(absl::StrCat("model '", name, "' is already being released"));
     }
     if (std::optional<std::string> busy = jobs_.BusyWithLocked(name); busy.has_value()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("model '", name, "' is busy ", *busy,
-                       "; cancel its TrainStep call (it stops after the step in flight) or wait "
-                       "for the save, then release it"));
+      if (*busy != "training") {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "model '", name, "' is busy ", *busy, "; release it when the save ends"));
+      }
+      // A train step is aborted at its ranks' next micro-batch: releasing is what was asked.
+      jobs_.AbortLocked(name, absl::StrCat("model '", name, "' was released while training"));
     }
     release = Release{name, model->build_id(), WorkersOf(*model)};
     ctx_.models.Transition(name, Model::RELEASING, "released by request", absl::Now())

@@ -39,7 +39,7 @@ class Coordinator {
 
   absl::StatusOr<gptbuilder::v1::ValidateConfigResponse> ValidateConfig(
       const gptbuilder::v1::ValidateConfigRequest& request);
-  absl::StatusOr<gptbuilder::v1::PlanModelResponse> PlanModel(
+  absl::StatusOr<gptbuilder::v1::PlanDescription> PlanModel(
       const gptbuilder::v1::PlanModelRequest& request);
   absl::StatusOr<google::longrunning::Operation> BuildModel(
       const gptbuilder::v1::BuildModelRequest& request) {
@@ -59,8 +59,9 @@ class Coordinator {
   gptbuilder::v1::ListWorkersResponse ListWorkers() const;
   // See ModelJobs.
   absl::StatusOr<gptbuilder::v1::SaveCheckpointResponse> SaveCheckpoint(
-      const gptbuilder::v1::SaveCheckpointRequest& request) {
-    return jobs_.SaveCheckpoint(request);
+      const gptbuilder::v1::SaveCheckpointRequest& request,
+      const std::function<bool()>& cancelled = {}) {
+    return jobs_.SaveCheckpoint(request, cancelled);
   }
   absl::Status TrainStep(const gptbuilder::v1::TrainStepRequest& request,
                          const std::function<bool(const gptbuilder::v1::TrainStepResult&)>& write,

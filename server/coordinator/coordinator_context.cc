@@ -80,6 +80,10 @@ void CoordinatorContext::ReleaseOnWorkers(const Release& release, absl::Time dea
     const Model* model = models.Find(release.model);
     if (model == nullptr || model->build_id() == release.build_id) workers.FreeModel(release.model);
   }
+  // Keys a released build's ranks may still have written after the build ended.
+  if (rendezvous != nullptr) {
+    rendezvous->DeletePrefix(absl::StrCat("gptb/", release.model, "/", release.build_id, "/"));
+  }
   changed.NotifyAll();
 }
 

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "base/mutex.h"
+#include "core/config/limits.h"
 #include "gptbuilder/v1/coordinator.pb.h"
 #include "server/coordinator/coordinator_metrics.h"
 #include "server/coordinator/model_registry.h"
@@ -35,6 +36,14 @@ struct CoordinatorOptions {
   // A model recovered after a restart fails when not every rank's worker re-registered by then.
   absl::Duration recovery_grace = absl::Seconds(60);
   absl::Duration sweep_period = absl::Milliseconds(100);
+  // A LOST worker leaves ListWorkers this long after it was declared lost (once its models were
+  // released), so that a worker that is gone for good does not stay listed forever.
+  absl::Duration lost_worker_retention = absl::Seconds(60);
+  // What one validate, plan or build request may ask for (core/config/limits.h).
+  config::Limits limits;
+  // When set (resolved), load_from must resolve inside it (--checkpoint-root; the workers
+  // enforce their own on loads and saves).
+  std::string checkpoint_root;
 };
 
 // A model's ranks to release on its workers.

@@ -33,7 +33,7 @@ grpc::Status CoordinatorService::ValidateConfig(
 
 grpc::Status CoordinatorService::PlanModel(grpc::ServerContext*,
                                            const gptbuilder::v1::PlanModelRequest* request,
-                                           gptbuilder::v1::PlanModelResponse* response) {
+                                           gptbuilder::v1::PlanDescription* response) {
   return Reply(coordinator_->PlanModel(*request), response);
 }
 
@@ -56,7 +56,8 @@ grpc::Status CoordinatorService::SaveCheckpoint(
     grpc::ServerContext* context, const gptbuilder::v1::SaveCheckpointRequest* request,
     gptbuilder::v1::SaveCheckpointResponse* response) {
   if (absl::Status auth = token_.Verify(*context); !auth.ok()) return ToGrpcStatus(auth);
-  return Reply(coordinator_->SaveCheckpoint(*request), response);
+  return Reply(coordinator_->SaveCheckpoint(*request, [context] { return context->IsCancelled(); }),
+               response);
 }
 
 grpc::Status CoordinatorService::TrainStep(

@@ -20,7 +20,7 @@ class CoordinatorService final : public gptbuilder::v1::Coordinator::Service {
                               gptbuilder::v1::ValidateConfigResponse* response) override;
   grpc::Status PlanModel(grpc::ServerContext* context,
                          const gptbuilder::v1::PlanModelRequest* request,
-                         gptbuilder::v1::PlanModelResponse* response) override;
+                         gptbuilder::v1::PlanDescription* response) override;
   grpc::Status BuildModel(grpc::ServerContext* context,
                           const gptbuilder::v1::BuildModelRequest* request,
                           google::longrunning::Operation* response) override;

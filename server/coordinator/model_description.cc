@@ -32,7 +32,8 @@ absl::StatusOr<gptbuilder::v1::DescribeModelResponse> DescribeModel(CoordinatorC
     addresses = *std::move(found_addresses);
   }
   absl::StatusOr<plan::ModelPlan> plan =
-      PlanFinalized(model.config(), model.ddp(), model.build(), model.world_size());
+      PlanFinalized(model.config(), model.ddp(), model.build(), model.world_size(),
+                    ctx.options.limits);
   if (!plan.ok()) return plan.status();
 
   gptbuilder::v1::DescribeHeldModelRequest request;

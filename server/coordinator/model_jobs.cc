@@ -1,11 +1,15 @@
 #include "server/coordinator/model_jobs.h"
 
 #include <algorithm>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/checkpoint/checkpoint_directory.h"
 #include "core/config/violations.h"
+#include "core/train/step_memory.h"
 #include "server/common/log.h"
+#include "server/coordinator/model_preparation.h"
 
 namespace gptb::coordinator {
 
@@ -46,6 +50,47 @@ std::string BlamedWorker(const FanOutAnswers<gptbuilder::v1::WorkerTrainStepResp
   }
   return cancelled;
 }
+
+// Polls `cancelled` (the client cancelled, or its deadline passed) while a round of worker calls
+// runs, and calls `on_cancel` once when it turns true: a handler must not keep waiting on work
+// its client no longer waits for.
+class CancelWatcher {
+ public:
+  CancelWatcher(const std::function<bool()>& cancelled, std::function<void()> on_cancel)
+      : thread_([this, &cancelled, on_cancel = std::move(on_cancel)] {
+          MutexLock lock(&mu_);
+          while (!over_) {
+            if (cancelled && cancelled()) {
+              fired_ = true;
+              on_cancel();
+              return;
+            }
+            done_.WaitFor(&mu_, absl::Milliseconds(50), [this] {
+              mu_.AssertHeld();
+              return over_;
+            });
+          }
+        }) {}
+  ~CancelWatcher() { Stop(); }
+  // Ends the watch; whether `on_cancel` ran.
+  bool Stop() {
+    {
+      MutexLock lock(&mu_);
+      over_ = true;
+    }
+    done_.NotifyAll();
+    if (thread_.joinable()) thread_.join();
+    MutexLock lock(&mu_);
+    return fired_;
+  }
+
+ private:
+  Mutex mu_;
+  CondVar done_;
+  bool over_ ABSL_GUARDED_BY(mu_) = false;
+  bool fired_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -101,15 +146,18 @@ absl::StatusOr<std::shared_ptr<ModelJobs::Job>> ModelJobs::StartLocked(const std
 }
 
 absl::StatusOr<gptbuilder::v1::SaveCheckpointResponse> ModelJobs::SaveCheckpoint(
-    const gptbuilder::v1::SaveCheckpointRequest& request) {
+    const gptbuilder::v1::SaveCheckpointRequest& request, const std::function<bool()>& cancelled) {
   const std::string& name = request.model();
   config::Violations violations;
   if (name.empty()) violations.Add("model", "REQUIRED", "the name of a READY model to save");
-  if (request.path().empty() || request.path().front() != '/') {
-    violations.Add("path", "INVALID_VALUE",
-                   absl::StrCat("path must be an absolute directory path visible to every "
-                                "worker, got '",
-                                request.path(), "'"));
+  // The workers resolve the path (and enforce their own checkpoint roots); refuse here what
+  // no worker would take.
+  if (absl::Status path = checkpoint::CheckCheckpointPath(request.path()); !path.ok()) {
+    for (const config::FieldViolation& v : config::ViolationsFromStatus(path)) {
+      violations.Add(v.field, v.reason,
+                     absl::StrCat(v.description, " (an absolute directory path visible to every "
+                                                 "worker)"));
+    }
   }
   const std::string format = request.format().empty() ? "canonical" : request.format();
   if (format != "canonical" && format != "huggingface") {
@@ -141,14 +189,27 @@ absl::StatusOr<gptbuilder::v1::SaveCheckpointResponse> ModelJobs::SaveCheckpoint
   const absl::Time start = absl::Now();
   // Every worker at once: the ranks agree on the outcome among themselves (a rank that fails
   // makes every rank fail), so each call is left to finish.
+  // A client that goes away (or whose deadline passes) is not waited for: the calls end and
+  // the workers' ranks finish the save on their own (the checkpoint appears only if it
+  // completes).
+  CancelWatcher watcher(cancelled, [&calls] { calls->CancelAll(); });
   const FanOutAnswers<gptbuilder::v1::WorkerSaveCheckpointResponse> answers =
       calls->Collect<gptbuilder::v1::WorkerSaveCheckpointResponse>(
           job->addresses, start + ctx_->options.build_deadline,
-          [&save](WorkerConnection& connection, absl::Time deadline, CallCanceller*) {
-            return connection.SaveCheckpoint(save, deadline);
+          [&save](WorkerConnection& connection, absl::Time deadline, CallCanceller* canceller) {
+            return connection.SaveCheckpoint(save, deadline, canceller);
           });
+  watcher.Stop();
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   if (std::optional<WorkerFailure> failed = answers.FirstFailure(); failed.has_value()) {
+    // The ranks agree on failures: the others answer ABORTED naming the failing rank, whose own
+    // worker's error is the one to show (ALREADY_EXISTS, PERMISSION_DENIED, ...).
+    for (const auto& [worker, answer] : answers.by_worker) {
+      if (!answer.ok() && answer.status().code() != absl::StatusCode::kAborted) {
+        failed = WorkerFailure{worker, answer.status()};
+        break;
+      }
+    }
     if (ctx_->metrics != nullptr) ctx_->metrics->CheckpointSaved(false, 0, seconds);
     return absl::Status(failed->status.code(),
                         absl::StrCat("saving model '", name, "' to ", request.path(), ": worker ",
@@ -191,14 +252,61 @@ absl::Status ModelJobs::TrainStep(
     if (ctx_->metrics != nullptr) ctx_->metrics->TrainStepFailed("rejected");
     return violations.ToStatus();
   }
+  if (request.options().num_micro_batches() > train::kMaxMicroBatches) {
+    if (ctx_->metrics != nullptr) ctx_->metrics->TrainStepFailed("rejected");
+    config::Violations too_many;
+    too_many.Add("options.num_micro_batches", "LIMIT_EXCEEDED",
+                 absl::StrCat("num_micro_batches ", request.options().num_micro_batches(),
+                              " is over the limit of ", train::kMaxMicroBatches,
+                              " per step (a fixed bound); run more steps instead"));
+    return too_many.ToStatus();
+  }
   std::shared_ptr<Job> job;
+  Model model;
+  std::vector<int64_t> budgets;
   {
     MutexLock lock(&ctx_->mu);
     absl::StatusOr<std::shared_ptr<Job>> started = StartLocked(name, "training");
     if (!started.ok()) return started.status();
     job = *started;
+    model = *ctx_->models.Find(name);
+    budgets.assign(model.world_size(), 0);
+    for (const gptbuilder::v1::RankPlacement& p : model.placement()) {
+      const gptbuilder::v1::WorkerInfo* w = ctx_->workers.Find(p.worker());
+      if (w == nullptr || p.rank() < 0 || p.rank() >= model.world_size()) continue;
+      for (const gptbuilder::v1::Slot& slot : w->slots()) {
+        if (slot.index() == p.slot()) budgets[p.rank()] = slot.memory_bytes();
+      }
+    }
   }
   Running running(this, name);
+  // What a step of these sizes needs on each rank, against its slot's budget, before any
+  // worker is asked: 10^9-sequence micro-batches used to fail a rank with bad_alloc, and that
+  // failed the model for everyone.
+  {
+    absl::StatusOr<plan::ModelPlan> plan = PlanFinalized(model.config(), model.ddp(), model.build(),
+                                                         model.world_size(), ctx_->options.limits);
+    if (!plan.ok()) return plan.status();
+    const int64_t seq_length = request.options().has_seq_length()
+                                   ? request.options().seq_length()
+                                   : model.config().seq_length();
+    // The request's own bounds first (the workers check them too): a sequence longer than the
+    // model's is INVALID_ARGUMENT whatever memory it would take.
+    if (seq_length < 1 || seq_length > model.config().seq_length()) {
+      if (ctx_->metrics != nullptr) ctx_->metrics->TrainStepFailed("rejected");
+      config::Violations bad;
+      bad.Add("options.seq_length", "OUT_OF_RANGE",
+              absl::StrCat("options.seq_length ", seq_length, " is outside [1, ",
+                           model.config().seq_length(), "], the model's seq_length"));
+      return bad.ToStatus();
+    }
+    if (absl::Status fits = train::CheckStepMemory(*plan, budgets, request.options(),
+                                                   std::max<int64_t>(seq_length, 1));
+        !fits.ok()) {
+      if (ctx_->metrics != nullptr) ctx_->metrics->TrainStepFailed("rejected");
+      return fits;
+    }
+  }
 
   gptbuilder::v1::WorkerTrainStepRequest step_request;
   step_request.set_model(name);
@@ -212,7 +320,8 @@ absl::Status ModelJobs::TrainStep(
           absl::StrCat("training of model '", name, "' was cancelled after ", step, " steps"));
     }
     const absl::Time start = absl::Now();
-    absl::StatusOr<gptbuilder::v1::TrainStepResult> result = RunStep(*job, step_request, step);
+    absl::StatusOr<gptbuilder::v1::TrainStepResult> result =
+        RunStep(*job, step_request, step, cancelled);
     if (!result.ok()) return result.status();
     const double wall = absl::ToDoubleSeconds(absl::Now() - start);
     if (ctx_->metrics != nullptr) {
@@ -229,7 +338,8 @@ absl::Status ModelJobs::TrainStep(
 }
 
 absl::StatusOr<gptbuilder::v1::TrainStepResult> ModelJobs::RunStep(
-    Job& job, const gptbuilder::v1::WorkerTrainStepRequest& request, int step) {
+    Job& job, const gptbuilder::v1::WorkerTrainStepRequest& request, int step,
+    const std::function<bool()>& cancelled) {
   const std::string& name = request.model();
   // Every worker at once: the ranks meet in their collectives. A rejected request is rejected
   // by every worker before any communication, so rejections are let to finish (a rejection
@@ -246,13 +356,26 @@ absl::StatusOr<gptbuilder::v1::TrainStepResult> ModelJobs::RunStep(
     job.calls = calls;
     if (!job.lost.empty()) calls->CancelAll();
   }
-  // A client that cancels waits for the step in flight: the ranks cannot stop mid-step.
+  // A client that cancels, or whose deadline passes, aborts the step in flight: the calls are
+  // cancelled and each worker stops its ranks at their next micro-batch. The ranks are then out
+  // of step, so the model fails and is released below.
+  CancelWatcher watcher(cancelled, [&] {
+    {
+      MutexLock lock(&ctx_->mu);
+      if (job.lost.empty()) {
+        job.lost = absl::StrCat("the TrainStep call was cancelled or passed its deadline during step ",
+                                step, ", which aborted the step");
+      }
+    }
+    calls->CancelAll();
+  });
   const FanOutAnswers<gptbuilder::v1::WorkerTrainStepResponse> answers =
       calls->Collect<gptbuilder::v1::WorkerTrainStepResponse>(
           job.addresses, absl::Now() + ctx_->options.build_deadline,
           [&request](WorkerConnection& connection, absl::Time deadline, CallCanceller* canceller) {
             return connection.TrainStep(request, deadline, canceller);
           });
+  const bool aborted = watcher.Stop();
 
   if (const std::string blamed = BlamedWorker(answers); !blamed.empty()) {
     const absl::Status& failure = answers.by_worker.at(blamed).status();
@@ -288,7 +411,9 @@ absl::StatusOr<gptbuilder::v1::TrainStepResult> ModelJobs::RunStep(
       ctx_->ReleaseOnWorkers(*release, absl::Now() + ctx_->options.worker_rpc_timeout);
     }
     server::Log(absl::StrCat("model '", name, "': ", reason));
-    return absl::Status(lost.empty() ? failure.code() : absl::StatusCode::kUnavailable,
+    return absl::Status(aborted          ? absl::StatusCode::kCancelled
+                        : lost.empty() ? failure.code()
+                                       : absl::StatusCode::kUnavailable,
                         absl::StrCat(reason,
                                      "; the model is FAILED and was released (its ranks' states "
                                      "diverged); build it again"));

@@ -20,20 +20,25 @@ class ModelJobs {
   explicit ModelJobs(CoordinatorContext* context) : ctx_(context) {}
 
   // Runs `request.steps()` train steps (at least one) on a READY model, calling `write` with
-  // each step's result (rank 0's report, with the slowest rank's time). Stops after the step in
-  // flight when `write` returns false or `cancelled` turns true (CANCELLED). NOT_FOUND,
-  // FAILED_PRECONDITION (not READY), ABORTED (already training); INVALID_ARGUMENT or
-  // FAILED_PRECONDITION from the ranks when every rank rejects the request before communicating
-  // (sizes, batch, changed optimizer settings): the model is untouched. Any other failure of a
-  // step leaves the ranks inconsistent: the model becomes FAILED and is released.
+  // each step's result (rank 0's report, with the slowest rank's time). Stops when `write`
+  // returns false (CANCELLED). NOT_FOUND, FAILED_PRECONDITION (not READY), ABORTED (already
+  // training); RESOURCE_EXHAUSTED when a step of the requested sizes would not fit some rank's
+  // slot (train/step_memory.h) and INVALID_ARGUMENT or FAILED_PRECONDITION from the ranks when
+  // every rank rejects the request before communicating (sizes, batch, changed optimizer
+  // settings): the model is untouched. When `cancelled` turns true (the client cancelled, its
+  // deadline passed) or the model is released, the step in flight is aborted at its ranks' next
+  // micro-batch; that, like any other failure of a step, leaves the ranks inconsistent: the
+  // model becomes FAILED and is released.
   absl::Status TrainStep(const gptbuilder::v1::TrainStepRequest& request,
                          const std::function<bool(const gptbuilder::v1::TrainStepResult&)>& write,
                          const std::function<bool()>& cancelled) ABSL_LOCKS_EXCLUDED(ctx_->mu);
   // Saves a READY model (every rank writes its slices; see coordinator.proto). INVALID_ARGUMENT
   // for a bad path or format, NOT_FOUND, FAILED_PRECONDITION (not READY), ABORTED (training or
   // saving), and the workers' errors (ALREADY_EXISTS, ...). A failed save leaves the model READY.
+  // When `cancelled` turns true the call returns CANCELLED without waiting for the workers.
   absl::StatusOr<gptbuilder::v1::SaveCheckpointResponse> SaveCheckpoint(
-      const gptbuilder::v1::SaveCheckpointRequest& request) ABSL_LOCKS_EXCLUDED(ctx_->mu);
+      const gptbuilder::v1::SaveCheckpointRequest& request,
+      const std::function<bool()>& cancelled = {}) ABSL_LOCKS_EXCLUDED(ctx_->mu);
 
   // What the model is busy with ("training", "saving a checkpoint"); nullopt when idle.
   std::optional<std::string> BusyWithLocked(const std::string& model) const
@@ -59,8 +64,8 @@ class ModelJobs {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(ctx_->mu);
   // One train step on every worker; OK with the step's result, or the status TrainStep returns.
   absl::StatusOr<gptbuilder::v1::TrainStepResult> RunStep(
-      Job& job, const gptbuilder::v1::WorkerTrainStepRequest& request, int step)
-      ABSL_LOCKS_EXCLUDED(ctx_->mu);
+      Job& job, const gptbuilder::v1::WorkerTrainStepRequest& request, int step,
+      const std::function<bool()>& cancelled) ABSL_LOCKS_EXCLUDED(ctx_->mu);
 
   CoordinatorContext* const ctx_;
   std::map<std::string, std::shared_ptr<Job>> jobs_ ABSL_GUARDED_BY(ctx_->mu);  // by model

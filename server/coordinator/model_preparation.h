@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/config/limits.h"
 #include "core/config/loaded_config.h"
 #include "core/plan/model_plan.h"
 #include "gptbuilder/v1/coordinator.pb.h"
@@ -23,37 +24,40 @@ struct PreparedModel {
   double plan_seconds = 0;
 };
 
-// Finalize (every violation at once, INVALID_ARGUMENT with a BadRequest) then plan. A
-// `world_size` of 0 takes the smallest world the parallel sizes allow.
+// Finalize (every violation at once, INVALID_ARGUMENT with a BadRequest) then plan, both within
+// `limits` (a config over one is refused before any work). A `world_size` of 0 takes the
+// smallest world the parallel sizes allow; a negative one is invalid.
 absl::StatusOr<PreparedModel> PrepareModel(const gptbuilder::v1::GPTModelConfig& config,
                                            const gptbuilder::v1::DistributedDataParallelConfig& ddp,
                                            const gptbuilder::v1::BuildOptions& build,
-                                           int world_size);
+                                           int world_size, const config::Limits& limits = {});
 
 // Checks a BuildModel's `load_from` against the prepared model before anything is placed: the
 // checkpoint opens (a canonical checkpoint or a Hugging Face directory), its config is
 // compatible with the model's and every canonical tensor the plan needs is stored with a
 // usable shape (core/checkpoint CheckpointReader::Bind). NOT_FOUND or INVALID_ARGUMENT, each
-// naming `load_from` and the path.
-absl::Status CheckLoadFrom(const std::string& path, const PreparedModel& prepared);
+// naming `load_from` and the path; PERMISSION_DENIED for a path outside `root` (when set).
+absl::Status CheckLoadFrom(const std::string& path, const PreparedModel& prepared,
+                           const std::string& root = "");
 
 // The plan of an already finalized model (describe and recovery re-derive it; never recomputed
 // differently from the build's).
 absl::StatusOr<plan::ModelPlan> PlanFinalized(
     const gptbuilder::v1::GPTModelConfig& config,
     const gptbuilder::v1::DistributedDataParallelConfig& ddp,
-    const gptbuilder::v1::BuildOptions& build, int world_size);
+    const gptbuilder::v1::BuildOptions& build, int world_size, const config::Limits& limits = {});
 
-// The smallest world of a finalized config: pp * lcm(tp * cp, etp * ep) (data-parallel size 1
-// on the dense grid).
-int MinimalWorldSize(const gptbuilder::v1::GPTModelConfig& finalized);
-
-// Model-state bytes each rank's build allocates: parameters + gradient buffers.
-std::vector<int64_t> RankBuildBytes(const plan::ModelPlan& plan);
+// Model-state bytes each rank's build allocates: parameters + gradient buffers, and the
+// optimizer state a first train step adds when `for_training`.
+std::vector<int64_t> RankBuildBytes(const plan::ModelPlan& plan, bool for_training = false);
 std::vector<std::vector<int>> TensorParallelGroups(const plan::ModelPlan& plan);
 
-gptbuilder::v1::StageDescription StageToProto(const plan::StagePlan& stage);
-gptbuilder::v1::PlanModelResponse PlanToProto(const plan::ModelPlan& plan);
+// PlanModel's paging: the first rank and the page size a request asks for. INVALID_ARGUMENT
+// (naming page_size or page_token) for a negative size or a token this service did not issue.
+inline constexpr int kDefaultPlanPageSize = 1000;
+inline constexpr int kMaxPlanPageSize = 10000;
+absl::Status ParsePlanPage(const gptbuilder::v1::PlanModelRequest& request, int* first_rank,
+                           int* num_ranks);
 
 }  // namespace gptb::coordinator
 

@@ -138,6 +138,8 @@ absl::Status ModelRegistry::Transition(const std::string& name, Model::State to,
   }
   model.set_state(to);
   model.set_reason(reason);
+  // A FAILED model's ranks were released (or are being): it holds nothing any more.
+  if (to == Model::FAILED || to == Model::RELEASING) model.set_held_bytes(0);
   *model.mutable_update_time() = ToProto(now);
   ++it->second.version;
   return absl::OkStatus();

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "core/config/violations.h"
 #include "core/plan/plan_format.h"
 #include "server/common/status_details.h"
 
@@ -59,11 +60,45 @@ bool PlaceGroupOn(const std::vector<int>& group, const std::vector<int64_t>& ran
   return true;
 }
 
+// The device type of a slot: "cuda" for "cuda:3", "cpu" for "cpu".
+std::string DeviceType(const std::string& device) { return device.substr(0, device.find(':')); }
+
+// The workers with only their slots of `type`.
+std::vector<WorkerCapacity> SlotsOfType(const std::vector<WorkerCapacity>& workers,
+                                        const std::string& type) {
+  std::vector<WorkerCapacity> out;
+  for (const WorkerCapacity& w : workers) {
+    WorkerCapacity kept{w.worker, {}};
+    for (const SlotCapacity& s : w.slots) {
+      if (DeviceType(s.device) == type) kept.slots.push_back(s);
+    }
+    out.push_back(std::move(kept));
+  }
+  return out;
+}
+
+int RegisteredSlots(const std::vector<WorkerCapacity>& workers) {
+  int n = 0;
+  for (const WorkerCapacity& w : workers) n += static_cast<int>(w.slots.size());
+  return n;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<RankPlacement>> PlaceRanks(const PlacementRequest& request,
-                                                      const std::vector<WorkerCapacity>& workers) {
+                                                      const std::vector<WorkerCapacity>& all) {
   const int world = static_cast<int>(request.rank_bytes.size());
+  std::string device = request.device;
+  if (device != "" && device != "cpu" && device != "cuda") {
+    config::Violations violations;
+    violations.Add("device", "UNKNOWN_DEVICE_TYPE",
+                   absl::StrCat("'", device, "' is not a device type: use cpu, cuda, or leave it "
+                                "empty (cuda when every rank has a registered CUDA slot, else "
+                                "cpu)"));
+    return violations.ToStatus();
+  }
+  if (device.empty()) device = RegisteredSlots(SlotsOfType(all, "cuda")) >= world ? "cuda" : "cpu";
+  const std::vector<WorkerCapacity> workers = SlotsOfType(all, device);
   int registered = 0, free = 0;
   int64_t largest_budget = 0;
   for (const WorkerCapacity& w : workers) {
@@ -72,13 +107,22 @@ absl::StatusOr<std::vector<RankPlacement>> PlaceRanks(const PlacementRequest& re
     for (const SlotCapacity& s : w.slots) largest_budget = std::max(largest_budget, s.memory_bytes);
   }
   if (registered < world) {
+    const int other = RegisteredSlots(all) - registered;
+    std::string hint =
+        "start more workers (or give them more --slots), or build with a smaller world size";
+    if (device == "cuda") {
+      hint = absl::StrCat(
+          "workers register CUDA slots when they run a -DGPTB_WITH_CUDA=ON build and see CUDA "
+          "devices", other > 0 ? absl::StrCat("; ", other, " cpu slots are registered (build "
+                                              "with device cpu to use them)")
+                               : "");
+    }
     return server::PreconditionFailedError(
         "NOT_ENOUGH_SLOTS",
-        absl::StrCat("the model needs ", world, " slots (one per rank) but ", registered,
-                     " are registered on ", workers.size(),
-                     " live workers; start more workers (or give them more --slots), or build "
-                     "with a smaller world size"),
-        {{"WORKERS", "slots", absl::StrCat(world, " slots needed, ", registered, " registered")}});
+        absl::StrCat("the model needs ", world, " ", device, " slots (one per rank) but ",
+                     registered, " are registered on ", workers.size(), " live workers; ", hint),
+        {{"WORKERS", "slots",
+          absl::StrCat(world, " ", device, " slots needed, ", registered, " registered")}});
   }
 
   std::vector<server::QuotaViolation> too_large;

@@ -29,11 +29,17 @@ struct PlacementRequest {
   std::vector<std::vector<int>> tp_groups;
   // Model-state bytes each rank allocates (parameters + gradient buffers), indexed by rank.
   std::vector<int64_t> rank_bytes;
+  // BuildModelRequest.device: "cpu", "cuda", or "" (cuda when enough CUDA slots are registered).
+  std::string device;
 };
 
 // Assigns each rank to a free slot whose memory budget holds it, before anything is allocated.
-//   FAILED_PRECONDITION (PreconditionFailure, reason NOT_ENOUGH_SLOTS): fewer slots are
-//     registered on live workers than there are ranks.
+// Every rank goes on a slot of the one device type the request names (or chooses, see
+// PlacementRequest::device); slots of other types are not considered.
+//   INVALID_ARGUMENT (BadRequest on `device`): a device type other than cpu, cuda or "".
+//   FAILED_PRECONDITION (PreconditionFailure, reason NOT_ENOUGH_SLOTS): fewer slots of the
+//     device type are registered on live workers than there are ranks (for cuda: none at all
+//     when no worker has a CUDA device and build).
 //   RESOURCE_EXHAUSTED (QuotaFailure): a rank is larger than every slot's budget
 //     (RANK_TOO_LARGE), or the free slots cannot hold the ranks (NOT_ENOUGH_FREE_SLOTS,
 //     NOT_ENOUGH_SLOT_MEMORY).

@@ -2,6 +2,7 @@
 #define GPTB_SERVER_COORDINATOR_RENDEZVOUS_H_
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -18,12 +19,20 @@ class Rendezvous {
   // The address ranks connect to.
   virtual std::string host() const = 0;
   virtual int port() const = 0;
+  // Deletes every key under `prefix` (a build's, once the build ended); returns how many.
+  virtual int DeletePrefix(const std::string& /*prefix*/) { return 0; }
+  // Keys the store holds (-1 when unknown).
+  virtual int64_t NumKeys() { return -1; }
 };
 
-// A LibTorch c10d::TCPStore server listening on `port` (0: a free port), advertised to ranks as
-// `advertised_host`. Defined in tcp_store_rendezvous.cc (links LibTorch).
+// A LibTorch c10d::TCPStore server listening on bind_host:port (port 0: a free port; a wildcard
+// host such as 0.0.0.0 or "::" listens on every interface, as the coordinator's own --listen
+// would), advertised to ranks as `advertised_host`. c10d's store has no authentication: it must
+// only be reachable by the workers (README, Deployment). Defined in tcp_store_rendezvous.cc
+// (links LibTorch).
 absl::StatusOr<std::unique_ptr<Rendezvous>> StartTcpStoreRendezvous(
-    const std::string& advertised_host, int port, std::chrono::milliseconds timeout);
+    const std::string& bind_host, const std::string& advertised_host, int port,
+    std::chrono::milliseconds timeout);
 
 }  // namespace gptb::coordinator
 

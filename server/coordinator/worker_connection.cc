@@ -90,12 +90,15 @@ class GrpcWorkerConnection : public WorkerConnection {
   }
 
   absl::StatusOr<gptbuilder::v1::WorkerSaveCheckpointResponse> SaveCheckpoint(
-      const gptbuilder::v1::WorkerSaveCheckpointRequest& request, absl::Time deadline) override {
+      const gptbuilder::v1::WorkerSaveCheckpointRequest& request, absl::Time deadline,
+      CallCanceller* canceller) override {
     grpc::ClientContext context;
     Prepare(&context, deadline);
+    if (canceller != nullptr) canceller->SetCancel([&context] { context.TryCancel(); });
     gptbuilder::v1::WorkerSaveCheckpointResponse response;
     absl::Status status =
         server::FromGrpcStatus(stub_->SaveCheckpoint(&context, request, &response));
+    if (canceller != nullptr) canceller->ClearCancel();
     if (!status.ok()) return status;
     return response;
   }

@@ -53,9 +53,11 @@ class WorkerConnection {
     (void)request, (void)deadline, (void)canceller;
     return absl::UnimplementedError("this worker connection cannot train");
   }
+  // `canceller` (may be null) ends the call; the worker's ranks finish the save on their own.
   virtual absl::StatusOr<gptbuilder::v1::WorkerSaveCheckpointResponse> SaveCheckpoint(
-      const gptbuilder::v1::WorkerSaveCheckpointRequest& request, absl::Time deadline) {
-    (void)request, (void)deadline;
+      const gptbuilder::v1::WorkerSaveCheckpointRequest& request, absl::Time deadline,
+      CallCanceller* canceller) {
+    (void)request, (void)deadline, (void)canceller;
     return absl::UnimplementedError("this worker connection cannot save checkpoints");
   }
 };

@@ -57,7 +57,8 @@ bool WorkerLiveness::AdoptHeldLocked(const gptbuilder::v1::RegisterWorkerRequest
     recovered.set_build_id(h.build_id());
     recovered.set_operation(absl::StrCat(kOperationPrefix, h.build_id()));
     if (absl::StatusOr<plan::ModelPlan> plan =
-            PlanFinalized(h.config(), h.ddp(), h.build(), h.world_size());
+            PlanFinalized(h.config(), h.ddp(), h.build(), h.world_size(),
+                          ctx_->options.limits);
         plan.ok()) {
       recovered.set_total_params(plan->TotalParameters());
     }
@@ -215,6 +216,11 @@ void WorkerLiveness::SweepLoop() {
               worker);
           if (release.has_value()) releases.push_back(*release);
         }
+      }
+      for (const std::string& worker : ctx_->workers.ForgetLost(
+               now, ctx_->options.heartbeat_timeout, ctx_->options.lost_worker_retention)) {
+        server::Log(absl::StrCat("worker ", worker, " forgotten: lost for more than ",
+                                 absl::FormatDuration(ctx_->options.lost_worker_retention)));
       }
       for (const Model& model : ctx_->models.List()) {
         if (model.state() != Model::RECOVERING) continue;

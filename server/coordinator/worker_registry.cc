@@ -56,6 +56,24 @@ std::vector<std::string> WorkerRegistry::SweepLost(absl::Time now, absl::Duratio
   return lost;
 }
 
+std::vector<std::string> WorkerRegistry::ForgetLost(absl::Time now, absl::Duration timeout,
+                                                    absl::Duration retention) {
+  std::vector<std::string> forgotten;
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    const Record& record = it->second;
+    bool holds = false;
+    for (const gptbuilder::v1::Slot& slot : record.info.slots()) holds |= !slot.model().empty();
+    if (record.info.state() == WorkerInfo::LOST && !holds &&
+        now - record.last_heartbeat > timeout + retention) {
+      forgotten.push_back(it->first);
+      it = workers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return forgotten;
+}
+
 void WorkerRegistry::Remove(const std::string& name) { workers_.erase(name); }
 
 const WorkerInfo* WorkerRegistry::Find(const std::string& name) const {

@@ -23,6 +23,11 @@ class WorkerRegistry {
   bool Heartbeat(const std::string& name, absl::Time now);
   // Marks READY workers silent for longer than `timeout` LOST; returns the newly lost names.
   std::vector<std::string> SweepLost(absl::Time now, absl::Duration timeout);
+  // Forgets LOST workers silent for longer than `timeout` + `retention` whose slots hold
+  // nothing (their models were failed and released); returns their names. One that comes back
+  // registers again.
+  std::vector<std::string> ForgetLost(absl::Time now, absl::Duration timeout,
+                                      absl::Duration retention);
   void Remove(const std::string& name);
 
   const gptbuilder::v1::WorkerInfo* Find(const std::string& name) const;

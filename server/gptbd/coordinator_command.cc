@@ -1,8 +1,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "core/checkpoint/posix_file.h"
 #include "server/common/auth.h"
 #include "server/common/grpc_server.h"
 #include "server/common/log.h"
@@ -54,9 +56,31 @@ std::vector<DaemonFlag> CoordinatorFlags() {
       {{"build-deadline", true, false, "DURATION", "the longest a build may take"},
        "GPTB_BUILD_DEADLINE",
        "6h"},
+      {{"lost-worker-retention", true, false, "DURATION",
+        "how long a LOST worker stays in ListWorkers after its models were released"},
+       "GPTB_LOST_WORKER_RETENTION",
+       "60s"},
       {{"max-request-bytes", true, false, "N", "largest request accepted"},
        "GPTB_MAX_REQUEST_BYTES",
        "16777216"},
+      {{"max-world-size", true, false, "N",
+        "most ranks a validate, plan or build request may ask for"},
+       "GPTB_MAX_WORLD_SIZE",
+       absl::StrCat(config::Limits().max_world_size)},
+      {{"max-num-layers", true, false, "N",
+        "most decoder (and MTP) layers, and pipeline chunks, of a model"},
+       "GPTB_MAX_NUM_LAYERS",
+       absl::StrCat(config::Limits().max_num_layers)},
+      {{"max-plan-tensors", true, false, "N",
+        "most distinct stages plus parameter tensors one plan may list (bounds the memory and "
+        "time of a validate, plan or build request)"},
+       "GPTB_MAX_PLAN_TENSORS",
+       absl::StrCat(config::Limits().max_plan_tensors)},
+      {{"checkpoint-root", true, false, "DIR",
+        "load_from must resolve inside DIR after symlinks (the workers' own --checkpoint-root "
+        "confines their loads and saves); unset: any path this coordinator can read"},
+       "GPTB_CHECKPOINT_ROOT",
+       ""},
       {{"ready-file", true, false, "PATH",
         "once serving, write {\"grpc\", \"metrics\", \"store\", \"pid\"} here as JSON"},
        "",
@@ -102,11 +126,28 @@ int RunCoordinator(const std::vector<std::string>& raw) {
            {"heartbeat-timeout", &options.heartbeat_timeout},
            {"rank-timeout", &options.rank_timeout},
            {"recovery-grace", &options.recovery_grace},
-           {"build-deadline", &options.build_deadline}}) {
+           {"build-deadline", &options.build_deadline},
+           {"lost-worker-retention", &options.lost_worker_retention}}) {
     absl::StatusOr<absl::Duration> value = args.GetDuration(name);
     if (!value.ok()) return Fail(value.status());
     *field = *value;
   }
+  for (auto [name, field] : std::vector<std::pair<const char*, int64_t*>>{
+           {"max-world-size", &options.limits.max_world_size},
+           {"max-num-layers", &options.limits.max_num_layers},
+           {"max-plan-tensors", &options.limits.max_plan_tensors}}) {
+    absl::StatusOr<int64_t> value = args.GetInt(name);
+    if (!value.ok()) return Fail(value.status());
+    if (*value < 1 || *value > std::numeric_limits<int32_t>::max()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--", name, " must be between 1 and 2147483647, got ", *value)));
+    }
+    *field = *value;
+  }
+  absl::StatusOr<std::string> checkpoint_root =
+      checkpoint::ResolveRoot(args.Get("checkpoint-root"));
+  if (!checkpoint_root.ok()) return Fail(checkpoint_root.status());
+  options.checkpoint_root = *checkpoint_root;
   absl::StatusOr<int64_t> store_port = args.GetInt("store-port");
   if (!store_port.ok()) return Fail(store_port.status());
   absl::StatusOr<int64_t> max_request = args.GetInt("max-request-bytes");
@@ -123,7 +164,8 @@ int RunCoordinator(const std::vector<std::string>& raw) {
   std::string store_host = args.Get("advertise-host");
   if (store_host.empty()) store_host = HostOf(AdvertisedAddress(listen, 0));
   absl::StatusOr<std::unique_ptr<coordinator::Rendezvous>> rendezvous =
-      coordinator::StartTcpStoreRendezvous(store_host, static_cast<int>(*store_port),
+      coordinator::StartTcpStoreRendezvous(HostOf(listen), store_host,
+                                           static_cast<int>(*store_port),
                                            absl::ToChronoMilliseconds(options.rank_timeout));
   if (!rendezvous.ok()) return Fail(rendezvous.status());
   const std::string store_address = absl::StrCat(store_host, ":", (*rendezvous)->port());
@@ -161,7 +203,11 @@ int RunCoordinator(const std::vector<std::string>& raw) {
   server::Log(absl::StrCat("serving gRPC on ", address, ", metrics at ", metrics.url(),
                            ", rendezvous store on ", store_address,
                            token->enabled() ? "; bearer token required" : "",
-                           tls.cert_file.empty() ? "" : "; TLS"));
+                           tls.cert_file.empty() ? "" : "; TLS",
+                           options.checkpoint_root.empty()
+                               ? "; no --checkpoint-root: load_from may name any path this "
+                                 "coordinator can read"
+                               : absl::StrCat("; checkpoint root ", options.checkpoint_root)));
 
   // Ready follows the workers at once (a client that saw a worker register may ask for
   // readiness at once).

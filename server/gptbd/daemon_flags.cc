@@ -68,10 +68,15 @@ std::vector<DaemonFlag> SecurityFlags() {
        ""},
       {{"tls-key", true, false, "PEM", "the private key of --tls-cert"}, "GPTB_TLS_KEY", ""},
       {{"tls-ca", true, false, "PEM",
-        "CA that signs peers: require client certificates (mutual TLS) and verify the peers "
-        "this daemon calls"},
+        "CA that signs peers: require client certificates (mutual TLS, unless "
+        "--tls-client-auth none) and verify the peers this daemon calls"},
        "GPTB_TLS_CA",
        ""},
+      {{"tls-client-auth", true, false, "require|none",
+        "with --tls-ca: require client certificates signed by it (mutual TLS), or serve TLS "
+        "without asking clients for one (server-only TLS under a private CA)"},
+       "GPTB_TLS_CLIENT_AUTH",
+       "require"},
       {{"auth-token-file", true, false, "PATH",
         "bearer token required on mutating RPCs and sent on this daemon's own calls (else "
         "GPTB_AUTH_TOKEN; none: no token)"},
@@ -81,7 +86,12 @@ std::vector<DaemonFlag> SecurityFlags() {
 }
 
 server::TlsFiles TlsFromArgs(const DaemonArgs& args) {
-  return {args.Get("tls-cert"), args.Get("tls-key"), args.Get("tls-ca")};
+  server::TlsFiles tls;
+  tls.cert_file = args.Get("tls-cert");
+  tls.key_file = args.Get("tls-key");
+  tls.ca_file = args.Get("tls-ca");
+  tls.client_auth = args.Get("tls-client-auth");
+  return tls;
 }
 
 std::string HostOf(const std::string& address) {

@@ -3,6 +3,8 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "core/checkpoint/checkpoint_directory.h"
+#include "core/checkpoint/posix_file.h"
 #include "core/model/rank_model.h"
 #include "server/common/auth.h"
 #include "server/common/grpc_server.h"
@@ -53,13 +55,19 @@ std::vector<DaemonFlag> WorkerFlags() {
        "GPTB_SLOTS",
        "1"},
       {{"slot-memory-bytes", true, false, "N",
-        "memory budget of each slot that ranks are admitted against (0: the machine's memory / "
-        "slots, or the device's memory)"},
+        "memory budget of each slot that ranks are admitted against (0: the memory this process "
+        "is given -- its cgroup limit, else the machine's -- / slots, or the device's memory). "
+        "Set it when several workers share a machine without cgroup limits"},
        "GPTB_SLOT_MEMORY_BYTES",
        "0"},
       {{"metrics-listen", true, false, "HOST:PORT", "Prometheus /metrics address"},
        "GPTB_METRICS_LISTEN",
        "127.0.0.1:9465"},
+      {{"checkpoint-root", true, false, "DIR",
+        "checkpoints are saved and loaded only at paths that resolve inside DIR (after "
+        "symlinks); unset: at any path this worker's user can write or read"},
+       "GPTB_CHECKPOINT_ROOT",
+       ""},
       {{"ready-file", true, false, "PATH",
         "once serving, write {\"grpc\", \"metrics\", \"pid\"} here as JSON"},
        "",
@@ -124,8 +132,9 @@ int RunWorker(const std::vector<std::string>& raw) {
   if (cuda_devices > 0) device_memory = at::cuda::getDeviceProperties(0)->totalGlobalMem;
   if (*slot_count == 0) *slot_count = cuda_devices;
 #endif
-  absl::StatusOr<std::vector<gptbuilder::v1::Slot>> slots =
-      worker::MakeSlots(static_cast<int>(*slot_count), *slot_memory, cuda_devices, device_memory);
+  const worker::MemoryLimit memory = worker::ProcessMemoryLimit();
+  absl::StatusOr<std::vector<gptbuilder::v1::Slot>> slots = worker::MakeSlots(
+      static_cast<int>(*slot_count), *slot_memory, cuda_devices, device_memory, memory.bytes);
   if (!slots.ok()) return Fail(slots.status());
   absl::StatusOr<server::BearerToken> token =
       server::BearerToken::Load(args.Get("auth-token-file"));
@@ -142,7 +151,22 @@ int RunWorker(const std::vector<std::string>& raw) {
   // The ranks' Gloo address is known before the port is bound.
   const std::string bind_host =
       HostOf(advertise.empty() ? AdvertisedAddress(listen, 0) : advertise);
+  absl::StatusOr<std::string> checkpoint_root =
+      checkpoint::ResolveRoot(args.Get("checkpoint-root"));
+  if (!checkpoint_root.ok()) return Fail(checkpoint_root.status());
   worker::StageHolder holder(*slots, bind_host, &model::BuildRankModel, &worker_metrics);
+  holder.SetCheckpointRoot(*checkpoint_root);
+  if (!checkpoint_root->empty()) {
+    // Saves that crashed while this worker was down left partials nobody will finish.
+    const int cleaned = checkpoint::CleanStaleSavesUnder(*checkpoint_root);
+    server::Log(absl::StrCat("checkpoint root ", *checkpoint_root,
+                             ": saves and loads stay inside it; removed ", cleaned,
+                             " partial(s) of interrupted saves"));
+  } else {
+    server::Log(
+        "no --checkpoint-root: clients may save to and load from any path this worker's user "
+        "can write or read; set one whenever clients are not fully trusted");
+  }
   worker::WorkerService service(&holder, *token);
 
   server::GrpcServerOptions server_options;
@@ -185,7 +209,13 @@ int RunWorker(const std::vector<std::string>& raw) {
   }
   server::Log(absl::StrCat("worker ", name, " serving gRPC on ", advertise, " with ", slots->size(),
                            " ", slots->front().device(), " slots of ",
-                           slots->front().memory_bytes() >> 20, " MiB; metrics at ", metrics.url(),
+                           slots->front().memory_bytes() >> 20, " MiB (",
+                           *slot_memory > 0 ? "--slot-memory-bytes"
+                           : cuda_devices > 0
+                               ? "the device's memory"
+                               : absl::StrCat(memory.source, ", ", memory.bytes >> 20,
+                                              " MiB, over the slots"),
+                           "); metrics at ", metrics.url(),
                            "; coordinator ", link_options.coordinator));
 
   int signal = 0;

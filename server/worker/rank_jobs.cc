@@ -12,16 +12,29 @@
 
 namespace gptb::worker {
 
+namespace {
+
+// Under the table's lock: a released model's running job stops at its next check.
+template <typename Entries>
+void AbortAndErase(Entries& entries, const std::string& model) {
+  auto it = entries.find(model);
+  if (it == entries.end()) return;
+  if (it->second->abort != nullptr) *it->second->abort = true;
+  entries.erase(it);
+}
+
+}  // namespace
+
 RankJobs::RankJobs(StageHolder* holder) : holder_(holder), shared_(std::make_shared<Shared>()) {
   holder_->SetReleaseListener([shared = shared_](const std::string& model) {
     std::lock_guard<std::mutex> lock(shared->mu);
-    shared->entries.erase(model);
+    AbortAndErase(shared->entries, model);
   });
 }
 
 void RankJobs::Drop(const std::string& model) {
   std::lock_guard<std::mutex> lock(shared_->mu);
-  shared_->entries.erase(model);
+  AbortAndErase(shared_->entries, model);
 }
 
 absl::Status RankJobs::RunOnEveryRank(const std::string& model, const std::string& build_id,
@@ -48,14 +61,17 @@ absl::Status RankJobs::RunOnEveryRank(const std::string& model, const std::strin
                                              "still running); try again when it ends"));
     }
     e->busy = true;
+    e->abort = std::make_shared<std::atomic<bool>>(false);
     entry = e;
     for (auto& [rank, rank_model] : held->ranks) {
       std::shared_ptr<RankSlot>& slot = entry->ranks[rank];
       if (slot == nullptr) slot = std::make_shared<RankSlot>();
       slot->model = rank_model;
+      slot->abort = e->abort;
       slots.emplace_back(rank, slot);
     }
   }
+  const std::shared_ptr<std::atomic<bool>> abort = entry->abort;
 
   // The ranks' threads own everything they touch: the call may return before they end.
   struct Run {
@@ -100,9 +116,12 @@ absl::Status RankJobs::RunOnEveryRank(const std::string& model, const std::strin
   }
   std::unique_lock<std::mutex> lock(run->mu);
   while (run->remaining > 0) {
-    if (cancelled()) {
+    if (cancelled() || abort->load()) {
+      *abort = true;
       return absl::CancelledError(absl::StrCat(
-          what, " of model '", model, "' was cancelled; its ranks finish the step in flight"));
+          what, " of model '", model,
+          "' was aborted (cancelled, past its deadline, or the model was released); its ranks "
+          "stop at their next micro-batch"));
     }
     run->done.wait_for(lock, std::chrono::milliseconds(100));
   }
@@ -130,7 +149,9 @@ absl::StatusOr<gptbuilder::v1::WorkerTrainStepResponse> RankJobs::TrainStep(
         if (slot.trainer == nullptr) {
           slot.trainer = std::make_unique<train::RankTrainer>(slot.model.get());
         }
-        absl::StatusOr<train::TrainStepResult> result = slot.trainer->Step(*step);
+        train::TrainRequest request = *step;
+        request.cancelled = [abort = slot.abort] { return abort != nullptr && abort->load(); };
+        absl::StatusOr<train::TrainStepResult> result = slot.trainer->Step(request);
         if (!result.ok()) return result.status();
         std::lock_guard<std::mutex> lock(results->mu);
         results->by_rank[rank] = *result;
@@ -161,6 +182,7 @@ absl::StatusOr<gptbuilder::v1::WorkerSaveCheckpointResponse> RankJobs::SaveCheck
   options.format = *parsed;
   options.hf_model_type = request.hf_model_type();
   options.overwrite = request.overwrite();
+  options.root = holder_->checkpoint_root();
   struct Results {
     std::mutex mu;
     std::map<int, checkpoint::SaveStats> by_rank;

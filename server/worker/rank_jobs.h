@@ -1,6 +1,7 @@
 #ifndef GPTB_SERVER_WORKER_RANK_JOBS_H_
 #define GPTB_SERVER_WORKER_RANK_JOBS_H_
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,15 +29,20 @@ class RankJobs {
   struct RankSlot {
     std::shared_ptr<model::RankModel> model;
     std::unique_ptr<train::RankTrainer> trainer;  // created by the first train step
+    // The running job's abort flag: set when its call is cancelled or the model released, so
+    // that a long train step stops at its next micro-batch instead of running on unobserved.
+    std::shared_ptr<const std::atomic<bool>> abort;
   };
   using Job = std::function<absl::Status(int rank, RankSlot& slot)>;
 
   // Runs `job` on every held rank of `model` concurrently and waits for all of them. NOT_FOUND
   // / FAILED_PRECONDITION as StageHolder::Held; FAILED_PRECONDITION when `build_id` (if not
   // empty) is not the held build; ABORTED while another job of the model runs here. When
-  // `cancelled` turns true the call returns CANCELLED at once and the ranks finish on their own
-  // (a collective cannot be interrupted; the process-group timeout bounds it); the model stays
-  // busy until they do. Otherwise OK, or the lowest failing rank's error prefixed with its rank.
+  // `cancelled` turns true (or the model is released) the job's abort flag is set
+  // (RankSlot::abort, which a train step polls between micro-batches) and the call returns
+  // CANCELLED at once; the ranks end on their own (a collective in flight cannot be interrupted;
+  // the process-group timeout bounds it) and the model stays busy until they do. Otherwise OK,
+  // or the lowest failing rank's error prefixed with its rank.
   absl::Status RunOnEveryRank(const std::string& model, const std::string& build_id,
                               const std::string& what, const Job& job,
                               const std::function<bool()>& cancelled);
@@ -61,6 +67,7 @@ class RankJobs {
     std::string build_id;
     std::map<int, std::shared_ptr<RankSlot>> ranks;
     bool busy = false;
+    std::shared_ptr<std::atomic<bool>> abort;  // the running job's
   };
   struct Shared {
     std::mutex mu;

@@ -1,12 +1,36 @@
 #include "server/worker/slots.h"
 
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace gptb::worker {
+namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return "";
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// A limit file's value; "max" and the v1 "unlimited" sentinel (2^63 rounded to pages) are none.
+int64_t ParseLimit(const std::string& text) {
+  const std::string value(absl::StripAsciiWhitespace(text));
+  int64_t bytes = 0;
+  if (value.empty() || value == "max" || !absl::SimpleAtoi(value, &bytes)) return 0;
+  if (bytes <= 0 || bytes >= (int64_t{1} << 60)) return 0;
+  return bytes;
+}
+
+}  // namespace
 
 int64_t MachineMemoryBytes() {
   std::ifstream in("/proc/meminfo");
@@ -22,10 +46,54 @@ int64_t MachineMemoryBytes() {
   return 0;
 }
 
+MemoryLimit ProcessMemoryLimit(const std::string& proc_self_cgroup,
+                               const std::function<std::string(const std::string&)>& read_file,
+                               int64_t machine_bytes) {
+  MemoryLimit out{machine_bytes, "the machine's memory (MemTotal)"};
+  auto consider = [&](const std::string& file, const std::string& what) {
+    const int64_t limit = ParseLimit(read_file(file));
+    if (limit > 0 && (out.bytes <= 0 || limit < out.bytes)) out = {limit, what};
+  };
+  // Each line: hierarchy-id:controllers:path. v2 is "0::/path"; v1 memory is "N:memory:/path".
+  for (absl::string_view line : absl::StrSplit(proc_self_cgroup, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits(':', 2));
+    if (parts.size() != 3) continue;
+    const bool v2 = parts[0] == "0" && parts[1].empty();
+    bool v1_memory = false;
+    for (absl::string_view c : absl::StrSplit(parts[1], ',')) v1_memory |= c == "memory";
+    if (!v2 && !v1_memory) continue;
+    const std::string mount = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory";
+    const std::string file = v2 ? "memory.max" : "memory.limit_in_bytes";
+    // The process's cgroup and its ancestors (a limit anywhere above applies too); with a
+    // cgroup namespace the mount's root is the process's own cgroup.
+    std::string path = parts[2];
+    while (true) {
+      consider(absl::StrCat(mount, path == "/" ? "" : path, "/", file),
+               absl::StrCat("the cgroup limit ", mount, path == "/" ? "" : path, "/", file));
+      if (path.empty() || path == "/") break;
+      const size_t slash = path.rfind('/');
+      path = slash == 0 ? "/" : path.substr(0, slash);
+    }
+  }
+  return out;
+}
+
+MemoryLimit ProcessMemoryLimit() {
+  return ProcessMemoryLimit(ReadFile("/proc/self/cgroup"), &ReadFile, MachineMemoryBytes());
+}
+
 absl::StatusOr<std::vector<gptbuilder::v1::Slot>> MakeSlots(int slots, int64_t slot_memory_bytes,
                                                             int cuda_devices,
-                                                            int64_t device_memory_bytes) {
-  if (slots <= 0) {
+                                                            int64_t device_memory_bytes,
+                                                            int64_t process_memory_bytes) {
+  if (slots == 0) {
+    // What `--slots 0` (every visible device) leaves on a machine without CUDA devices, or with a
+    // build without CUDA: a clear refusal at start rather than a worker with nothing to offer.
+    return absl::FailedPreconditionError(
+        "--slots 0 asks for one slot per visible CUDA device and this worker sees none (no "
+        "device, or a build without -DGPTB_WITH_CUDA=ON): give --slots N for N CPU slots");
+  }
+  if (slots < 0) {
     return absl::InvalidArgumentError(absl::StrCat("--slots must be at least 1, got ", slots));
   }
   if (slot_memory_bytes < 0) {
@@ -37,7 +105,8 @@ absl::StatusOr<std::vector<gptbuilder::v1::Slot>> MakeSlots(int slots, int64_t s
   }
   int64_t budget = slot_memory_bytes;
   if (budget == 0) {
-    budget = cuda_devices > 0 ? device_memory_bytes : MachineMemoryBytes() / slots;
+    if (process_memory_bytes < 0) process_memory_bytes = ProcessMemoryLimit().bytes;
+    budget = cuda_devices > 0 ? device_memory_bytes : process_memory_bytes / slots;
   }
   std::vector<gptbuilder::v1::Slot> out;
   for (int i = 0; i < slots; ++i) {

@@ -2,6 +2,8 @@
 #define GPTB_SERVER_WORKER_SLOTS_H_
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -12,13 +14,31 @@ namespace gptb::worker {
 // The machine's physical memory (MemTotal of /proc/meminfo), 0 when unknown.
 int64_t MachineMemoryBytes();
 
+// The memory this process is given: the smallest of the machine's memory and every cgroup limit
+// on the way from the process's cgroup to the root (cgroup v2 memory.max, v1
+// memory.limit_in_bytes), and where it came from ("cgroup memory.max", "MemTotal"), so that a
+// worker in a 16 GiB container on a 256 GiB host does not advertise 256 GiB.
+struct MemoryLimit {
+  int64_t bytes = 0;
+  std::string source;
+};
+MemoryLimit ProcessMemoryLimit();
+
+// The same from given texts (tests): /proc/self/cgroup, a reader of files under the cgroup
+// mounts (returns "" for a missing file) and MemTotal.
+MemoryLimit ProcessMemoryLimit(const std::string& proc_self_cgroup,
+                               const std::function<std::string(const std::string&)>& read_file,
+                               int64_t machine_bytes);
+
 // A worker's slots: one rank each. CPU slots ("cpu") by default; with `cuda_devices` > 0 (a CUDA
-// build) slot i is "cuda:i". Each slot's memory budget is `slot_memory_bytes` when > 0, else the
-// machine's memory divided by the number of slots (CPU) or `device_memory_bytes` (CUDA).
-// INVALID_ARGUMENT for a non-positive slot count or more CUDA slots than devices.
+// build) slot i is "cuda:i". Each slot's memory budget is `slot_memory_bytes` when > 0, else
+// `process_memory_bytes` divided by the number of slots (CPU) or `device_memory_bytes` (CUDA).
+// FAILED_PRECONDITION for 0 (one slot per visible CUDA device) without devices; INVALID_ARGUMENT
+// for a negative slot count or more CUDA slots than devices.
 absl::StatusOr<std::vector<gptbuilder::v1::Slot>> MakeSlots(int slots, int64_t slot_memory_bytes,
                                                             int cuda_devices = 0,
-                                                            int64_t device_memory_bytes = 0);
+                                                            int64_t device_memory_bytes = 0,
+                                                            int64_t process_memory_bytes = -1);
 
 }  // namespace gptb::worker
 

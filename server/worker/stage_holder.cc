@@ -3,6 +3,7 @@
 #include <malloc.h>
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <exception>
 #include <thread>
@@ -65,27 +66,6 @@ RankProgress ToProto(const model::BuildProgress& p) {
 }
 
 }  // namespace
-
-gptbuilder::v1::StageDescription HeldStageToProto(const model::HeldStage& stage) {
-  gptbuilder::v1::StageDescription out;
-  out.set_tp_rank(stage.tp_rank);
-  out.set_pp_rank(stage.pp_rank);
-  out.set_ep_rank(stage.ep_rank);
-  out.set_etp_rank(stage.etp_rank);
-  if (stage.vp_stage.has_value()) out.set_vp_stage(*stage.vp_stage);
-  out.set_pre_process(stage.pre_process);
-  out.set_post_process(stage.post_process);
-  for (int layer : stage.layers) out.add_layers(layer);
-  for (const model::HeldParameter& p : stage.params) {
-    gptbuilder::v1::ParameterDescription* param = out.add_params();
-    param->set_name(p.name);
-    for (int64_t d : p.shape) param->add_shape(d);
-    param->set_dtype(p.dtype);
-    param->set_checksum(p.checksum);
-  }
-  out.set_num_params(stage.num_params);
-  return out;
-}
 
 struct StageHolder::RankResult {
   int slot = 0;
@@ -158,7 +138,29 @@ absl::StatusOr<std::shared_ptr<BuildSession>> StageHolder::StartBuild(
   auto build = std::make_shared<Build>();
   build->request = request;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    // A slot still running a rank of a cancelled build (released, or failed, a moment ago)
+    // frees as soon as that rank notices, usually within a layer's initialisation: wait for it
+    // rather than send the coordinator away while its other slots are free.
+    const auto patience = std::chrono::milliseconds(
+        std::min<int64_t>(request.timeout_ms() > 0 ? request.timeout_ms() : 60000, 30000));
+    const auto until = std::chrono::steady_clock::now() + patience;
+    auto draining = [&] {
+      for (const gptbuilder::v1::RankAssignment& a : request.ranks()) {
+        if (a.slot() < 0 || a.slot() >= static_cast<int>(slots_.size())) continue;
+        const SlotUse& use = slot_use_[a.slot()];
+        if (use.state != SlotState::kBuilding) continue;
+        auto it = building_.find(use.model);
+        if (it == building_.end() || it->second->request.build_id() != use.build_id ||
+            it->second->cancelled.load()) {
+          return true;
+        }
+      }
+      return false;
+    };
+    while (draining() && std::chrono::steady_clock::now() < until) {
+      slot_freed_.wait_until(lock, until);
+    }
     const std::string& name = request.model();
     if (auto it = held_.find(name); it != held_.end()) {
       return absl::FailedPreconditionError(absl::StrCat("this worker already holds model '", name,
@@ -223,6 +225,7 @@ void StageHolder::RunRank(std::shared_ptr<Build> build, int rank, int slot) {
       std::chrono::milliseconds(request.timeout_ms() > 0 ? request.timeout_ms() : 60000);
   options.device = slots_[slot].device();
   options.load_from = request.load_from();
+  options.load.root = checkpoint_root_;
   // The ranks of this worker share its cores while they initialise.
   options.ranks_per_process = static_cast<int>(slots_.size());
   Build* raw = build.get();
@@ -324,6 +327,7 @@ void StageHolder::FreeSlotsLocked(const Build& build) {
       use = SlotUse();
     }
   }
+  slot_freed_.notify_all();
 }
 
 void StageHolder::Destroy(std::vector<std::shared_ptr<model::RankModel>> models) {
@@ -420,9 +424,9 @@ absl::StatusOr<gptbuilder::v1::DescribeHeldModelResponse> StageHolder::Describe(
     out->set_slot(result.slot);
     out->set_device(slots_[result.slot].device());
     try {
-      for (const model::HeldStage& stage : held->Describe()) {
-        *out->add_stages() = HeldStageToProto(stage);
-      }
+      absl::StatusOr<std::vector<gptbuilder::v1::StageDescription>> stages = held->Describe();
+      if (!stages.ok()) return stages.status();
+      for (gptbuilder::v1::StageDescription& stage : *stages) *out->add_stages() = std::move(stage);
     } catch (const std::exception& e) {
       return absl::InternalError(absl::StrCat("describing rank ", rank, ": ", e.what()));
     }

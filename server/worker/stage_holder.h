@@ -66,6 +66,12 @@ class StageHolder {
     release_listener_ = std::move(listener);
   }
 
+  // Where this worker's ranks may read and write checkpoints (--checkpoint-root; empty:
+  // anywhere the process can reach). Builds load from, and saves write to, paths that resolve
+  // inside it (core/checkpoint/checkpoint_directory.h). Set before serving.
+  void SetCheckpointRoot(std::string root) { checkpoint_root_ = std::move(root); }
+  const std::string& checkpoint_root() const { return checkpoint_root_; }
+
   // The held models, for (re-)registration.
   std::vector<gptbuilder::v1::HeldModel> HeldModels() const;
   std::vector<std::string> HeldModelNames() const;
@@ -89,6 +95,7 @@ class StageHolder {
   const RankBuilder builder_;
   WorkerMetrics* metrics_;
   std::function<void(const std::string&)> release_listener_;
+  std::string checkpoint_root_;
 
   mutable std::mutex mu_;
   std::condition_variable threads_done_;
@@ -101,6 +108,8 @@ class StageHolder {
     int rank = 0;
   };
   std::vector<SlotUse> slot_use_;
+  // Notified whenever a slot becomes free (a rank of a cancelled build returned).
+  std::condition_variable slot_freed_;
   std::map<std::string, std::shared_ptr<Build>> building_;  // by model
   std::map<std::string, std::shared_ptr<Build>> held_;      // by model
 };
@@ -126,8 +135,6 @@ class BuildSession {
 
 // core's phase as the API's BuildPhase.
 gptbuilder::v1::BuildPhase ToProtoPhase(model::BuildPhase phase);
-// A held stage as the API describes it (the plan's stage shape plus checksums).
-gptbuilder::v1::StageDescription HeldStageToProto(const model::HeldStage& stage);
 
 }  // namespace gptb::worker
 

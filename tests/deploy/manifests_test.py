@@ -16,7 +16,7 @@ import kustomize_render
 
 READY_SERVICE = {"coordinator": "gptbuilder.v1.Coordinator", "worker": "gptbuilder.v1.Worker"}
 KNOWN_KINDS = {"Namespace", "ServiceAccount", "Deployment", "DaemonSet", "Service", "Job",
-               "PodMonitor"}
+               "PodMonitor", "NetworkPolicy"}
 _UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6,
           "G": 10**9, "T": 10**12}
 
@@ -271,6 +271,30 @@ class RenderedOverlayTest(unittest.TestCase):
                 else:
                     self.assertIsNone(gpus_limit)
                     self.assertFalse(pod.get("hostNetwork", False))
+
+    def test_only_workers_reach_the_rendezvous_store(self):
+        # The c10d store has no authentication: the NetworkPolicy is what keeps it private.
+        for overlay, resources in self.rendered.items():
+            coordinator = by_kind(resources, "Deployment")["gptb-coordinator"]
+            policy = by_kind(resources, "NetworkPolicy")["gptb-coordinator-store"]
+            labels = coordinator["spec"]["template"]["metadata"]["labels"]
+            with self.subTest(overlay=overlay):
+                selector = policy["spec"]["podSelector"]["matchLabels"]
+                self.assertTrue(selector.items() <= labels.items())
+                self.assertEqual(policy["spec"]["policyTypes"], ["Ingress"])
+                store_rules = [r for r in policy["spec"]["ingress"]
+                               if any(p["port"] == "store" for p in r.get("ports", []))]
+                self.assertEqual(len(store_rules), 1)
+                sources = store_rules[0].get("from", [])
+                self.assertTrue(sources, "the store port must not be open to everyone")
+                if overlay.endswith("gpu"):
+                    self.assertIn("ipBlock", sources[0])
+                else:
+                    self.assertEqual(sources[0]["podSelector"]["matchLabels"]
+                                     ["app.kubernetes.io/component"], "worker")
+                open_ports = {p["port"] for r in policy["spec"]["ingress"] if "from" not in r
+                              for p in r["ports"]}
+                self.assertEqual(open_ports, {"grpc", "metrics"})
 
     def test_demo_job_runs_the_shipped_example(self):
         resources = self.rendered["overlays/cpu-demo"]

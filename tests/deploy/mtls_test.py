@@ -172,10 +172,6 @@ class MutualTlsTest(unittest.TestCase):
             self.assertEqual(channel.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=10),
                              b"\x08\x01")  # HealthCheckResponse{status: SERVING}
 
-    # Issue 13 (rendezvous store bound to the coordinator's address) is being fixed separately;
-    # until it lands the store listens on every interface and this fails as expected. When it
-    # lands, unittest reports an unexpected success (a failure): remove this decorator then.
-    @unittest.expectedFailure
     def test_rendezvous_store_listens_only_on_the_coordinators_address(self):
         # The TCPStore has no TLS or authentication of its own: it must not listen on every
         # interface when the coordinator was told to use one address (127.0.0.1 here).

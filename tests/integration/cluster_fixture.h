@@ -118,7 +118,8 @@ inline double Sample(const std::string& text, const std::string& series) {
 class ClusterTest : public ::testing::Test {
  protected:
   void StartCluster(int workers = 2, int slots = 2, std::vector<std::string> worker_flags = {},
-                    const std::string& rank_timeout = "8s") {
+                    const std::string& rank_timeout = "8s",
+                    const std::vector<std::string>& coordinator_flags = {}) {
     cli::LocalClusterOptions options;
     options.gptbd = BinDir() + "/gptbd";
     options.dir = dir_.path();
@@ -127,6 +128,8 @@ class ClusterTest : public ::testing::Test {
     options.coordinator_flags = {
         "--heartbeat-interval", "200ms",      "--heartbeat-timeout", "2s",
         "--rank-timeout",       rank_timeout, "--recovery-grace",    "30s"};
+    options.coordinator_flags.insert(options.coordinator_flags.end(), coordinator_flags.begin(),
+                                     coordinator_flags.end());
     options.worker_flags = std::move(worker_flags);
     auto cluster = cli::LocalCluster::Start(options);
     ASSERT_TRUE(cluster.ok()) << cluster.status();

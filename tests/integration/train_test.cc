@@ -118,6 +118,63 @@ TEST_F(TrainClusterTest, TensorAndPipelineParallelTrainingTracksOneRankAndLearns
   EXPECT_EQ(Sample(metrics, "gptb_train_step_duration_seconds_count"), 30);
 }
 
+// A MoE model with tensor and sequence parallelism, expert parallelism and the default expert
+// TP (= tp) on 2 workers x 2 slots (tp 2 x dp 2, experts split over ep 2 x etp 2) tracks the
+// same model trained on one rank: same global batch (8 samples of 32 tokens per step), the
+// load-balancing loss on.
+// DISABLED while it fails: MoE tp2 + sequence parallel + ep2 (dp2) over the daemons differs from
+// one rank by ~5e-4 relative already at step 0 (the in-process per-parameter gradient test of
+// the same layouts passes). Under investigation (issue 12); re-enable with the fix.
+TEST_F(TrainClusterTest, DISABLED_MoeWithTensorAndSequenceParallelismTracksOneRank) {
+  StartCluster();
+  const std::vector<std::string> model = {"--wait",
+                                          "--set",
+                                          "transformer_layer_spec=transformer_engine",
+                                          "--set",
+                                          "moe_aux_loss_coeff=0.01",
+                                          "--set",
+                                          "seq_length=32"};
+  auto build = [&](const std::string& name, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"build", Example("tiny-moe"), "--name", name};
+    args.insert(args.end(), model.begin(), model.end());
+    args.insert(args.end(), extra.begin(), extra.end());
+    CliResult r = Gptb(args);
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  };
+  auto flags = [](int micro_batches) {
+    return std::vector<std::string>{"--synthetic",
+                                    "7",
+                                    "--steps",
+                                    "5",
+                                    "--micro-batch-size",
+                                    "2",
+                                    "--micro-batches",
+                                    std::to_string(micro_batches),
+                                    "--seq-length",
+                                    "32",
+                                    "--lr",
+                                    "0.003"};
+  };
+  build("moe-one", {});
+  const std::vector<double> one = Train("moe-one", flags(4));
+  ASSERT_EQ(one.size(), 5u);
+  EXPECT_EQ(Gptb({"release", "moe-one"}).exit_code, 0);
+
+  build("moe-four", {"--world-size", "4", "--set", "tensor_model_parallel_size=2", "--set",
+                     "sequence_parallel=true", "--set", "expert_model_parallel_size=2"});
+  const std::vector<double> four = Train("moe-four", flags(2));
+  ASSERT_EQ(four.size(), 5u);
+  EXPECT_NEAR(four[0], one[0], 1e-5 * one[0]);
+  double worst = 0;
+  for (size_t i = 0; i < four.size(); ++i) {
+    EXPECT_NEAR(four[i], one[i], 1e-4 * one[i]) << "step " << i;
+    worst = std::max(worst, std::abs(four[i] - one[i]) / one[i]);
+  }
+  EXPECT_LT(one.back(), one.front());
+  std::cout << "MoE tp2 sp ep2 dp2 vs one rank over 5 steps: max relative loss difference " << worst
+            << "\n";
+}
+
 TEST_F(TrainClusterTest, BadRequestsLeaveTheModelAsItWas) {
   StartCluster(1, 1);
   BuildReady("m", {});
@@ -163,7 +220,8 @@ TEST_F(TrainClusterTest, AWorkerLostMidStepFailsTheStepAndTheModel) {
   gptbuilder::v1::TrainStepResult result;
   ASSERT_TRUE(reader->Read(&result));
 
-  // While it trains: a second TrainStep is ABORTED and release is refused.
+  // While it trains: a second TrainStep is ABORTED. (Release would abort the training and free
+  // the model: hostile_test covers that.)
   {
     gptbuilder::v1::TrainStepRequest again = request;
     again.set_steps(1);
@@ -173,9 +231,6 @@ TEST_F(TrainClusterTest, AWorkerLostMidStepFailsTheStepAndTheModel) {
     while (second->Read(&ignored)) {
     }
     EXPECT_EQ(second->Finish().error_code(), grpc::StatusCode::ABORTED);
-    CliResult release = Gptb({"release", "victim"});
-    EXPECT_EQ(release.exit_code, 1);
-    EXPECT_THAT(release.err, HasSubstr("is busy training"));
   }
 
   const absl::Time killed = absl::Now();

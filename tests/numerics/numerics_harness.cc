@@ -248,7 +248,10 @@ NumericsResult RunNumericsLayout(const NumericsCase& c, const NumericsLayout& la
 
   // Forward and backward as a train step runs them; loss terms per rank.
   std::vector<train::LossSums> sums(n);
-  std::vector<bool> reports(n, false);  // holds the output layer, first of its tp group
+  // Holds the output layer, first of its tp group. Not vector<bool>: ranks write their own entry
+  // from their own threads, and vector<bool> packs entries into shared words (a data race that
+  // dropped a dp replica's loss now and then).
+  std::vector<char> reports(n, 0);
   std::vector<int> micro_batches(n, 0), replicas(n, 1);
   OnEveryRank(n, [&](int r) {
     model::RankModel& model = *world.ranks[r];

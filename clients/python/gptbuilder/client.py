@@ -117,26 +117,37 @@ class Client:
                                                         world_size=world_size)
         return self._unary("ValidateConfig", request)
 
-    def plan(self, config, *, world_size=0):
-        """The plan (PlanModelResponse: stages, parameters, bytes per rank); needs no worker."""
+    def plan(self, config, *, world_size=0, page_size=0):
+        """The plan (PlanDescription: parallel sizes, stages and their parameters, per-rank group
+        indices and bytes); needs no worker. PlanModel pages the ranks (`page_size`, 0 for the
+        service's default); this follows next_page_token, so the result lists every rank."""
         c = as_model_config(config)
         request = coordinator_pb2.PlanModelRequest(config=c.model, ddp=c.ddp, build=c.build,
-                                                   world_size=world_size)
-        return self._unary("PlanModel", request)
+                                                   world_size=world_size, page_size=page_size)
+        plan = self._unary("PlanModel", request)
+        token = plan.next_page_token
+        while token:
+            request.page_token = token
+            page = self._unary("PlanModel", request)
+            plan.ranks.extend(page.ranks)
+            token = page.next_page_token
+        plan.next_page_token = ""
+        return plan
 
     # ---- builds ---------------------------------------------------------------------------
     def build(self, name, config, *, world_size=0, request_id=None, validate_only=False,
-              load_from=""):
+              load_from="", for_training=False):
         """Starts a build and returns its google.longrunning.Operation at once. Rejections
         (invalid config, too few slots, does not fit, a `load_from` checkpoint that does not
         match) raise before anything is allocated. A retry with the same `request_id` returns the
         first call's operation. `load_from`: a canonical checkpoint or Hugging Face directory,
-        visible to the coordinator and every worker, to load instead of initialising."""
+        visible to the coordinator and every worker, to load instead of initialising.
+        `for_training`: admit it with room for its optimizer state."""
         c = as_model_config(config)
         request = coordinator_pb2.BuildModelRequest(
             name=name, config=c.model, ddp=c.ddp, build=c.build, world_size=world_size,
             request_id=request_id or str(uuid.uuid4()), validate_only=validate_only,
-            load_from=load_from)
+            load_from=load_from, for_training=for_training)
         operation = self._unary("BuildModel", request)
         if operation.done and operation.HasField("error"):
             raise errors.from_status(operation.error)

@@ -77,6 +77,39 @@ std::vector<RuleCase> Cases() {
          T(c).set_virtual_pipeline_model_parallel_size(2);
          T(c).set_pipeline_model_parallel_size(2);
        }},
+      // Megatron's WrappedTorchNorm asserts; TE's norms support sequence parallelism.
+      {"SequenceParallelTorchNorm", false,
+       [](auto& c) {
+         T(c).set_tensor_model_parallel_size(2);
+         T(c).set_sequence_parallel(true);
+         c.mutable_transformer_layer_spec()->set_name("local");
+       },
+       "transformer.sequence_parallel", "SEQUENCE_PARALLEL_TORCH_NORM",
+       [](auto& c) {
+         T(c).set_tensor_model_parallel_size(2);
+         T(c).set_sequence_parallel(true);
+         c.mutable_transformer_layer_spec()->set_name("transformer_engine");
+       }},
+      {"SequenceParallelTorchNormMoe", true,
+       [](auto& c) {
+         T(c).set_tensor_model_parallel_size(2);
+         T(c).set_sequence_parallel(true);
+         c.mutable_transformer_layer_spec()->set_name("local");
+       },
+       "transformer.sequence_parallel", "SEQUENCE_PARALLEL_TORCH_NORM",
+       [](auto& c) {
+         T(c).set_tensor_model_parallel_size(2);
+         T(c).set_sequence_parallel(true);
+         c.mutable_transformer_layer_spec()->set_name("default");
+       }},
+      {"FlexDispatcherNeedsExpertGrid", true,
+       [](auto& c) { T(c).set_moe_token_dispatcher_type("flex"); },
+       "transformer.moe_token_dispatcher_type", "CONFLICT",
+       [](auto& c) {
+         T(c).set_moe_token_dispatcher_type("flex");
+         T(c).set_expert_model_parallel_size(2);
+       },
+       std::nullopt, 2},
       {"GtpUnsupported", false,
        [](auto& c) {
          T(c).set_tensor_model_parallel_size(2);

@@ -123,6 +123,8 @@ TEST(Finalize, SequenceParallelIsSilentlyOffWithoutTensorParallelism) {
   config.mutable_transformer()->set_sequence_parallel(true);
   EXPECT_FALSE(MustFinalize(config).transformer().sequence_parallel());
   config.mutable_transformer()->set_tensor_model_parallel_size(2);
+  // With TP the norms must support it (torch's, which the local spec builds, do not).
+  config.mutable_transformer_layer_spec()->set_name("transformer_engine");
   EXPECT_TRUE(MustFinalize(config).transformer().sequence_parallel());
 }
 

@@ -88,8 +88,9 @@ TEST(BuildDistributedModels, BothFsdpFlavoursAreAnError) {
   options.build.set_use_torch_fsdp2(true);
   absl::StatusOr<std::unique_ptr<RankModel>> built = BuildRankModel(options);
   ASSERT_FALSE(built.ok());
-  EXPECT_THAT(std::string(built.status().message()),
-              HasSubstr("Using use_megatron_fsdp and use_torch_fsdp2 at the same time is not supported."));
+  EXPECT_THAT(
+      std::string(built.status().message()),
+      HasSubstr("Using use_megatron_fsdp and use_torch_fsdp2 at the same time is not supported."));
 }
 
 TEST(BuildDistributedModels, Bf16WrapsWithFloat16Module) {
@@ -153,25 +154,32 @@ TEST(BuildDistributedModels, MissingPeerTimesOut) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
 }
 
-TEST(Describe, ReportsHeldTensorsWithChecksums) {
+TEST(Describe, IsThePlannedStageWithAChecksumPerHeldTensor) {
   testing::World world = testing::BuildWorld(Tiny(2, std::nullopt), 2);
   ASSERT_FALSE(HasFailure());
-  std::vector<HeldStage> first = world.ranks[0]->Describe();
-  ASSERT_EQ(first.size(), 1u);
+  absl::StatusOr<std::vector<gptbuilder::v1::StageDescription>> first = world.ranks[0]->Describe();
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->size(), 1u);
   const plan::StagePlan& planned = world.ranks[0]->stages()[0]->plan();
-  ASSERT_EQ(first[0].params.size(), planned.params.size());
+  ASSERT_EQ((*first)[0].params_size(), static_cast<int>(planned.params.size()));
+  const auto held = world.ranks[0]->stages()[0]->named_parameters();
   for (size_t i = 0; i < planned.params.size(); ++i) {
-    EXPECT_EQ(first[0].params[i].name, planned.params[i].name);
-    EXPECT_EQ(first[0].params[i].shape, planned.params[i].shape);
+    const gptbuilder::v1::ParameterDescription& p = (*first)[0].params(static_cast<int>(i));
+    EXPECT_EQ(p.name(), planned.params[i].name);
+    EXPECT_EQ(p.name(), held[i].key());
+    EXPECT_EQ(std::vector<int64_t>(p.shape().begin(), p.shape().end()),
+              held[i].value().sizes().vec());
+    EXPECT_TRUE(p.has_checksum());
   }
-  EXPECT_EQ(first[0].num_params, planned.num_params);
+  EXPECT_EQ((*first)[0].num_params(), planned.num_params);
+  EXPECT_EQ((*first)[0].layer_spec(), planned.layer_spec);
   // The checksum follows the bytes.
-  const uint64_t before = first[0].params[0].checksum;
+  const uint64_t before = (*first)[0].params(0).checksum();
   {
     torch::NoGradGuard no_grad;
     world.ranks[0]->stages()[0]->parameters()[0].add_(1.0);
   }
-  EXPECT_NE(world.ranks[0]->Describe()[0].params[0].checksum, before);
+  EXPECT_NE((*world.ranks[0]->Describe())[0].params(0).checksum(), before);
 }
 
 }  // namespace

@@ -24,10 +24,12 @@ class CoordinatorTest : public ::testing::Test {
   void SetUp() override { Restart(); }
 
   // A fresh coordinator (the fake workers keep their state, like real ones across a restart).
-  void Restart(absl::Duration heartbeat_timeout = absl::Seconds(60)) {
+  void Restart(absl::Duration heartbeat_timeout = absl::Seconds(60),
+               const std::function<void(CoordinatorOptions&)>& more = nullptr) {
     if (coordinator_ != nullptr) coordinator_->Shutdown();
     CoordinatorOptions options;
     options.heartbeat_timeout = heartbeat_timeout;
+    if (more) more(options);
     options.sweep_period = absl::Milliseconds(20);
     options.recovery_grace = absl::Seconds(30);
     coordinator_ = std::make_unique<Coordinator>(options, nullptr, connector_);
@@ -109,7 +111,59 @@ TEST_F(CoordinatorTest, PlanModelDefaultsToTheSmallestWorld) {
   EXPECT_EQ(plan->world_size(), 4);
   EXPECT_EQ(plan->stages_size(), 4);
   EXPECT_EQ(plan->ranks_size(), 4);
-  EXPECT_THAT(plan->plan_json(), HasSubstr("\"stages\""));
+  EXPECT_EQ(plan->parallel().tp(), 2);
+  EXPECT_EQ(plan->parallel().pp(), 2);
+  // Ranks name their groups by index; PlanModel leaves the member lists out (O(world) per kind).
+  EXPECT_EQ(plan->ranks(3).groups().at("tp"), 1);
+  EXPECT_TRUE(plan->process_groups().empty());
+  EXPECT_TRUE(plan->next_page_token().empty());
+}
+
+// Issue 13: a world of tens of thousands of ranks comes a page at a time; the limits are the
+// coordinator's.
+TEST_F(CoordinatorTest, PlanModelPagesItsRanksAndHonoursTheLimits) {
+  gptbuilder::v1::PlanModelRequest request;
+  *request.mutable_config() = TinyGpt(2, 2);
+  request.set_world_size(8);
+  request.set_page_size(3);
+  std::vector<int> ranks;
+  std::vector<std::string> tokens;
+  while (true) {
+    auto page = coordinator_->PlanModel(request);
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_LE(page->ranks_size(), 3);
+    for (const auto& r : page->ranks()) ranks.push_back(r.rank());
+    if (page->next_page_token().empty()) break;
+    tokens.push_back(page->next_page_token());
+    request.set_page_token(page->next_page_token());
+  }
+  EXPECT_EQ(ranks, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(tokens, (std::vector<std::string>{"3", "6"}));
+  request.set_page_token("-5");
+  EXPECT_EQ(coordinator_->PlanModel(request).status().code(), absl::StatusCode::kInvalidArgument);
+
+  Restart(absl::Seconds(60), [](CoordinatorOptions& o) { o.limits.max_world_size = 4; });
+  gptbuilder::v1::ValidateConfigRequest validate;
+  *validate.mutable_config() = TinyGpt(2, 2);
+  validate.set_world_size(8);
+  auto refused = coordinator_->ValidateConfig(validate);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("--max-world-size"));
+}
+
+// Issue 13: LOST workers used to stay in ListWorkers forever.
+TEST_F(CoordinatorTest, LostWorkersLeaveTheListAfterTheRetention) {
+  Restart(absl::Milliseconds(100),
+          [](CoordinatorOptions& o) { o.lost_worker_retention = absl::Milliseconds(200); });
+  AddWorker("w1", 1);
+  for (int i = 0; i < 200 && coordinator_->ListWorkers().workers_size() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(coordinator_->ListWorkers().workers_size(), 0);
+  // Back, it registers again.
+  gptbuilder::v1::HeartbeatRequest beat;
+  beat.set_name("w1");
+  EXPECT_TRUE(coordinator_->Heartbeat(beat).register_again());
 }
 
 TEST_F(CoordinatorTest, BuildWithoutEnoughSlotsIsFailedPrecondition) {

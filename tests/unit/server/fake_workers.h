@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/plan/plan_description.h"
 #include "server/common/grpc_status.h"
 #include "server/coordinator/model_preparation.h"
 #include "server/coordinator/worker_connection.h"
@@ -100,7 +101,7 @@ class FakeWorker : public coordinator::WorkerConnection {
       rank->set_slot(a.slot());
       rank->set_device("cpu");
       for (int index : plan->Rank(a.rank()).stages) {
-        auto stage = coordinator::StageToProto(plan->stages()[index]);
+        auto stage = plan::DescribeStage(plan->stages()[index]);
         for (auto& p : *stage.mutable_params()) {
           p.set_checksum(std::hash<std::string>()(p.name()) + checksum_salt * a.rank());
         }

@@ -3,6 +3,8 @@
 #include <map>
 #include <set>
 
+#include "absl/strings/str_cat.h"
+#include "core/config/violations.h"
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
 #include "gtest/gtest.h"
@@ -15,6 +17,13 @@ WorkerCapacity Worker(const std::string& name, int slots, int64_t budget) {
   WorkerCapacity w;
   w.worker = name;
   for (int i = 0; i < slots; ++i) w.slots.push_back({i, "cpu", budget, true});
+  return w;
+}
+
+WorkerCapacity GpuWorker(const std::string& name, int slots, int64_t budget) {
+  WorkerCapacity w;
+  w.worker = name;
+  for (int i = 0; i < slots; ++i) w.slots.push_back({i, absl::StrCat("cuda:", i), budget, true});
   return w;
 }
 
@@ -67,7 +76,7 @@ TEST(PlacementTest, TooFewRegisteredSlotsIsFailedPrecondition) {
   auto placed = PlaceRanks(Request(4, 2, 1), {Worker("a", 2, 10)});
   ASSERT_EQ(placed.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(server::ErrorReason(placed.status()), "NOT_ENOUGH_SLOTS");
-  EXPECT_THAT(std::string(placed.status().message()), ::testing::HasSubstr("needs 4 slots"));
+  EXPECT_THAT(std::string(placed.status().message()), ::testing::HasSubstr("needs 4 cpu slots"));
   auto payload = placed.status().GetPayload(server::kPreconditionFailureTypeUrl);
   ASSERT_TRUE(payload.has_value());
   google::rpc::PreconditionFailure failure;
@@ -108,6 +117,45 @@ TEST(PlacementTest, HeterogeneousBudgetsGoToSlotsThatHoldThem) {
 
   r.rank_bytes = {100, 100};  // both need slot 0
   EXPECT_EQ(PlaceRanks(r, {a}).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST(PlacementTest, CudaWithoutCudaSlotsIsFailedPreconditionNamingTheCpuSlots) {
+  PlacementRequest r = Request(2, 2, 1);
+  r.device = "cuda";
+  auto placed = PlaceRanks(r, {Worker("a", 2, 10), Worker("b", 2, 10)});
+  ASSERT_EQ(placed.status().code(), absl::StatusCode::kFailedPrecondition) << placed.status();
+  EXPECT_EQ(server::ErrorReason(placed.status()), "NOT_ENOUGH_SLOTS");
+  EXPECT_THAT(std::string(placed.status().message()),
+              ::testing::AllOf(::testing::HasSubstr("2 cuda slots"),
+                               ::testing::HasSubstr("-DGPTB_WITH_CUDA=ON"),
+                               ::testing::HasSubstr("4 cpu slots are registered")));
+}
+
+TEST(PlacementTest, EveryRankRunsOnTheOneDeviceTypeAskedForOrChosen) {
+  const std::vector<WorkerCapacity> mixed = {Worker("cpu-node", 4, 10), GpuWorker("gpu-node", 2, 10)};
+  for (const auto& [asked, world, expected] :
+       std::vector<std::tuple<std::string, int, std::string>>{
+           {"cpu", 2, "cpu"}, {"cuda", 2, "cuda"}, {"", 2, "cuda"}, {"", 4, "cpu"}}) {
+    SCOPED_TRACE(absl::StrCat("device '", asked, "', world ", world));
+    PlacementRequest r = Request(world, 1, 1);
+    r.device = asked;
+    auto placed = PlaceRanks(r, mixed);
+    ASSERT_TRUE(placed.ok()) << placed.status();
+    for (const auto& p : *placed) {
+      EXPECT_EQ(p.device().substr(0, p.device().find(':')), expected) << p.device();
+      EXPECT_EQ(p.worker(), expected == "cuda" ? "gpu-node" : "cpu-node");
+    }
+  }
+}
+
+TEST(PlacementTest, UnknownDeviceTypeIsAFieldViolation) {
+  PlacementRequest r = Request(1, 1, 1);
+  r.device = "tpu";
+  auto placed = PlaceRanks(r, {Worker("a", 1, 10)});
+  ASSERT_EQ(placed.status().code(), absl::StatusCode::kInvalidArgument);
+  const auto violations = config::ViolationsFromStatus(placed.status());
+  ASSERT_EQ(violations.size(), 1u);
+  EXPECT_EQ(violations[0].field, "device");
 }
 
 }  // namespace

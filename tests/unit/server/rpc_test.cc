@@ -1,9 +1,11 @@
 // The RPC layer in one process: a real gRPC server with the coordinator's services over a
 // coordinator whose workers are fakes. Covers status details on the wire, auth, TLS, health,
 // request size limits and the gRPC metrics.
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <set>
 
 #include "core/config/violations.h"
@@ -27,7 +29,9 @@
 namespace gptb::server {
 namespace {
 
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(GrpcStatusTest, DetailsSurviveTheRoundTrip) {
   config::Violations violations;
@@ -48,7 +52,24 @@ TEST(GrpcStatusTest, DetailsSurviveTheRoundTrip) {
 TEST(GrpcStatusTest, LongMessagesAreTruncated) {
   grpc::Status wire = ToGrpcStatus(absl::InternalError(std::string(100000, 'x')));
   EXPECT_LT(wire.error_message().size(), kMaxStatusMessageBytes + 100);
-  EXPECT_THAT(wire.error_message(), HasSubstr("truncated"));
+  EXPECT_THAT(wire.error_message(), HasSubstr("(100000 bytes)"));
+}
+
+// A status with many long violations still fits gRPC's default 8 KiB of trailers (a client
+// saw RESOURCE_EXHAUSTED on metadata size instead of the error), keeping what fits.
+TEST(GrpcStatusTest, DetailsAreBoundedKeepingWhatFits) {
+  config::Violations violations;
+  for (int i = 0; i < 500; ++i) {
+    violations.Add(absl::StrCat("field", i), "INVALID_VALUE", std::string(900, 'd'));
+  }
+  grpc::Status wire = ToGrpcStatus(violations.ToStatus());
+  EXPECT_LE(wire.error_message().size(), kMaxStatusMessageBytes + 64);
+  EXPECT_LE(wire.error_details().size(), kMaxStatusMessageBytes + kMaxStatusDetailsBytes + 128);
+  const std::vector<config::FieldViolation> back =
+      config::ViolationsFromStatus(FromGrpcStatus(wire));
+  ASSERT_GE(back.size(), 5u);
+  EXPECT_EQ(back.front().field, "field0");
+  EXPECT_EQ(back.back().reason, "TOO_MANY_VIOLATIONS");
 }
 
 class RpcTest : public ::testing::Test {
@@ -242,6 +263,70 @@ TEST_F(RpcTest, EveryRpcIsCountedByMethodAndCode) {
   EXPECT_THAT(text, HasSubstr("process_resident_memory_bytes"));
 }
 
+// Over real gRPC: an answer with many violations and one echoing a 10 MB name both reach the
+// client as INVALID_ARGUMENT with their details.
+TEST_F(RpcTest, LargeErrorsReachTheClient) {
+  Start("");
+  {
+    grpc::ClientContext context;
+    Deadline(&context);
+    gptbuilder::v1::ValidateConfigRequest request;
+    *request.mutable_config() = testing::TinyGpt(1, 1);
+    auto* t = request.mutable_config()->mutable_transformer();
+    t->set_num_moe_experts(4);
+    t->set_num_layers(1000);
+    for (int i = 0; i < 1000; ++i) t->add_moe_layer_freq(7);
+    gptbuilder::v1::ValidateConfigResponse response;
+    grpc::Status status = Stub()->ValidateConfig(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_GE(config::ViolationsFromStatus(FromGrpcStatus(status)).size(), 5u);
+  }
+  {
+    grpc::ClientContext context;
+    Deadline(&context);
+    gptbuilder::v1::BuildModelRequest request;
+    request.set_name(std::string(50000, 'a'));  // the server here takes 64 KiB requests
+    *request.mutable_config() = testing::TinyGpt(1, 1);
+    google::longrunning::Operation op;
+    grpc::Status status = Stub()->BuildModel(&context, request, &op);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_LT(status.error_message().size(), 1024u);
+  }
+}
+
+// Method names are whatever a client sends: unknown ones share one series (issue 13: 3,000 random
+// names grew /metrics from 141 KB to 19.5 MB).
+TEST_F(RpcTest, UnknownMethodNamesShareOneSeries) {
+  Start("");
+  auto channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  for (int i = 0; i < 20; ++i) {
+    grpc::ClientContext context;
+    Deadline(&context);
+    grpc::Slice empty("");
+    grpc::ByteBuffer request(&empty, 1), response;
+    grpc::Status status;
+    std::mutex mu;
+    std::condition_variable done;
+    bool finished = false;
+    stub.UnaryCall(&context, "/evil.Service" + std::to_string(i) + "/Method" + std::to_string(i),
+                   grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+                     std::lock_guard<std::mutex> lock(mu);
+                     status = s;
+                     finished = true;
+                     done.notify_all();
+                   });
+    std::unique_lock<std::mutex> lock(mu);
+    done.wait(lock, [&] { return finished; });
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  }
+  const std::string text = metrics_.Scrape();
+  EXPECT_THAT(text, Not(HasSubstr("evil.Service")));
+  EXPECT_THAT(text, HasSubstr("grpc_server_handled_total{grpc_code=\"UNIMPLEMENTED\",grpc_method="
+                              "\"unknown\",grpc_service=\"unknown\""));
+  EXPECT_THAT(text, ContainsRegex("grpc_method=\"unknown\",grpc_service=\"unknown\",grpc_type=\"[a-z_]+\"[}] 20"));
+}
+
 // Writes a CA, a server certificate for 127.0.0.1 and a client certificate with openssl.
 class TlsFixture {
  public:
@@ -275,7 +360,7 @@ class TlsFixture {
 TEST_F(RpcTest, MutualTlsAcceptsOnlyClientsWithACertificate) {
   TlsFixture tls;
   ASSERT_TRUE(tls.ok());
-  Start("", {tls.Path("server.pem"), tls.Path("server.key"), tls.Path("ca.pem")});
+  Start("", {tls.Path("server.pem"), tls.Path("server.key"), tls.Path("ca.pem"), ""});
   auto list = [&](std::shared_ptr<grpc::ChannelCredentials> credentials) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
@@ -283,21 +368,47 @@ TEST_F(RpcTest, MutualTlsAcceptsOnlyClientsWithACertificate) {
     return Stub(credentials)->ListModels(&context, {}, &response);
   };
   auto with_cert =
-      MakeChannelCredentials({tls.Path("client.pem"), tls.Path("client.key"), tls.Path("ca.pem")});
+      MakeChannelCredentials({tls.Path("client.pem"), tls.Path("client.key"), tls.Path("ca.pem"), ""});
   ASSERT_TRUE(with_cert.ok()) << with_cert.status();
   EXPECT_TRUE(list(*with_cert).ok());
-  auto without_cert = MakeChannelCredentials({"", "", tls.Path("ca.pem")});
+  auto without_cert = MakeChannelCredentials({"", "", tls.Path("ca.pem"), ""});
   ASSERT_TRUE(without_cert.ok());
   EXPECT_FALSE(list(*without_cert).ok());
   EXPECT_FALSE(list(grpc::InsecureChannelCredentials()).ok());
 }
 
+// --tls-client-auth none: TLS under a private CA without client certificates (issue 13). The CA
+// still verifies the server: a client trusting another CA is refused.
+TEST_F(RpcTest, ServerOnlyTlsWithAPrivateCaNeedsNoClientCertificate) {
+  TlsFixture tls;
+  ASSERT_TRUE(tls.ok());
+  Start("", {tls.Path("server.pem"), tls.Path("server.key"), tls.Path("ca.pem"), "none"});
+  auto list = [&](std::shared_ptr<grpc::ChannelCredentials> credentials) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    gptbuilder::v1::ListModelsResponse response;
+    return Stub(credentials)->ListModels(&context, {}, &response);
+  };
+  auto without_cert = MakeChannelCredentials({"", "", tls.Path("ca.pem"), ""});
+  ASSERT_TRUE(without_cert.ok());
+  EXPECT_TRUE(list(*without_cert).ok());
+  // The server certificate is not a CA: trusting it instead of the CA fails verification.
+  auto wrong_ca = MakeChannelCredentials({"", "", tls.Path("client.pem"), ""});
+  ASSERT_TRUE(wrong_ca.ok());
+  EXPECT_FALSE(list(*wrong_ca).ok());
+  EXPECT_FALSE(list(grpc::InsecureChannelCredentials()).ok());
+  auto bad = MakeServerCredentials(
+      {tls.Path("server.pem"), tls.Path("server.key"), tls.Path("ca.pem"), "optional"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("--tls-client-auth"));
+}
+
 TEST(CredentialsTest, MisconfiguredTlsIsAnErrorNamingTheFlag) {
-  auto missing = MakeServerCredentials({"/nonexistent.pem", "/nonexistent.key", ""});
+  auto missing = MakeServerCredentials({"/nonexistent.pem", "/nonexistent.key", "", ""});
   ASSERT_FALSE(missing.ok());
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("--tls-cert"));
-  EXPECT_FALSE(MakeServerCredentials({"cert.pem", "", ""}).ok());
-  EXPECT_FALSE(MakeServerCredentials({"", "", "ca.pem"}).ok());
+  EXPECT_FALSE(MakeServerCredentials({"cert.pem", "", "", ""}).ok());
+  EXPECT_FALSE(MakeServerCredentials({"", "", "ca.pem", ""}).ok());
 }
 
 TEST(BearerTokenTest, LoadsFromAFileOrTheEnvironment) {
@@ -314,6 +425,12 @@ TEST(BearerTokenTest, LoadsFromAFileOrTheEnvironment) {
   EXPECT_TRUE(BearerToken::Load("")->enabled());
   ::unsetenv("GPTB_AUTH_TOKEN");
   EXPECT_FALSE(BearerToken::Load("")->enabled());
+  // Set but blank is refused rather than read as "no authentication" (issue 13).
+  ::setenv("GPTB_AUTH_TOKEN", "   \t ", 1);
+  auto blank = BearerToken::Load("");
+  ::unsetenv("GPTB_AUTH_TOKEN");
+  ASSERT_FALSE(blank.ok());
+  EXPECT_THAT(std::string(blank.status().message()), HasSubstr("GPTB_AUTH_TOKEN"));
 }
 
 }  // namespace

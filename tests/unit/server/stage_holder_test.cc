@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "core/config/finalize.h"
+#include "core/plan/plan_description.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/coordinator/model_preparation.h"
@@ -26,18 +27,11 @@ class FakeRankModel : public model::RankModel {
   ~FakeRankModel() override { --*alive_; }
   int rank() const override { return rank_; }
   const plan::ModelPlan& plan() const override { return *plan_; }
-  std::vector<model::HeldStage> Describe() const override {
-    std::vector<model::HeldStage> out;
+  absl::StatusOr<std::vector<gptbuilder::v1::StageDescription>> Describe() const override {
+    std::vector<gptbuilder::v1::StageDescription> out;
     for (int index : plan_->Rank(rank_).stages) {
-      const plan::StagePlan& s = plan_->stages()[index];
-      model::HeldStage held;
-      held.tp_rank = s.tp_rank;
-      held.pp_rank = s.pp_rank;
-      held.layers = s.layers;
-      for (const plan::ParamInfo& p : s.params) {
-        held.params.push_back({p.name, p.shape, plan::DTypeName(p.dtype), 42});
-      }
-      held.num_params = s.num_params;
+      gptbuilder::v1::StageDescription held = plan::DescribeStage(plan_->stages()[index]);
+      for (auto& p : *held.mutable_params()) p.set_checksum(42);
       out.push_back(std::move(held));
     }
     return out;

@@ -2,11 +2,13 @@
 // (write_indexed_dataset.py), every class of corrupt index, explicit and synthetic batches.
 #include "core/train/data.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -173,11 +175,20 @@ TEST(IndexedDatasetTest, RejectsCorruptIndexFiles) {
     EXPECT_THAT(std::string(ds.status().message()), HasSubstr(c.message)) << c.name;
     EXPECT_THAT(std::string(ds.status().message()), HasSubstr(prefix)) << c.name;
   }
-  // Missing files.
+  // Missing files: a bad request (every rank refuses it before communicating; the model stays
+  // READY), naming the file.
   std::filesystem::remove(dir.File("bad.bin"));
   WriteAll(dir.File("bad.idx"), idx);
-  EXPECT_EQ(IndexedDataset::Open(dir.File("bad")).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(IndexedDataset::Open(dir.File("absent")).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(IndexedDataset::Open(dir.File("bad")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(IndexedDataset::Open(dir.File("bad")).status().message()),
+              HasSubstr("bad.bin"));
+  EXPECT_EQ(IndexedDataset::Open(dir.File("absent")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // A FIFO is refused at once instead of blocking the rank's thread in open().
+  ASSERT_EQ(::mkfifo(dir.File("fifo.idx").c_str(), 0600), 0);
+  EXPECT_THAT(std::string(IndexedDataset::Open(dir.File("fifo")).status().message()),
+              HasSubstr("not a regular file"));
 }
 
 TEST(IndexedDatasetTest, AcceptsSequenceModes) {
@@ -260,7 +271,7 @@ TEST(BatchSourceTest, DatasetSamplesStrideOverTheTokenStreamAndWrap) {
   EXPECT_EQ(source->GlobalBatch(0, {1, 20}, 100).status().code(),
             absl::StatusCode::kInvalidArgument);  // 20 tokens cannot fill 21
   spec.set_data_path(dir.File("missing"));
-  EXPECT_EQ(BatchSource::Create(spec).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(BatchSource::Create(spec).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -45,6 +45,8 @@ inline gptbuilder::v1::GPTModelConfig TinyGpt() {
 
 struct Layout {
   int tp = 1, pp = 1, vp = 0, ep = 1, dp = 1;
+  int etp = 0;  // expert_tensor_parallel_size; 0: Megatron's default (tp)
+  bool sequence_parallel = false;
 };
 
 inline int WorldSize(const Layout& l) { return l.tp * l.pp * l.dp; }
@@ -60,6 +62,12 @@ inline gptbuilder::v1::GPTModelConfig WithLayout(gptbuilder::v1::GPTModelConfig 
     t->clear_virtual_pipeline_model_parallel_size();
   }
   t->set_expert_model_parallel_size(l.ep);
+  if (l.etp > 0) {
+    t->set_expert_tensor_parallel_size(l.etp);
+  } else {
+    t->clear_expert_tensor_parallel_size();
+  }
+  t->set_sequence_parallel(l.sequence_parallel);
   absl::StatusOr<gptbuilder::v1::GPTModelConfig> f =
       config::Finalize(c, config::FinalizeOptions{WorldSize(l)});
   EXPECT_TRUE(f.ok()) << f.status();

@@ -112,8 +112,30 @@ TEST(TrainStepTest, MixtureOfExpertsWithAuxLossTracksSingleRank) {
   ExpectLayoutsTrackSingleRank(c, {{{1, 1, 0, 2, 2}}, {{1, 2, 0, 1, 1}}, {{1, 2, 0, 2, 2}}}, 6);
 }
 
+// Sequence parallelism (Transformer Engine's spec: torch norms refuse it) over several steps: the
+// replicated copies of q/k norms, norms, biases and the router take the same updates on every
+// tensor-parallel rank, so the layouts keep tracking one rank.
+TEST(TrainStepTest, SequenceParallelLayoutsTrackSingleRank) {
+  gptbuilder::v1::GPTModelConfig c = testing::TinyGpt();
+  c.mutable_transformer_layer_spec()->set_name("transformer_engine");
+  c.set_share_embeddings_and_output_weights(false);
+  c.set_position_embedding_type("rope");
+  auto* t = c.mutable_transformer();
+  t->set_normalization("RMSNorm");
+  t->set_add_bias_linear(false);
+  t->set_qk_layernorm(true);
+  t->set_num_query_groups(2);
+  ExpectLayoutsTrackSingleRank(c, {{{2, 1, 0, 1, 2, 0, true}, true}}, 6);
+  t->set_num_moe_experts(4);
+  t->set_moe_router_topk(2);
+  t->set_moe_ffn_hidden_size(64);
+  t->set_moe_aux_loss_coeff(0.01);
+  t->set_qk_layernorm(false);
+  ExpectLayoutsTrackSingleRank(c, {{{2, 1, 0, 2, 2, 0, true}}}, 4);
+}
+
 // Megatron refuses to train MoE layers with tensor parallelism but no sequence parallelism (every
-// tp rank would dispatch the same tokens and the expert gradients would come back tp times).
+// tp rank would dispatch the same tokens).
 TEST(TrainStepTest, MixtureOfExpertsWithTensorParallelismIsRefused) {
   gptbuilder::v1::GPTModelConfig c = testing::TinyGpt();
   c.mutable_transformer()->set_add_bias_linear(false);

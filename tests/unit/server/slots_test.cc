@@ -1,0 +1,93 @@
+// A worker's slot budgets come from the memory the process is given -- its cgroup limit, else
+// the machine's -- not the whole host (issue 13: two workers on one 23.5 GiB host advertised
+// 4 x 11.8 GiB and admitted a 30 GiB model).
+
+#include "server/worker/slots.h"
+
+#include <map>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace gptb::worker {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int64_t kGiB = int64_t{1} << 30;
+
+std::function<std::string(const std::string&)> Files(std::map<std::string, std::string> files) {
+  return [files](const std::string& path) {
+    auto it = files.find(path);
+    return it == files.end() ? std::string() : it->second;
+  };
+}
+
+TEST(Slots, ACgroupV2LimitAnywhereAboveTheProcessCaps)  {
+  const MemoryLimit limit = ProcessMemoryLimit(
+      "0::/kubepods/pod1/worker\n",
+      Files({{"/sys/fs/cgroup/kubepods/pod1/worker/memory.max", "max\n"},
+             {"/sys/fs/cgroup/kubepods/pod1/memory.max", "17179869184\n"},
+             {"/sys/fs/cgroup/kubepods/memory.max", "34359738368\n"}}),
+      256 * kGiB);
+  EXPECT_EQ(limit.bytes, 16 * kGiB);
+  EXPECT_THAT(limit.source, HasSubstr("/sys/fs/cgroup/kubepods/pod1/memory.max"));
+}
+
+TEST(Slots, ACgroupV1LimitCaps) {
+  const MemoryLimit limit = ProcessMemoryLimit(
+      "4:memory:/docker/abc\n3:cpuset:/\n",
+      Files({{"/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes", "8589934592"},
+             {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712"}}),
+      64 * kGiB);
+  EXPECT_EQ(limit.bytes, 8 * kGiB);
+}
+
+TEST(Slots, WithoutALimitTheMachinesMemoryCounts) {
+  const MemoryLimit limit = ProcessMemoryLimit(
+      "4:memory:/\n0::/\n",
+      Files({{"/sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712"},
+             {"/sys/fs/cgroup/memory.max", "max"}}),
+      24 * kGiB);
+  EXPECT_EQ(limit.bytes, 24 * kGiB);
+  EXPECT_THAT(limit.source, HasSubstr("MemTotal"));
+}
+
+TEST(Slots, TheBudgetIsTheProcessMemoryOverTheSlotsUnlessAFlagSetsIt) {
+  absl::StatusOr<std::vector<gptbuilder::v1::Slot>> slots = MakeSlots(2, 0, 0, 0, 16 * kGiB);
+  ASSERT_TRUE(slots.ok());
+  EXPECT_EQ((*slots)[0].memory_bytes(), 8 * kGiB);
+  slots = MakeSlots(2, 3 * kGiB, 0, 0, 16 * kGiB);
+  ASSERT_TRUE(slots.ok());
+  EXPECT_EQ((*slots)[1].memory_bytes(), 3 * kGiB);
+}
+
+TEST(SlotsTest, CpuSlotsShareTheGivenBudget) {
+  auto slots = MakeSlots(2, 1 << 20, /*cuda_devices=*/0, /*device_memory_bytes=*/0, 0);
+  ASSERT_TRUE(slots.ok()) << slots.status();
+  ASSERT_EQ(slots->size(), 2u);
+  EXPECT_EQ((*slots)[1].device(), "cpu");
+  EXPECT_EQ((*slots)[1].index(), 1);
+  EXPECT_EQ((*slots)[1].memory_bytes(), 1 << 20);
+}
+
+TEST(SlotsTest, CudaSlotsAreOnePerDeviceWithTheDeviceMemory) {
+  auto slots = MakeSlots(2, 0, /*cuda_devices=*/2, /*device_memory_bytes=*/80ll << 30);
+  ASSERT_TRUE(slots.ok()) << slots.status();
+  EXPECT_EQ((*slots)[0].device(), "cuda:0");
+  EXPECT_EQ((*slots)[1].device(), "cuda:1");
+  EXPECT_EQ((*slots)[1].memory_bytes(), 80ll << 30);
+  EXPECT_EQ(MakeSlots(3, 0, 2, 1).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SlotsTest, EveryVisibleDeviceWithoutAnyIsARefusalAtStart) {
+  // `--slots 0` means one slot per visible CUDA device; a worker seeing none refuses to start.
+  auto slots = MakeSlots(0, 0, /*cuda_devices=*/0, 0);
+  ASSERT_EQ(slots.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(slots.status().message()), ::testing::HasSubstr("--slots N"));
+  EXPECT_EQ(MakeSlots(-1, 0, 0, 0).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace gptb::worker
