@@ -1,8 +1,8 @@
 // gptbuilder against the stored goldens of real Megatron Core (tests/golden/numerics): every case
 // at one rank and in every layout its model allows (tp2, pp2, pp2 x vp2, dp2, ep2 for MoE) gives
 // Megatron's loss and logits within 1e-5 relative and every parameter's gradient within 1e-4;
-// each layout also gives one rank's loss, logits and per-parameter gradients (1e-5). The pairs of
-// kKnownNumericsMismatches are checked to still differ. Each (case, layout) prints a NUMERICS line.
+// each layout also gives one rank's loss, logits and per-parameter gradients (1e-5). Each (case,
+// layout) prints a NUMERICS line.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -49,15 +49,6 @@ TEST_P(GoldenNumericsTest, EveryLayoutMatchesMegatron) {
   EXPECT_GE(layouts.size(), 3u) << "tp2, pp2 and dp2 fit every case";
   for (const NumericsLayout& layout : layouts) {
     const std::string what = c.name + " at " + layout.Name();
-    auto known = kKnownNumericsMismatches.find({c.name, layout.Name()});
-    if (known != kKnownNumericsMismatches.end()) {
-      const NumericsResult got = RunNumericsLayout(c, layout, checkpoint, INFINITY);
-      PrintRow(c.name, layout.Name() + " (known mismatch)", got, megatron, seconds());
-      EXPECT_GT(CompareNumerics(got, megatron).grads, 1e-4)
-          << what << " matches Megatron now; remove it from kKnownNumericsMismatches ("
-          << known->second << ")";
-      continue;
-    }
     const NumericsResult got = RunNumericsLayout(c, layout, checkpoint);
     PrintRow(c.name, layout.Name(), got, megatron, seconds());
     ExpectMatchesMegatron(got, megatron, what);

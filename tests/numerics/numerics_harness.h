@@ -66,9 +66,8 @@ struct NumericsLayout {
 std::vector<NumericsLayout> NumericsLayoutsFor(const gptbuilder::v1::GPTModelConfig& config);
 
 // Layouts added to every case whose model allows them (NumericsLayoutsFor checks tp against
-// the heads and query groups, pp x vp against the layers, ep against the experts). Sequence
-// parallelism joins here as {.tp = 2, .sequence_parallel = true, .layer_spec =
-// "transformer_engine"} once train::ForwardBackward runs it.
+// the heads and query groups, pp x vp against the layers, ep against the experts): tp2 with
+// sequence parallelism on the Transformer Engine spec (Megatron refuses torch norms with it).
 extern const std::vector<NumericsLayout> kExtraNumericsLayouts;
 
 // Writes the case's weights as a gptbuilder canonical checkpoint at `dir` (a one-rank build of
@@ -82,15 +81,8 @@ void WriteCanonicalCheckpoint(const NumericsCase& c, const std::string& dir);
 // interleaves), then the logits of the whole batch. Gradients are each canonical tensor's,
 // assembled from the ranks' main_grad after FinalizeGrads; replicas that disagree by more than
 // 1e-6 relative fail the test (a gradient that is partial per rank, not reduced).
-// `copies_tolerance` is that 1e-6; a known mismatch (kKnownNumericsMismatches) passes infinity
-// so that its differing copies are measured, not reported.
 NumericsResult RunNumericsLayout(const NumericsCase& c, const NumericsLayout& layout,
-                                 const std::string& checkpoint, double copies_tolerance = 1e-6);
-
-// (case, layout name) pairs known not to match Megatron yet, each with its reason. The golden
-// test checks that each still differs (gradients beyond 1e-4), so the fix shows up as a failure
-// asking to remove its entry.
-extern const std::map<std::pair<std::string, std::string>, std::string> kKnownNumericsMismatches;
+                                 const std::string& checkpoint);
 
 // Relative errors of `got` against `want`: |dloss| / |loss|; max |dlogits| / max |logits|
 // (over the padded vocabulary both have); per gradient max |dg| / max |g| (max |dg| when g is
