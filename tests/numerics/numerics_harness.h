@@ -56,7 +56,7 @@ struct NumericsLayout {
   // A named layer spec instead of the case's (empty: the case's). The canonical names are
   // Transformer Engine's, so a checkpoint of a local-spec case loads into "transformer_engine"
   // (which sequence parallelism needs: Megatron refuses torch norms with it).
-  std::string layer_spec;
+  std::string layer_spec{};
   int world_size() const { return tp * pp * dp; }
   std::string Name() const;  // "tp2", "pp2_vp2", "ep2_dp2", "tp2_sp_transformer_engine", ...
 };
