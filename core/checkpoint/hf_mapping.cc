@@ -299,8 +299,6 @@ absl::Status CheckHfRepresentable(HfFamily family, const GPTModelConfig& config)
   need(!t.multi_latent_attention(), "transformer.multi_latent_attention", "use standard attention");
   need(!t.rotary_interleaved(), "transformer.rotary_interleaved",
        "rotate halves, not interleaved pairs");
-  need(!t.apply_residual_connection_post_layernorm(),
-       "transformer.apply_residual_connection_post_layernorm", "add the residual before the norm");
   need(!t.layernorm_zero_centered_gamma(), "transformer.layernorm_zero_centered_gamma",
        "store the norm weight itself");
   need(!t.qk_l2_norm(), "transformer.qk_l2_norm", "have no L2 qk norm");
