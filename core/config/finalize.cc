@@ -434,14 +434,16 @@ void CheckSizesAndAttention(const TransformerConfig& t, const Sizes& s, const Gi
   }
 }
 
-void CheckMla(const TransformerConfig& t, Checker& c) {
+void CheckMla(const GPTModelConfig& config, const Sizes& s, Checker& c) {
+  const TransformerConfig& t = config.transformer();
   // MLA_ROTARY_INTERLEAVED (Megatron).
   if (t.multi_latent_attention() && t.rotary_interleaved()) {
     c.Add(T("rotary_interleaved"), "MLA_CONFLICT",
           "rotary_interleaved does not work with multi_latent_attention; set one of them false.");
   }
   if (!t.multi_latent_attention()) return;
-  c.OneOf(T("rope_type"), "rope_type", t.rope_type(), MlaRopeTypeValues());  // INVALID_VALUE
+  const bool rope_ok =
+      c.OneOf(T("rope_type"), "rope_type", t.rope_type(), MlaRopeTypeValues());  // INVALID_VALUE
   // MLA_CONFLICT (Megatron MLATransformerConfig).
   if (t.attention_output_gate()) {
     c.Add(T("attention_output_gate"), "MLA_CONFLICT",
@@ -451,6 +453,29 @@ void CheckMla(const TransformerConfig& t, Checker& c) {
     c.Add(T("apply_rope_fusion"), "MLA_CONFLICT",
           "apply_rope_fusion for MLA only works with YARN RoPE; set rope_type: yarn or "
           "apply_rope_fusion: false.");
+  }
+  // MLA_CONFLICT (Megatron's core attention): every MLA head has its own key and value, so
+  // the core attention's query groups must be the heads (Megatron would repeat or group keys
+  // that MLA never groups).
+  if (t.has_num_query_groups() && t.num_query_groups() != t.num_attention_heads()) {
+    c.Add(T("num_query_groups"), "MLA_CONFLICT",
+          absl::StrCat("multi_latent_attention gives every head its own key and value: "
+                       "num_query_groups (",
+                       t.num_query_groups(), ") must equal num_attention_heads (",
+                       t.num_attention_heads(), ") or be unset."));
+  }
+  // UNSUPPORTED (ours): sequence parallelism changes where MLA's down projections gather and
+  // scatter the sequence; this builder computes MLA without it.
+  if (t.sequence_parallel() && t.tensor_model_parallel_size() > 1) {
+    c.Add(T("sequence_parallel"), "UNSUPPORTED",
+          "multi-latent attention is built without sequence parallelism; set "
+          "sequence_parallel: false (MoE layers with tensor parallelism need it, so MLA + MoE "
+          "runs with tensor_model_parallel_size 1 and expert parallelism).");
+  }
+  // MLA_CONFLICT (Megatron's QKNormConfigResolver).
+  if (t.qk_l2_norm()) {
+    c.Add(T("qk_l2_norm"), "MLA_CONFLICT",
+          "qk_l2_norm is not supported with MLA; set qk_l2_norm: false.");
   }
   // NOT_POSITIVE (ours): MLA projection sizes (q_lora_rank 0 means no query compression).
   if (t.q_lora_rank() < 0) {
@@ -462,6 +487,112 @@ void CheckMla(const TransformerConfig& t, Checker& c) {
   c.Positive(T("qk_head_dim"), "qk_head_dim", t.qk_head_dim());
   c.Positive(T("qk_pos_emb_head_dim"), "qk_pos_emb_head_dim", t.qk_pos_emb_head_dim());
   c.Positive(T("v_head_dim"), "v_head_dim", t.v_head_dim());
+  // MLA_ROPE (ours): the rotated part of each head is qk_pos_emb_head_dim wide (times
+  // rotary_percent for rope), rotated in pairs.
+  const double percent = t.rope_type() == "rope" ? config.rotary_percent() : 1.0;
+  const int64_t rotary_dim = static_cast<int64_t>(t.qk_pos_emb_head_dim() * percent);
+  if (t.qk_pos_emb_head_dim() > 0 && (rotary_dim <= 0 || rotary_dim % 2 != 0)) {
+    c.Add(T("qk_pos_emb_head_dim"), "ODD_ROTARY_DIM",
+          absl::StrCat("qk_pos_emb_head_dim (", t.qk_pos_emb_head_dim(), ")",
+                       t.rope_type() == "rope"
+                           ? absl::StrCat(" * rotary_percent (", config.rotary_percent(), ")")
+                           : "",
+                       " gives ", rotary_dim,
+                       " rotary dimensions; it must be a positive even number."));
+  }
+  if (rope_ok && t.rope_type() == "yarn") {
+    if (!(t.rotary_scaling_factor() > 0)) {
+      c.Add(T("rotary_scaling_factor"), "OUT_OF_RANGE",
+            absl::StrCat("rotary_scaling_factor must be > 0 for YaRN, got ",
+                         t.rotary_scaling_factor(), "."));
+    }
+    c.Positive(T("original_max_position_embeddings"), "original_max_position_embeddings",
+               t.original_max_position_embeddings());
+    if (!(t.beta_fast() > 0) || !(t.beta_slow() > 0)) {
+      c.Add(T("beta_fast"), "OUT_OF_RANGE",
+            absl::StrCat("beta_fast and beta_slow must be > 0 for YaRN, got ", t.beta_fast(),
+                         " and ", t.beta_slow(), "."));
+    }
+    // MLA_IGNORED (ours): MLA's YarnRotaryEmbedding rotates the whole qk_pos_emb_head_dim.
+    if (config.rotary_percent() != 1.0) {
+      c.Add("rotary_percent", "MLA_IGNORED",
+            "MLA with rope_type 'yarn' rotates all qk_pos_emb_head_dim channels (Megatron ignores "
+            "rotary_percent there); set rotary_percent: 1.0 or rope_type: rope.");
+    }
+  }
+  // MLA_IGNORED (ours): MLA computes its own positions and softmax scale; GPTModel-level
+  // settings Megatron would silently skip are refused instead.
+  const std::string& position = config.position_embedding_type();
+  if (position == "yarn" || position == "mrope") {
+    c.Add("position_embedding_type", "MLA_CONFLICT",
+          absl::StrCat("position_embedding_type '", position,
+                       "' cannot be combined with multi_latent_attention (MLA applies its own "
+                       "rotary embedding, chosen by rope_type); use 'rope'."));
+  }
+  if (config.rope_scaling()) {
+    c.Add("rope_scaling", "MLA_IGNORED",
+          "rope_scaling (Llama 3.1 frequency scaling) does not apply to MLA's rotary embedding; "
+          "set rope_scaling: false (MLA scales positions with rope_type: yarn).");
+  }
+  if (config.has_seq_len_interpolation_factor()) {
+    c.Add("seq_len_interpolation_factor", "MLA_IGNORED",
+          "seq_len_interpolation_factor does not apply to MLA's rotary embedding; unset it.");
+  }
+  if (t.has_softmax_scale()) {
+    c.Add(T("softmax_scale"), "MLA_IGNORED",
+          "MLA sets its own softmax scale (YaRN mscale^2 / sqrt(qk_head_dim + "
+          "qk_pos_emb_head_dim)); unset softmax_scale.");
+  }
+  // UNSUPPORTED (ours): attention variants this builder does not compute for MLA.
+  if (t.softmax_type() != "vanilla") {
+    c.Add(T("softmax_type"), "UNSUPPORTED",
+          "multi-latent attention is built with the vanilla softmax only; set softmax_type: "
+          "vanilla.");
+  }
+  if (t.window_size_size() > 0) {
+    c.Add(T("window_size"), "UNSUPPORTED",
+          "multi-latent attention is built with full causal attention only; unset window_size.");
+  }
+  // MLA_SPEC (Megatron's QKNormConfigResolver for the named specs): the local spec's explicit
+  // q_layernorm has no query compression to normalise; ModelOpt's spec always has q/kv norms.
+  const gptbuilder::v1::LayerSpec& spec = config.transformer_layer_spec();
+  const std::string name = spec.has_name() ? spec.name() : "default";
+  const bool modelopt =
+      name == "modelopt" || (name == "default" && config.restore_modelopt_state());
+  if (name == "local" && t.qk_layernorm() && t.q_lora_rank() == 0) {
+    c.Add(T("q_lora_rank"), "MLA_SPEC",
+          "the local spec's q_layernorm needs query compression: with qk_layernorm, set "
+          "q_lora_rank > 0 or use transformer_layer_spec: transformer_engine (which fuses an "
+          "extra query norm into linear_q_proj).");
+  }
+  if (modelopt && (!t.qk_layernorm() || t.q_lora_rank() == 0)) {
+    c.Add(T("qk_layernorm"), "MLA_SPEC",
+          "the ModelOpt spec builds MLA with q and kv norms: it needs qk_layernorm: true and "
+          "q_lora_rank > 0.");
+  }
+  if (t.qk_layernorm() && t.transformer_impl() == "local" && name != "local" && !modelopt) {
+    c.Add(T("transformer_impl"), "MLA_SPEC",
+          "MLA with qk_layernorm fuses its norms into Transformer Engine linears; use "
+          "transformer_impl: transformer_engine or transformer_layer_spec: local.");
+  }
+  // MLA_NOT_DIVISIBLE_BY_TP (Megatron's divide()): the local spec splits the down projections'
+  // outputs across tensor-parallel ranks.
+  if (s.ok && name == "local" && s.tp > 1) {
+    if (t.q_lora_rank() > 0 && t.q_lora_rank() % s.tp != 0) {
+      c.Add(T("q_lora_rank"), "MLA_NOT_DIVISIBLE_BY_TP",
+            absl::StrCat("the local spec splits linear_q_down_proj across tensor-parallel ranks: "
+                         "q_lora_rank (",
+                         t.q_lora_rank(), ") must be divisible by tensor_model_parallel_size (",
+                         s.tp, ")."));
+    }
+    const int64_t kv = int64_t{t.kv_lora_rank()} + t.qk_pos_emb_head_dim();
+    if (kv % s.tp != 0) {
+      c.Add(T("kv_lora_rank"), "MLA_NOT_DIVISIBLE_BY_TP",
+            absl::StrCat("the local spec splits linear_kv_down_proj across tensor-parallel ranks: "
+                         "kv_lora_rank + qk_pos_emb_head_dim (",
+                         kv, ") must be divisible by tensor_model_parallel_size (", s.tp, ")."));
+    }
+  }
 }
 
 void CheckPrecision(const TransformerConfig& t, Checker& c) {
@@ -1017,6 +1148,20 @@ void CheckMoe(const TransformerConfig& t, const Sizes& s, const Given& given, Ch
               absl::StrCat("moe_router_group_topk (", t.moe_router_group_topk(),
                            ") should be smaller than moe_router_num_groups (",
                            t.moe_router_num_groups(), ")."));
+      } else if (experts_ok && experts % t.moe_router_num_groups() == 0 &&
+                 (t.moe_router_topk() < t.moe_router_group_topk() ||
+                  int64_t{t.moe_router_topk()} >
+                      int64_t{t.moe_router_group_topk()} * (experts / t.moe_router_num_groups()))) {
+        // OUT_OF_RANGE (ours): Megatron scores a group by its top (topk / group_topk) experts,
+        // none when topk < group_topk (the groups are then chosen arbitrarily), and picks topk
+        // experts among the chosen groups' ones (masked experts when there are fewer).
+        c.Add(
+            T("moe_router_topk"), "OUT_OF_RANGE",
+            absl::StrCat("with group-limited routing moe_router_topk (", t.moe_router_topk(),
+                         ") must be at least moe_router_group_topk (", t.moe_router_group_topk(),
+                         ") and at most the experts of the chosen groups (",
+                         int64_t{t.moe_router_group_topk()} * (experts / t.moe_router_num_groups()),
+                         ")."));
       }
     }
   }
@@ -1275,6 +1420,10 @@ absl::StatusOr<GPTModelConfig> Finalize(const GPTModelConfig& config,
   given.ffn_hidden_size = config.transformer().has_ffn_hidden_size();
   given.num_query_groups = config.transformer().has_num_query_groups();
   given.moe_ffn_hidden_size = config.transformer().has_moe_ffn_hidden_size();
+  // MLATransformerConfig's own default (TransformerConfig's is LayerNorm).
+  if (out.transformer().multi_latent_attention() && !out.transformer().has_normalization()) {
+    out.mutable_transformer()->set_normalization("RMSNorm");
+  }
   SetExplicitDefaults(&out);
   SetExplicitDefaults(out.mutable_transformer());
   NormalizeStrings(&out, c);
@@ -1284,7 +1433,7 @@ absl::StatusOr<GPTModelConfig> Finalize(const GPTModelConfig& config,
   const TransformerConfig& t = out.transformer();
   const Sizes sizes = CheckParallelSizes(t, c);
   CheckSizesAndAttention(t, sizes, given, c);
-  CheckMla(t, c);
+  CheckMla(out, sizes, c);
   CheckPrecision(t, c);
   CheckNormsActivationsFusions(t, c);
   CheckRecomputeOffloadGraphs(t, c);

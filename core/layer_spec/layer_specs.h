@@ -24,7 +24,7 @@ namespace gptb::layer_spec {
 // SequentialMLP experts (the local backend has no grouped GEMM).
 ModuleSpecPtr GetGptLayerLocalSpec(std::optional<int> num_experts, bool moe_grouped_gemm,
                                    bool qk_layernorm, const std::string& normalization,
-                                   bool qk_l2_norm = false);
+                                   bool qk_l2_norm = false, bool multi_latent_attention = false);
 
 // get_gpt_layer_with_transformer_engine_spec: the input norm is fused into
 // linear_qkv (TELayerNormColumnParallelLinear) and, for dense MLPs, the pre-MLP norm into
@@ -32,7 +32,8 @@ ModuleSpecPtr GetGptLayerLocalSpec(std::optional<int> num_experts, bool moe_grou
 // moe_grouped_gemm, else SequentialMLP over TE linears.
 ModuleSpecPtr GetGptLayerWithTransformerEngineSpec(std::optional<int> num_experts,
                                                    bool moe_grouped_gemm, bool qk_layernorm,
-                                                   bool qk_l2_norm = false);
+                                                   bool qk_l2_norm = false,
+                                                   bool multi_latent_attention = false);
 
 // Per-layer specs for the given global decoder layer ids, dense or MoE by moe_layer_freq
 // (get_gpt_decoder_block_spec's pattern, sliced to a stage). `backend` is "local" or
@@ -82,6 +83,20 @@ absl::StatusOr<std::optional<std::vector<ModuleSpecPtr>>> MtpBlockSpec(
 // nullopt when the specs cannot be resolved (Finalize reports that separately). Megatron Core
 // refuses those norms with sequence parallelism.
 std::optional<std::string> FindTorchNorm(const gptbuilder::v1::GPTModelConfig& config);
+
+// Megatron's QKNormConfigResolver, which MLASelfAttention runs when it is constructed: from an
+// MLASelfAttention spec node and the config, the modules it really builds. With q_lora_rank 0
+// (None) the query is linear_q_proj, else linear_q_down_proj -> q_layernorm -> linear_q_up_proj;
+// with qk_layernorm off the q/kv norms are IdentityOp (a norm or a fused norm-linear in the
+// spec is an error); with qk_layernorm on, a spec without an explicit norm gets the backend's
+// fused norm + linear for the up projection (TELayerNormColumnParallelLinear; the local backend
+// has none, an error), and an explicit norm needs a plain linear. With q_lora_rank 0 and
+// qk_layernorm on, linear_q_proj itself becomes the fused norm + linear (Megatron-Bridge issue
+// #5261: an extra query norm over the hidden states). The backend is transformer_impl's.
+// The result has only the slots that hold modules, in the module's construction order.
+// INVALID_ARGUMENT naming the slot for the combinations Megatron rejects.
+absl::StatusOr<ModuleSpecPtr> ResolveMlaAttention(const ModuleSpec& attention,
+                                                  const gptbuilder::v1::TransformerConfig& config);
 
 // MoE pattern of every global decoder layer (1 = MoE) from moe_layer_freq; all 0 when dense.
 std::vector<int> MoeLayerPattern(const gptbuilder::v1::TransformerConfig& config);

@@ -23,6 +23,11 @@ const std::vector<ModuleInfo>& Registry() {
        K::kSelfAttention,
        {"core_attention", "linear_proj", "linear_qkv", "q_layernorm", "k_layernorm"},
        {"core_attention", "linear_proj", "linear_qkv"}},
+      {"MLASelfAttention",
+       K::kMlaSelfAttention,
+       {"core_attention", "linear_proj", "linear_q_proj", "linear_q_down_proj", "linear_q_up_proj",
+        "linear_kv_down_proj", "linear_kv_up_proj", "q_layernorm", "kv_layernorm"},
+       {"core_attention", "linear_proj", "linear_kv_down_proj"}},
       {"DotProductAttention", K::kCoreAttention, {}, {}},
       {"TEDotProductAttention", K::kCoreAttention, {}, {}, /*transformer_engine=*/true},
       {"MLP", K::kMlp, {"linear_fc1", "linear_fc2"}, {"linear_fc1", "linear_fc2"}},
@@ -46,6 +51,8 @@ const std::vector<ModuleInfo>& Registry() {
       {"TEColumnParallelLinear", K::kColumnParallelLinear, {}, {}, true},
       {"TERowParallelLinear", K::kRowParallelLinear, {}, {}, true},
       {"TELayerNormColumnParallelLinear", K::kLayerNormColumnParallelLinear, {}, {}, true},
+      {"TELinear", K::kDuplicatedLinear, {}, {}, true},
+      {"Linear", K::kDuplicatedLinear, {}, {}},
       {"TEColumnParallelGroupedLinear", K::kColumnParallelGroupedLinear, {}, {}, true},
       {"TERowParallelGroupedLinear", K::kRowParallelGroupedLinear, {}, {}, true},
       // Norms. LayerNorm / RMSNorm pin the kind; the others follow config.normalization.
@@ -69,7 +76,7 @@ std::set<ModuleKind> AcceptedKinds(ModuleKind parent, const std::string& slot) {
   switch (parent) {
     case K::kTransformerLayer:
       if (slot == "input_layernorm" || slot == "pre_mlp_layernorm") return {K::kNorm, K::kIdentity};
-      if (slot == "self_attention") return {K::kSelfAttention};
+      if (slot == "self_attention") return {K::kSelfAttention, K::kMlaSelfAttention};
       if (slot == "mlp") return {K::kMlp, K::kMoeLayer};
       return {K::kIdentity};  // cross attention: decoder-only GPT has none
     case K::kSelfAttention:
@@ -78,6 +85,13 @@ std::set<ModuleKind> AcceptedKinds(ModuleKind parent, const std::string& slot) {
       if (slot == "linear_qkv")
         return {K::kColumnParallelLinear, K::kLayerNormColumnParallelLinear};
       return {K::kNorm, K::kL2Norm, K::kIdentity};
+    case K::kMlaSelfAttention:
+      if (slot == "core_attention") return {K::kCoreAttention};
+      if (slot == "linear_proj") return {K::kRowParallelLinear};
+      if (slot == "linear_q_down_proj" || slot == "linear_kv_down_proj")
+        return {K::kColumnParallelLinear, K::kDuplicatedLinear, K::kIdentity};
+      if (slot == "q_layernorm" || slot == "kv_layernorm") return {K::kNorm, K::kIdentity};
+      return {K::kColumnParallelLinear, K::kLayerNormColumnParallelLinear, K::kIdentity};
     case K::kMlp:
       if (slot == "linear_fc1")
         return {K::kColumnParallelLinear, K::kLayerNormColumnParallelLinear};
@@ -151,6 +165,16 @@ void CheckNode(const ModuleSpec& spec, const gptbuilder::v1::TransformerConfig& 
                                      "are false; use IdentityOp or enable qk_layernorm"));
       }
     }
+  }
+  if (info->kind == K::kMlaSelfAttention && !config.multi_latent_attention()) {
+    violations->Add(absl::StrCat(path, ".module"), "MLA_WITHOUT_FLAG",
+                    "MLASelfAttention needs transformer.multi_latent_attention: true (and its "
+                    "q_lora_rank, kv_lora_rank, ... sizes); use SelfAttention otherwise");
+  }
+  if (info->kind == K::kSelfAttention && config.multi_latent_attention()) {
+    violations->Add(absl::StrCat(path, ".module"), "MLA_FLAG_WITHOUT_MLA",
+                    "transformer.multi_latent_attention is true but the spec builds SelfAttention; "
+                    "use MLASelfAttention or set multi_latent_attention: false");
   }
   if (info->kind == K::kMoeLayer && !config.has_num_moe_experts()) {
     violations->Add(absl::StrCat(path, ".module"), "MOE_WITHOUT_EXPERTS",

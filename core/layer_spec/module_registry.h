@@ -15,6 +15,7 @@ enum class ModuleKind {
   kIdentity,          // IdentityOp: no module, no parameters
   kTransformerLayer,  // TransformerLayer and its ModelOpt / TE-autocast variants
   kSelfAttention,     // SelfAttention
+  kMlaSelfAttention,  // MLASelfAttention (multi-latent attention)
   kCoreAttention,     // DotProductAttention / TEDotProductAttention
   kMlp,               // MLP (dense)
   kMoeLayer,          // MoELayer
@@ -25,6 +26,7 @@ enum class ModuleKind {
   kColumnParallelLinear,
   kRowParallelLinear,
   kLayerNormColumnParallelLinear,  // TE's fused norm + column-parallel linear
+  kDuplicatedLinear,  // TELinear (parallel_mode "duplicated") / ModelOpt's Linear: replicated
   kColumnParallelGroupedLinear,
   kRowParallelGroupedLinear,
   kNorm,                // LayerNorm / RMSNorm / TENorm / FusedLayerNorm / WrappedTorchNorm

@@ -17,7 +17,9 @@ GptStage::GptStage(const gptbuilder::v1::GPTModelConfig& config, const plan::Sta
         register_module("embedding", std::make_shared<LanguageModelEmbedding>(ctx, "embedding."));
   }
   const std::string& position = config_.position_embedding_type();
-  if (position == "rope") {
+  if (position == "rope" && !config_.transformer().multi_latent_attention()) {
+    // (Multi-latent attention applies its own rotary embedding, as Megatron's GPTModel skips
+    // rotary_pos_emb for it.)
     rotary_ = std::make_unique<Rotary>(config_);
   } else if (position == "yarn" || position == "mrope") {
     rotary_ = nullptr;  // construction is supported; see forward()

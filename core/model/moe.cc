@@ -1,5 +1,7 @@
 #include "core/model/moe.h"
 
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 #include "core/layer_spec/module_registry.h"
 #include "core/model/dense_linear.h"
@@ -16,6 +18,10 @@ MoeLayer::MoeLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
   score_function_ = t.moe_router_score_function();
   pre_softmax_ = t.moe_router_pre_softmax();
   if (t.has_moe_router_topk_scaling_factor()) topk_scaling_ = t.moe_router_topk_scaling_factor();
+  if (t.has_moe_router_group_topk() && t.moe_router_group_topk() > 0) {
+    num_groups_ = t.moe_router_num_groups();
+    group_topk_ = t.moe_router_group_topk();
+  }
   aux_coeff_ = t.moe_router_load_balancing_type() == "aux_loss" ? t.moe_aux_loss_coeff() : 0.0;
 
   auto router = register_module("router", std::make_shared<torch::nn::Module>());
@@ -98,6 +104,25 @@ MoeLayer::MoeLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
   }
 }
 
+// Megatron's group_limited_topk (DeepSeek's device / node-limited routing): the experts form
+// num_groups equal groups; each token keeps the group_topk groups with the largest sum of their
+// top (topk / group_topk) scores and takes its topk experts among those groups' experts. (The
+// load-balancing loss keeps the plain top-k, as Megatron's compute_routing_scores_for_aux_loss.)
+std::tuple<torch::Tensor, torch::Tensor> MoeLayer::TopK(const torch::Tensor& scores) const {
+  if (group_topk_ <= 0) return torch::topk(scores, topk_, -1);
+  const int64_t n = scores.size(0);
+  torch::Tensor group_scores =
+      std::get<0>(scores.view({n, num_groups_, -1}).topk(topk_ / group_topk_, -1)).sum(-1);
+  torch::Tensor group_idx = std::get<1>(torch::topk(group_scores, group_topk_, -1));
+  torch::Tensor group_mask = torch::zeros_like(group_scores).scatter_(1, group_idx, 1.0);
+  torch::Tensor expert_mask = group_mask.unsqueeze(-1)
+                                  .expand({n, num_groups_, num_experts_ / num_groups_})
+                                  .reshape({n, num_experts_});
+  return torch::topk(
+      scores.masked_fill(expert_mask.logical_not(), -std::numeric_limits<float>::infinity()), topk_,
+      -1);
+}
+
 torch::Tensor MoeLayer::RunExpert(const Expert& e, const torch::Tensor& tokens) const {
   torch::Tensor h = activation_(DenseLinear(tokens, e.fc1_weight, e.fc1_bias));
   torch::Tensor y = DenseLinear(h, e.fc2_weight);
@@ -116,14 +141,14 @@ torch::Tensor MoeLayer::forward(const torch::Tensor& x) {
   torch::Tensor probs, indices, scores;
   if (score_function_ == "sigmoid") {
     scores = torch::sigmoid(logits);
-    std::tie(probs, indices) = torch::topk(scores, topk_, -1);
+    std::tie(probs, indices) = TopK(scores);
     if (topk_ > 1) probs = probs / (probs.sum(-1, true) + 1e-20);
   } else if (pre_softmax_) {
     scores = torch::softmax(logits, -1);
-    std::tie(probs, indices) = torch::topk(scores, topk_, -1);
+    std::tie(probs, indices) = TopK(scores);
   } else {
     torch::Tensor top;
-    std::tie(top, indices) = torch::topk(logits, topk_, -1);
+    std::tie(top, indices) = TopK(logits);
     probs = torch::softmax(top, -1);
     scores = torch::softmax(logits, -1);
   }

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/layer_spec/module_spec.h"
@@ -35,6 +36,9 @@ class MoeLayer : public torch::nn::Module {
     torch::Tensor fc1_weight, fc1_bias, fc2_weight, fc2_bias;
   };
   torch::Tensor RunExpert(const Expert& expert, const torch::Tensor& tokens) const;
+  // torch::topk over the experts, or Megatron's group_limited_topk when moe_router_group_topk
+  // is set: (values, indices) of the top-k per token.
+  std::tuple<torch::Tensor, torch::Tensor> TopK(const torch::Tensor& scores) const;
 
   ParallelContext* parallel_;
   torch::Tensor router_weight_, router_bias_;
@@ -43,6 +47,7 @@ class MoeLayer : public torch::nn::Module {
   torch::Tensor shared_gate_;
   MlpActivation activation_;
   int64_t num_experts_, local_experts_, topk_;
+  int64_t num_groups_ = 0, group_topk_ = 0;  // group-limited routing when group_topk_ > 0
   int ep_rank_;
   std::string score_function_;
   bool pre_softmax_;

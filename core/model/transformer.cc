@@ -24,9 +24,15 @@ TransformerLayer::TransformerLayer(const ModuleContext& ctx, const layer_spec::M
   }
   const layer_spec::ModuleSpec* attention = spec.Submodule("self_attention");
   if (attention == nullptr) throw BuildError(prefix + ": TransformerLayer needs self_attention");
-  self_attention_ =
-      register_module("self_attention",
-                      std::make_shared<SelfAttention>(ctx, *attention, prefix + "self_attention."));
+  if (IsKind(attention, layer_spec::ModuleKind::kMlaSelfAttention)) {
+    mla_attention_ = register_module(
+        "self_attention",
+        std::make_shared<MlaSelfAttention>(ctx, *attention, prefix + "self_attention."));
+  } else {
+    self_attention_ = register_module(
+        "self_attention",
+        std::make_shared<SelfAttention>(ctx, *attention, prefix + "self_attention."));
+  }
   if (IsKind(spec.Submodule("pre_mlp_layernorm"), layer_spec::ModuleKind::kNorm)) {
     pre_mlp_layernorm_ = register_module(
         "pre_mlp_layernorm", std::make_shared<Norm>(ctx, prefix + "pre_mlp_layernorm."));
@@ -48,7 +54,8 @@ torch::Tensor TransformerLayer::forward(const torch::Tensor& x, const torch::Ten
   // apply_residual_connection_post_layernorm (only its config declares it), so neither does
   // this: the numerics case post_ln_residual checks Megatron's numbers with it set.
   torch::Tensor normed = input_layernorm_ ? input_layernorm_->forward(x) : x;
-  torch::Tensor attention = self_attention_->forward(normed, rotary_freqs, rotary);
+  torch::Tensor attention = mla_attention_ ? mla_attention_->forward(normed)
+                                           : self_attention_->forward(normed, rotary_freqs, rotary);
   torch::Tensor h = x + MaybeDropout(attention, dropout_, is_training());
   normed = pre_mlp_layernorm_ ? pre_mlp_layernorm_->forward(h) : h;
   torch::Tensor mlp = moe_ ? moe_->forward(normed) : mlp_->forward(normed);

@@ -11,6 +11,7 @@
 #include "core/model/attention.h"
 #include "core/model/layers.h"
 #include "core/model/moe.h"
+#include "core/model/multi_latent_attention.h"
 
 namespace gptb::model {
 
@@ -24,10 +25,13 @@ class TransformerLayer : public torch::nn::Module {
                         const Rotary* rotary);
   // Auxiliary losses of MoE layers from the last forward (undefined when none).
   torch::Tensor aux_loss() const { return moe_ ? moe_->aux_loss() : torch::Tensor(); }
+  // The layer's MoE block, or null for a dense layer.
+  MoeLayer* moe() const { return moe_.get(); }
 
  private:
   std::shared_ptr<Norm> input_layernorm_;
   std::shared_ptr<SelfAttention> self_attention_;
+  std::shared_ptr<MlaSelfAttention> mla_attention_;  // instead of self_attention_ for MLA
   std::shared_ptr<Norm> pre_mlp_layernorm_;
   std::shared_ptr<Mlp> mlp_;
   std::shared_ptr<MoeLayer> moe_;
@@ -62,6 +66,7 @@ class MtpLayer : public torch::nn::Module {
   // One MTP depth: h' = layer(eh_proj([enorm(emb); hnorm(h)])), then its final norm.
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& embedded,
                         const torch::Tensor& rotary_freqs, const Rotary* rotary);
+  const TransformerLayer& mtp_model_layer() const { return *mtp_model_layer_; }
 
  private:
   std::shared_ptr<Norm> enorm_, hnorm_, final_layernorm_;

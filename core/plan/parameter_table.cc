@@ -1,6 +1,7 @@
 #include "core/plan/parameter_table.h"
 
 #include <cmath>
+#include <tuple>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -172,6 +173,7 @@ class StageWalker {
 
   absl::Status TransformerLayer(const ModuleSpec& spec, const Prefix& prefix, bool moe);
   absl::Status SelfAttention(const ModuleSpec& spec, const Prefix& prefix);
+  absl::Status MlaSelfAttention(const ModuleSpec& spec, const Prefix& prefix);
   absl::Status DenseMlp(const ModuleSpec& spec, const Prefix& prefix, int64_t ffn);
   absl::Status MoeLayer(const ModuleSpec& spec, const Prefix& prefix);
   absl::Status TeTransformerLayer(const Prefix& prefix);
@@ -206,6 +208,17 @@ absl::Status StageWalker::Linear(const ModuleSpec& spec, const Prefix& prefix, b
       return s;
     }
     return Column(prefix, out, in, bias, init, shard, stride, expert);
+  }
+  if (info->kind == ModuleKind::kDuplicatedLinear) {
+    // TELinear "duplicated" / ModelOpt's Linear: the whole weight on every TP rank.
+    if (!column) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(prefix.local, ": '", spec.module, "' cannot be a row-parallel linear"));
+    }
+    ParamInfo& w = Add(prefix, "weight", "weight", {out, in}, init);
+    w.is_expert = expert;
+    if (bias) Add(prefix, "bias", "bias", {out}, InitMethod::Constant(0.0)).is_expert = expert;
+    return absl::OkStatus();
   }
   if (column) {
     if (info->kind != ModuleKind::kColumnParallelLinear) {
@@ -264,6 +277,66 @@ absl::Status StageWalker::SelfAttention(const ModuleSpec& spec, const Prefix& pr
     const layer_spec::ModuleInfo* info = layer_spec::FindModule(norm->module);
     if (info != nullptr && info->kind == ModuleKind::kNorm) {
       if (absl::Status s = Norm(prefix.Sub(slot), norm->module, kv()); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StageWalker::MlaSelfAttention(const ModuleSpec& spec, const Prefix& prefix) {
+  // A spec resolved by layer_spec::ResolveMlaAttention. Registration order (Attention.__init__,
+  // then MLASelfAttention.__init__): core_attention, linear_proj, linear_q_proj or
+  // linear_q_down_proj + linear_q_up_proj, linear_kv_down_proj, linear_kv_up_proj, q_layernorm,
+  // kv_layernorm. Local norms take the canonical (TE) names of the fused up projections.
+  const int64_t n = heads();
+  const int64_t q_head = int64_t{t_.qk_head_dim()} + t_.qk_pos_emb_head_dim();
+  const int64_t q_lora = t_.q_lora_rank(), kv_lora = t_.kv_lora_rank();
+  auto linear = [&](const char* slot, bool column, int64_t out, int64_t in,
+                    InitMethod init) -> absl::Status {
+    const ModuleSpec* node = spec.Submodule(slot);
+    if (node == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(prefix.local, ": MLASelfAttention needs ", slot));
+    }
+    return Linear(*node, prefix.Sub(slot), column, out, in, false, init, tp_, 1, false, "");
+  };
+  if (const ModuleSpec* proj = spec.Submodule("linear_proj")) {
+    if (absl::Status s = Linear(*proj, prefix.Sub("linear_proj"), false, h(), n * t_.v_head_dim(),
+                                bias_linear(), OutputInit(), tp_, 1, false, "");
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (q_lora > 0) {
+    if (absl::Status s = linear("linear_q_down_proj", true, q_lora, h(), WeightInit()); !s.ok())
+      return s;
+    if (absl::Status s = linear("linear_q_up_proj", true, n * q_head, q_lora, WeightInit());
+        !s.ok())
+      return s;
+  } else if (absl::Status s = linear("linear_q_proj", true, n * q_head, h(), WeightInit());
+             !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = linear("linear_kv_down_proj", true, kv_lora + t_.qk_pos_emb_head_dim(), h(),
+                              WeightInit());
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          linear("linear_kv_up_proj", true, n * (int64_t{t_.qk_head_dim()} + t_.v_head_dim()),
+                 kv_lora, WeightInit());
+      !s.ok()) {
+    return s;
+  }
+  for (const auto& [slot, up, size] :
+       {std::tuple<const char*, const char*, int64_t>{"q_layernorm", "linear_q_up_proj", q_lora},
+        {"kv_layernorm", "linear_kv_up_proj", kv_lora}}) {
+    const ModuleSpec* norm = spec.Submodule(slot);
+    if (norm == nullptr || norm->module == "IdentityOp") continue;
+    Prefix p{absl::StrCat(prefix.local, slot, "."), absl::StrCat(prefix.canonical, up, ".")};
+    if (absl::Status s =
+            Norm(p, norm->module, size, "weight", "bias", "layer_norm_weight", "layer_norm_bias");
+        !s.ok()) {
+      return s;
     }
   }
   return absl::OkStatus();
@@ -408,21 +481,35 @@ absl::Status StageWalker::MoeLayer(const ModuleSpec& spec, const Prefix& prefix)
 }
 
 absl::Status StageWalker::TransformerLayer(const ModuleSpec& spec, const Prefix& prefix, bool moe) {
-  const ModuleSpec* input_norm = spec.Submodule("input_layernorm");
-  if (input_norm != nullptr && input_norm->module != "IdentityOp") {
-    // Canonical (TE) name of the input norm: self_attention.linear_qkv.layer_norm_*.
-    Prefix p{absl::StrCat(prefix.local, "input_layernorm."),
-             absl::StrCat(prefix.canonical, "self_attention.linear_qkv.")};
-    if (absl::Status s = Norm(p, input_norm->module, h(), "weight", "bias", "layer_norm_weight",
-                              "layer_norm_bias");
-        !s.ok()) {
-      return s;
-    }
-  }
   const ModuleSpec* attention = spec.Submodule("self_attention");
   if (attention == nullptr)
     return absl::InvalidArgumentError("TransformerLayer needs self_attention");
-  if (absl::Status s = SelfAttention(*attention, prefix.Sub("self_attention")); !s.ok()) return s;
+  const layer_spec::ModuleInfo* attention_info = layer_spec::FindModule(attention->module);
+  const bool mla =
+      attention_info != nullptr && attention_info->kind == ModuleKind::kMlaSelfAttention;
+  const ModuleSpec* input_norm = spec.Submodule("input_layernorm");
+  if (input_norm != nullptr && input_norm->module != "IdentityOp") {
+    if (mla) {
+      // MLA's TE spec keeps input_layernorm too: its canonical name is its own.
+      if (absl::Status s = Norm(prefix.Sub("input_layernorm"), input_norm->module, h()); !s.ok()) {
+        return s;
+      }
+    } else {
+      // Canonical (TE) name of the input norm: self_attention.linear_qkv.layer_norm_*.
+      Prefix p{absl::StrCat(prefix.local, "input_layernorm."),
+               absl::StrCat(prefix.canonical, "self_attention.linear_qkv.")};
+      if (absl::Status s = Norm(p, input_norm->module, h(), "weight", "bias", "layer_norm_weight",
+                                "layer_norm_bias");
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  if (absl::Status s = mla ? MlaSelfAttention(*attention, prefix.Sub("self_attention"))
+                           : SelfAttention(*attention, prefix.Sub("self_attention"));
+      !s.ok()) {
+    return s;
+  }
   const ModuleSpec* mlp = spec.Submodule("mlp");
   if (mlp == nullptr) return absl::InvalidArgumentError("TransformerLayer needs mlp");
   const layer_spec::ModuleInfo* mlp_info = layer_spec::FindModule(mlp->module);
@@ -561,10 +648,15 @@ absl::StatusOr<std::vector<ParamInfo>> StageWalker::Walk() {
     w.shared_embedding = tied;
   }
   // _allreduce_non_tensor_model_parallel_grads: the sequence_parallel parameters, and with
-  // qk_layernorm every parameter named like a q/k norm (Megatron matches the names).
+  // qk_layernorm every parameter named like a q/k norm (Megatron matches the names). Multi-latent
+  // attention's q_layernorm / kv_layernorm normalise the whole (gathered) compressed latent, so
+  // every rank already holds their full gradient: Megatron d98e8a64's name match also sums the
+  // local spec's MLA q_layernorm over the ranks (tp times its gradient); this keeps the model's
+  // gradient, what one rank computes.
+  const bool per_head_qk_norms = t_.qk_layernorm() && !t_.multi_latent_attention();
   for (ParamInfo& p : params_) {
     p.sum_grad_over_tp = p.sequence_parallel ||
-                         (t_.qk_layernorm() && (p.name.find("q_layernorm") != std::string::npos ||
+                         (per_head_qk_norms && (p.name.find("q_layernorm") != std::string::npos ||
                                                 p.name.find("k_layernorm") != std::string::npos));
   }
   if (exhausted_) return absl::ResourceExhaustedError("the plan's parameter budget ran out");
@@ -598,6 +690,39 @@ int64_t ParamInfo::numel() const {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   return n;
+}
+
+absl::StatusOr<std::vector<ParamInfo>> PlanStageBuffers(const StageContext& context) {
+  std::vector<ParamInfo> out;
+  const TransformerConfig& t = context.config->transformer();
+  if (!t.moe_router_enable_expert_bias() || !t.has_num_moe_experts()) return out;
+  auto add = [&](const layer_spec::ModuleSpec& layer, const std::string& local,
+                 const std::string& canonical) {
+    const layer_spec::ModuleSpec* mlp = layer.Submodule("mlp");
+    const layer_spec::ModuleInfo* info = mlp ? layer_spec::FindModule(mlp->module) : nullptr;
+    if (info == nullptr || info->kind != ModuleKind::kMoeLayer) return;
+    ParamInfo b;
+    b.name = absl::StrCat(local, "mlp.router.expert_bias");
+    b.canonical_name = absl::StrCat(canonical, "mlp.router.expert_bias");
+    b.shape = b.canonical_shape = {t.num_moe_experts()};
+    b.dtype = DType::kFloat32;
+    b.init = InitMethod::Constant(0.0);
+    out.push_back(std::move(b));
+  };
+  const ChunkLayout& chunk = *context.chunk;
+  for (int i = 0; i < static_cast<int>(context.specs->layers.size()); ++i) {
+    add(*context.specs->layers[i], absl::StrCat("decoder.layers.", i, "."),
+        absl::StrCat("decoder.layers.", chunk.layer_offset + i, "."));
+  }
+  if (context.mtp_specs != nullptr) {
+    for (int i = 0; i < static_cast<int>(context.mtp_specs->size()); ++i) {
+      const layer_spec::ModuleSpec* inner = (*context.mtp_specs)[i]->Submodule("mtp_model_layer");
+      if (inner == nullptr) continue;
+      add(*inner, absl::StrCat("mtp.layers.", i, ".mtp_model_layer."),
+          absl::StrCat("mtp.layers.", chunk.mtp_offset + i, ".mtp_model_layer."));
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<ParamInfo>> PlanStageParameters(const StageContext& context,

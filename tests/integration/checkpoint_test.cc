@@ -163,6 +163,58 @@ TEST_F(CheckpointClusterTest, Qwen3MoeFromHfBuildsExportsAndTrainsInParallelLayo
   }
 }
 
+// A DeepSeek-shaped model (examples/tiny-deepseek.yaml: multi-latent attention, MoE with a
+// shared expert and group-limited routing) over the daemons: built at tp 2 x pp 2 x ep 2, saved,
+// loaded at one rank, saved again and loaded at tp 2 x pp 2 x ep 2 once more (other seeds): every
+// rank holds exactly the first model's bytes; trained at pp 2 x ep 2 x dp 2 its steps track the
+// same checkpoint trained on one rank with the same global batch.
+TEST_F(CheckpointClusterTest, MultiLatentAttentionMoeSurvivesLayoutsAndTrainsInParallel) {
+  StartCluster();
+  const std::string first = dir_.path() + "/mla-first", second = dir_.path() + "/mla-second";
+  const std::vector<std::string> ep2 = {"--world-size", "4",
+                                        "--set",        "expert_model_parallel_size=2",
+                                        "--set",        "expert_tensor_parallel_size=1"};
+  Build("src", Concat(Concat({Example("tiny-deepseek")}, ep2), Tp2Pp2()));
+  const std::map<std::string, std::string> original = Checksums("src");
+  ASSERT_FALSE(original.empty());
+  Run({"save", "src", first});
+  Run({"release", "src"});
+  Build("one", {Example("tiny-deepseek"), "--load", first, "--set", "build.seed=999"});
+  Run({"save", "one", second});
+  Run({"release", "one"});
+  Build("back",
+        Concat(Concat({Example("tiny-deepseek"), "--load", second, "--set", "build.seed=7"}, ep2),
+               Tp2Pp2()));
+  EXPECT_EQ(Checksums("back"), original);
+  Run({"release", "back"});
+
+  auto train = [&](const std::string& name, int micro_batches) {
+    CliResult r = Gptb({"train", name, "--format", "json", "--synthetic", "7", "--steps", "3",
+                        "--micro-batch-size", "2", "--micro-batches", std::to_string(micro_batches),
+                        "--seq-length", "16", "--lr", "0.003"});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    std::vector<double> losses;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+      losses.push_back(Json::parse(line)["loss"].get<double>());
+    }
+    return losses;
+  };
+  Build("pp2ep2dp2", {Example("tiny-deepseek"), "--load", first, "--world-size", "4", "--set",
+                      "pipeline_model_parallel_size=2", "--set", "expert_model_parallel_size=2"});
+  const std::vector<double> four = train("pp2ep2dp2", 2);
+  Run({"release", "pp2ep2dp2"});
+  Build("trained", {Example("tiny-deepseek"), "--load", first});
+  const std::map<std::string, std::string> before = Checksums("trained");
+  const std::vector<double> one = train("trained", 4);
+  EXPECT_NE(Checksums("trained"), before) << "the steps changed the weights";
+  ASSERT_EQ(one.size(), 3u);
+  ASSERT_EQ(four.size(), 3u);
+  for (size_t i = 0; i < one.size(); ++i) {
+    EXPECT_NEAR(four[i], one[i], 1e-4 * one[i]) << "step " << i;
+  }
+}
+
 TEST_F(CheckpointClusterTest, BadLoadFromIsRefusedBeforeAnythingIsPlaced) {
   StartCluster(1, 2);
   const std::string saved = dir_.path() + "/saved";

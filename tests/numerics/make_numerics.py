@@ -45,6 +45,10 @@ LLAMA = {
                     "add_bias_linear": False},
 }
 MOE = {"num_moe_experts": 4, "moe_router_topk": 2, "moe_grouped_gemm": False}
+# Multi-latent attention sizes (hidden 32, 4 heads): every width distinct, so a mixed-up split
+# or shape fails.
+MLA = {"multi_latent_attention": True, "kv_lora_rank": 12, "qk_head_dim": 8,
+       "qk_pos_emb_head_dim": 4, "v_head_dim": 6}
 
 # The smaller models of the newer cases: 4 layers (so pp 2 x vp 2 has a layer per chunk).
 SMALL = {"vocab_size": 200, "transformer": {"num_layers": 4, "hidden_size": 32,
@@ -118,6 +122,30 @@ CASES = {
     "moe_sigmoid_router_scaling": derive(LLAMA, SMALL, **MOE, moe_router_score_function="sigmoid",
                                          moe_router_topk_scaling_factor=2.5),
     "moe_pre_softmax": derive(LLAMA, SMALL, **MOE, moe_router_pre_softmax=True),
+    # Group-limited routing (DeepSeek's device / node-limited routing): 8 experts in groups;
+    # softmax of the top-k logits among 1 of 2 groups (each scored by its top 2), and sigmoid
+    # scores among 2 of 4 groups (each scored by its top 2 of 2), renormalised and scaled.
+    "moe_group_limited": derive(LLAMA, SMALL, **dict(MOE, num_moe_experts=8),
+                                moe_router_num_groups=2, moe_router_group_topk=1),
+    "moe_group_limited_sigmoid": derive(LLAMA, SMALL,
+                                        **dict(MOE, num_moe_experts=8, moe_router_topk=4),
+                                        moe_router_num_groups=4,
+                                        moe_router_group_topk=2,
+                                        moe_router_score_function="sigmoid",
+                                        moe_router_topk_scaling_factor=2.5),
+    # Multi-latent attention (DeepSeek V2/V3) with the local spec (the oracle lets the local
+    # core attention take MLA's head widths; megatron_cpu.py). Query compression with q/kv
+    # norms and plain RoPE at a base other than the default; no query compression with YaRN
+    # positions past original_max_position_embeddings and a concentration factor other than 1;
+    # MoE layers with a shared expert after a dense first layer, as DeepSeek arranges them.
+    "mla_q_lora_rope": derive(LLAMA, dict(SMALL, rotary_base=5000), **MLA, num_query_groups=4,
+                              q_lora_rank=16, qk_layernorm=True, rope_type="rope"),
+    "mla_yarn": derive(LLAMA, SMALL, **MLA, num_query_groups=4, q_lora_rank=0, rope_type="yarn",
+                       rotary_scaling_factor=4.0, original_max_position_embeddings=8,
+                       beta_fast=4.0, beta_slow=1.0, mscale=1.0, mscale_all_dim=0.8),
+    "mla_moe_shared": derive(LLAMA, SMALL, **MLA, **MOE, num_query_groups=4, q_lora_rank=16,
+                             qk_layernorm=True, rope_type="rope", moe_layer_freq=[0, 1, 1, 1],
+                             moe_ffn_hidden_size=24, moe_shared_expert_intermediate_size=32),
 }
 
 

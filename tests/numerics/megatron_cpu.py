@@ -57,3 +57,20 @@ def patch_megatron():
 
     tensor_parallel.get_cuda_rng_tracker = lambda *a, **k: NoRngTracker()
     tp_random.get_cuda_rng_tracker = tensor_parallel.get_cuda_rng_tracker
+
+    # Multi-latent attention with the local spec: MLASelfAttention builds its core attention
+    # with k_channels / v_channels (the query/key head width qk_head_dim + qk_pos_emb_head_dim
+    # and the value head width v_head_dim), which the local DotProductAttention does not take
+    # at this commit (Transformer Engine's does). Its computation needs no change: the scores
+    # are over whatever head width query and key have, and MLA passes its own softmax_scale;
+    # only the final reshape of the context uses kv_channels, so it is set to v_channels.
+    import megatron.core.transformer.dot_product_attention as dpa
+    original_init = dpa.DotProductAttention.__init__
+
+    def init(self, *args, k_channels=None, v_channels=None, **kwargs):
+        original_init(self, *args, **kwargs)
+        if v_channels is not None:
+            self.hidden_size_per_partition = v_channels * self.num_attention_heads_per_partition
+
+    if "k_channels" not in original_init.__code__.co_varnames:
+        dpa.DotProductAttention.__init__ = init

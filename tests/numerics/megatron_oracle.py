@@ -124,6 +124,14 @@ def build_model(cfg):
     mla = bool(t.get("multi_latent_attention"))
     config_cls = MLATransformerConfig if mla else TransformerConfig
     tc, dropped = megatron_kwargs(cfg, config_cls)
+    if mla:
+        # gptbuilder's q_lora_rank 0 is Megatron's None (no query compression). MLA reads
+        # rotary_base and rotary_percent from its config: Megatron-Bridge's providers carry one
+        # field for both it and GPTModel, as gptbuilder's top-level fields do.
+        if tc.get("q_lora_rank") == 0:
+            tc["q_lora_rank"] = None
+        tc["rotary_base"] = cfg.get("rotary_base", 10000)
+        tc["rotary_percent"] = cfg.get("rotary_percent", 1.0)
     config = config_cls(**tc)
     if config.num_moe_experts:
         spec = specs.get_gpt_decoder_block_spec(config, use_transformer_engine=False,

@@ -77,6 +77,9 @@ std::string MegatronLocalName(const std::string& canonical) {
   static const std::pair<const char*, const char*> kRenames[] = {
       {".self_attention.linear_qkv.layer_norm_", ".input_layernorm."},
       {".mlp.linear_fc1.layer_norm_", ".pre_mlp_layernorm."},
+      // Multi-latent attention: the q/kv norms fused into the up projections.
+      {".self_attention.linear_q_up_proj.layer_norm_", ".self_attention.q_layernorm."},
+      {".self_attention.linear_kv_up_proj.layer_norm_", ".self_attention.kv_layernorm."},
   };
   for (const auto& [te, local] : kRenames) {
     const size_t at = canonical.find(te);
@@ -135,6 +138,8 @@ std::vector<NumericsLayout> NumericsLayoutsFor(const gptbuilder::v1::GPTModelCon
     if (heads % l.tp != 0 || groups % l.tp != 0) continue;
     // Megatron requires sequence parallelism for MoE with tensor parallelism.
     if (moe && l.tp > 1 && !l.sequence_parallel) continue;
+    // gptbuilder builds multi-latent attention without sequence parallelism (refused).
+    if (t.multi_latent_attention() && l.sequence_parallel) continue;
     if (t.num_layers() % (l.pp * std::max(l.vp, 1)) != 0) continue;
     if (l.ep > 1 && (!moe || t.num_moe_experts() % l.ep != 0)) continue;
     out.push_back(l);

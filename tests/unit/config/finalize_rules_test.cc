@@ -244,26 +244,60 @@ std::vector<RuleCase> Cases() {
          T(c).set_ffn_hidden_size(178);
        }},
       // ---- multi-latent attention ----
+      // Megatron's core attention cannot run MLA keys (one per head) in query groups.
+      {"MlaQueryGroups", false,
+       [](auto& c) {
+         T(c).set_multi_latent_attention(true);
+         T(c).set_num_query_groups(2);
+       },
+       "transformer.num_query_groups", "MLA_CONFLICT",
+       [](auto& c) {
+         T(c).set_multi_latent_attention(true);
+         T(c).set_num_query_groups(T(c).num_attention_heads());
+       }},
+      // Ours: MLA is built without sequence parallelism.
+      {"MlaSequenceParallel", false,
+       [](auto& c) {
+         T(c).set_multi_latent_attention(true);
+         T(c).clear_num_query_groups();
+         T(c).set_tensor_model_parallel_size(2);
+         T(c).set_sequence_parallel(true);
+         c.mutable_transformer_layer_spec()->set_name("transformer_engine");
+       },
+       "transformer.sequence_parallel", "UNSUPPORTED",
+       [](auto& c) {
+         T(c).set_multi_latent_attention(true);
+         T(c).clear_num_query_groups();
+         T(c).set_tensor_model_parallel_size(2);
+         c.mutable_transformer_layer_spec()->set_name("transformer_engine");
+       }},
       {"MlaRotaryInterleaved", false,
        [](auto& c) {
          T(c).set_multi_latent_attention(true);
+         T(c).clear_num_query_groups();  // MLA: one key per head
          T(c).set_rotary_interleaved(true);
        },
        "transformer.rotary_interleaved", "MLA_CONFLICT",
-       [](auto& c) { T(c).set_multi_latent_attention(true); }},
+       [](auto& c) {
+         T(c).set_multi_latent_attention(true);
+         T(c).clear_num_query_groups();  // MLA: one key per head
+       }},
       {"MlaRopeType", false,
        [](auto& c) {
          T(c).set_multi_latent_attention(true);
+         T(c).clear_num_query_groups();  // MLA: one key per head
          T(c).set_rope_type("ntk");
        },
        "transformer.rope_type", "INVALID_VALUE",
        [](auto& c) {
          T(c).set_multi_latent_attention(true);
+         T(c).clear_num_query_groups();  // MLA: one key per head
          T(c).set_rope_type("rope");
        }},
       {"MlaOutputGate", false,
        [](auto& c) {
          T(c).set_multi_latent_attention(true);
+         T(c).clear_num_query_groups();  // MLA: one key per head
          T(c).set_attention_output_gate(true);
        },
        "transformer.attention_output_gate", "MLA_CONFLICT",
@@ -271,33 +305,39 @@ std::vector<RuleCase> Cases() {
       {"MlaRopeFusion", false,
        [](auto& c) {
          T(c).set_multi_latent_attention(true);
+         T(c).clear_num_query_groups();  // MLA: one key per head
          T(c).set_apply_rope_fusion(true);
          T(c).set_rope_type("rope");
        },
        "transformer.apply_rope_fusion", "MLA_CONFLICT",
        [](auto& c) {
          T(c).set_multi_latent_attention(true);
+         T(c).clear_num_query_groups();  // MLA: one key per head
          T(c).set_apply_rope_fusion(true);
          T(c).set_rope_type("yarn");
        }},
       {"MlaQLoraRank", false,
        [](auto& c) {
          T(c).set_multi_latent_attention(true);
+         T(c).clear_num_query_groups();  // MLA: one key per head
          T(c).set_q_lora_rank(-1);
        },
        "transformer.q_lora_rank", "OUT_OF_RANGE",
        [](auto& c) {
          T(c).set_multi_latent_attention(true);
+         T(c).clear_num_query_groups();  // MLA: one key per head
          T(c).set_q_lora_rank(0);
        }},
       {"MlaKvLoraRank", false,
        [](auto& c) {
          T(c).set_multi_latent_attention(true);
+         T(c).clear_num_query_groups();  // MLA: one key per head
          T(c).set_kv_lora_rank(0);
        },
        "transformer.kv_lora_rank", "NOT_POSITIVE",
        [](auto& c) {
          T(c).set_multi_latent_attention(true);
+         T(c).clear_num_query_groups();  // MLA: one key per head
          T(c).set_kv_lora_rank(256);
        }},
       // ---- precision ----
@@ -926,6 +966,18 @@ std::vector<RuleCase> Cases() {
        "transformer.moe_router_num_groups", "NOT_DIVISIBLE",
        [](auto& c) {
          T(c).set_moe_router_group_topk(1);
+         T(c).set_moe_router_num_groups(2);
+       }},
+      // Ours: a group's score is its top (topk / group_topk) experts and the top-k is taken
+      // among the chosen groups' experts.
+      {"GroupRoutingTopkRange", true,
+       [](auto& c) {
+         T(c).set_moe_router_group_topk(1);
+         T(c).set_moe_router_num_groups(4);
+       },
+       "transformer.moe_router_topk", "OUT_OF_RANGE",
+       [](auto& c) {
+         T(c).set_moe_router_group_topk(2);
          T(c).set_moe_router_num_groups(4);
        }},
       {"GroupRoutingTopk", true,

@@ -18,7 +18,8 @@ inline std::vector<std::string> GoldenFiles() {
           "D_tp1_pp1_ep1",     "D_tp1_pp1_ep2",     "D_tp1_pp2_ep1",     "D_tp1_pp2_ep2",
           "D_tp1_pp2_vp2_ep1", "D_tp1_pp2_vp2_ep2", "D_tp2_pp1_ep1",     "D_tp2_pp1_ep2",
           "D_tp2_pp2_ep1",     "D_tp2_pp2_ep2",     "D_tp2_pp2_vp2_ep1", "D_tp2_pp2_vp2_ep2",
-          "E_tp1_pp2",         "E_tp2_pp2"};
+          "E_tp1_pp2",         "E_tp2_pp2",         "F_tp1_pp1_ep1",     "F_tp2_pp1_ep1",
+          "F_tp2_pp2_ep2",     "G_tp1_pp1",         "G_tp2_pp2"};
 }
 
 inline nlohmann::json LoadGolden(const std::string& name) {
@@ -48,6 +49,24 @@ inline gptbuilder::v1::GPTModelConfig GoldenUserConfig(const nlohmann::json& gol
     t->set_num_moe_experts(kw["num_moe_experts"]);
     t->set_moe_router_topk(kw["moe_router_topk"]);
     t->set_moe_grouped_gemm(kw["moe_grouped_gemm"]);
+  }
+  if (kw.contains("moe_ffn_hidden_size")) t->set_moe_ffn_hidden_size(kw["moe_ffn_hidden_size"]);
+  if (kw.contains("moe_shared_expert_intermediate_size")) {
+    t->set_moe_shared_expert_intermediate_size(kw["moe_shared_expert_intermediate_size"]);
+  }
+  if (kw.contains("moe_layer_freq")) {
+    for (int v : kw["moe_layer_freq"]) t->add_moe_layer_freq(v);
+  }
+  if (kw.value("multi_latent_attention", false)) {
+    // MLATransformerConfig (F_*, G_*): q_lora_rank None is the schema's 0.
+    t->set_multi_latent_attention(true);
+    t->set_q_lora_rank(kw["q_lora_rank"].is_null() ? 0 : kw["q_lora_rank"].get<int>());
+    t->set_kv_lora_rank(kw["kv_lora_rank"]);
+    t->set_qk_head_dim(kw["qk_head_dim"]);
+    t->set_qk_pos_emb_head_dim(kw["qk_pos_emb_head_dim"]);
+    t->set_v_head_dim(kw["v_head_dim"]);
+    t->set_rope_type(kw["rope_type"].get<std::string>());
+    t->set_qk_layernorm(kw["qk_layernorm"]);
   }
   if (kw.contains("num_layers_in_first_pipeline_stage")) {
     t->set_num_layers_in_first_pipeline_stage(kw["num_layers_in_first_pipeline_stage"]);

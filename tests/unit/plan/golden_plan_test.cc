@@ -35,7 +35,8 @@ TEST_P(GoldenPlanTest, FinalizeDerivesMegatronsResolvedValues) {
     EXPECT_EQ(t.moe_ffn_hidden_size(), r["moe_ffn_hidden_size"].get<int>());
   }
   EXPECT_DOUBLE_EQ(t.embedding_init_method_std(), r["embedding_init_method_std"].get<double>());
-  EXPECT_EQ(t.microbatch_group_size_per_vp_stage(), r["microbatch_group_size_per_vp_stage"].get<int>());
+  EXPECT_EQ(t.microbatch_group_size_per_vp_stage(),
+            r["microbatch_group_size_per_vp_stage"].get<int>());
   EXPECT_EQ(t.layernorm_epsilon(), r["layernorm_epsilon"].get<double>());
   EXPECT_EQ(t.sequence_parallel(), r["sequence_parallel"].get<bool>());
 }
@@ -84,14 +85,23 @@ TEST_P(GoldenPlanTest, StagesMatchMegatronCore) {
 // linear_qkv, the dense pre-MLP norm inside linear_fc1 (MoE layers keep pre_mlp_layernorm), and
 // with grouped GEMM the experts as linear_fc1.weight<j>. Megatron's own key map (the local spec's
 // sharded_state_dict_keys_map) turns the golden local names into the TE names.
-std::string ToTeName(const std::string& local, bool moe, bool grouped) {
+// Multi-latent attention (F, G) keeps its input norm; its q/kv norms are fused into the up
+// projections (Megatron's ModelOpt key map for MLA) and the down projections are TELinear
+// "duplicated": whole on every TP rank.
+std::string ToTeName(const std::string& local, bool moe, bool grouped, bool mla, bool moe_layer) {
   std::string name = local;
   auto replace = [&](const std::string& from, const std::string& to) {
     size_t pos = name.find(from);
     if (pos != std::string::npos) name.replace(pos, from.size(), to);
   };
-  replace("input_layernorm.", "self_attention.linear_qkv.layer_norm_");
-  if (!moe) replace("pre_mlp_layernorm.", "mlp.linear_fc1.layer_norm_");  // golden MoE: every layer
+  if (mla) {
+    replace("self_attention.q_layernorm.", "self_attention.linear_q_up_proj.layer_norm_");
+    replace("self_attention.kv_layernorm.", "self_attention.linear_kv_up_proj.layer_norm_");
+    if (!moe_layer) replace("pre_mlp_layernorm.", "mlp.linear_fc1.layer_norm_");
+  } else {
+    replace("input_layernorm.", "self_attention.linear_qkv.layer_norm_");
+    if (!moe) replace("pre_mlp_layernorm.", "mlp.linear_fc1.layer_norm_");  // golden MoE: all
+  }
   if (grouped) {
     const std::string marker = "mlp.experts.local_experts.";
     size_t pos = name.find(marker);
@@ -125,9 +135,26 @@ TEST_P(GoldenPlanTest, TransformerEngineSpecHoldsTheSameTensorsUnderTeNames) {
                        rank["vp_stage"].is_null() ? -1 : rank["vp_stage"].get<int>()};
       ASSERT_TRUE(ours.count(id));
       std::map<std::string, std::vector<int64_t>> expected, actual;
+      const bool mla = config.transformer().multi_latent_attention();
+      // Which module-local layers are MoE layers (they hold a router).
+      std::set<std::string> moe_layers;
       for (const nlohmann::json& p : rank["params"]) {
-        expected[ToTeName(p[0].get<std::string>(), config.transformer().has_num_moe_experts(),
-                          grouped)] = p[1].get<std::vector<int64_t>>();
+        const std::string n = p[0].get<std::string>();
+        const size_t at = n.find(".mlp.router.");
+        if (at != std::string::npos) moe_layers.insert(n.substr(0, at));
+      }
+      for (const nlohmann::json& p : rank["params"]) {
+        const std::string n = p[0].get<std::string>();
+        const size_t at = n.find(".self_attention.") != std::string::npos
+                              ? n.find(".self_attention.")
+                              : n.find(".pre_mlp_layernorm.");
+        const bool moe_layer = at != std::string::npos && moe_layers.count(n.substr(0, at)) > 0;
+        std::vector<int64_t> shape = p[1].get<std::vector<int64_t>>();
+        if (mla && n.find("_down_proj.weight") != std::string::npos) {
+          shape[0] *= config.transformer().tensor_model_parallel_size();
+        }
+        expected[ToTeName(n, config.transformer().has_num_moe_experts(), grouped, mla, moe_layer)] =
+            shape;
       }
       for (const ParamInfo& p : ours[id]->params) actual[p.name] = p.shape;
       EXPECT_TRUE(actual == expected) << "grouped=" << grouped << " stage " << rank["global_rank"];

@@ -41,10 +41,17 @@ INSTANTIATE_TEST_SUITE_P(Families, HfParameterCountTest,
                                            // transformers' Qwen3MoeForCausalLM of the model
                                            // cards' config.json (30.5B and 235B in total).
                                            Published{"qwen3-30b-a3b.json", 30532122624},
-                                           Published{"qwen3-235b-a22b.json", 235093634560}),
+                                           Published{"qwen3-235b-a22b.json", 235093634560},
+                                           // DeepSeek-V3 in gptbuilder's schema (the card's
+                                           // config.json sizes): transformers' 671026404352
+                                           // of DeepseekV3ForCausalLM plus the MTP layer
+                                           // (its MoE layer, enorm, hnorm, eh_proj and final
+                                           // norm: 11610067968; the card's 685B also counts
+                                           // the MTP copies of the embedding and head).
+                                           Published{"deepseek-v3-megatron.yaml", 682636472320}),
                          [](const ::testing::TestParamInfo<Published>& info) {
                            std::string name = info.param.file;
-                           name = name.substr(0, name.find(".json"));
+                           name = name.substr(0, name.find_last_of('.'));
                            for (char& c : name) {
                              if (c == '-' || c == '.') c = '_';
                            }
