@@ -155,8 +155,9 @@ absl::StatusOr<gptbuilder::v1::SaveCheckpointResponse> ModelJobs::SaveCheckpoint
   if (absl::Status path = checkpoint::CheckCheckpointPath(request.path()); !path.ok()) {
     for (const config::FieldViolation& v : config::ViolationsFromStatus(path)) {
       violations.Add(v.field, v.reason,
-                     absl::StrCat(v.description, " (an absolute directory path visible to every "
-                                                 "worker)"));
+                     absl::StrCat(v.description,
+                                  " (an absolute directory path visible to every "
+                                  "worker)"));
     }
   }
   const std::string format = request.format().empty() ? "canonical" : request.format();
@@ -287,9 +288,8 @@ absl::Status ModelJobs::TrainStep(
     absl::StatusOr<plan::ModelPlan> plan = PlanFinalized(model.config(), model.ddp(), model.build(),
                                                          model.world_size(), ctx_->options.limits);
     if (!plan.ok()) return plan.status();
-    const int64_t seq_length = request.options().has_seq_length()
-                                   ? request.options().seq_length()
-                                   : model.config().seq_length();
+    const int64_t seq_length = request.options().has_seq_length() ? request.options().seq_length()
+                                                                  : model.config().seq_length();
     // The request's own bounds first (the workers check them too): a sequence longer than the
     // model's is INVALID_ARGUMENT whatever memory it would take.
     if (seq_length < 1 || seq_length > model.config().seq_length()) {
@@ -324,6 +324,7 @@ absl::Status ModelJobs::TrainStep(
         RunStep(*job, step_request, step, cancelled);
     if (!result.ok()) return result.status();
     const double wall = absl::ToDoubleSeconds(absl::Now() - start);
+    result->mutable_seconds()->set_rpc(std::max(0.0, wall - result->slowest_rank_seconds()));
     if (ctx_->metrics != nullptr) {
       ctx_->metrics->TrainStepDone(wall, result->tokens(),
                                    wall > 0 ? static_cast<double>(result->tokens()) / wall : 0.0,
@@ -363,8 +364,9 @@ absl::StatusOr<gptbuilder::v1::TrainStepResult> ModelJobs::RunStep(
     {
       MutexLock lock(&ctx_->mu);
       if (job.lost.empty()) {
-        job.lost = absl::StrCat("the TrainStep call was cancelled or passed its deadline during step ",
-                                step, ", which aborted the step");
+        job.lost =
+            absl::StrCat("the TrainStep call was cancelled or passed its deadline during step ",
+                         step, ", which aborted the step");
       }
     }
     calls->CancelAll();
@@ -411,7 +413,7 @@ absl::StatusOr<gptbuilder::v1::TrainStepResult> ModelJobs::RunStep(
       ctx_->ReleaseOnWorkers(*release, absl::Now() + ctx_->options.worker_rpc_timeout);
     }
     server::Log(absl::StrCat("model '", name, "': ", reason));
-    return absl::Status(aborted          ? absl::StatusCode::kCancelled
+    return absl::Status(aborted        ? absl::StatusCode::kCancelled
                         : lost.empty() ? failure.code()
                                        : absl::StatusCode::kUnavailable,
                         absl::StrCat(reason,

@@ -316,6 +316,7 @@ TEST_F(CoordinatorClusterTest, AKilledWorkerFailsTheBuildAndTheOtherReleases) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_THAT(workers, HasSubstr("LOST"));
+  EXPECT_THAT(workers, HasSubstr("/rank"));  // each worker's intra-op threads per rank
   BuildReady(Example("tiny-gpt"), "after", {"--set", "tensor_model_parallel_size=2"});
 }
 
