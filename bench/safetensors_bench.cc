@@ -337,7 +337,7 @@ int main(int argc, char** argv) {
     Check((*writer)->Finish(/*sync=*/true));
   };
   auto read_whole = [&](ReadMode mode) {
-    auto reader = SafetensorsReader::Open(path, {mode, {}});
+    auto reader = SafetensorsReader::Open(path, {mode, {}, {}});
     Check(reader.status());
     Parallel(o.threads, [&](int t) {
       std::vector<unsigned char> buffer(largest);
@@ -360,7 +360,7 @@ int main(int argc, char** argv) {
     }
   }
   auto read_tp = [&](ReadMode mode) {
-    auto reader = SafetensorsReader::Open(path, {mode, {}});
+    auto reader = SafetensorsReader::Open(path, {mode, {}, {}});
     Check(reader.status());
     Parallel(o.tp, [&](int rank) {
       std::vector<unsigned char> buffer(largest);

@@ -41,11 +41,37 @@ if(GPTB_WITH_CUDA)
     set(TORCH_CUDA_ARCH_LIST "8.0;9.0")
   endif()
   find_package(Torch REQUIRED)
+  # The wheel's CUDA libraries (nvidia-* packages next to torch): libtorch_cuda was built against
+  # them, e.g. NCCL 2.30 from nvidia-nccl-cu13, newer than the toolkit's (ncclCommGrow and others
+  # are missing there). Link and run against these, not the toolkit's copies: the CUDA runtime
+  # and NVRTC the wheel's config takes from the toolkit are pointed at the wheel's, and the
+  # linker resolves libtorch_cuda's own dependencies in the wheel's folders first.
+  get_filename_component(_gptb_nvidia "${GPTB_TORCH_ROOT}/../nvidia" ABSOLUTE)
+  file(GLOB _gptb_nvidia_lib_dirs LIST_DIRECTORIES true "${_gptb_nvidia}/*/lib")
+  if(NOT _gptb_nvidia_lib_dirs)
+    message(FATAL_ERROR "GPTB_WITH_CUDA=ON: no CUDA libraries next to the torch wheel "
+                        "(${_gptb_nvidia}/*/lib); install the wheel with its nvidia-* packages")
+  endif()
+  foreach(_gptb_pair IN ITEMS "CUDA::cudart|cu13/lib/libcudart.so.13"
+                              "CUDA::nvrtc|cu13/lib/libnvrtc.so.13")
+    string(REPLACE "|" ";" _gptb_pair "${_gptb_pair}")
+    list(GET _gptb_pair 0 _gptb_target)
+    list(GET _gptb_pair 1 _gptb_file)
+    if(TARGET ${_gptb_target} AND EXISTS "${_gptb_nvidia}/${_gptb_file}")
+      set_target_properties(${_gptb_target} PROPERTIES
+                            IMPORTED_LOCATION "${_gptb_nvidia}/${_gptb_file}")
+    endif()
+  endforeach()
+  string(REPLACE ";" ":" _gptb_rpath_link "${_gptb_nvidia_lib_dirs}")
+  target_link_options(gptb_torch INTERFACE "LINKER:-rpath-link,${_gptb_rpath_link}")
+  # NCCL's header from the same NCCL as the library the wheel loads.
   find_path(GPTB_NCCL_INCLUDE_DIR nccl.h
-            HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/local/cuda/include
-                  "${GPTB_TORCH_ROOT}/../nvidia/nccl/include")
+            HINTS "${_gptb_nvidia}/nccl/include" ${CUDAToolkit_INCLUDE_DIRS}
+                  /usr/local/cuda/include
+            NO_DEFAULT_PATH)
   if(NOT GPTB_NCCL_INCLUDE_DIR)
-    message(FATAL_ERROR "GPTB_WITH_CUDA=ON needs nccl.h (the CUDA toolkit's NCCL or libnccl-dev)")
+    message(FATAL_ERROR "GPTB_WITH_CUDA=ON needs nccl.h (nvidia-nccl-cu13 next to the torch wheel, "
+                        "or the CUDA toolkit's NCCL)")
   endif()
   target_include_directories(gptb_torch SYSTEM INTERFACE "${GPTB_NCCL_INCLUDE_DIR}")
   target_link_libraries(gptb_torch INTERFACE ${TORCH_LIBRARIES})

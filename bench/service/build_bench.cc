@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
   }
   const std::string gptb = std::string(GPTB_BINARY_DIR) + "/bin/gptb";
   auto client = gptb::cli::CoordinatorClient::Connect((*cluster)->coordinator_address(),
-                                                      gptb::server::BearerToken());
+                                                      gptb::rpc::BearerToken());
   if (!client.ok()) return 1;
   std::vector<double> service;
   for (int r = 0; r < repeats; ++r) {

@@ -122,9 +122,9 @@ int main(int argc, char** argv) {
   gptb::coordinator::Coordinator coordinator(
       gptb::coordinator::CoordinatorOptions(), nullptr,
       std::make_shared<gptb::coordinator::GrpcWorkerConnector>(grpc::InsecureChannelCredentials(),
-                                                               gptb::server::BearerToken()),
+                                                               gptb::rpc::BearerToken()),
       &coordinator_metrics);
-  gptb::coordinator::CoordinatorService service(&coordinator, gptb::server::BearerToken());
+  gptb::coordinator::CoordinatorService service(&coordinator, gptb::rpc::BearerToken());
   gptb::server::GrpcServerOptions options;
   options.services = {&service};
   options.ready_service = "gptbuilder.v1.Coordinator";

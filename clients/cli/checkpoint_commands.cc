@@ -90,9 +90,9 @@ const Command& ExportCommand() {
       "export a model's weights as a Hugging Face model directory",
       "MODEL --hf DIR [--model-type T] [--overwrite] [--format table|json]",
       "Writes config.json and safetensors in the Hugging Face layout of the model's family\n"
-      "(gpt2, llama, mistral, qwen2, qwen3, mixtral: split q/k/v and gate/up, GPT-2's Conv1D\n"
-      "transposes, unpadded vocabulary). Every rank writes its own slices; DIR must be visible to\n"
-      "every worker. `gptb build --from-hf DIR` reads it back.",
+      "(gpt2, llama, mistral, qwen2, qwen3, mixtral, qwen3_moe: split q/k/v and gate/up, GPT-2's\n"
+      "Conv1D transposes, unpadded vocabulary). Every rank writes its own slices; DIR must be\n"
+      "visible to every worker. `gptb build --from-hf DIR` reads it back.",
       {{"hf", true, false, "DIR", "the directory to write"},
        {"model-type", true, false, "T", "the Hugging Face model_type (default: inferred)"},
        OverwriteFlag(),

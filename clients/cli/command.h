@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "clients/cli/args.h"
+#include "base/args.h"
 
 namespace gptb::cli {
 

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "clients/cli/args.h"
+#include "base/args.h"
 #include "core/config/limits.h"
 #include "core/config/loaded_config.h"
 

@@ -194,7 +194,7 @@ LocalCluster::~LocalCluster() { Stop(); }
 
 absl::Status LocalCluster::WaitForWorkers(int n, absl::Duration timeout) {
   absl::StatusOr<CoordinatorClient> client =
-      CoordinatorClient::Connect(coordinator_address_, server::BearerToken());
+      CoordinatorClient::Connect(coordinator_address_, rpc::BearerToken());
   if (!client.ok()) return client.status();
   const absl::Time deadline = absl::Now() + timeout;
   int ready = 0;

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "clients/cli/args.h"
+#include "base/args.h"
 #include "clients/cli/checkpoint_commands.h"
 #include "clients/cli/command.h"
 #include "clients/cli/plan_command.h"

@@ -3,8 +3,8 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
-#include "server/common/credentials.h"
-#include "server/common/grpc_status.h"
+#include "rpc/credentials.h"
+#include "rpc/grpc_status.h"
 
 namespace gptb::cli {
 
@@ -26,20 +26,20 @@ std::string DefaultServer() {
 }
 
 absl::StatusOr<CoordinatorClient> CoordinatorClient::FromArgs(const ParsedArgs& args) {
-  absl::StatusOr<server::BearerToken> token =
-      server::BearerToken::Load(args.Get("auth-token-file").value_or(""));
+  absl::StatusOr<rpc::BearerToken> token =
+      rpc::BearerToken::Load(args.Get("auth-token-file").value_or(""));
   if (!token.ok()) return token.status();
-  server::TlsFiles tls;
+  rpc::TlsFiles tls;
   tls.cert_file = args.Get("tls-cert").value_or("");
   tls.key_file = args.Get("tls-key").value_or("");
   tls.ca_file = args.Get("tls-ca").value_or("");
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
-      server::MakeChannelCredentials(tls);
+      rpc::MakeChannelCredentials(tls);
   if (!credentials.ok()) return credentials.status();
   CoordinatorClient client;
   client.server_ = args.Get("server").value_or(DefaultServer());
   client.stub_ =
-      gptbuilder::v1::Coordinator::NewStub(server::MakeChannel(client.server_, *credentials));
+      gptbuilder::v1::Coordinator::NewStub(rpc::MakeChannel(client.server_, *credentials));
   client.token_ = *token;
   if (std::optional<std::string> timeout = args.Get("timeout")) {
     if (!absl::ParseDuration(*timeout, &client.timeout_) ||
@@ -52,11 +52,11 @@ absl::StatusOr<CoordinatorClient> CoordinatorClient::FromArgs(const ParsedArgs& 
 }
 
 absl::StatusOr<CoordinatorClient> CoordinatorClient::Connect(const std::string& server,
-                                                             const server::BearerToken& token) {
+                                                             const rpc::BearerToken& token) {
   CoordinatorClient client;
   client.server_ = server;
   client.stub_ = gptbuilder::v1::Coordinator::NewStub(
-      server::MakeChannel(server, grpc::InsecureChannelCredentials()));
+      rpc::MakeChannel(server, grpc::InsecureChannelCredentials()));
   client.token_ = token;
   return client;
 }
@@ -70,7 +70,7 @@ std::unique_ptr<grpc::ClientContext> CoordinatorClient::Context(absl::Duration t
 }
 
 absl::Status RpcError(const grpc::Status& status, const std::string& server) {
-  absl::Status out = server::FromGrpcStatus(status);
+  absl::Status out = rpc::FromGrpcStatus(status);
   if (out.code() == absl::StatusCode::kUnavailable ||
       out.code() == absl::StatusCode::kDeadlineExceeded) {
     return absl::Status(out.code(),

@@ -7,10 +7,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "clients/cli/args.h"
+#include "base/args.h"
 #include "gptbuilder/v1/coordinator.grpc.pb.h"
 #include "grpcpp/client_context.h"
-#include "server/common/auth.h"
+#include "rpc/auth.h"
 
 namespace gptb::cli {
 
@@ -26,7 +26,7 @@ class CoordinatorClient {
  public:
   static absl::StatusOr<CoordinatorClient> FromArgs(const ParsedArgs& args);
   static absl::StatusOr<CoordinatorClient> Connect(const std::string& server,
-                                                   const server::BearerToken& token);
+                                                   const rpc::BearerToken& token);
 
   gptbuilder::v1::Coordinator::Stub* stub() { return stub_.get(); }
   const std::string& server() const { return server_; }
@@ -37,7 +37,7 @@ class CoordinatorClient {
  private:
   std::string server_;
   std::shared_ptr<gptbuilder::v1::Coordinator::Stub> stub_;
-  server::BearerToken token_;
+  rpc::BearerToken token_;
   absl::Duration timeout_ = absl::Seconds(30);
 };
 

@@ -2,7 +2,7 @@
 #define GPTB_CLIENTS_CLI_TRAIN_COMMAND_H_
 
 #include "absl/status/statusor.h"
-#include "clients/cli/args.h"
+#include "base/args.h"
 #include "clients/cli/command.h"
 #include "gptbuilder/v1/coordinator.pb.h"
 

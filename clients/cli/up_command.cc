@@ -13,7 +13,7 @@
 #include "clients/cli/model_format.h"
 #include "clients/cli/rpc_client.h"
 #include "clients/cli/service_commands.h"
-#include "server/common/termination_signal.h"
+#include "base/termination_signal.h"
 
 namespace gptb::cli {
 namespace {
@@ -60,7 +60,7 @@ int RunUp(const ParsedArgs& raw_args, std::ostream& out, std::ostream& err) {
   }
 
   // Ctrl-C / SIGTERM stop the cluster cleanly (children also die with us: PDEATHSIG).
-  server::BlockTerminationSignals();
+  gptb::BlockTerminationSignals();
   char dir_template[] = "/tmp/gptb-up-XXXXXX";
   if (mkdtemp(dir_template) == nullptr) {
     return Fail(absl::UnavailableError("cannot create a directory under /tmp"), err);
@@ -78,7 +78,7 @@ int RunUp(const ParsedArgs& raw_args, std::ostream& out, std::ostream& err) {
   if (!cluster.ok()) return Fail(cluster.status(), err);
 
   absl::StatusOr<CoordinatorClient> client =
-      CoordinatorClient::Connect((*cluster)->coordinator_address(), server::BearerToken());
+      CoordinatorClient::Connect((*cluster)->coordinator_address(), rpc::BearerToken());
   if (!client.ok()) return Fail(client.status(), err);
   gptbuilder::v1::BuildModelRequest request;
   request.set_name(args.Get("name").value_or("default"));
@@ -128,7 +128,7 @@ int RunUp(const ParsedArgs& raw_args, std::ostream& out, std::ostream& err) {
   }
   err << "gptb up: running; Ctrl-C stops the cluster\n";
   while (true) {
-    const int signal = server::WaitForTerminationSignalFor(500);
+    const int signal = gptb::WaitForTerminationSignalFor(500);
     if (signal != 0) break;
     if (std::string dead = (*cluster)->DeadDaemon(); !dead.empty()) {
       err << "gptb up: " << dead << "\n";

@@ -172,7 +172,6 @@ constexpr const char* kNumericFields[] = {
     "transformer.layernorm_zero_centered_gamma",
     "transformer.activation_func",
     "transformer.glu_linear_offset",
-    "transformer.apply_residual_connection_post_layernorm",
     "transformer.softmax_scale",
     "transformer.qk_l2_norm",
     "transformer.window_size",

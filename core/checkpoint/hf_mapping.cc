@@ -81,6 +81,32 @@ const FamilyRules& LlamaRules() {
   return *rules;
 }
 
+// Qwen3-MoE: Qwen3's attention and dense MLP names (mlp_only_layers keep a dense MLP), its
+// router as mlp.gate and its experts as mlp.experts.E.{gate,up,down}_proj.
+const FamilyRules& Qwen3MoeRules() {
+  static const auto* rules = [] {
+    auto* r = new FamilyRules(LlamaRules());
+    std::vector<Rule> layer;
+    for (const Rule& rule : r->layer) {
+      if (std::string_view(rule.canonical).rfind("mlp.router.", 0) == 0 ||
+          std::string_view(rule.canonical).rfind("mlp.experts.", 0) == 0) {
+        continue;
+      }
+      layer.push_back(rule);
+    }
+    layer.push_back({"mlp.router.weight", Layout::kCopy, {"mlp.gate.weight"}});
+    layer.push_back({"mlp.experts.local_experts.{e}.linear_fc1.weight",
+                     Layout::kGateUp,
+                     {"mlp.experts.{e}.gate_proj.weight", "mlp.experts.{e}.up_proj.weight"}});
+    layer.push_back({"mlp.experts.local_experts.{e}.linear_fc2.weight",
+                     Layout::kCopy,
+                     {"mlp.experts.{e}.down_proj.weight"}});
+    r->layer = std::move(layer);
+    return r;
+  }();
+  return *rules;
+}
+
 const FamilyRules& Gpt2Rules() {
   static const auto* rules = new FamilyRules{
       "h.{L}.",
@@ -110,7 +136,9 @@ const FamilyRules& Gpt2Rules() {
 }
 
 const FamilyRules& RulesOf(HfFamily family) {
-  return family == HfFamily::kGpt2 ? Gpt2Rules() : LlamaRules();
+  if (family == HfFamily::kGpt2) return Gpt2Rules();
+  if (family == HfFamily::kQwen3Moe) return Qwen3MoeRules();
+  return LlamaRules();
 }
 
 // Matches `name` against `pattern`, which may contain one "{e}"; sets *expert to its value.
@@ -218,13 +246,15 @@ const char* HfModelType(HfFamily family) {
       return "qwen3";
     case HfFamily::kMixtral:
       return "mixtral";
+    case HfFamily::kQwen3Moe:
+      return "qwen3_moe";
   }
   return "?";
 }
 
 std::optional<HfFamily> ParseHfModelType(std::string_view model_type) {
   for (HfFamily f : {HfFamily::kGpt2, HfFamily::kLlama, HfFamily::kMistral, HfFamily::kQwen2,
-                     HfFamily::kQwen3, HfFamily::kMixtral}) {
+                     HfFamily::kQwen3, HfFamily::kMixtral, HfFamily::kQwen3Moe}) {
     if (model_type == HfModelType(f)) return f;
   }
   return std::nullopt;
@@ -240,7 +270,7 @@ absl::StatusOr<HfFamily> InferHfFamily(const GPTModelConfig& config) {
   if (config.position_embedding_type() == "learned_absolute" && t.normalization() == "LayerNorm") {
     family = HfFamily::kGpt2;
   } else if (t.has_num_moe_experts()) {
-    family = HfFamily::kMixtral;
+    family = t.qk_layernorm() ? HfFamily::kQwen3Moe : HfFamily::kMixtral;
   } else if (t.qk_layernorm()) {
     family = HfFamily::kQwen3;
   } else if (t.add_qkv_bias() && !t.add_bias_linear()) {
@@ -269,8 +299,6 @@ absl::Status CheckHfRepresentable(HfFamily family, const GPTModelConfig& config)
   need(!t.multi_latent_attention(), "transformer.multi_latent_attention", "use standard attention");
   need(!t.rotary_interleaved(), "transformer.rotary_interleaved",
        "rotate halves, not interleaved pairs");
-  need(!t.apply_residual_connection_post_layernorm(),
-       "transformer.apply_residual_connection_post_layernorm", "add the residual before the norm");
   need(!t.layernorm_zero_centered_gamma(), "transformer.layernorm_zero_centered_gamma",
        "store the norm weight itself");
   need(!t.qk_l2_norm(), "transformer.qk_l2_norm", "have no L2 qk norm");
@@ -294,12 +322,35 @@ absl::Status CheckHfRepresentable(HfFamily family, const GPTModelConfig& config)
     need(t.gated_linear_unit() && t.activation_func() == "silu", "transformer.activation_func",
          "use SwiGLU (gated_linear_unit with silu)");
     need(config.position_embedding_type() == "rope", "position_embedding_type", "use rope");
-    need(family == HfFamily::kQwen3 ? t.qk_layernorm() : !t.qk_layernorm(),
-         "transformer.qk_layernorm",
-         family == HfFamily::kQwen3 ? "normalise q and k" : "have no qk norms");
-    need(family == HfFamily::kMixtral ? t.has_num_moe_experts() : !t.has_num_moe_experts(),
-         "transformer.num_moe_experts",
-         family == HfFamily::kMixtral ? "are mixtures of experts" : "are dense");
+    const bool qk_norm = family == HfFamily::kQwen3 || family == HfFamily::kQwen3Moe;
+    const bool moe = family == HfFamily::kMixtral || family == HfFamily::kQwen3Moe;
+    need(qk_norm ? t.qk_layernorm() : !t.qk_layernorm(), "transformer.qk_layernorm",
+         qk_norm ? "normalise q and k" : "have no qk norms");
+    need(moe ? t.has_num_moe_experts() : !t.has_num_moe_experts(), "transformer.num_moe_experts",
+         moe ? "are mixtures of experts" : "are dense");
+    if (moe && t.has_num_moe_experts()) {
+      // transformers routes by the softmax of the router logits over all experts and its top k,
+      // renormalised (Mixtral; Qwen3-MoE with norm_topk_prob), which is Megatron's softmax of
+      // the top-k logits; Qwen3-MoE without norm_topk_prob is Megatron's pre-softmax.
+      need(t.moe_router_score_function() == "softmax", "transformer.moe_router_score_function",
+           "route by softmax scores");
+      need(!t.has_moe_router_topk_scaling_factor() || t.moe_router_topk_scaling_factor() == 1.0,
+           "transformer.moe_router_topk_scaling_factor", "do not scale the routing weights");
+      need(!t.has_moe_router_group_topk() || t.moe_router_group_topk() == 0,
+           "transformer.moe_router_group_topk", "route without expert groups");
+      need(!t.moe_router_enable_expert_bias(), "transformer.moe_router_enable_expert_bias",
+           "have no expert bias");
+      if (family == HfFamily::kMixtral) {
+        need(!t.moe_router_pre_softmax(), "transformer.moe_router_pre_softmax",
+             "renormalise the top-k routing weights");
+        bool every_layer = true;
+        if (t.moe_layer_freq_size() == 1) every_layer = t.moe_layer_freq(0) == 1;
+        for (int i = 0; t.moe_layer_freq_size() > 1 && i < t.moe_layer_freq_size(); ++i) {
+          every_layer = every_layer && t.moe_layer_freq(i) == 1;
+        }
+        need(every_layer, "transformer.moe_layer_freq", "have experts in every layer");
+      }
+    }
     if (family == HfFamily::kQwen2) {
       need(t.add_qkv_bias(), "transformer.add_qkv_bias", "have q/k/v biases");
     }

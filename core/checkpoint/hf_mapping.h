@@ -5,7 +5,8 @@
 // the HF tensor(s) holding it and how (as is, transposed, q/k/v regrouped, gate/up concatenated),
 // turned into TensorRoutes (tensor_route.h) that read and write only the slices a rank holds.
 //
-//   canonical (Megatron, TE names)               Llama / Mistral / Qwen2 / Qwen3 / Mixtral
+//   canonical (Megatron, TE names)               Llama / Mistral / Qwen2 / Qwen3 / Mixtral /
+//                                                Qwen3-MoE
 //   embedding.word_embeddings.weight             model.embed_tokens.weight
 //   decoder.layers.L.self_attention.linear_qkv.  model.layers.L.input_layernorm.weight
 //     layer_norm_weight
@@ -20,6 +21,9 @@
 //   ...mlp.router.weight                         block_sparse_moe.gate.weight (Mixtral)
 //   ...mlp.experts.local_experts.E.linear_fc1    block_sparse_moe.experts.E.w1 ; .w3
 //   ...mlp.experts.local_experts.E.linear_fc2    block_sparse_moe.experts.E.w2
+//   ...mlp.router.weight                         mlp.gate.weight (Qwen3-MoE)
+//   ...mlp.experts.local_experts.E.linear_fc1    mlp.experts.E.gate_proj ; .up_proj
+//   ...mlp.experts.local_experts.E.linear_fc2    mlp.experts.E.down_proj
 //   decoder.final_layernorm.weight               model.norm.weight
 //   output_layer.weight                          lm_head.weight (untied only)
 //
@@ -51,9 +55,10 @@
 
 namespace gptb::checkpoint {
 
-enum class HfFamily { kGpt2, kLlama, kMistral, kQwen2, kQwen3, kMixtral };
+enum class HfFamily { kGpt2, kLlama, kMistral, kQwen2, kQwen3, kMixtral, kQwen3Moe };
 
-// config.json's model_type: "gpt2", "llama", "mistral", "qwen2", "qwen3", "mixtral".
+// config.json's model_type: "gpt2", "llama", "mistral", "qwen2", "qwen3", "mixtral",
+// "qwen3_moe".
 const char* HfModelType(HfFamily family);
 std::optional<HfFamily> ParseHfModelType(std::string_view model_type);
 
@@ -62,7 +67,8 @@ std::optional<HfFamily> ParseHfModelType(std::string_view model_type);
 const char* HfBasePrefix(HfFamily family);
 
 // The family a model exports as when none is named: gpt2 for learned absolute positions with
-// LayerNorm; for RMSNorm gated rope models mixtral with experts, qwen3 with qk_layernorm, qwen2
+// LayerNorm; for RMSNorm gated rope models qwen3_moe with experts and qk_layernorm, mixtral with
+// experts, qwen3 with qk_layernorm, qwen2
 // with a qkv bias, mistral with a sliding window, llama otherwise. INVALID_ARGUMENT when the
 // model is none of these (see CheckHfRepresentable).
 absl::StatusOr<HfFamily> InferHfFamily(const gptbuilder::v1::GPTModelConfig& config);

@@ -57,11 +57,9 @@ Json Gpt2(const gptbuilder::v1::GPTModelConfig& c) {
 Json LlamaLike(const gptbuilder::v1::GPTModelConfig& c, const std::string& type) {
   const auto& t = c.transformer();
   static const std::map<std::string, std::string> kArchitecture = {
-      {"llama", "LlamaForCausalLM"},
-      {"mistral", "MistralForCausalLM"},
-      {"qwen2", "Qwen2ForCausalLM"},
-      {"qwen3", "Qwen3ForCausalLM"},
-      {"mixtral", "MixtralForCausalLM"}};
+      {"llama", "LlamaForCausalLM"},     {"mistral", "MistralForCausalLM"},
+      {"qwen2", "Qwen2ForCausalLM"},     {"qwen3", "Qwen3ForCausalLM"},
+      {"mixtral", "MixtralForCausalLM"}, {"qwen3_moe", "Qwen3MoeForCausalLM"}};
   Json j;
   j["architectures"] = {kArchitecture.at(type)};
   j["model_type"] = type;
@@ -104,6 +102,29 @@ Json LlamaLike(const gptbuilder::v1::GPTModelConfig& c, const std::string& type)
   }
   if (type == "qwen2" || type == "qwen3") j["use_sliding_window"] = false;
   if (type == "qwen3") j["attention_bias"] = t.add_qkv_bias();
+  if (type == "qwen3_moe") {
+    // Qwen3MoeConfig: experts in the layers not listed in mlp_only_layers (decoder_sparse_step
+    // 1); routing renormalised (norm_topk_prob) unless Megatron's router is pre-softmax.
+    j["use_sliding_window"] = false;
+    j["attention_bias"] = false;
+    j["num_experts"] = t.num_moe_experts();
+    j["num_experts_per_tok"] = t.moe_router_topk();
+    j["moe_intermediate_size"] =
+        t.has_moe_ffn_hidden_size() ? t.moe_ffn_hidden_size() : t.ffn_hidden_size();
+    j["norm_topk_prob"] = !t.moe_router_pre_softmax();
+    j["router_aux_loss_coef"] = t.moe_aux_loss_coeff();
+    j["decoder_sparse_step"] = 1;
+    Json dense = Json::array();
+    for (int i = 0; i < t.num_layers(); ++i) {
+      // moe_layer_freq as Megatron reads it: a per-layer list, or every k-th layer (default 1).
+      const bool moe = t.moe_layer_freq_size() > 1
+                           ? i < t.moe_layer_freq_size() && t.moe_layer_freq(i) != 0
+                           : (t.moe_layer_freq_size() == 1 ? t.moe_layer_freq(0) : 1) > 0 &&
+                                 i % (t.moe_layer_freq_size() == 1 ? t.moe_layer_freq(0) : 1) == 0;
+      if (!moe) dense.push_back(i);
+    }
+    j["mlp_only_layers"] = dense;
+  }
   if (type == "mixtral") {
     j["num_local_experts"] = t.num_moe_experts();
     j["num_experts_per_tok"] = t.moe_router_topk();

@@ -1,7 +1,9 @@
 #include "core/config/hf_import.h"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -25,7 +27,9 @@ struct Family {
   std::optional<int64_t> head_dim;  // the class default when config.json has none (Qwen3: 128)
   bool qkv_bias;                    // Qwen2 (Bridge sets add_qkv_bias true)
   bool qk_layernorm;                // Qwen3
-  bool moe;                         // Mixtral: num_local_experts, num_experts_per_tok
+  // Mixtral: num_local_experts, num_experts_per_tok, experts of intermediate_size. Qwen3-MoE:
+  // num_experts, moe_intermediate_size, norm_topk_prob, decoder_sparse_step, mlp_only_layers.
+  enum class Moe { kNone, kMixtral, kQwen } moe;
   bool llama_extras;    // Llama: attention_bias/mlp_bias keys, fusions, llama3/linear rope scaling
   bool sliding_window;  // Mistral/Mixtral: sliding_window W -> window_size [W - 1, 0]
   bool bf16_autocast;   // Qwen2/Qwen3 bridges set autocast_dtype bfloat16
@@ -33,11 +37,18 @@ struct Family {
 
 constexpr Family kFamilies[] = {
     // model_type  eps    theta  max_pos   head_dim      qkvb   qkln   moe    llama  window autoc
-    {"llama", 1e-6, 10000.0, 2048, std::nullopt, false, false, false, true, false, false},
-    {"mistral", 1e-6, 10000.0, 4096 * 32, std::nullopt, false, false, false, false, true, false},
-    {"mixtral", 1e-5, 1e6, 4096 * 32, std::nullopt, false, false, true, false, true, false},
-    {"qwen2", 1e-6, 10000.0, 32768, std::nullopt, true, false, false, false, false, true},
-    {"qwen3", 1e-6, 10000.0, 32768, 128, false, true, false, false, false, true},
+    {"llama", 1e-6, 10000.0, 2048, std::nullopt, false, false, Family::Moe::kNone, true, false,
+     false},
+    {"mistral", 1e-6, 10000.0, 4096 * 32, std::nullopt, false, false, Family::Moe::kNone, false,
+     true, false},
+    {"mixtral", 1e-5, 1e6, 4096 * 32, std::nullopt, false, false, Family::Moe::kMixtral, false,
+     true, false},
+    {"qwen2", 1e-6, 10000.0, 32768, std::nullopt, true, false, Family::Moe::kNone, false, false,
+     true},
+    {"qwen3", 1e-6, 10000.0, 32768, 128, false, true, Family::Moe::kNone, false, false, true},
+    // Qwen3MoeConfig has no head_dim default (transformers uses hidden_size / heads).
+    {"qwen3_moe", 1e-6, 10000.0, 32768, std::nullopt, false, true, Family::Moe::kQwen, false, false,
+     true},
 };
 
 // Reads config.json keys with type checks; every problem becomes a violation on that key.
@@ -106,6 +117,7 @@ class HfReader {
   }
 
   Violations* violations() { return violations_; }
+  const Json& json() const { return json_; }
 
  private:
   const Json& json_;
@@ -212,6 +224,64 @@ void SetRopeScaling(HfReader& hf, const Family& family, GPTModelConfig* config) 
                                        : " (no rope scaling is supported)."));
 }
 
+// Qwen3-MoE's experts (Qwen3MoeSparseMoeBlock, as Megatron-Bridge's Qwen3MoEBridge maps them):
+// layer i has experts when i is not in mlp_only_layers and (i + 1) % decoder_sparse_step == 0,
+// else a dense MLP of intermediate_size. transformers takes the softmax over all experts and its
+// top k, renormalised when norm_topk_prob: that is Megatron's softmax of the top-k logits
+// (moe_router_pre_softmax false); without norm_topk_prob it is the pre-softmax router.
+void ImportQwenMoe(HfReader& hf, int64_t layers, GPTModelConfig* config) {
+  TransformerConfig* t = config->mutable_transformer();
+  if (hf.Bool("attention_bias").value_or(false)) {
+    hf.violations()->Add("attention_bias", "UNSUPPORTED",
+                         "Qwen3-MoE's attention_bias also puts a bias on o_proj, which "
+                         "Megatron's add_qkv_bias does not; set attention_bias to false.");
+  }
+  // transformers 5 writes num_local_experts (its attribute_map's name), the hub num_experts.
+  const int64_t experts = hf.Int("num_experts").value_or(hf.Int("num_local_experts").value_or(128));
+  const int64_t step = hf.Int("decoder_sparse_step").value_or(1);
+  if (experts <= 0) {
+    hf.violations()->Add("num_experts", "UNSUPPORTED",
+                         "a Qwen3-MoE model needs num_experts > 0 (model_type qwen3 is the dense "
+                         "model).");
+    return;
+  }
+  if (step <= 0) {
+    hf.violations()->Add("decoder_sparse_step", "OUT_OF_RANGE",
+                         absl::StrCat("decoder_sparse_step must be > 0, got ", step, "."));
+    return;
+  }
+  std::vector<int32_t> pattern(static_cast<size_t>(std::max<int64_t>(layers, 0)), 0);
+  for (int64_t i = 0; i < layers; ++i) pattern[i] = (i + 1) % step == 0 ? 1 : 0;
+  if (hf.Has("mlp_only_layers")) {
+    const Json& list = hf.json()["mlp_only_layers"];
+    if (!list.is_array()) {
+      hf.violations()->Add(
+          "mlp_only_layers", "TYPE_MISMATCH",
+          absl::StrCat("expected a list of layer indices, got ", list.dump(), "."));
+      return;
+    }
+    for (const Json& v : list) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= layers) {
+        hf.violations()->Add("mlp_only_layers", "OUT_OF_RANGE",
+                             absl::StrCat("layer indices must be integers in [0, ", layers,
+                                          "), got ", v.dump(), "."));
+        return;
+      }
+      pattern[v.get<int64_t>()] = 0;
+    }
+  }
+  t->set_num_moe_experts(static_cast<int32_t>(experts));
+  t->set_moe_router_topk(static_cast<int32_t>(hf.Int("num_experts_per_tok").value_or(8)));
+  t->set_moe_ffn_hidden_size(static_cast<int32_t>(hf.Int("moe_intermediate_size").value_or(768)));
+  t->set_moe_router_score_function("softmax");
+  t->set_moe_router_pre_softmax(!hf.Bool("norm_topk_prob").value_or(false));
+  t->set_moe_aux_loss_coeff(hf.Number("router_aux_loss_coef").value_or(0.001));
+  // Megatron's moe_layer_freq: 1 (every layer, its default) or the per-layer list.
+  if (std::find(pattern.begin(), pattern.end(), 0) != pattern.end()) {
+    for (int32_t moe : pattern) t->add_moe_layer_freq(moe);
+  }
+}
+
 void ImportLlamaLike(HfReader& hf, const Family& family, GPTModelConfig* config) {
   TransformerConfig* t = config->mutable_transformer();
   const int64_t layers = hf.RequiredInt("num_hidden_layers");
@@ -277,11 +347,13 @@ void ImportLlamaLike(HfReader& hf, const Family& family, GPTModelConfig* config)
                                       "(max_window_layers) is not supported; set "
                                       "use_sliding_window to false."));
   }
-  if (family.moe) {
+  if (family.moe == Family::Moe::kMixtral) {
     t->set_num_moe_experts(static_cast<int32_t>(hf.Int("num_local_experts").value_or(8)));
     t->set_moe_router_topk(static_cast<int32_t>(hf.Int("num_experts_per_tok").value_or(2)));
     t->set_moe_ffn_hidden_size(static_cast<int32_t>(ffn));
     t->set_moe_aux_loss_coeff(hf.Number("router_aux_loss_coef").value_or(0.001));
+  } else if (family.moe == Family::Moe::kQwen) {
+    ImportQwenMoe(hf, layers, config);
   }
   SetDtype(hf, t);
   SetNameOrPath(hf, config);
@@ -315,11 +387,27 @@ void ImportGpt2(HfReader& hf, GPTModelConfig* config) {
   SetNameOrPath(hf, config);
 }
 
+// Families Megatron-Bridge maps that this builder does not build yet, with what is missing.
+std::string UnbuiltFamilyReason(const std::string& model_type) {
+  if (model_type == "deepseek_v2" || model_type == "deepseek_v3") {
+    return " (multi-latent attention, group-limited routing with expert bias and multi-token "
+           "prediction are not built yet)";
+  }
+  if (model_type == "gpt_oss") {
+    return " (attention sinks, the clamped SwiGLU and expert biases are not built yet)";
+  }
+  if (model_type == "gemma2" || model_type == "gemma3_text" || model_type == "gemma3") {
+    return " (scaled embeddings, the extra post-norms, interleaved local/global attention and "
+           "Gemma 2's logit soft-capping are not built yet)";
+  }
+  return "";
+}
+
 }  // namespace
 
 const std::vector<std::string>& SupportedHfModelTypes() {
-  static const auto* types =
-      new std::vector<std::string>{"gpt2", "llama", "mistral", "mixtral", "qwen2", "qwen3"};
+  static const auto* types = new std::vector<std::string>{"gpt2",  "llama", "mistral",  "mixtral",
+                                                          "qwen2", "qwen3", "qwen3_moe"};
   return *types;
 }
 
@@ -345,7 +433,8 @@ absl::StatusOr<GPTModelConfig> ImportHfConfig(const Json& hf_config) {
     }
     if (family == nullptr) {
       violations.Add("model_type", "UNSUPPORTED_MODEL_TYPE",
-                     absl::StrCat("model_type '", model_type, "' is not supported; supported: ",
+                     absl::StrCat("model_type '", model_type, "' is not supported",
+                                  UnbuiltFamilyReason(model_type), "; supported: ",
                                   absl::StrJoin(SupportedHfModelTypes(), ", "), "."));
       return violations.ToStatus();
     }

@@ -91,6 +91,7 @@ SelfAttention::SelfAttention(const ModuleContext& ctx, const layer_spec::ModuleS
   dropout_ = t.attention_dropout();
   softmax_scale_ =
       t.has_softmax_scale() ? t.softmax_scale() : 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  l2_eps_ = t.layernorm_epsilon();
   off_by_one_ = t.softmax_type() == "off-by-one";
   if (IsWindowAttentionLayer(t, ctx.layer_number)) {
     window_ = std::make_pair(int64_t{t.window_size(0)}, int64_t{t.window_size(1)});
@@ -161,8 +162,13 @@ torch::Tensor SelfAttention::forward(const torch::Tensor& x, const torch::Tensor
   if (q_layernorm_) q = q_layernorm_->forward(q);
   if (k_layernorm_) k = k_layernorm_->forward(k);
   if (qk_l2_norm_) {
-    q = q * torch::rsqrt(q.pow(2).sum(-1, true) + 1e-6);
-    k = k * torch::rsqrt(k.pow(2).sum(-1, true) + 1e-6);
+    // Megatron's L2Norm: x * rsqrt(mean(x^2) + layernorm_epsilon), in fp32.
+    auto l2 = [this](const torch::Tensor& t) {
+      const torch::Tensor f = t.to(torch::kFloat32);
+      return (f * torch::rsqrt(f.pow(2).mean(-1, true) + l2_eps_)).to(t.dtype());
+    };
+    q = l2(q);
+    k = l2(k);
   }
   if (rotary != nullptr && rotary_freqs.defined()) {
     q = rotary->Apply(q, rotary_freqs);

@@ -60,6 +60,7 @@ class SelfAttention : public torch::nn::Module {
   std::shared_ptr<Norm> q_layernorm_;
   std::shared_ptr<Norm> k_layernorm_;
   bool qk_l2_norm_ = false;
+  double l2_eps_ = 1e-6;
   std::shared_ptr<torch::nn::Module> core_attention_;
   torch::Tensor softmax_offset_;
   bool off_by_one_ = false;

@@ -17,8 +17,7 @@ bool IsKind(const layer_spec::ModuleSpec* node, layer_spec::ModuleKind kind) {
 
 TransformerLayer::TransformerLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
                                    const std::string& prefix)
-    : dropout_(ctx.config->hidden_dropout()),
-      residual_post_norm_(ctx.config->apply_residual_connection_post_layernorm()) {
+    : dropout_(ctx.config->hidden_dropout()) {
   if (IsKind(spec.Submodule("input_layernorm"), layer_spec::ModuleKind::kNorm)) {
     input_layernorm_ = register_module("input_layernorm",
                                        std::make_shared<Norm>(ctx, prefix + "input_layernorm."));
@@ -45,14 +44,15 @@ TransformerLayer::TransformerLayer(const ModuleContext& ctx, const layer_spec::M
 
 torch::Tensor TransformerLayer::forward(const torch::Tensor& x, const torch::Tensor& rotary_freqs,
                                         const Rotary* rotary) {
+  // The residual is the block's input. Megatron Core's TransformerLayer does not read
+  // apply_residual_connection_post_layernorm (only its config declares it), so neither does
+  // this: the numerics case post_ln_residual checks Megatron's numbers with it set.
   torch::Tensor normed = input_layernorm_ ? input_layernorm_->forward(x) : x;
-  torch::Tensor residual = residual_post_norm_ ? normed : x;
   torch::Tensor attention = self_attention_->forward(normed, rotary_freqs, rotary);
-  torch::Tensor h = residual + MaybeDropout(attention, dropout_, is_training());
+  torch::Tensor h = x + MaybeDropout(attention, dropout_, is_training());
   normed = pre_mlp_layernorm_ ? pre_mlp_layernorm_->forward(h) : h;
-  residual = residual_post_norm_ ? normed : h;
   torch::Tensor mlp = moe_ ? moe_->forward(normed) : mlp_->forward(normed);
-  return residual + MaybeDropout(mlp, dropout_, is_training());
+  return h + MaybeDropout(mlp, dropout_, is_training());
 }
 
 TeTransformerLayer::TeTransformerLayer(const ModuleContext& ctx, const std::string& prefix)

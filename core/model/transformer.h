@@ -32,7 +32,6 @@ class TransformerLayer : public torch::nn::Module {
   std::shared_ptr<Mlp> mlp_;
   std::shared_ptr<MoeLayer> moe_;
   double dropout_;
-  bool residual_post_norm_;
 };
 
 // Transformer Engine's TransformerLayer as the full-TE spec builds it: self_attention

@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/impl/service_type.h"
 #include "grpcpp/server.h"
-#include "server/common/credentials.h"
+#include "rpc/credentials.h"
 
 namespace gptb::server {
 
@@ -18,7 +18,7 @@ class Metrics;
 struct GrpcServerOptions {
   // HOST:PORT; port 0 picks a free port.
   std::string listen = "127.0.0.1:0";
-  TlsFiles tls;
+  rpc::TlsFiles tls;
   // Requests larger than this are refused with RESOURCE_EXHAUSTED before any handler runs.
   int max_receive_message_bytes = 16 << 20;
   int max_send_message_bytes = 256 << 20;

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/config/violations.h"
-#include "server/common/grpc_status.h"
+#include "rpc/grpc_status.h"
 #include "server/common/log.h"
 #include "server/coordinator/model_preparation.h"
 #include "server/coordinator/operations.h"
@@ -284,7 +284,7 @@ void BuildOrchestrator::OnRankProgress(BuildJob* job, const std::string& worker,
     }
     ctx_->models.UpdateRank(job->model, progress, absl::Now());
     if (progress.has_result() && progress.result().code() != 0) {
-      rank_failure = server::FromRpcStatus(progress.result());
+      rank_failure = rpc::FromRpcStatus(progress.result());
     }
   }
   ctx_->changed.NotifyAll();

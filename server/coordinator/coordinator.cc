@@ -56,9 +56,8 @@ void Coordinator::Shutdown() {
 
 absl::StatusOr<gptbuilder::v1::ValidateConfigResponse> Coordinator::ValidateConfig(
     const gptbuilder::v1::ValidateConfigRequest& request) {
-  absl::StatusOr<PreparedModel> prepared =
-      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size(),
-                   ctx_.options.limits);
+  absl::StatusOr<PreparedModel> prepared = PrepareModel(
+      request.config(), request.ddp(), request.build(), request.world_size(), ctx_.options.limits);
   if (!prepared.ok()) return prepared.status();
   gptbuilder::v1::ValidateConfigResponse response;
   *response.mutable_config() = prepared->finalized.model;
@@ -69,13 +68,13 @@ absl::StatusOr<gptbuilder::v1::ValidateConfigResponse> Coordinator::ValidateConf
 }
 
 absl::StatusOr<gptbuilder::v1::PlanDescription> Coordinator::PlanModel(
-    const gptbuilder::v1::PlanModelRequest& request) {
+    const gptbuilder::v1::PlanModelRequest& request, const std::function<bool()>& cancelled) {
   int first_rank = 0, num_ranks = 0;
   if (absl::Status page = ParsePlanPage(request, &first_rank, &num_ranks); !page.ok()) return page;
-  absl::StatusOr<PreparedModel> prepared =
-      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size(),
-                   ctx_.options.limits);
+  absl::StatusOr<PreparedModel> prepared = PrepareModel(
+      request.config(), request.ddp(), request.build(), request.world_size(), ctx_.options.limits);
   if (!prepared.ok()) return prepared.status();
+  if (cancelled()) return absl::CancelledError("the PlanModel call was cancelled");
   plan::DescribeOptions page;
   page.first_rank = first_rank;
   page.num_ranks = num_ranks;
@@ -183,8 +182,8 @@ absl::StatusOr<gptbuilder::v1::DeleteModelResponse> Coordinator::DeleteModel(
     }
     if (std::optional<std::string> busy = jobs_.BusyWithLocked(name); busy.has_value()) {
       if (*busy != "training") {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "model '", name, "' is busy ", *busy, "; release it when the save ends"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("model '", name, "' is busy ", *busy, "; release it when the save ends"));
       }
       // A train step is aborted at its ranks' next micro-batch: releasing is what was asked.
       jobs_.AbortLocked(name, absl::StrCat("model '", name, "' was released while training"));

@@ -39,8 +39,10 @@ class Coordinator {
 
   absl::StatusOr<gptbuilder::v1::ValidateConfigResponse> ValidateConfig(
       const gptbuilder::v1::ValidateConfigRequest& request);
+  // `cancelled` (the client went away or its deadline passed) stops the work between its steps.
   absl::StatusOr<gptbuilder::v1::PlanDescription> PlanModel(
-      const gptbuilder::v1::PlanModelRequest& request);
+      const gptbuilder::v1::PlanModelRequest& request,
+      const std::function<bool()>& cancelled = [] { return false; });
   absl::StatusOr<google::longrunning::Operation> BuildModel(
       const gptbuilder::v1::BuildModelRequest& request) {
     return builds_.BuildModel(request);

@@ -41,8 +41,8 @@ struct CoordinatorOptions {
   absl::Duration lost_worker_retention = absl::Seconds(60);
   // What one validate, plan or build request may ask for (core/config/limits.h).
   config::Limits limits;
-  // When set (resolved), load_from must resolve inside it (--checkpoint-root; the workers
-  // enforce their own on loads and saves).
+  // When set (resolved), load_from must resolve inside it and save paths must lie inside it
+  // (--checkpoint-root; the workers enforce their own on loads and saves as well).
   std::string checkpoint_root;
 };
 

@@ -1,53 +1,70 @@
 #include "server/coordinator/coordinator_service.h"
 
+#include <chrono>
+
 #include "google/protobuf/util/time_util.h"
-#include "server/common/grpc_status.h"
+#include "rpc/grpc_status.h"
 
 namespace gptb::coordinator {
 namespace {
 
-using server::ToGrpcStatus;
+using rpc::ToGrpcStatus;
 
 // Sets *response from a StatusOr and converts the status.
 template <typename T>
 grpc::Status Reply(absl::StatusOr<T> result, T* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
+  if (!result.ok()) return rpc::ToGrpcStatus(result.status());
   *response = *std::move(result);
   return grpc::Status::OK;
 }
 
 // Calls to workers made while serving `context` get less time than the caller gave us.
 absl::Time FanOut(const grpc::ServerContext& context, absl::Duration budget) {
-  return absl::FromChrono(server::FanOutDeadline(context, absl::ToChronoMilliseconds(budget)));
+  return absl::FromChrono(rpc::FanOutDeadline(context, absl::ToChronoMilliseconds(budget)));
 }
 
 constexpr absl::Duration kFanOutBudget = absl::Seconds(60);
 
+// A call whose client went away or whose deadline passed (while it waited for a thread, or
+// while it was served) gets no work and no answer worth sending: the limits bound one request's
+// work, this stops the work nobody waits for.
+grpc::Status Abandoned(const grpc::ServerContext& context) {
+  const bool expired = std::chrono::system_clock::now() >= context.deadline();
+  return grpc::Status(
+      expired ? grpc::StatusCode::DEADLINE_EXCEEDED : grpc::StatusCode::CANCELLED,
+      expired ? "the call's deadline passed before it was answered" : "the call was cancelled");
+}
+
 }  // namespace
 
 grpc::Status CoordinatorService::ValidateConfig(
-    grpc::ServerContext*, const gptbuilder::v1::ValidateConfigRequest* request,
+    grpc::ServerContext* context, const gptbuilder::v1::ValidateConfigRequest* request,
     gptbuilder::v1::ValidateConfigResponse* response) {
-  return Reply(coordinator_->ValidateConfig(*request), response);
+  if (context->IsCancelled()) return Abandoned(*context);
+  grpc::Status status = Reply(coordinator_->ValidateConfig(*request), response);
+  return context->IsCancelled() ? Abandoned(*context) : status;
 }
 
-grpc::Status CoordinatorService::PlanModel(grpc::ServerContext*,
+grpc::Status CoordinatorService::PlanModel(grpc::ServerContext* context,
                                            const gptbuilder::v1::PlanModelRequest* request,
                                            gptbuilder::v1::PlanDescription* response) {
-  return Reply(coordinator_->PlanModel(*request), response);
+  if (context->IsCancelled()) return Abandoned(*context);
+  grpc::Status status = Reply(
+      coordinator_->PlanModel(*request, [context] { return context->IsCancelled(); }), response);
+  return context->IsCancelled() ? Abandoned(*context) : status;
 }
 
 grpc::Status CoordinatorService::BuildModel(grpc::ServerContext* context,
                                             const gptbuilder::v1::BuildModelRequest* request,
                                             google::longrunning::Operation* response) {
-  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return ToGrpcStatus(auth);
+  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return rpc::ToGrpcStatus(auth);
   return Reply(coordinator_->BuildModel(*request), response);
 }
 
 grpc::Status CoordinatorService::WatchBuild(
     grpc::ServerContext* context, const gptbuilder::v1::WatchBuildRequest* request,
     grpc::ServerWriter<gptbuilder::v1::BuildEvent>* writer) {
-  return ToGrpcStatus(coordinator_->WatchBuild(
+  return rpc::ToGrpcStatus(coordinator_->WatchBuild(
       *request, [writer](const gptbuilder::v1::BuildEvent& event) { return writer->Write(event); },
       [context] { return context->IsCancelled(); }));
 }
@@ -55,7 +72,7 @@ grpc::Status CoordinatorService::WatchBuild(
 grpc::Status CoordinatorService::SaveCheckpoint(
     grpc::ServerContext* context, const gptbuilder::v1::SaveCheckpointRequest* request,
     gptbuilder::v1::SaveCheckpointResponse* response) {
-  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return ToGrpcStatus(auth);
+  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return rpc::ToGrpcStatus(auth);
   return Reply(coordinator_->SaveCheckpoint(*request, [context] { return context->IsCancelled(); }),
                response);
 }
@@ -63,8 +80,8 @@ grpc::Status CoordinatorService::SaveCheckpoint(
 grpc::Status CoordinatorService::TrainStep(
     grpc::ServerContext* context, const gptbuilder::v1::TrainStepRequest* request,
     grpc::ServerWriter<gptbuilder::v1::TrainStepResult>* writer) {
-  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return ToGrpcStatus(auth);
-  return ToGrpcStatus(coordinator_->TrainStep(
+  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return rpc::ToGrpcStatus(auth);
+  return rpc::ToGrpcStatus(coordinator_->TrainStep(
       *request,
       [writer](const gptbuilder::v1::TrainStepResult& result) { return writer->Write(result); },
       [context] { return context->IsCancelled(); }));
@@ -86,7 +103,7 @@ grpc::Status CoordinatorService::ListModels(grpc::ServerContext*,
 grpc::Status CoordinatorService::DeleteModel(grpc::ServerContext* context,
                                              const gptbuilder::v1::DeleteModelRequest* request,
                                              gptbuilder::v1::DeleteModelResponse* response) {
-  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return ToGrpcStatus(auth);
+  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return rpc::ToGrpcStatus(auth);
   return Reply(coordinator_->DeleteModel(request->name(), FanOut(*context, kFanOutBudget)),
                response);
 }
@@ -108,14 +125,14 @@ grpc::Status CoordinatorService::ListWorkers(grpc::ServerContext*,
 grpc::Status CoordinatorService::RegisterWorker(
     grpc::ServerContext* context, const gptbuilder::v1::RegisterWorkerRequest* request,
     gptbuilder::v1::RegisterWorkerResponse* response) {
-  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return ToGrpcStatus(auth);
+  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return rpc::ToGrpcStatus(auth);
   return Reply(coordinator_->RegisterWorker(*request), response);
 }
 
 grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext* context,
                                            const gptbuilder::v1::HeartbeatRequest* request,
                                            gptbuilder::v1::HeartbeatResponse* response) {
-  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return ToGrpcStatus(auth);
+  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return rpc::ToGrpcStatus(auth);
   *response = coordinator_->Heartbeat(*request);
   return grpc::Status::OK;
 }
@@ -129,8 +146,8 @@ grpc::Status OperationsService::GetOperation(
 grpc::Status OperationsService::CancelOperation(
     grpc::ServerContext* context, const google::longrunning::CancelOperationRequest* request,
     google::protobuf::Empty*) {
-  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return ToGrpcStatus(auth);
-  return ToGrpcStatus(coordinator_->CancelOperation(request->name()));
+  if (absl::Status auth = token_.Verify(*context); !auth.ok()) return rpc::ToGrpcStatus(auth);
+  return rpc::ToGrpcStatus(coordinator_->CancelOperation(request->name()));
 }
 
 grpc::Status OperationsService::WaitOperation(

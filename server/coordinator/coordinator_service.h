@@ -3,7 +3,7 @@
 
 #include "google/longrunning/operations.grpc.pb.h"
 #include "gptbuilder/v1/coordinator.grpc.pb.h"
-#include "server/common/auth.h"
+#include "rpc/auth.h"
 #include "server/coordinator/coordinator.h"
 
 namespace gptb::coordinator {
@@ -12,7 +12,7 @@ namespace gptb::coordinator {
 // mutates, calls Coordinator, and converts the status once.
 class CoordinatorService final : public gptbuilder::v1::Coordinator::Service {
  public:
-  CoordinatorService(Coordinator* coordinator, server::BearerToken token)
+  CoordinatorService(Coordinator* coordinator, rpc::BearerToken token)
       : coordinator_(coordinator), token_(std::move(token)) {}
 
   grpc::Status ValidateConfig(grpc::ServerContext* context,
@@ -57,13 +57,13 @@ class CoordinatorService final : public gptbuilder::v1::Coordinator::Service {
 
  private:
   Coordinator* coordinator_;
-  server::BearerToken token_;
+  rpc::BearerToken token_;
 };
 
 // google.longrunning.Operations over the coordinator's builds.
 class OperationsService final : public google::longrunning::Operations::Service {
  public:
-  OperationsService(Coordinator* coordinator, server::BearerToken token)
+  OperationsService(Coordinator* coordinator, rpc::BearerToken token)
       : coordinator_(coordinator), token_(std::move(token)) {}
 
   grpc::Status GetOperation(grpc::ServerContext* context,
@@ -78,7 +78,7 @@ class OperationsService final : public google::longrunning::Operations::Service 
 
  private:
   Coordinator* coordinator_;
-  server::BearerToken token_;
+  rpc::BearerToken token_;
 };
 
 }  // namespace gptb::coordinator

@@ -170,6 +170,14 @@ absl::StatusOr<gptbuilder::v1::SaveCheckpointResponse> ModelJobs::SaveCheckpoint
                    "hf_model_type applies only to format huggingface");
   }
   if (!violations.empty()) return violations.ToStatus();
+  // The coordinator's --checkpoint-root confines saves too, even when a worker was started
+  // without one (its own root is checked again there, after symlinks on its file system).
+  if (!ctx_->options.checkpoint_root.empty()) {
+    absl::Status inside = checkpoint::CheckReadPath(request.path(), ctx_->options.checkpoint_root);
+    if (inside.code() == absl::StatusCode::kPermissionDenied) {
+      return absl::PermissionDeniedError(absl::StrCat("path: ", inside.message()));
+    }
+  }
   std::shared_ptr<Job> job;
   auto calls = std::make_shared<WorkerFanOut>(ctx_->connector);
   {

@@ -2,7 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "server/common/grpc_status.h"
+#include "rpc/grpc_status.h"
 
 namespace gptb::coordinator {
 
@@ -32,7 +32,7 @@ google::longrunning::Operation OperationOf(const Model& model,
     op.set_done(true);
     auto it = failures.find(model.build_id());
     absl::Status failure = it != failures.end() ? it->second : absl::AbortedError(model.reason());
-    *op.mutable_error() = server::ToRpcStatus(absl::Status(failure.code(), model.reason()));
+    *op.mutable_error() = rpc::ToRpcStatus(absl::Status(failure.code(), model.reason()));
   }
   return op;
 }

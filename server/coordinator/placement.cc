@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/config/violations.h"
 #include "core/plan/plan_format.h"
-#include "server/common/status_details.h"
+#include "rpc/status_details.h"
 
 namespace gptb::coordinator {
 namespace {
@@ -117,7 +117,7 @@ absl::StatusOr<std::vector<RankPlacement>> PlaceRanks(const PlacementRequest& re
                                               "with device cpu to use them)")
                                : "");
     }
-    return server::PreconditionFailedError(
+    return rpc::PreconditionFailedError(
         "NOT_ENOUGH_SLOTS",
         absl::StrCat("the model needs ", world, " ", device, " slots (one per rank) but ",
                      registered, " are registered on ", workers.size(), " live workers; ", hint),
@@ -125,7 +125,7 @@ absl::StatusOr<std::vector<RankPlacement>> PlaceRanks(const PlacementRequest& re
           absl::StrCat(world, " ", device, " slots needed, ", registered, " registered")}});
   }
 
-  std::vector<server::QuotaViolation> too_large;
+  std::vector<rpc::QuotaViolation> too_large;
   for (int rank = 0; rank < world; ++rank) {
     if (request.rank_bytes[rank] > largest_budget && too_large.size() < kMaxListedViolations) {
       too_large.push_back({absl::StrCat("rank ", rank),
@@ -134,7 +134,7 @@ absl::StatusOr<std::vector<RankPlacement>> PlaceRanks(const PlacementRequest& re
     }
   }
   if (!too_large.empty()) {
-    return server::ResourceExhaustedError(
+    return rpc::ResourceExhaustedError(
         "RANK_TOO_LARGE",
         absl::StrCat(too_large.front().subject, " ", too_large.front().description,
                      "; use more tensor/pipeline parallelism, a smaller model, or workers with a "
@@ -142,7 +142,7 @@ absl::StatusOr<std::vector<RankPlacement>> PlaceRanks(const PlacementRequest& re
         too_large);
   }
   if (free < world) {
-    return server::ResourceExhaustedError(
+    return rpc::ResourceExhaustedError(
         "NOT_ENOUGH_FREE_SLOTS",
         absl::StrCat("the model needs ", world, " slots but only ", free, " of ", registered,
                      " are free; release a model or add workers"),
@@ -179,7 +179,7 @@ absl::StatusOr<std::vector<RankPlacement>> PlaceRanks(const PlacementRequest& re
         }
       }
       if (!rank_done) {
-        return server::ResourceExhaustedError(
+        return rpc::ResourceExhaustedError(
             "NOT_ENOUGH_SLOT_MEMORY",
             absl::StrCat("no free slot can hold rank ", rank, " (",
                          HumanBytes(request.rank_bytes[rank]),

@@ -1,7 +1,7 @@
 #include "server/coordinator/worker_connection.h"
 
 #include "grpcpp/client_context.h"
-#include "server/common/grpc_status.h"
+#include "rpc/grpc_status.h"
 
 namespace gptb::coordinator {
 
@@ -36,7 +36,7 @@ using gptbuilder::v1::Worker;
 
 class GrpcWorkerConnection : public WorkerConnection {
  public:
-  GrpcWorkerConnection(std::shared_ptr<grpc::Channel> channel, server::BearerToken token)
+  GrpcWorkerConnection(std::shared_ptr<grpc::Channel> channel, rpc::BearerToken token)
       : stub_(Worker::NewStub(channel)), token_(std::move(token)) {}
 
   absl::Status BuildStages(
@@ -52,7 +52,7 @@ class GrpcWorkerConnection : public WorkerConnection {
     while (reader->Read(&event)) on_progress(event.progress());
     grpc::Status status = reader->Finish();
     canceller->ClearCancel();
-    return server::FromGrpcStatus(status);
+    return rpc::FromGrpcStatus(status);
   }
 
   absl::StatusOr<gptbuilder::v1::ReleaseModelResponse> ReleaseModel(
@@ -60,7 +60,7 @@ class GrpcWorkerConnection : public WorkerConnection {
     grpc::ClientContext context;
     Prepare(&context, deadline);
     gptbuilder::v1::ReleaseModelResponse response;
-    absl::Status status = server::FromGrpcStatus(stub_->ReleaseModel(&context, request, &response));
+    absl::Status status = rpc::FromGrpcStatus(stub_->ReleaseModel(&context, request, &response));
     if (!status.ok()) return status;
     return response;
   }
@@ -71,7 +71,7 @@ class GrpcWorkerConnection : public WorkerConnection {
     Prepare(&context, deadline);
     gptbuilder::v1::DescribeHeldModelResponse response;
     absl::Status status =
-        server::FromGrpcStatus(stub_->DescribeModel(&context, request, &response));
+        rpc::FromGrpcStatus(stub_->DescribeModel(&context, request, &response));
     if (!status.ok()) return status;
     return response;
   }
@@ -85,7 +85,7 @@ class GrpcWorkerConnection : public WorkerConnection {
     gptbuilder::v1::WorkerTrainStepResponse response;
     grpc::Status status = stub_->TrainStep(&context, request, &response);
     canceller->ClearCancel();
-    if (!status.ok()) return server::FromGrpcStatus(status);
+    if (!status.ok()) return rpc::FromGrpcStatus(status);
     return response;
   }
 
@@ -97,7 +97,7 @@ class GrpcWorkerConnection : public WorkerConnection {
     if (canceller != nullptr) canceller->SetCancel([&context] { context.TryCancel(); });
     gptbuilder::v1::WorkerSaveCheckpointResponse response;
     absl::Status status =
-        server::FromGrpcStatus(stub_->SaveCheckpoint(&context, request, &response));
+        rpc::FromGrpcStatus(stub_->SaveCheckpoint(&context, request, &response));
     if (canceller != nullptr) canceller->ClearCancel();
     if (!status.ok()) return status;
     return response;
@@ -110,7 +110,7 @@ class GrpcWorkerConnection : public WorkerConnection {
   }
 
   std::unique_ptr<Worker::Stub> stub_;
-  server::BearerToken token_;
+  rpc::BearerToken token_;
 };
 
 }  // namespace
@@ -120,7 +120,7 @@ std::shared_ptr<WorkerConnection> GrpcWorkerConnector::Connect(const std::string
   auto it = connections_.find(address);
   if (it != connections_.end()) return it->second;
   auto connection =
-      std::make_shared<GrpcWorkerConnection>(server::MakeChannel(address, credentials_), token_);
+      std::make_shared<GrpcWorkerConnection>(rpc::MakeChannel(address, credentials_), token_);
   connections_[address] = connection;
   return connection;
 }

@@ -11,8 +11,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "gptbuilder/v1/worker.grpc.pb.h"
-#include "server/common/auth.h"
-#include "server/common/credentials.h"
+#include "rpc/auth.h"
+#include "rpc/credentials.h"
 
 namespace gptb::coordinator {
 
@@ -73,13 +73,13 @@ class WorkerConnector {
 class GrpcWorkerConnector : public WorkerConnector {
  public:
   GrpcWorkerConnector(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                      server::BearerToken token)
+                      rpc::BearerToken token)
       : credentials_(std::move(credentials)), token_(std::move(token)) {}
   std::shared_ptr<WorkerConnection> Connect(const std::string& address) override;
 
  private:
   std::shared_ptr<grpc::ChannelCredentials> credentials_;
-  server::BearerToken token_;
+  rpc::BearerToken token_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<WorkerConnection>> connections_;
 };

@@ -5,11 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/checkpoint/posix_file.h"
-#include "server/common/auth.h"
+#include "rpc/auth.h"
 #include "server/common/grpc_server.h"
 #include "server/common/log.h"
 #include "server/common/metrics.h"
-#include "server/common/termination_signal.h"
+#include "base/termination_signal.h"
 #include "server/coordinator/coordinator.h"
 #include "server/coordinator/coordinator_metrics.h"
 #include "server/coordinator/coordinator_service.h"
@@ -77,8 +77,8 @@ std::vector<DaemonFlag> CoordinatorFlags() {
        "GPTB_MAX_PLAN_TENSORS",
        absl::StrCat(config::Limits().max_plan_tensors)},
       {{"checkpoint-root", true, false, "DIR",
-        "load_from must resolve inside DIR after symlinks (the workers' own --checkpoint-root "
-        "confines their loads and saves); unset: any path this coordinator can read"},
+        "load_from and save paths must resolve inside DIR after symlinks (the workers' own "
+        "--checkpoint-root confines their loads and saves too); unset: any path"},
        "GPTB_CHECKPOINT_ROOT",
        ""},
       {{"ready-file", true, false, "PATH",
@@ -95,7 +95,7 @@ void PrintHelp(const std::vector<DaemonFlag>& flags) {
                "Validates, plans and admits models, places their ranks on the registered "
                "workers' slots,\nhosts the rendezvous store, dispatches the builds and records "
                "the models. Runs until\nSIGTERM or SIGINT.\n\nflags:\n"
-            << cli::FlagsHelp(Specs(flags));
+            << gptb::FlagsHelp(Specs(flags));
 }
 
 int Fail(const absl::Status& status) {
@@ -107,7 +107,7 @@ int Fail(const absl::Status& status) {
 
 int RunCoordinator(const std::vector<std::string>& raw) {
   const std::vector<DaemonFlag> flags = CoordinatorFlags();
-  absl::StatusOr<cli::ParsedArgs> parsed = cli::ParseArgs(raw, Specs(flags));
+  absl::StatusOr<gptb::ParsedArgs> parsed = gptb::ParseArgs(raw, Specs(flags));
   if (!parsed.ok()) return Fail(parsed.status());
   if (parsed->Has("help")) {
     PrintHelp(flags);
@@ -152,12 +152,12 @@ int RunCoordinator(const std::vector<std::string>& raw) {
   if (!store_port.ok()) return Fail(store_port.status());
   absl::StatusOr<int64_t> max_request = args.GetInt("max-request-bytes");
   if (!max_request.ok()) return Fail(max_request.status());
-  absl::StatusOr<server::BearerToken> token =
-      server::BearerToken::Load(args.Get("auth-token-file"));
+  absl::StatusOr<rpc::BearerToken> token =
+      rpc::BearerToken::Load(args.Get("auth-token-file"));
   if (!token.ok()) return Fail(token.status());
-  const server::TlsFiles tls = TlsFromArgs(args);
+  const rpc::TlsFiles tls = TlsFromArgs(args);
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> worker_credentials =
-      server::MakeChannelCredentials(tls);
+      rpc::MakeChannelCredentials(tls);
   if (!worker_credentials.ok()) return Fail(worker_credentials.status());
 
   const std::string listen = args.Get("listen");
@@ -214,7 +214,7 @@ int RunCoordinator(const std::vector<std::string>& raw) {
   server::GrpcServer* grpc_server = server->get();
   coordinator.SetReadinessListener([grpc_server](bool ready) { grpc_server->SetReady(ready); });
 
-  const int signal = server::WaitForTerminationSignal();
+  const int signal = gptb::WaitForTerminationSignal();
   server::Log(absl::StrCat("signal ", signal, ": shutting down"));
   // Builds in flight fail (and release) and watches end first; then the server gets a short
   // grace, as idle client connections would otherwise hold its shutdown for the whole grace.

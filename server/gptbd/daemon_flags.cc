@@ -12,10 +12,10 @@
 
 namespace gptb::gptbd {
 
-std::vector<cli::FlagSpec> Specs(const std::vector<DaemonFlag>& flags) {
-  std::vector<cli::FlagSpec> out;
+std::vector<gptb::FlagSpec> Specs(const std::vector<DaemonFlag>& flags) {
+  std::vector<gptb::FlagSpec> out;
   for (const DaemonFlag& flag : flags) {
-    cli::FlagSpec spec = flag.spec;
+    gptb::FlagSpec spec = flag.spec;
     std::string suffix;
     if (!flag.env.empty()) absl::StrAppend(&suffix, "env ", flag.env);
     if (!flag.default_value.empty()) {
@@ -85,8 +85,8 @@ std::vector<DaemonFlag> SecurityFlags() {
   };
 }
 
-server::TlsFiles TlsFromArgs(const DaemonArgs& args) {
-  server::TlsFiles tls;
+rpc::TlsFiles TlsFromArgs(const DaemonArgs& args) {
+  rpc::TlsFiles tls;
   tls.cert_file = args.Get("tls-cert");
   tls.key_file = args.Get("tls-key");
   tls.ca_file = args.Get("tls-ca");

@@ -6,42 +6,42 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "clients/cli/args.h"
-#include "server/common/credentials.h"
+#include "base/args.h"
+#include "rpc/credentials.h"
 
 namespace gptb::gptbd {
 
 // A daemon flag: its spelling, the environment variable that supplies it when the flag is
 // absent (Kubernetes manifests set env), and its default.
 struct DaemonFlag {
-  cli::FlagSpec spec;
+  gptb::FlagSpec spec;
   std::string env;  // "" when none
   std::string default_value;
 };
 
 // The flag specs, with "(env X, default Y)" appended to each help text.
-std::vector<cli::FlagSpec> Specs(const std::vector<DaemonFlag>& flags);
+std::vector<gptb::FlagSpec> Specs(const std::vector<DaemonFlag>& flags);
 
 // flag > environment > default.
 class DaemonArgs {
  public:
-  DaemonArgs(cli::ParsedArgs parsed, std::vector<DaemonFlag> flags)
+  DaemonArgs(gptb::ParsedArgs parsed, std::vector<DaemonFlag> flags)
       : parsed_(std::move(parsed)), flags_(std::move(flags)) {}
 
   std::string Get(const std::string& name) const;
   absl::StatusOr<int64_t> GetInt(const std::string& name) const;
   // "500ms", "5s", "2m" (absl::ParseDuration).
   absl::StatusOr<absl::Duration> GetDuration(const std::string& name) const;
-  const cli::ParsedArgs& parsed() const { return parsed_; }
+  const gptb::ParsedArgs& parsed() const { return parsed_; }
 
  private:
-  cli::ParsedArgs parsed_;
+  gptb::ParsedArgs parsed_;
   std::vector<DaemonFlag> flags_;
 };
 
 // --tls-cert / --tls-key / --tls-ca / --auth-token-file, shared by both daemons.
 std::vector<DaemonFlag> SecurityFlags();
-server::TlsFiles TlsFromArgs(const DaemonArgs& args);
+rpc::TlsFiles TlsFromArgs(const DaemonArgs& args);
 
 // The host part of HOST:PORT ("[::1]:5" -> "::1").
 std::string HostOf(const std::string& address);

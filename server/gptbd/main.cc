@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "grpc/grpc.h"
-#include "server/common/termination_signal.h"
+#include "base/termination_signal.h"
 #include "server/gptbd/commands.h"
 
 #ifndef GPTB_VERSION
@@ -29,7 +29,7 @@ void PrintUsage(std::ostream& os) {
 
 int main(int argc, char** argv) {
   // Before any thread starts, so that only the main thread takes SIGTERM / SIGINT.
-  gptb::server::BlockTerminationSignals();
+  gptb::BlockTerminationSignals();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     PrintUsage(std::cerr);

@@ -5,14 +5,14 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "base/termination_signal.h"
 #include "core/checkpoint/checkpoint_directory.h"
 #include "core/checkpoint/posix_file.h"
 #include "core/model/rank_model.h"
-#include "server/common/auth.h"
+#include "rpc/auth.h"
 #include "server/common/grpc_server.h"
 #include "server/common/log.h"
 #include "server/common/metrics.h"
-#include "server/common/termination_signal.h"
 #include "server/gptbd/commands.h"
 #include "server/gptbd/daemon_flags.h"
 #include "server/worker/coordinator_link.h"
@@ -89,7 +89,7 @@ void PrintHelp(const std::vector<DaemonFlag>& flags) {
                "Registers with the coordinator, heart-beats, builds the ranks it is given (one "
                "thread per\nrank, one rank per slot), holds their stages, releases and describes "
                "them. Runs until\nSIGTERM or SIGINT.\n\nflags:\n"
-            << cli::FlagsHelp(Specs(flags));
+            << gptb::FlagsHelp(Specs(flags));
 }
 
 int Fail(const absl::Status& status) {
@@ -115,7 +115,7 @@ std::string CoordinatorAddress(const DaemonArgs& args) {
 
 int RunWorker(const std::vector<std::string>& raw) {
   const std::vector<DaemonFlag> flags = WorkerFlags();
-  absl::StatusOr<cli::ParsedArgs> parsed = cli::ParseArgs(raw, Specs(flags));
+  absl::StatusOr<gptb::ParsedArgs> parsed = gptb::ParseArgs(raw, Specs(flags));
   if (!parsed.ok()) return Fail(parsed.status());
   if (parsed->Has("help")) {
     PrintHelp(flags);
@@ -152,12 +152,11 @@ int RunWorker(const std::vector<std::string>& raw) {
   // The default for every thread that has not chosen; each rank thread also sets it (OpenMP's
   // count is per thread).
   at::set_num_threads(*threads);
-  absl::StatusOr<server::BearerToken> token =
-      server::BearerToken::Load(args.Get("auth-token-file"));
+  absl::StatusOr<rpc::BearerToken> token = rpc::BearerToken::Load(args.Get("auth-token-file"));
   if (!token.ok()) return Fail(token.status());
-  const server::TlsFiles tls = TlsFromArgs(args);
+  const rpc::TlsFiles tls = TlsFromArgs(args);
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> coordinator_credentials =
-      server::MakeChannelCredentials(tls);
+      rpc::MakeChannelCredentials(tls);
   if (!coordinator_credentials.ok()) return Fail(coordinator_credentials.status());
 
   server::Metrics metrics("worker");
@@ -234,7 +233,7 @@ int RunWorker(const std::vector<std::string>& raw) {
       link_options.coordinator));
 
   int signal = 0;
-  while (signal == 0) signal = server::WaitForTerminationSignalFor(250);
+  while (signal == 0) signal = gptb::WaitForTerminationSignalFor(250);
   server::Log(absl::StrCat("signal ", signal, ": shutting down"));
   // Idle client connections would hold the server's shutdown for the whole grace: keep it short.
   (*server)->Shutdown(std::chrono::seconds(1));

@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/client_context.h"
-#include "server/common/credentials.h"
+#include "rpc/credentials.h"
 #include "server/common/log.h"
 
 namespace gptb::worker {
@@ -11,7 +11,7 @@ CoordinatorLink::CoordinatorLink(CoordinatorLinkOptions options, StageHolder* ho
     : options_(std::move(options)),
       holder_(holder),
       stub_(gptbuilder::v1::Coordinator::NewStub(
-          server::MakeChannel(options_.coordinator, options_.credentials))) {}
+          rpc::MakeChannel(options_.coordinator, options_.credentials))) {}
 
 CoordinatorLink::~CoordinatorLink() { Stop(); }
 

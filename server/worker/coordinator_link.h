@@ -12,7 +12,7 @@
 #include "absl/time/time.h"
 #include "gptbuilder/v1/coordinator.grpc.pb.h"
 #include "grpcpp/security/credentials.h"
-#include "server/common/auth.h"
+#include "rpc/auth.h"
 #include "server/worker/stage_holder.h"
 
 namespace gptb::worker {
@@ -23,7 +23,7 @@ struct CoordinatorLinkOptions {
   std::string address;      // where the coordinator reaches this worker
   std::string version;
   std::shared_ptr<grpc::ChannelCredentials> credentials;
-  server::BearerToken token;
+  rpc::BearerToken token;
   absl::Duration rpc_timeout = absl::Seconds(5);
   // Pause between attempts while the coordinator cannot be reached.
   absl::Duration retry = absl::Milliseconds(500);

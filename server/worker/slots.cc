@@ -142,6 +142,14 @@ absl::StatusOr<int> ThreadsPerRank(int requested, int slots, int cpus) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--threads-per-rank must be at least 1 (or 0 for CPUs / slots), got ", requested));
   }
+  // More threads than CPUs only makes the rank's own threads wait for one another.
+  if (requested > cpus) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threads-per-rank must be at most the ", cpus,
+                     " CPUs this process may use (its affinity mask, capped by its cgroup CPU "
+                     "quota), got ",
+                     requested));
+  }
   if (requested > 0) return requested;
   return std::max(1, cpus / std::max(1, slots));
 }

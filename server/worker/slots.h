@@ -42,7 +42,8 @@ int CgroupCpuQuota(const std::string& proc_self_cgroup,
 
 // Intra-op threads per rank for a worker of `slots` ranks on `cpus` CPUs: `requested` when > 0,
 // else cpus / slots (at least 1), so that ranks x threads <= cores and the ranks, which step
-// concurrently, do not oversubscribe them. INVALID_ARGUMENT for a negative request.
+// concurrently, do not oversubscribe them. INVALID_ARGUMENT for a negative request or one above
+// `cpus`.
 absl::StatusOr<int> ThreadsPerRank(int requested, int slots, int cpus);
 
 // A worker's slots: one rank each. CPU slots ("cpu") by default; with `cuda_devices` > 0 (a CUDA

@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "server/common/grpc_status.h"
+#include "rpc/grpc_status.h"
 #include "server/common/log.h"
 
 namespace gptb::worker {
@@ -277,7 +277,7 @@ void StageHolder::OnRankDone(const std::shared_ptr<Build>& build, int rank,
       r.num_params = held->plan().Rank(rank).memory.num_params;
       r.model = std::move(held);
       outcome = build->cancelled ? "cancelled" : "ready";
-      *final_event.mutable_result() = server::ToRpcStatus(absl::OkStatus());
+      *final_event.mutable_result() = rpc::ToRpcStatus(absl::OkStatus());
     } else {
       absl::Status status(result.status().code(),
                           absl::StrCat("rank ", rank, ": ", result.status().message()));
@@ -285,7 +285,7 @@ void StageHolder::OnRankDone(const std::shared_ptr<Build>& build, int rank,
       build->cancelled = true;  // the siblings cannot finish without this rank
       outcome = status.code() == absl::StatusCode::kCancelled ? "cancelled" : "failed";
       final_event.set_phase(gptbuilder::v1::BUILD_PHASE_UNSPECIFIED);
-      *final_event.mutable_result() = server::ToRpcStatus(result.status());
+      *final_event.mutable_result() = rpc::ToRpcStatus(result.status());
     }
     --build->running;
     if (build->running == 0) {

@@ -2,7 +2,7 @@
 #define GPTB_SERVER_WORKER_WORKER_SERVICE_H_
 
 #include "gptbuilder/v1/worker.grpc.pb.h"
-#include "server/common/auth.h"
+#include "rpc/auth.h"
 #include "server/worker/rank_jobs.h"
 #include "server/worker/stage_holder.h"
 
@@ -12,7 +12,7 @@ namespace gptb::worker {
 // token when one is configured (only the coordinator calls workers).
 class WorkerService final : public gptbuilder::v1::Worker::Service {
  public:
-  WorkerService(StageHolder* holder, server::BearerToken token)
+  WorkerService(StageHolder* holder, rpc::BearerToken token)
       : holder_(holder), token_(std::move(token)), jobs_(holder) {}
 
   grpc::Status BuildStages(grpc::ServerContext* context,
@@ -33,7 +33,7 @@ class WorkerService final : public gptbuilder::v1::Worker::Service {
 
  private:
   StageHolder* holder_;
-  server::BearerToken token_;
+  rpc::BearerToken token_;
   RankJobs jobs_;
 };
 

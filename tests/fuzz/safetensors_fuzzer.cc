@@ -134,7 +134,7 @@ void CheckPreadAgrees(const uint8_t* data, size_t size, const HeaderOptions& opt
   int fd = -1;
   const std::string path = MemFile(data, size, &fd);
   if (path.empty()) return;
-  auto reader = SafetensorsReader::Open(path, ReaderOptions{ReadMode::kPread, options});
+  auto reader = SafetensorsReader::Open(path, ReaderOptions{ReadMode::kPread, options, {}});
   Require(reader.ok() == in_memory.ok(), "pread and in-memory readers disagree");
   if (reader.ok()) {
     for (const TensorInfo& t : (*reader)->tensors()) {
@@ -192,7 +192,7 @@ void StructuredCase(const uint8_t* data, size_t size) {
   }
   if (extent == 0) Require((*writer)->WriteTensor("t", full.data()).ok(), "empty WriteTensor");
   Require((*writer)->Finish(/*sync=*/false).ok(), "Finish failed");
-  auto back = SafetensorsReader::Open(path, {ReadMode::kPread, {}});
+  auto back = SafetensorsReader::Open(path, {ReadMode::kPread, {}, {}});
   Require(back.ok(), "the writer's file does not open");
   std::vector<unsigned char> whole(info.nbytes());
   Require((*back)->ReadTensor("t", whole.data()).ok(), "ReadTensor of the writer's file failed");

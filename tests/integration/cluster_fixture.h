@@ -135,7 +135,7 @@ class ClusterTest : public ::testing::Test {
     ASSERT_TRUE(cluster.ok()) << cluster.status();
     cluster_ = *std::move(cluster);
     auto client =
-        cli::CoordinatorClient::Connect(cluster_->coordinator_address(), server::BearerToken());
+        cli::CoordinatorClient::Connect(cluster_->coordinator_address(), rpc::BearerToken());
     ASSERT_TRUE(client.ok());
     client_ = std::make_unique<cli::CoordinatorClient>(*std::move(client));
   }

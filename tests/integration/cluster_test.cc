@@ -14,8 +14,8 @@
 #include "google/rpc/error_details.pb.h"
 #include "gptbuilder/v1/coordinator.grpc.pb.h"
 #include "nlohmann/json.hpp"
-#include "server/common/grpc_status.h"
-#include "server/common/status_details.h"
+#include "rpc/grpc_status.h"
+#include "rpc/status_details.h"
 #include "tests/integration/cluster_fixture.h"
 #include "tests/unit/plan/golden_config.h"
 
@@ -122,7 +122,9 @@ TEST_F(CoordinatorClusterTest, TinyConfigsBuildAndDescribeEqualsPlan) {
       // parameter adds only its checksum.
       for (const auto& [key, value] : p.items()) {
         ASSERT_TRUE(h.contains(key)) << "stage " << i << " lacks " << key;
-        if (key != "params") EXPECT_EQ(h[key], value) << "stage " << i << " " << key;
+        if (key != "params") {
+          EXPECT_EQ(h[key], value) << "stage " << i << " " << key;
+        }
       }
       ASSERT_EQ(h["params"].size(), p["params"].size()) << "stage " << i;
       for (size_t k = 0; k < p["params"].size(); ++k) {
@@ -214,7 +216,7 @@ TEST_F(CoordinatorClusterTest, InvalidConfigReturnsEveryFieldViolation) {
   google::longrunning::Operation op;
   grpc::Status status = client_->stub()->BuildModel(client_->Context().get(), request, &op);
   ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  const auto violations = config::ViolationsFromStatus(server::FromGrpcStatus(status));
+  const auto violations = config::ViolationsFromStatus(rpc::FromGrpcStatus(status));
   std::set<std::string> fields;
   for (const auto& v : violations) fields.insert(v.field);
   EXPECT_GE(violations.size(), 3u);
@@ -244,7 +246,7 @@ TEST_F(CoordinatorClusterTest, OversizeIsResourceExhaustedAndTooFewSlotsFailedPr
   google::longrunning::Operation op;
   grpc::Status status = client_->stub()->BuildModel(client_->Context().get(), request, &op);
   ASSERT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
-  EXPECT_EQ(server::ErrorReason(server::FromGrpcStatus(status)), "RANK_TOO_LARGE");
+  EXPECT_EQ(rpc::ErrorReason(rpc::FromGrpcStatus(status)), "RANK_TOO_LARGE");
   EXPECT_THAT(status.error_message(), HasSubstr("the largest slot holds 4.00 MiB"));
   // Nothing was dispatched: no model, every slot free, no rank build on the worker.
   grpc::Status get;

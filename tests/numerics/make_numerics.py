@@ -101,6 +101,23 @@ CASES = {
                                activation_func_clamp_value=0.5),
     "sigmoid_mlp": derive(LLAMA, SMALL, activation_func="sigmoid", gated_linear_unit=False),
     "tanh_mlp": derive(LLAMA, SMALL, activation_func="tanh", gated_linear_unit=False),
+    # Qwen3-MoE as its Hugging Face import builds it: q/k norms, experts (top 2 of 4, the
+    # softmax of the top-k logits, i.e. transformers' renormalised norm_topk_prob routing) in
+    # the layers mlp_only_layers does not keep dense. (No load-balancing loss: it is a function
+    # of each micro-batch's tokens, so the dp and pp layouts could not match one rank's batch.)
+    "qwen3_moe": derive(LLAMA, SMALL, **MOE, qk_layernorm=True, moe_ffn_hidden_size=48,
+                        moe_layer_freq=[1, 1, 0, 1]),
+    # Other fields that change the computation.
+    "rope_interleaved_partial": derive(LLAMA, dict(SMALL, rotary_percent=0.5),
+                                       rotary_interleaved=True),
+    "rope_llama3_scaling": derive(LLAMA, dict(SMALL, rope_scaling=True, rope_scaling_factor=8.0,
+                                              rotary_base=500000)),
+    "post_ln_residual": derive(GPT, GPT_SMALL, apply_residual_connection_post_layernorm=True),
+    "softmax_scale_qk_l2_norm": derive(LLAMA, SMALL, softmax_scale=0.2, qk_l2_norm=True),
+    "attention_output_gate": derive(LLAMA, SMALL, attention_output_gate=True),
+    "moe_sigmoid_router_scaling": derive(LLAMA, SMALL, **MOE, moe_router_score_function="sigmoid",
+                                         moe_router_topk_scaling_factor=2.5),
+    "moe_pre_softmax": derive(LLAMA, SMALL, **MOE, moe_router_pre_softmax=True),
 }
 
 

@@ -60,6 +60,8 @@ gptbuilder::v1::GPTModelConfig ConfigAt(const NumericsCase& c, const NumericsLay
   }
   t->set_expert_model_parallel_size(layout.ep);
   t->set_sequence_parallel(layout.sequence_parallel);
+  if (!layout.layer_spec.empty())
+    config.mutable_transformer_layer_spec()->set_name(layout.layer_spec);
   // The oracle runs Megatron without dropout.
   t->set_hidden_dropout(0.0);
   t->set_attention_dropout(0.0);
@@ -113,10 +115,12 @@ std::string NumericsLayout::Name() const {
   if (ep > 1) add("ep", ep);
   if (dp > 1) add("dp", dp);
   if (sequence_parallel) name += "_sp";
+  if (!layer_spec.empty()) name += (name.empty() ? "" : "_") + layer_spec;
   return name.empty() ? "one rank" : name;
 }
 
-const std::vector<NumericsLayout> kExtraNumericsLayouts = {};
+const std::vector<NumericsLayout> kExtraNumericsLayouts = {
+    {.tp = 2, .sequence_parallel = true, .layer_spec = "transformer_engine"}};
 
 std::vector<NumericsLayout> NumericsLayoutsFor(const gptbuilder::v1::GPTModelConfig& config) {
   const auto& t = config.transformer();
@@ -129,7 +133,7 @@ std::vector<NumericsLayout> NumericsLayoutsFor(const gptbuilder::v1::GPTModelCon
   std::vector<NumericsLayout> out;
   for (const NumericsLayout& l : candidates) {
     if (heads % l.tp != 0 || groups % l.tp != 0) continue;
-    // TrainStep refuses MoE with tensor parallelism until sequence parallelism exists.
+    // Megatron requires sequence parallelism for MoE with tensor parallelism.
     if (moe && l.tp > 1 && !l.sequence_parallel) continue;
     if (t.num_layers() % (l.pp * std::max(l.vp, 1)) != 0) continue;
     if (l.ep > 1 && (!moe || t.num_moe_experts() % l.ep != 0)) continue;

@@ -53,8 +53,12 @@ std::vector<std::string> GoldenNumericsCases();
 struct NumericsLayout {
   int tp = 1, pp = 1, vp = 0, ep = 1, dp = 1;
   bool sequence_parallel = false;
+  // A named layer spec instead of the case's (empty: the case's). The canonical names are
+  // Transformer Engine's, so a checkpoint of a local-spec case loads into "transformer_engine"
+  // (which sequence parallelism needs: Megatron refuses torch norms with it).
+  std::string layer_spec{};
   int world_size() const { return tp * pp * dp; }
-  std::string Name() const;  // "tp2", "pp2_vp2", "ep2_dp2", "one rank", ...
+  std::string Name() const;  // "tp2", "pp2_vp2", "ep2_dp2", "tp2_sp_transformer_engine", ...
 };
 
 // The layouts a case is checked at besides one rank, each where the model allows it: tp2, pp2,
@@ -62,9 +66,8 @@ struct NumericsLayout {
 std::vector<NumericsLayout> NumericsLayoutsFor(const gptbuilder::v1::GPTModelConfig& config);
 
 // Layouts added to every case whose model allows them (NumericsLayoutsFor checks tp against
-// the heads and query groups, pp x vp against the layers, ep against the experts). Sequence
-// parallelism joins here as {.tp = 2, .sequence_parallel = true} once train::ForwardBackward
-// runs it.
+// the heads and query groups, pp x vp against the layers, ep against the experts): tp2 with
+// sequence parallelism on the Transformer Engine spec (Megatron refuses torch norms with it).
 extern const std::vector<NumericsLayout> kExtraNumericsLayouts;
 
 // Writes the case's weights as a gptbuilder canonical checkpoint at `dir` (a one-rank build of

@@ -181,7 +181,8 @@ INSTANTIATE_TEST_SUITE_P(
         Family{"mistral", {{1, 1, 0, 1}, {2, 1, 0, 1}}, false, {1, 2, 0, 1}},
         Family{"qwen2", {{1, 1, 0, 1}, {2, 2, 0, 1}}, false, {2, 2, 0, 1}},
         Family{"qwen3", {{1, 1, 0, 1}, {2, 1, 0, 1}}, false, {2, 1, 0, 1}},
-        Family{"mixtral", {{1, 1, 0, 1}, {1, 1, 0, 2}, {2, 1, 0, 2}}, false, {2, 1, 0, 2}}),
+        Family{"mixtral", {{1, 1, 0, 1}, {1, 1, 0, 2}, {2, 1, 0, 2}}, false, {2, 1, 0, 2}},
+        Family{"qwen3_moe", {{1, 1, 0, 1}, {2, 2, 0, 2}}, false, {2, 2, 0, 2}}),
     [](const ::testing::TestParamInfo<Family>& info) { return info.param.type; });
 
 TEST(HfImport, MismatchesAreReportedUpFront) {

@@ -226,6 +226,14 @@ Json HfConfig(const std::string& type) {
     j["num_experts_per_tok"] = 2;
     j["sliding_window"] = nullptr;
   }
+  if (type == "qwen3_moe") {
+    // Layer 0 with experts, layer 1 dense; routing without renormalisation.
+    j["num_experts"] = 4;
+    j["num_experts_per_tok"] = 2;
+    j["moe_intermediate_size"] = 32;
+    j["mlp_only_layers"] = {1};
+    j["norm_topk_prob"] = false;
+  }
   if (type == "mistral") j["sliding_window"] = 4096;
   if (type == "qwen2") j["tie_word_embeddings"] = true;
   return j;
@@ -240,7 +248,8 @@ GPTModelConfig ImportFinalized(const Json& j) {
 }
 
 TEST(HfFamilies, InferredFromImportedConfigsAndExportRoundTrips) {
-  for (const std::string type : {"gpt2", "llama", "mistral", "qwen2", "qwen3", "mixtral"}) {
+  for (const std::string type :
+       {"gpt2", "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen3_moe"}) {
     const GPTModelConfig c = ImportFinalized(HfConfig(type));
     absl::StatusOr<HfFamily> family = InferHfFamily(c);
     ASSERT_TRUE(family.ok()) << type << ": " << family.status();
@@ -271,6 +280,26 @@ TEST(HfFamilies, UnrepresentableModelsAreRejectedField) {
   // A Llama is not a Qwen3 (no qk norms), a GPT-2 is not a Llama.
   EXPECT_FALSE(CheckHfRepresentable(HfFamily::kQwen3, ImportFinalized(HfConfig("llama"))).ok());
   EXPECT_FALSE(CheckHfRepresentable(HfFamily::kLlama, ImportFinalized(HfConfig("gpt2"))).ok());
+  // Routing transformers does not compute: Mixtral always renormalises the top k, and neither
+  // family has expert groups, expert bias or scaled routing weights.
+  GPTModelConfig moe = ImportFinalized(HfConfig("qwen3_moe"));
+  EXPECT_TRUE(CheckHfRepresentable(HfFamily::kQwen3Moe, moe).ok());
+  EXPECT_FALSE(CheckHfRepresentable(HfFamily::kQwen3, moe).ok());  // dense
+  moe.mutable_transformer()->set_moe_router_enable_expert_bias(true);
+  moe.mutable_transformer()->set_moe_router_topk_scaling_factor(2.5);
+  s = CheckHfRepresentable(HfFamily::kQwen3Moe, moe);
+  EXPECT_THAT(std::string(s.message()),
+              ::testing::HasSubstr("transformer.moe_router_enable_expert_bias"));
+  EXPECT_THAT(std::string(s.message()),
+              ::testing::HasSubstr("transformer.moe_router_topk_scaling_factor"));
+  GPTModelConfig mixtral = ImportFinalized(HfConfig("mixtral"));
+  mixtral.mutable_transformer()->set_moe_router_pre_softmax(true);
+  mixtral.mutable_transformer()->clear_moe_layer_freq();
+  mixtral.mutable_transformer()->add_moe_layer_freq(0);
+  mixtral.mutable_transformer()->add_moe_layer_freq(1);
+  s = CheckHfRepresentable(HfFamily::kMixtral, mixtral);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("transformer.moe_router_pre_softmax"));
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("transformer.moe_layer_freq"));
 }
 
 }  // namespace

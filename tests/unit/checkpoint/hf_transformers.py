@@ -3,10 +3,10 @@
 environment), the independent reference of gptbuilder's Hugging Face import and export.
 
   write FAMILY OUT_DIR [--sharded]
-      Builds a transformers model of FAMILY (gpt2, llama, mistral, qwen2, qwen3, mixtral) from a
-      small config with seeded random weights (matrices N(0, 0.15), norm weights 1 + N(0, 0.1),
-      biases N(0, 0.1)) and saves it with save_pretrained (safetensors; two shards and an index
-      with --sharded). OUT_DIR/reference.safetensors holds input_ids (I64 [2, 12]) and the
+      Builds a transformers model of FAMILY (gpt2, llama, mistral, qwen2, qwen3, mixtral,
+      qwen3_moe) from a small config with seeded random weights (matrices N(0, 0.15), norm
+      weights 1 + N(0, 0.1), biases N(0, 0.1)) and saves it with save_pretrained (safetensors;
+      two shards and an index with --sharded). OUT_DIR/reference.safetensors holds input_ids (I64 [2, 12]) and the
       model's logits (F32 [2, 12, vocab]), computed by transformers with eager attention.
 
   check-export ORIGINAL_DIR EXPORTED_DIR
@@ -18,7 +18,8 @@ environment), the independent reference of gptbuilder's Hugging Face import and 
 The configs exercise what each family's import must get right: GPT-2's "gelu_new" (the tanh
 approximation of GELU), Conv1D weights and tied embeddings; grouped-query attention; Qwen2's
 q/k/v biases, Qwen3's q/k norms; Mistral's and Mixtral's sliding window (5 and 6 tokens, shorter
-than the 12-token input); Mixtral's top-2 experts.
+than the 12-token input); Mixtral's top-2 experts; Qwen3-MoE's q/k norms with a MoE layer
+(renormalised top-2 of 4 experts) and a dense one (mlp_only_layers).
 """
 import sys
 
@@ -53,6 +54,12 @@ def config_of(family):
     if family == "mixtral":
         return transformers.MixtralConfig(**common, head_dim=HEAD_DIM, sliding_window=6,
                                           num_local_experts=4, num_experts_per_tok=2)
+    if family == "qwen3_moe":
+        # Layer 0 has 4 experts (top 2, renormalised), layer 1 a dense MLP (mlp_only_layers).
+        return transformers.Qwen3MoeConfig(**common, head_dim=HEAD_DIM, use_sliding_window=False,
+                                           num_experts=4, num_experts_per_tok=2,
+                                           moe_intermediate_size=32, norm_topk_prob=True,
+                                           mlp_only_layers=[1])
     sys.exit(f"unknown family {family!r}")
 
 

@@ -26,7 +26,7 @@ class CorruptFileTest : public ::testing::TestWithParam<ReadMode> {
   absl::Status OpenBytes(const std::string& bytes) {
     const std::string path = dir_.File("bad.safetensors");
     testing::WriteBytes(path, bytes);
-    auto reader = SafetensorsReader::Open(path, {GetParam(), {}});
+    auto reader = SafetensorsReader::Open(path, {GetParam(), {}, {}});
     if (reader.ok()) return absl::OkStatus();
     // Errors about the file's content name the file.
     if (reader.status().code() != Code::kNotFound) {
@@ -51,7 +51,7 @@ TEST_P(CorruptFileTest, ValidBaselineOpens) {
 }
 
 TEST_P(CorruptFileTest, MissingFileIsNotFound) {
-  auto reader = SafetensorsReader::Open(dir_.File("absent.safetensors"), {GetParam(), {}});
+  auto reader = SafetensorsReader::Open(dir_.File("absent.safetensors"), {GetParam(), {}, {}});
   ExpectError(reader.status(), Code::kNotFound, {"absent.safetensors"});
 }
 
@@ -224,7 +224,7 @@ TEST_P(CorruptFileTest, GapsAndTrailingBytes) {
   testing::WriteBytes(path, RawSafetensors(R"({"a": {"dtype": "F32", "shape": [1], )"
                                            R"("data_offsets": [4, 8]}})",
                                            std::string(12, 'x')));
-  ReaderOptions lenient{GetParam(), {}};
+  ReaderOptions lenient{GetParam(), {}, {}};
   lenient.header.require_full_coverage = false;
   auto reader = SafetensorsReader::Open(path, lenient);
   ASSERT_TRUE(reader.ok()) << reader.status();
@@ -272,7 +272,7 @@ TEST(SafetensorsReader, FileTruncatedAfterOpenIsDataLossInPreadMode) {
     ASSERT_TRUE(writer.ok());
     ASSERT_TRUE((*writer)->Finish(false).ok());
   }
-  auto reader = SafetensorsReader::Open(path, {ReadMode::kPread, {}});
+  auto reader = SafetensorsReader::Open(path, {ReadMode::kPread, {}, {}});
   ASSERT_TRUE(reader.ok());
   ASSERT_EQ(::truncate(path.c_str(), 100), 0);
   std::vector<float> out(256);

@@ -76,7 +76,7 @@ TEST_P(PythonWrittenFileTest, ReaderMatchesNumpyBytesAndValues) {
   std::ifstream expected_file(dir.File("expected.json"));
   const nlohmann::json expected = nlohmann::json::parse(expected_file);
 
-  auto reader = SafetensorsReader::Open(dir.File("reference.safetensors"), {GetParam(), {}});
+  auto reader = SafetensorsReader::Open(dir.File("reference.safetensors"), {GetParam(), {}, {}});
   ASSERT_TRUE(reader.ok()) << reader.status();
   EXPECT_EQ((*reader)->metadata(),
             (std::map<std::string, std::string>{{"format", "pt"}, {"producer", "numpy by hand"}}));

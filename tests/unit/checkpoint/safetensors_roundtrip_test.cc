@@ -99,7 +99,7 @@ TEST_P(RoundTripTest, EveryDTypeAndShapeComesBackBitExact) {
     }
     ASSERT_TRUE((*writer)->Finish().ok());
   }
-  auto reader = SafetensorsReader::Open(path, {GetParam(), {}});
+  auto reader = SafetensorsReader::Open(path, {GetParam(), {}, {}});
   ASSERT_TRUE(reader.ok()) << reader.status();
   EXPECT_EQ((*reader)->metadata(), metadata);
   EXPECT_EQ((*reader)->header().data_offset % 8, 0u);
@@ -141,7 +141,7 @@ TEST_P(RoundTripTest, EmptyFileHasNoTensors) {
   ASSERT_TRUE(writer.ok()) << writer.status();
   ASSERT_TRUE((*writer)->Finish().ok());
   EXPECT_EQ(testing::ReadBytes(path).size(), 16u);  // prefix + "{}" padded to 8
-  auto reader = SafetensorsReader::Open(path, {GetParam(), {}});
+  auto reader = SafetensorsReader::Open(path, {GetParam(), {}, {}});
   ASSERT_TRUE(reader.ok()) << reader.status();
   EXPECT_TRUE((*reader)->tensors().empty());
   EXPECT_TRUE((*reader)->metadata().empty());
@@ -158,7 +158,7 @@ TEST_P(RoundTripTest, ReadSliceReadsOnlyTheSliceBytes) {
     ASSERT_TRUE((*writer)->WriteTensor("w", full.data()).ok());
     ASSERT_TRUE((*writer)->Finish(/*sync=*/false).ok());
   }
-  auto reader = SafetensorsReader::Open(path, {GetParam(), {}});
+  auto reader = SafetensorsReader::Open(path, {GetParam(), {}, {}});
   ASSERT_TRUE(reader.ok());
   Bytes out(64 * 8 * 4);
   ASSERT_EQ(*(*reader)->SliceBytes("w", 1, 8, 8), out.size());
@@ -183,7 +183,7 @@ TEST_P(RoundTripTest, ReadSliceRejectsBadArgumentsAndUnknownNames) {
     ASSERT_TRUE(writer.ok());
     ASSERT_TRUE((*writer)->Finish(false).ok());
   }
-  auto reader = SafetensorsReader::Open(path, {GetParam(), {}});
+  auto reader = SafetensorsReader::Open(path, {GetParam(), {}, {}});
   ASSERT_TRUE(reader.ok());
   Bytes out(4 * 6 * 4);
   ExpectError((*reader)->ReadSlice("nope", 0, 0, 1, out.data()), absl::StatusCode::kNotFound,
@@ -265,7 +265,7 @@ void WriteAndCheckSlicesAlong(int dim, WriteMode mode) {
   ASSERT_TRUE((*writer)->Finish().ok());
 
   for (ReadMode mode : {ReadMode::kMmap, ReadMode::kPread}) {
-    auto reader = SafetensorsReader::Open(path, {mode, {}});
+    auto reader = SafetensorsReader::Open(path, {mode, {}, {}});
     ASSERT_TRUE(reader.ok()) << reader.status();
     for (const TensorSpec& s : specs) {
       Bytes back(full[s.name].size());

@@ -4,6 +4,7 @@
 #include <sstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "core/config/config_loader.h"
 #include "core/config/finalize.h"
 #include "gmock/gmock.h"
@@ -191,6 +192,61 @@ TEST(HfImport, MixtralIsMoe) {
   EXPECT_EQ(ParameterCount(Resolved(c)), 46'702'792'704);
 }
 
+TEST(HfImport, Qwen3MoeIsMoeWithQkNorms) {
+  const GPTModelConfig c = ImportFile("qwen3-30b-a3b.json");
+  const TransformerConfig& t = c.transformer();
+  EXPECT_TRUE(t.qk_layernorm());
+  EXPECT_EQ(t.kv_channels(), 128);
+  EXPECT_EQ(t.num_moe_experts(), 128);
+  EXPECT_EQ(t.moe_router_topk(), 8);
+  EXPECT_EQ(t.moe_ffn_hidden_size(), 768);
+  EXPECT_FALSE(t.moe_router_pre_softmax());  // norm_topk_prob true: top-k logits, then softmax
+  EXPECT_EQ(t.moe_layer_freq_size(), 0);     // experts in every layer
+  EXPECT_EQ(c.rotary_base(), 1000000);
+  EXPECT_EQ(c.seq_length(), 40960);
+  EXPECT_EQ(ParameterCount(Resolved(c)), 30'532'122'624);
+}
+
+TEST(HfImport, Qwen3MoeDenseLayersAndUnnormalisedRouting) {
+  // Layers 1 and 3 by decoder_sparse_step 2, layer 3 then kept dense by mlp_only_layers;
+  // without norm_topk_prob the top-k of the softmax over all experts is Megatron's pre-softmax.
+  const GPTModelConfig c = *ImportHfConfigText(
+      R"({"model_type": "qwen3_moe", "num_hidden_layers": 4, "hidden_size": 64,
+          "num_attention_heads": 4, "intermediate_size": 96, "vocab_size": 256,
+          "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+          "decoder_sparse_step": 2, "mlp_only_layers": [3], "norm_topk_prob": false})");
+  const TransformerConfig& t = c.transformer();
+  EXPECT_THAT(t.moe_layer_freq(), ElementsAre(0, 1, 0, 0));
+  EXPECT_TRUE(t.moe_router_pre_softmax());
+  EXPECT_EQ(t.kv_channels(), 16);  // hidden_size / heads: Qwen3MoeConfig has no head_dim default
+  EXPECT_EQ(t.ffn_hidden_size(), 96);
+}
+
+TEST(HfImport, Qwen3MoeRefusesWhatMegatronDoesNotCompute) {
+  absl::StatusOr<GPTModelConfig> r = ImportHfConfigText(
+      R"({"model_type": "qwen3_moe", "num_hidden_layers": 2, "hidden_size": 64,
+          "num_attention_heads": 4, "intermediate_size": 96, "vocab_size": 256,
+          "attention_bias": true, "use_sliding_window": true, "mlp_only_layers": [5]})");
+  ASSERT_FALSE(r.ok());
+  const auto violations = FieldsAndReasons(r.status());
+  EXPECT_THAT(violations, Contains(Pair("attention_bias", "UNSUPPORTED")));
+  EXPECT_THAT(violations, Contains(Pair("use_sliding_window", "UNSUPPORTED")));
+  EXPECT_THAT(violations, Contains(Pair("mlp_only_layers", "OUT_OF_RANGE")));
+}
+
+TEST(HfImport, UnbuiltFamiliesAreRefusedByName) {
+  for (const char* type : {"deepseek_v3", "deepseek_v2", "gpt_oss", "gemma2", "gemma3_text"}) {
+    absl::StatusOr<GPTModelConfig> r =
+        ImportHfConfigText(absl::StrCat(R"({"model_type": ")", type, R"(", "hidden_size": 8})"));
+    ASSERT_FALSE(r.ok()) << type;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(FieldsAndReasons(r.status()),
+                Contains(Pair("model_type", "UNSUPPORTED_MODEL_TYPE")));
+    EXPECT_THAT(std::string(r.status().message()),
+                HasSubstr(absl::StrCat("'", type, "' is not supported (")));
+  }
+}
+
 TEST(HfImport, UnsupportedModelTypeListsTheSupportedOnes) {
   absl::StatusOr<GPTModelConfig> r =
       ImportHfConfigText(R"({"model_type": "falcon", "hidden_size": 8})");
@@ -198,7 +254,7 @@ TEST(HfImport, UnsupportedModelTypeListsTheSupportedOnes) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(FieldsAndReasons(r.status()), Contains(Pair("model_type", "UNSUPPORTED_MODEL_TYPE")));
   EXPECT_THAT(std::string(r.status().message()),
-              HasSubstr("gpt2, llama, mistral, mixtral, qwen2, qwen3"));
+              HasSubstr("gpt2, llama, mistral, mixtral, qwen2, qwen3, qwen3_moe"));
 }
 
 TEST(HfImport, MissingSizesAndWrongTypesAreReportedPerKey) {

@@ -37,7 +37,11 @@ INSTANTIATE_TEST_SUITE_P(Families, HfParameterCountTest,
                                            Published{"mistral-7b-v0.1.json", 7241732096},
                                            Published{"qwen2-7b.json", 7615616512},
                                            Published{"qwen3-8b.json", 8190735360},
-                                           Published{"mixtral-8x7b.json", 46702792704}),
+                                           Published{"mixtral-8x7b.json", 46702792704},
+                                           // transformers' Qwen3MoeForCausalLM of the model
+                                           // cards' config.json (30.5B and 235B in total).
+                                           Published{"qwen3-30b-a3b.json", 30532122624},
+                                           Published{"qwen3-235b-a22b.json", 235093634560}),
                          [](const ::testing::TestParamInfo<Published>& info) {
                            std::string name = info.param.file;
                            name = name.substr(0, name.find(".json"));

@@ -1,12 +1,13 @@
 #include "server/coordinator/coordinator.h"
 
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include "core/config/violations.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/common/status_details.h"
+#include "rpc/status_details.h"
 #include "tests/unit/server/fake_workers.h"
 #include "tests/unit/server/test_models.h"
 
@@ -151,6 +152,17 @@ TEST_F(CoordinatorTest, PlanModelPagesItsRanksAndHonoursTheLimits) {
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("--max-world-size"));
 }
 
+// Issue 13: handlers kept working after the client's deadline; a cancelled plan stops before it
+// is described.
+TEST_F(CoordinatorTest, ACancelledPlanModelStops) {
+  gptbuilder::v1::PlanModelRequest request;
+  *request.mutable_config() = TinyGpt(2, 2);
+  request.set_world_size(8);
+  EXPECT_TRUE(coordinator_->PlanModel(request, [] { return false; }).ok());
+  EXPECT_EQ(coordinator_->PlanModel(request, [] { return true; }).status().code(),
+            absl::StatusCode::kCancelled);
+}
+
 // Issue 13: LOST workers used to stay in ListWorkers forever.
 TEST_F(CoordinatorTest, LostWorkersLeaveTheListAfterTheRetention) {
   Restart(absl::Milliseconds(100),
@@ -166,11 +178,29 @@ TEST_F(CoordinatorTest, LostWorkersLeaveTheListAfterTheRetention) {
   EXPECT_TRUE(coordinator_->Heartbeat(beat).register_again());
 }
 
+// Issue 13: the coordinator's --checkpoint-root confines saves even when a worker was started
+// without one (a WIP once left only the workers' check).
+TEST_F(CoordinatorTest, SavesOutsideTheCheckpointRootArePermissionDenied) {
+  const std::string root = std::filesystem::canonical(std::filesystem::temp_directory_path());
+  Restart(absl::Seconds(60), [&](CoordinatorOptions& o) { o.checkpoint_root = root; });
+  gptbuilder::v1::SaveCheckpointRequest save;
+  save.set_model("m");
+  save.set_path("/proc/gptb-not-a-checkpoint-root/ck");
+  absl::StatusOr<gptbuilder::v1::SaveCheckpointResponse> refused =
+      coordinator_->SaveCheckpoint(save, [] { return false; });
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("--checkpoint-root"));
+  // Inside the root the request goes on (to the missing model).
+  save.set_path(root + "/gptb-coordinator-test/ck");
+  EXPECT_EQ(coordinator_->SaveCheckpoint(save, [] { return false; }).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(CoordinatorTest, BuildWithoutEnoughSlotsIsFailedPrecondition) {
   AddWorker("w1", 2);
   auto op = coordinator_->BuildModel(Build("m"));
   ASSERT_EQ(op.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(server::ErrorReason(op.status()), "NOT_ENOUGH_SLOTS");
+  EXPECT_EQ(rpc::ErrorReason(op.status()), "NOT_ENOUGH_SLOTS");
   EXPECT_EQ(connector_->Worker("w1:1")->build_calls, 0);
   EXPECT_EQ(coordinator_->GetModel("m").status().code(), absl::StatusCode::kNotFound);
 }

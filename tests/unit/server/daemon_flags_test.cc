@@ -7,7 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "server/common/credentials.h"
+#include "rpc/credentials.h"
 
 namespace gptb::gptbd {
 namespace {
@@ -18,23 +18,23 @@ std::vector<DaemonFlag> Flags() {
 }
 
 TEST(DaemonArgsTest, FlagBeatsEnvironmentBeatsDefault) {
-  auto parsed = cli::ParseArgs({}, Specs(Flags()));
+  auto parsed = gptb::ParseArgs({}, Specs(Flags()));
   ASSERT_TRUE(parsed.ok());
   ::unsetenv("GPTB_TEST_LISTEN");
   EXPECT_EQ(DaemonArgs(*parsed, Flags()).Get("listen"), "127.0.0.1:1");
   ::setenv("GPTB_TEST_LISTEN", "0.0.0.0:2", 1);
   EXPECT_EQ(DaemonArgs(*parsed, Flags()).Get("listen"), "0.0.0.0:2");
-  auto with_flag = cli::ParseArgs({"--listen", "10.0.0.1:3"}, Specs(Flags()));
+  auto with_flag = gptb::ParseArgs({"--listen", "10.0.0.1:3"}, Specs(Flags()));
   ASSERT_TRUE(with_flag.ok());
   EXPECT_EQ(DaemonArgs(*with_flag, Flags()).Get("listen"), "10.0.0.1:3");
   ::unsetenv("GPTB_TEST_LISTEN");
 }
 
 TEST(DaemonArgsTest, DurationsAreParsedAndCheckedWithTheFlagName) {
-  auto ok = cli::ParseArgs({"--timeout", "250ms"}, Specs(Flags()));
+  auto ok = gptb::ParseArgs({"--timeout", "250ms"}, Specs(Flags()));
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(*DaemonArgs(*ok, Flags()).GetDuration("timeout"), absl::Milliseconds(250));
-  auto bad = cli::ParseArgs({"--timeout", "soon"}, Specs(Flags()));
+  auto bad = gptb::ParseArgs({"--timeout", "soon"}, Specs(Flags()));
   ASSERT_TRUE(bad.ok());
   auto duration = DaemonArgs(*bad, Flags()).GetDuration("timeout");
   ASSERT_FALSE(duration.ok());
@@ -42,7 +42,7 @@ TEST(DaemonArgsTest, DurationsAreParsedAndCheckedWithTheFlagName) {
 }
 
 TEST(DaemonArgsTest, HelpNamesTheEnvironmentVariableAndDefault) {
-  const std::string help = cli::FlagsHelp(Specs(Flags()));
+  const std::string help = gptb::FlagsHelp(Specs(Flags()));
   EXPECT_THAT(help, ::testing::HasSubstr("env GPTB_TEST_LISTEN, default 127.0.0.1:1"));
 }
 
@@ -74,7 +74,7 @@ TEST(ReadyFileTest, WritesTheAddressesAsJson) {
 TEST(FanOutDeadlineTest, StaysWithinTheCallersDeadline) {
   grpc::ServerContext context;  // no deadline: the budget applies
   const auto now = std::chrono::system_clock::now();
-  const auto deadline = server::FanOutDeadline(context, std::chrono::seconds(10));
+  const auto deadline = rpc::FanOutDeadline(context, std::chrono::seconds(10));
   EXPECT_GE(deadline, now + std::chrono::seconds(9));
   EXPECT_LE(deadline, now + std::chrono::seconds(11));
 }

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/plan/plan_description.h"
-#include "server/common/grpc_status.h"
+#include "rpc/grpc_status.h"
 #include "server/coordinator/model_preparation.h"
 #include "server/coordinator/worker_connection.h"
 
@@ -54,7 +54,7 @@ class FakeWorker : public coordinator::WorkerConnection {
     if (mode == Mode::kFailFirstRank) {
       gptbuilder::v1::RankProgress p;
       p.set_rank(request.ranks(0).rank());
-      *p.mutable_result() = server::ToRpcStatus(absl::ResourceExhaustedError("out of memory"));
+      *p.mutable_result() = rpc::ToRpcStatus(absl::ResourceExhaustedError("out of memory"));
       on_progress(p);
       return absl::ResourceExhaustedError("rank failed: out of memory");
     }
@@ -66,7 +66,7 @@ class FakeWorker : public coordinator::WorkerConnection {
       p.set_layers_total(2);
       (*p.mutable_phase_seconds_by_phase())["construct"] = 0.5;
       p.set_parameter_bytes(1000);
-      *p.mutable_result() = server::ToRpcStatus(absl::OkStatus());
+      *p.mutable_result() = rpc::ToRpcStatus(absl::OkStatus());
       on_progress(p);
       std::lock_guard<std::mutex> lock(mu);
       held[request.model()].insert(a.rank());

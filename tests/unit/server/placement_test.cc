@@ -8,7 +8,7 @@
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
 #include "gtest/gtest.h"
-#include "server/common/status_details.h"
+#include "rpc/status_details.h"
 
 namespace gptb::coordinator {
 namespace {
@@ -75,9 +75,9 @@ TEST(PlacementTest, SpreadsAGroupNoWorkerHolds) {
 TEST(PlacementTest, TooFewRegisteredSlotsIsFailedPrecondition) {
   auto placed = PlaceRanks(Request(4, 2, 1), {Worker("a", 2, 10)});
   ASSERT_EQ(placed.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(server::ErrorReason(placed.status()), "NOT_ENOUGH_SLOTS");
+  EXPECT_EQ(rpc::ErrorReason(placed.status()), "NOT_ENOUGH_SLOTS");
   EXPECT_THAT(std::string(placed.status().message()), ::testing::HasSubstr("needs 4 cpu slots"));
-  auto payload = placed.status().GetPayload(server::kPreconditionFailureTypeUrl);
+  auto payload = placed.status().GetPayload(rpc::kPreconditionFailureTypeUrl);
   ASSERT_TRUE(payload.has_value());
   google::rpc::PreconditionFailure failure;
   ASSERT_TRUE(failure.ParseFromString(std::string(*payload)));
@@ -87,8 +87,8 @@ TEST(PlacementTest, TooFewRegisteredSlotsIsFailedPrecondition) {
 TEST(PlacementTest, RankLargerThanEverySlotIsResourceExhausted) {
   auto placed = PlaceRanks(Request(4, 2, 5000), {Worker("a", 2, 1000), Worker("b", 2, 1000)});
   ASSERT_EQ(placed.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(server::ErrorReason(placed.status()), "RANK_TOO_LARGE");
-  auto payload = placed.status().GetPayload(server::kQuotaFailureTypeUrl);
+  EXPECT_EQ(rpc::ErrorReason(placed.status()), "RANK_TOO_LARGE");
+  auto payload = placed.status().GetPayload(rpc::kQuotaFailureTypeUrl);
   ASSERT_TRUE(payload.has_value());
   google::rpc::QuotaFailure failure;
   ASSERT_TRUE(failure.ParseFromString(std::string(*payload)));
@@ -100,7 +100,7 @@ TEST(PlacementTest, OccupiedSlotsAreResourceExhausted) {
   a.slots[0].free = false;
   auto placed = PlaceRanks(Request(4, 2, 1), {a, Worker("b", 2, 10)});
   ASSERT_EQ(placed.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(server::ErrorReason(placed.status()), "NOT_ENOUGH_FREE_SLOTS");
+  EXPECT_EQ(rpc::ErrorReason(placed.status()), "NOT_ENOUGH_FREE_SLOTS");
 }
 
 TEST(PlacementTest, HeterogeneousBudgetsGoToSlotsThatHoldThem) {
@@ -124,7 +124,7 @@ TEST(PlacementTest, CudaWithoutCudaSlotsIsFailedPreconditionNamingTheCpuSlots) {
   r.device = "cuda";
   auto placed = PlaceRanks(r, {Worker("a", 2, 10), Worker("b", 2, 10)});
   ASSERT_EQ(placed.status().code(), absl::StatusCode::kFailedPrecondition) << placed.status();
-  EXPECT_EQ(server::ErrorReason(placed.status()), "NOT_ENOUGH_SLOTS");
+  EXPECT_EQ(rpc::ErrorReason(placed.status()), "NOT_ENOUGH_SLOTS");
   EXPECT_THAT(std::string(placed.status().message()),
               ::testing::AllOf(::testing::HasSubstr("2 cuda slots"),
                                ::testing::HasSubstr("-DGPTB_WITH_CUDA=ON"),

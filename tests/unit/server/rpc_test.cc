@@ -17,11 +17,11 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
-#include "server/common/auth.h"
+#include "rpc/auth.h"
 #include "server/common/grpc_server.h"
-#include "server/common/grpc_status.h"
+#include "rpc/grpc_status.h"
 #include "server/common/metrics.h"
-#include "server/common/status_details.h"
+#include "rpc/status_details.h"
 #include "server/coordinator/coordinator_service.h"
 #include "tests/unit/server/fake_workers.h"
 #include "tests/unit/server/test_models.h"
@@ -37,21 +37,21 @@ TEST(GrpcStatusTest, DetailsSurviveTheRoundTrip) {
   config::Violations violations;
   violations.Add("transformer.num_attention_heads", "NOT_DIVISIBLE", "must divide by tp");
   violations.Add("vocab_size", "REQUIRED", "set vocab_size");
-  absl::Status status = WithErrorInfo(violations.ToStatus(), "INVALID_CONFIG");
-  grpc::Status wire = ToGrpcStatus(status);
+  absl::Status status = rpc::WithErrorInfo(violations.ToStatus(), "INVALID_CONFIG");
+  grpc::Status wire = rpc::ToGrpcStatus(status);
   EXPECT_EQ(wire.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   google::rpc::Status rpc;
   ASSERT_TRUE(rpc.ParseFromString(wire.error_details()));
   EXPECT_EQ(rpc.details_size(), 2);
-  absl::Status back = FromGrpcStatus(wire);
+  absl::Status back = rpc::FromGrpcStatus(wire);
   EXPECT_EQ(back.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(config::ViolationsFromStatus(back).size(), 2u);
-  EXPECT_EQ(ErrorReason(back), "INVALID_CONFIG");
+  EXPECT_EQ(rpc::ErrorReason(back), "INVALID_CONFIG");
 }
 
 TEST(GrpcStatusTest, LongMessagesAreTruncated) {
-  grpc::Status wire = ToGrpcStatus(absl::InternalError(std::string(100000, 'x')));
-  EXPECT_LT(wire.error_message().size(), kMaxStatusMessageBytes + 100);
+  grpc::Status wire = rpc::ToGrpcStatus(absl::InternalError(std::string(100000, 'x')));
+  EXPECT_LT(wire.error_message().size(), rpc::kMaxStatusMessageBytes + 100);
   EXPECT_THAT(wire.error_message(), HasSubstr("(100000 bytes)"));
 }
 
@@ -62,11 +62,11 @@ TEST(GrpcStatusTest, DetailsAreBoundedKeepingWhatFits) {
   for (int i = 0; i < 500; ++i) {
     violations.Add(absl::StrCat("field", i), "INVALID_VALUE", std::string(900, 'd'));
   }
-  grpc::Status wire = ToGrpcStatus(violations.ToStatus());
-  EXPECT_LE(wire.error_message().size(), kMaxStatusMessageBytes + 64);
-  EXPECT_LE(wire.error_details().size(), kMaxStatusMessageBytes + kMaxStatusDetailsBytes + 128);
+  grpc::Status wire = rpc::ToGrpcStatus(violations.ToStatus());
+  EXPECT_LE(wire.error_message().size(), rpc::kMaxStatusMessageBytes + 64);
+  EXPECT_LE(wire.error_details().size(), rpc::kMaxStatusMessageBytes + rpc::kMaxStatusDetailsBytes + 128);
   const std::vector<config::FieldViolation> back =
-      config::ViolationsFromStatus(FromGrpcStatus(wire));
+      config::ViolationsFromStatus(rpc::FromGrpcStatus(wire));
   ASSERT_GE(back.size(), 5u);
   EXPECT_EQ(back.front().field, "field0");
   EXPECT_EQ(back.back().reason, "TOO_MANY_VIOLATIONS");
@@ -74,11 +74,11 @@ TEST(GrpcStatusTest, DetailsAreBoundedKeepingWhatFits) {
 
 class RpcTest : public ::testing::Test {
  protected:
-  void Start(const std::string& token, const TlsFiles& tls = {}) {
+  void Start(const std::string& token, const rpc::TlsFiles& tls = {}) {
     coordinator_ = std::make_unique<coordinator::Coordinator>(
         coordinator::CoordinatorOptions(), nullptr, std::make_shared<testing::FakeConnector>());
     service_ =
-        std::make_unique<coordinator::CoordinatorService>(coordinator_.get(), BearerToken(token));
+        std::make_unique<coordinator::CoordinatorService>(coordinator_.get(), rpc::BearerToken(token));
     GrpcServerOptions options;
     options.listen = "127.0.0.1:0";
     options.tls = tls;
@@ -94,7 +94,7 @@ class RpcTest : public ::testing::Test {
 
   std::unique_ptr<gptbuilder::v1::Coordinator::Stub> Stub(
       std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials()) {
-    return gptbuilder::v1::Coordinator::NewStub(MakeChannel(address_, credentials));
+    return gptbuilder::v1::Coordinator::NewStub(rpc::MakeChannel(address_, credentials));
   }
 
   static void Deadline(grpc::ClientContext* context) {
@@ -146,14 +146,14 @@ TEST_F(RpcTest, MutatingMethodsNeedTheBearerToken) {
   {
     grpc::ClientContext context;
     Deadline(&context);
-    BearerToken("wrong").Attach(&context);
+    rpc::BearerToken("wrong").Attach(&context);
     EXPECT_EQ(Stub()->BuildModel(&context, request, &op).error_code(),
               grpc::StatusCode::UNAUTHENTICATED);
   }
   {
     grpc::ClientContext context;
     Deadline(&context);
-    BearerToken("s3cret").Attach(&context);
+    rpc::BearerToken("s3cret").Attach(&context);
     // Authenticated: now it fails for the real reason (no workers).
     EXPECT_EQ(Stub()->BuildModel(&context, request, &op).error_code(),
               grpc::StatusCode::FAILED_PRECONDITION);
@@ -279,7 +279,7 @@ TEST_F(RpcTest, LargeErrorsReachTheClient) {
     gptbuilder::v1::ValidateConfigResponse response;
     grpc::Status status = Stub()->ValidateConfig(&context, request, &response);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
-    EXPECT_GE(config::ViolationsFromStatus(FromGrpcStatus(status)).size(), 5u);
+    EXPECT_GE(config::ViolationsFromStatus(rpc::FromGrpcStatus(status)).size(), 5u);
   }
   {
     grpc::ClientContext context;
@@ -368,10 +368,10 @@ TEST_F(RpcTest, MutualTlsAcceptsOnlyClientsWithACertificate) {
     return Stub(credentials)->ListModels(&context, {}, &response);
   };
   auto with_cert =
-      MakeChannelCredentials({tls.Path("client.pem"), tls.Path("client.key"), tls.Path("ca.pem"), ""});
+      rpc::MakeChannelCredentials({tls.Path("client.pem"), tls.Path("client.key"), tls.Path("ca.pem"), ""});
   ASSERT_TRUE(with_cert.ok()) << with_cert.status();
   EXPECT_TRUE(list(*with_cert).ok());
-  auto without_cert = MakeChannelCredentials({"", "", tls.Path("ca.pem"), ""});
+  auto without_cert = rpc::MakeChannelCredentials({"", "", tls.Path("ca.pem"), ""});
   ASSERT_TRUE(without_cert.ok());
   EXPECT_FALSE(list(*without_cert).ok());
   EXPECT_FALSE(list(grpc::InsecureChannelCredentials()).ok());
@@ -389,26 +389,26 @@ TEST_F(RpcTest, ServerOnlyTlsWithAPrivateCaNeedsNoClientCertificate) {
     gptbuilder::v1::ListModelsResponse response;
     return Stub(credentials)->ListModels(&context, {}, &response);
   };
-  auto without_cert = MakeChannelCredentials({"", "", tls.Path("ca.pem"), ""});
+  auto without_cert = rpc::MakeChannelCredentials({"", "", tls.Path("ca.pem"), ""});
   ASSERT_TRUE(without_cert.ok());
   EXPECT_TRUE(list(*without_cert).ok());
   // The server certificate is not a CA: trusting it instead of the CA fails verification.
-  auto wrong_ca = MakeChannelCredentials({"", "", tls.Path("client.pem"), ""});
+  auto wrong_ca = rpc::MakeChannelCredentials({"", "", tls.Path("client.pem"), ""});
   ASSERT_TRUE(wrong_ca.ok());
   EXPECT_FALSE(list(*wrong_ca).ok());
   EXPECT_FALSE(list(grpc::InsecureChannelCredentials()).ok());
-  auto bad = MakeServerCredentials(
+  auto bad = rpc::MakeServerCredentials(
       {tls.Path("server.pem"), tls.Path("server.key"), tls.Path("ca.pem"), "optional"});
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("--tls-client-auth"));
 }
 
 TEST(CredentialsTest, MisconfiguredTlsIsAnErrorNamingTheFlag) {
-  auto missing = MakeServerCredentials({"/nonexistent.pem", "/nonexistent.key", "", ""});
+  auto missing = rpc::MakeServerCredentials({"/nonexistent.pem", "/nonexistent.key", "", ""});
   ASSERT_FALSE(missing.ok());
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("--tls-cert"));
-  EXPECT_FALSE(MakeServerCredentials({"cert.pem", "", "", ""}).ok());
-  EXPECT_FALSE(MakeServerCredentials({"", "", "ca.pem", ""}).ok());
+  EXPECT_FALSE(rpc::MakeServerCredentials({"cert.pem", "", "", ""}).ok());
+  EXPECT_FALSE(rpc::MakeServerCredentials({"", "", "ca.pem", ""}).ok());
 }
 
 TEST(BearerTokenTest, LoadsFromAFileOrTheEnvironment) {
@@ -416,18 +416,18 @@ TEST(BearerTokenTest, LoadsFromAFileOrTheEnvironment) {
       (std::filesystem::temp_directory_path() / ("gptb_token_" + std::to_string(::getpid())))
           .string();
   std::ofstream(path) << "  tok-123  \n";
-  auto from_file = BearerToken::Load(path);
+  auto from_file = rpc::BearerToken::Load(path);
   ASSERT_TRUE(from_file.ok());
   EXPECT_TRUE(from_file->enabled());
   std::filesystem::remove(path);
-  EXPECT_FALSE(BearerToken::Load(path).ok());
+  EXPECT_FALSE(rpc::BearerToken::Load(path).ok());
   ::setenv("GPTB_AUTH_TOKEN", "env-token", 1);
-  EXPECT_TRUE(BearerToken::Load("")->enabled());
+  EXPECT_TRUE(rpc::BearerToken::Load("")->enabled());
   ::unsetenv("GPTB_AUTH_TOKEN");
-  EXPECT_FALSE(BearerToken::Load("")->enabled());
+  EXPECT_FALSE(rpc::BearerToken::Load("")->enabled());
   // Set but blank is refused rather than read as "no authentication" (issue 13).
   ::setenv("GPTB_AUTH_TOKEN", "   \t ", 1);
-  auto blank = BearerToken::Load("");
+  auto blank = rpc::BearerToken::Load("");
   ::unsetenv("GPTB_AUTH_TOKEN");
   ASSERT_FALSE(blank.ok());
   EXPECT_THAT(std::string(blank.status().message()), HasSubstr("GPTB_AUTH_TOKEN"));

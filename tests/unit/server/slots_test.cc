@@ -94,8 +94,13 @@ TEST(SlotsTest, ThreadsPerRankShareTheCpusUnlessGiven) {
   EXPECT_EQ(*ThreadsPerRank(0, /*slots=*/2, /*cpus=*/8), 4);
   EXPECT_EQ(*ThreadsPerRank(0, 3, 8), 2);  // rounded down: 6 of 8 cores busy, none shared
   EXPECT_EQ(*ThreadsPerRank(0, 4, 2), 1);  // more ranks than cores: one each, never 0
-  EXPECT_EQ(*ThreadsPerRank(3, 4, 2), 3);  // the flag wins
+  EXPECT_EQ(*ThreadsPerRank(3, 4, 4), 3);  // the flag wins (3 x 4 ranks: the user's choice)
   EXPECT_EQ(ThreadsPerRank(-1, 2, 8).status().code(), absl::StatusCode::kInvalidArgument);
+  // Above the CPUs the process may use: refused, naming the flag and the bound.
+  const absl::Status too_many = ThreadsPerRank(9, 2, 8).status();
+  EXPECT_EQ(too_many.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(too_many.message()), HasSubstr("--threads-per-rank"));
+  EXPECT_THAT(std::string(too_many.message()), HasSubstr("at most the 8 CPUs"));
   EXPECT_GE(ProcessCpuCount(), 1);
 }
 
