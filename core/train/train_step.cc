@@ -70,6 +70,18 @@ absl::Status RankTrainer::Validate(const TrainRequest& request, int64_t* seq_len
         "this build does not support; rebuild with tensor_model_parallel_size 1 (expert and "
         "pipeline parallelism are fine)");
   }
+  if (t.tensor_model_parallel_size() > 1 &&
+      (t.hidden_dropout() > 0.0 || t.attention_dropout() > 0.0)) {
+    // Megatron draws the same hidden-dropout mask on every tensor-parallel rank (their residual
+    // streams are copies of one another) and per-rank attention-dropout masks from a TP-offset
+    // RNG stream. Here every rank draws its own masks, so the copies would drift apart: refused
+    // until dropout follows Megatron's RNG streams.
+    return absl::FailedPreconditionError(
+        "training with hidden_dropout or attention_dropout > 0 and tensor_model_parallel_size > "
+        "1 is not supported (tensor-parallel ranks would draw different dropout masks for the "
+        "same activations); rebuild with hidden_dropout: 0 and attention_dropout: 0, or "
+        "tensor_model_parallel_size 1");
+  }
   if (t.sequence_parallel()) {
     return absl::FailedPreconditionError(
         "training with sequence_parallel is not supported; rebuild without it");

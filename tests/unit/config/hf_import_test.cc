@@ -34,8 +34,13 @@ GPTModelConfig ImportFile(const std::string& name) {
   return config.ok() ? *config : GPTModelConfig();
 }
 
+// Resolved with Megatron's rules only: the parameter counts below do not depend on whether this
+// build computes every imported value (Mistral's sliding window is refused; see
+// MistralSlidingWindowIsRefusedUntilImplemented).
 GPTModelConfig Resolved(const GPTModelConfig& config) {
-  absl::StatusOr<GPTModelConfig> resolved = Finalize(config);
+  FinalizeOptions options;
+  options.refuse_unsupported = false;
+  absl::StatusOr<GPTModelConfig> resolved = Finalize(config, options);
   EXPECT_TRUE(resolved.ok()) << resolved.status().message();
   return resolved.ok() ? *resolved : GPTModelConfig();
 }
@@ -147,6 +152,15 @@ TEST(HfImport, Mistral) {
   EXPECT_EQ(c.seq_length(), 32768);
   EXPECT_EQ(c.vocab_size(), 32000);
   EXPECT_EQ(ParameterCount(Resolved(c)), 7'241'732'096);
+}
+
+// Mistral's sliding window imports as Megatron's window_size, which this build does not compute
+// yet: validation says so instead of building full attention.
+TEST(HfImport, MistralSlidingWindowIsRefusedUntilImplemented) {
+  absl::StatusOr<GPTModelConfig> resolved = Finalize(ImportFile("mistral-7b-v0.1.json"));
+  ASSERT_FALSE(resolved.ok());
+  EXPECT_THAT(FieldsAndReasons(resolved.status()),
+              ::testing::Contains(::testing::Pair("transformer.window_size", "UNSUPPORTED")));
 }
 
 TEST(HfImport, Qwen2HasQkvBias) {

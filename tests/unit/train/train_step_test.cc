@@ -126,6 +126,24 @@ TEST(TrainStepTest, MixtureOfExpertsWithTensorParallelismIsRefused) {
   EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("sequence_parallel"));
 }
 
+// Dropout masks here come from each rank's own generator: with tensor parallelism the copies of
+// the residual stream would drift apart, so training refuses it (building does not).
+TEST(TrainStepTest, DropoutWithTensorParallelismIsRefused) {
+  for (const bool attention : {false, true}) {
+    gptbuilder::v1::GPTModelConfig c = testing::TinyGpt();
+    if (attention) {
+      c.mutable_transformer()->set_attention_dropout(0.1);
+    } else {
+      c.mutable_transformer()->set_hidden_dropout(0.1);
+    }
+    auto world = testing::BuildWorld(testing::WithLayout(c, {2, 1, 0, 1, 1}), 2);
+    ASSERT_TRUE(world->ranks[0] != nullptr);
+    auto result = world->trainers[0]->Step(testing::Request(1, 1));
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("dropout"));
+  }
+}
+
 // With a pipeline, the first stage's word embeddings and the last stage's output layer are two
 // copies of one tensor: they must stay bit-identical through training.
 TEST(TrainStepTest, TiedEmbeddingCopiesStayIdentical) {
