@@ -148,6 +148,29 @@ TEST(TrainStepTest, MixtureOfExpertsWithTensorParallelismIsRefused) {
   EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("sequence_parallel"));
 }
 
+// Dropout masks here come from each rank's own generator: with tensor parallelism but without
+// sequence parallelism the TP ranks' copies of the residual stream would drift apart, so training
+// refuses hidden dropout there (building does not). Attention dropout acts on each rank's own
+// heads, and with sequence parallelism each rank holds its own tokens: both train.
+TEST(TrainStepTest, HiddenDropoutWithTensorParallelismNeedsSequenceParallelism) {
+  gptbuilder::v1::GPTModelConfig c = testing::TinyGpt();
+  c.mutable_transformer()->set_hidden_dropout(0.1);
+  {
+    auto world = testing::BuildWorld(testing::WithLayout(c, {2, 1, 0, 1, 1}), 2);
+    ASSERT_TRUE(world->ranks[0] != nullptr);
+    auto result = world->trainers[0]->Step(testing::Request(1, 1));
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("hidden_dropout"));
+  }
+  c.mutable_transformer()->set_hidden_dropout(0.0);
+  c.mutable_transformer()->set_attention_dropout(0.1);
+  auto world = testing::BuildWorld(testing::WithLayout(c, {2, 1, 0, 1, 1}), 2);
+  ASSERT_TRUE(world->ranks[0] != nullptr);
+  const auto results = testing::Train(*world, testing::Request(1, 1), 1);
+  ASSERT_FALSE(results[0].empty());
+  EXPECT_TRUE(std::isfinite(results[0][0].loss));
+}
+
 // With a pipeline, the first stage's word embeddings and the last stage's output layer are two
 // copies of one tensor: they must stay bit-identical through training.
 TEST(TrainStepTest, TiedEmbeddingCopiesStayIdentical) {
