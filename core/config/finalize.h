@@ -16,7 +16,9 @@ struct FinalizeOptions {
   FinalizeOptions() = default;
   // Implicit, so that `Finalize(config, {world})` reads as "for `world` ranks".
   FinalizeOptions(std::optional<int64_t> world) : world_size(world) {}  // NOLINT
-
+  // `Finalize(config, {world, false})`: Megatron's and Bridge's rules only (see below).
+  FinalizeOptions(std::optional<int64_t> world, bool refuse)
+      : world_size(world), refuse_unsupported(refuse) {}
 
   // The number of ranks the model will be built on. When given, it must be a multiple of
   // tp * pp * cp (the dense grid) and of etp * ep * pp (the expert grid).
