@@ -425,11 +425,13 @@ const std::vector<FieldSupportEntry>& Table() {
       {"TransformerConfig", "ffn_hidden_size", kImpl, "MLP width."},
       {"TransformerConfig", "kv_channels", kImpl, "head dimension."},
       {"TransformerConfig", "hidden_dropout", kImpl,
-       "dropout on embeddings and residual branches (masks from this build's generators; "
-       "training with tensor parallelism but without sequence parallelism refuses it, since "
-       "Megatron draws one mask for the TP ranks' copies of the residual stream)."},
+       "dropout on embeddings and residual branches, from Megatron's streams: the default one "
+       "(the same mask on every TP rank's copy of the residual stream) or, with sequence "
+       "parallelism, the tensor-parallel one; masks are drawn by torch's generators, not "
+       "CUDA's Philox, so they are Megatron's in distribution, not bit for bit."},
       {"TransformerConfig", "attention_dropout", kImpl,
-       "dropout on attention probabilities (masks from this build's generators)."},
+       "dropout on attention probabilities, from Megatron's tensor-parallel stream (each TP "
+       "rank's heads draw their own mask)."},
       {"TransformerConfig", "fp32_residual_connection", kRefused,
        "an fp32 residual stream under half-precision compute is not implemented; set "
        "fp32_residual_connection: false."},

@@ -79,19 +79,6 @@ absl::Status RankTrainer::Validate(const TrainRequest& request, int64_t* seq_len
         "options.seq_length: ", *seq_length, " must be divisible by tensor_model_parallel_size (",
         t.tensor_model_parallel_size(), ") with sequence_parallel"));
   }
-  if (t.tensor_model_parallel_size() > 1 && !t.sequence_parallel() && t.hidden_dropout() > 0.0) {
-    // Without sequence parallelism the residual stream is replicated over the tensor-parallel
-    // ranks, and Megatron draws the same hidden-dropout mask on each of them (one RNG stream).
-    // Here every rank draws its own mask from the process's generator, so the copies would
-    // drift apart: refused until dropout follows Megatron's RNG streams. (With sequence
-    // parallelism each rank holds different tokens and Megatron draws per-rank masks too;
-    // attention dropout acts on each rank's own heads.)
-    return absl::FailedPreconditionError(
-        "training with hidden_dropout > 0 and tensor_model_parallel_size > 1 without "
-        "sequence_parallel is not supported (tensor-parallel ranks would draw different dropout "
-        "masks for the same activations); rebuild with hidden_dropout: 0 or sequence_parallel: "
-        "true, or tensor_model_parallel_size 1");
-  }
   const parallel::ProcessGroupCollection* groups = model_->groups();
   if (groups == nullptr) return absl::FailedPreconditionError("the model has no process groups");
   const auto& stages = model_->stages();

@@ -118,6 +118,12 @@ CASES = {
     "moe_sigmoid_router_scaling": derive(LLAMA, SMALL, **MOE, moe_router_score_function="sigmoid",
                                          moe_router_topk_scaling_factor=2.5),
     "moe_pre_softmax": derive(LLAMA, SMALL, **MOE, moe_router_pre_softmax=True),
+    # The load-balancing loss (Megatron's switch-transformer aux loss, coefficient large enough
+    # that its gradient is a sizeable part of the router's): a function of the micro-batch's
+    # tokens, so compared only in layouts that see the whole batch at once (one rank, tp 2 with
+    # sequence parallelism, where Megatron counts the tokens over TP, and a pipeline fed one
+    # micro-batch).
+    "moe_aux_loss": derive(LLAMA, SMALL, **MOE, moe_aux_loss_coeff=0.1),
 }
 
 

@@ -348,7 +348,6 @@ TEST(FieldSupportRefusals, TheValuesNextToARefusedOneAreAccepted) {
       {{"transformer.fp8_recipe=delayed"}, false},              // the default, written out
       {{"transformer.transformer_impl=local"}, false},
       {{"transformer.window_size=[8,0]"}, false},  // implemented
-      {{"transformer.window_size=[-1,-1]"}, false},
       {{"transformer.softmax_type=off-by-one"}, false},
       {{"transformer.activation_func=fast_gelu"}, false},
       {{"transformer.activation_func=tanh"}, false},
