@@ -4,12 +4,15 @@
 //   * LibTorch "allocate, then normal_" (torch::empty(shape).normal_(0, 0.02) per parameter),
 //   * first-touch write bandwidth: memset of freshly mmap'd pages on every core.
 // Each measurement runs in a fresh child process (this binary re-executed with --child) so peak
-// RSS is its own.
+// RSS is its own. Then the 1.3B fp32 build against real Megatron Core on one rank
+// (bench/model/megatron_build.py on the project environment's megatron-core), alternating with
+// gptbuilder's build and the memset (--no-megatron skips it).
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -26,6 +29,12 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+double LoadAverage() {
+  double load = 0.0;
+  std::ifstream("/proc/loadavg") >> load;
+  return load;
+}
 
 int64_t StatusKb(const char* key) {
   std::ifstream in("/proc/self/status");
@@ -174,5 +183,43 @@ int main(int argc, char** argv) {
         gbps(gptb) / gbps(torch_base), 100.0 * gbps(gptb) / gbps(touch));
   }
   (void)self;
+
+  // Real Megatron Core (bench/model/megatron_build.py: GPTModel construction with
+  // use_cpu_initialization, one rank) on the 1.3B fp32 model, alternating with gptbuilder's build
+  // and the first-touch memset of the same bytes. --no-megatron skips it (about 20 s a run).
+  bool megatron = true;
+  for (int i = 1; i < argc; ++i) megatron &= std::string(argv[i]) != "--no-megatron";
+  if (!megatron) return 0;
+  const std::string script = std::string(GPTB_SOURCE_DIR) + "/bench/model/megatron_build.py";
+  std::vector<double> ours, theirs, touch;
+  for (int r = 0; r < 2; ++r) {
+    ours.push_back(Run(exe, "gptb", "1.3b", "fp32", 1).seconds);
+    touch.push_back(Run(exe, "memset", "1.3b", "fp32", 1).seconds);
+    const std::string command = std::string(GPTB_PYTHON) + " " + script +
+                                " --model 1.3b --dtype fp32 --threads " +
+                                std::to_string(std::thread::hardware_concurrency()) + " 2>&1";
+    FILE* pipe = popen(command.c_str(), "r");
+    std::string output;
+    char buffer[4096];
+    while (pipe != nullptr && fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
+    if (pipe != nullptr) pclose(pipe);
+    const size_t at = output.rfind("{\"seconds\": ");
+    if (at == std::string::npos) {
+      std::fprintf(stderr, "the Megatron Core baseline failed: %s\n%s\n", command.c_str(),
+                   output.c_str());
+      return 1;
+    }
+    theirs.push_back(std::atof(output.c_str() + at + 12));
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  std::printf(
+      "\n1.3b fp32 on one rank, alternating (median of %zu; load average %.2f at the end):\n"
+      "  gptbuilder %.3f s, Megatron Core %.3f s (%.1fx), first-touch memset %.3f s "
+      "(gptbuilder at %.0f%% of its bandwidth)\n",
+      ours.size(), LoadAverage(), median(ours), median(theirs), median(theirs) / median(ours),
+      median(touch), 100.0 * median(touch) / median(ours));
   return 0;
 }

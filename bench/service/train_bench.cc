@@ -13,9 +13,10 @@
 // Both sides run the same request (synthetic tokens from the same seed, the same sizes and
 // optimizer), the same number of steps from the same initial weights, and the same intra-op
 // threads per rank (--threads-per-rank, passed to the workers): their losses match step for
-// step, which the benchmark checks. The two sides alternate --repeats times (A B A B ...), so a
-// change in the machine's load hits both; medians and the spread (min..max) are reported, with
-// each step's phases (data, forward/backward, p2p waits, grad sync, optimizer, RPC).
+// step (dropout is off on both), which the benchmark checks. The two sides alternate --repeats
+// times (A B A B ...), so a change in the machine's load hits both; medians and the spread
+// (min..max) are reported, with each step's phases (data, forward/backward, p2p waits, grad sync,
+// optimizer, RPC).
 //
 //   build/bench/service_train_bench [CONFIG] [--steps N] [--repeats R] [--micro-batches M]
 //       [--micro-batch-size B] [--seq-length L] [--threads-per-rank T]
@@ -197,7 +198,8 @@ bool ServiceTrain(const std::string& base, const std::string& flags, int steps,
     return false;
   }
   std::istringstream lines(out);
-  for (std::string line; std::getline(lines, line);) {
+  int printed = 0;
+  for (std::string line; std::getline(lines, line); ++printed) {
     const Json step = Json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (step.is_discarded() || !step.contains("seconds")) {
       std::fprintf(stderr, "unexpected gptb train output: %s\n", line.c_str());
@@ -223,7 +225,11 @@ bool ServiceTrain(const std::string& base, const std::string& flags, int steps,
     phases->push_back(p);
     losses->push_back(step["loss"].get<double>());
   }
-  return static_cast<int>(phases->size()) == steps;
+  if (printed != steps) {
+    std::fprintf(stderr, "gptb train printed %d steps, not %d:\n%s\n", printed, steps, out.c_str());
+    return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -260,6 +266,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(loaded.status().message()).c_str());
     return 1;
   }
+  // Dropout off on both sides: its masks come from each rank's generator, which ranks sharing a
+  // process draw from in a different order than ranks in separate processes; without it the two
+  // sides' losses must agree, which shows they trained on the same tokens.
+  loaded->model.mutable_transformer()->set_hidden_dropout(0.0);
+  loaded->model.mutable_transformer()->set_attention_dropout(0.0);
   auto prepared = gptb::coordinator::PrepareModel(loaded->model, loaded->ddp, loaded->build, 0);
   if (!prepared.ok()) {
     std::fprintf(stderr, "%s\n", std::string(prepared.status().message()).c_str());
@@ -308,7 +319,8 @@ int main(int argc, char** argv) {
   const std::string gptb =
       absl::StrCat(GPTB_BINARY_DIR, "/bin/gptb --server ", (*cluster)->coordinator_address());
   if (std::system(absl::StrCat(gptb, " build ", o.config, " --name bench --for-training --wait ",
-                               ">/dev/null 2>", dir, "/build.err")
+                               "--set hidden_dropout=0 --set attention_dropout=0 ", ">/dev/null 2>",
+                               dir, "/build.err")
                       .c_str()) != 0) {
     std::fprintf(stderr, "gptb build failed; see %s/build.err\n", dir);
     return 1;
@@ -326,12 +338,19 @@ int main(int argc, char** argv) {
     return 1;
   }
   request.options.clear_optimizer();  // later steps keep the first step's
-  std::vector<double> load;
+  std::vector<double> load, ratios;
   for (int r = 0; r < o.repeats; ++r) {
     load.push_back(LoadAverage());
+    const size_t first = in_phases.size();
     if (!in_process.Train(request, o.steps, &in_phases, &in_losses)) return 1;
     if (!ServiceTrain(train, "", o.steps, &service_phases, &service_losses, &seconds)) return 1;
     run_seconds.push_back(seconds / o.steps);
+    double in_sum = 0.0, service_sum = 0.0;
+    for (size_t i = first; i < in_phases.size(); ++i) {
+      in_sum += in_phases[i]["step"];
+      service_sum += service_phases[i]["step"];
+    }
+    ratios.push_back(service_sum / in_sum);
   }
   // gptb's own fixed cost per run: starting the process and one unary call.
   std::vector<double> client_seconds;
@@ -376,5 +395,8 @@ int main(int argc, char** argv) {
       "%.0f; load average %s during the runs\n",
       service / base, 100.0 * (service - base) / base, tokens / service, tokens / base,
       Spread(load).c_str());
+  std::printf("per repeat (service / in-process, the same steps):");
+  for (double r : ratios) std::printf(" %.3fx", r);
+  std::printf("\n");
   return worst < 1e-5 ? 0 : 1;
 }

@@ -1,7 +1,5 @@
 #include "core/model/param_table.h"
 
-#include <sys/mman.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -29,21 +27,6 @@ std::optional<plan::DType> PlanDtype(torch::Dtype dtype) {
 ParamTable::ParamTable(const std::vector<plan::ParamInfo>& params, torch::Device device)
     : params_(params), device_(device), taken_(params.size(), false) {
   for (size_t i = 0; i < params.size(); ++i) index_[params[i].name] = i;
-  if (!device.is_cpu()) return;
-  // 64-byte aligned slots, in plan order, in one mapping.
-  int64_t total = 0;
-  for (const plan::ParamInfo& p : params) {
-    offsets_.push_back(total);
-    total += (p.bytes() + 63) / 64 * 64;
-  }
-  if (total == 0) return;
-  void* base = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (base == MAP_FAILED) {
-    throw BuildError(absl::StrCat("cannot map ", total, " bytes for the stage's parameters"));
-  }
-  // Advice only: without THP support the mapping keeps 4 KiB pages.
-  (void)madvise(base, total, MADV_HUGEPAGE);
-  arena_ = std::shared_ptr<void>(base, [total](void* p) { munmap(p, total); });
 }
 
 torch::Tensor ParamTable::Take(const std::string& name) {

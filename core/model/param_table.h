@@ -29,9 +29,10 @@ std::optional<plan::DType> PlanDtype(torch::Dtype dtype);
 // `prefix + "weight"` and gets a freshly allocated (uninitialised) tensor of the planned shape
 // and dtype, or learns that the plan has no such parameter (e.g. no bias).
 //
-// On the CPU all of a stage's parameters live in one anonymous mapping advised for transparent
-// huge pages: first-touch page faults dominate building a model from scratch, and 2 MiB pages
-// cut their number 512-fold. The mapping is unmapped when the last tensor viewing it is freed.
+// Each tensor comes from LibTorch's allocator. (A stage-wide mapping advised for transparent huge
+// pages was tried, issue 15: on the project's VM the 1.3B fp32 build took 2-3x longer, the time
+// in zeroing fresh 2 MiB pages -- clear_page_erms under do_huge_pmd_anonymous_page, 84% of the
+// samples -- plus direct compaction, against 4 KiB first touch.)
 class ParamTable {
  public:
   ParamTable(const std::vector<plan::ParamInfo>& params, torch::Device device);
@@ -47,8 +48,6 @@ class ParamTable {
  private:
   const std::vector<plan::ParamInfo>& params_;
   torch::Device device_;
-  std::shared_ptr<void> arena_;   // CPU: the stage's mapping
-  std::vector<int64_t> offsets_;  // byte offset of each parameter in the arena
   std::unordered_map<std::string, size_t> index_;
   std::vector<bool> taken_;
 };
