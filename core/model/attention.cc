@@ -91,8 +91,7 @@ SelfAttention::SelfAttention(const ModuleContext& ctx, const layer_spec::ModuleS
   dropout_ = t.attention_dropout();
   // Megatron draws attention dropout from the tensor-parallel stream: each rank's heads are its
   // own (with sequence parallelism the whole block runs in that stream).
-  dropout_generator_ =
-      ctx.parallel->dropout_generator(ParallelContext::RngStream::kTensorParallel);
+  dropout_generator_ = ctx.parallel->dropout_generator(ParallelContext::RngStream::kTensorParallel);
   softmax_scale_ =
       t.has_softmax_scale() ? t.softmax_scale() : 1.0 / std::sqrt(static_cast<double>(head_dim_));
   l2_eps_ = t.layernorm_epsilon();

@@ -11,9 +11,9 @@ namespace gptb::model {
 namespace {
 
 at::Generator NewGenerator(torch::Device device, uint64_t seed) {
-  at::Generator generator =
-      device.is_cuda() ? at::detail::getCUDAHooks().getNewGenerator(device.index())
-                       : at::make_generator<at::CPUGeneratorImpl>(seed);
+  at::Generator generator = device.is_cuda()
+                                ? at::detail::getCUDAHooks().getNewGenerator(device.index())
+                                : at::make_generator<at::CPUGeneratorImpl>(seed);
   generator.set_current_seed(seed);
   return generator;
 }

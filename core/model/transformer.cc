@@ -85,8 +85,8 @@ TeTransformerLayer::TeTransformerLayer(const ModuleContext& ctx, const std::stri
 
 torch::Tensor TeTransformerLayer::forward(const torch::Tensor& x, const torch::Tensor& rotary_freqs,
                                           const Rotary* rotary) {
-  torch::Tensor h =
-      x + MaybeDropout(self_attention_->forward(x, rotary_freqs, rotary), dropout_, is_training(), dropout_generator_);
+  torch::Tensor h = x + MaybeDropout(self_attention_->forward(x, rotary_freqs, rotary), dropout_,
+                                     is_training(), dropout_generator_);
   // LayerNormMLP: the norm on this rank's part of the sequence, then gathered under sequence
   // parallelism; fc2's partial sums are reduce-scattered back.
   torch::Tensor normed = mlp_norm_->Apply(h);
