@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/config/accepted_values.h"
+#include "core/config/field_support.h"
 #include "core/config/pipeline_layout_string.h"
 #include "core/config/suggest.h"
 #include "core/config/violations.h"
@@ -244,17 +245,47 @@ void DeriveValues(GPTModelConfig* config, Checker& c) {
   if (!t->has_embedding_init_method_std()) {
     t->set_embedding_init_method_std(t->init_method_std());
   }
-  // enable_cuda_graph is Megatron's deprecated spelling of cuda_graph_impl="local". It is migrated
-  // (and cleared, so that finalizing the result again is a no-op) unless both are given.
-  if (t->enable_cuda_graph()) {
+  // enable_cuda_graph / external_cuda_graph are Megatron's deprecated spellings of
+  // cuda_graph_impl "local" / "transformer_engine". They are migrated (and cleared, so that
+  // finalizing the result again is a no-op) unless cuda_graph_impl is given too.
+  if (t->enable_cuda_graph() && t->external_cuda_graph()) {
+    c.Add(T("external_cuda_graph"), "CONFLICT",
+          "enable_cuda_graph and external_cuda_graph cannot be enabled at the same time; set "
+          "cuda_graph_impl instead (local or transformer_engine).");
+  } else if (t->enable_cuda_graph() || t->external_cuda_graph()) {
+    const bool enable = t->enable_cuda_graph();
     if (t->cuda_graph_impl() != "none") {
-      c.Add(T("enable_cuda_graph"), "CONFLICT",
-            "Do not use enable_cuda_graph or external_cuda_graph with cuda_graph_impl; set only "
-            "cuda_graph_impl (enable_cuda_graph: true means cuda_graph_impl: local).");
+      c.Add(
+          T(enable ? "enable_cuda_graph" : "external_cuda_graph"), "CONFLICT",
+          absl::StrCat("Do not use enable_cuda_graph or external_cuda_graph with cuda_graph_impl; "
+                       "set only cuda_graph_impl (",
+                       enable ? "enable_cuda_graph: true means cuda_graph_impl: local"
+                              : "external_cuda_graph: true means cuda_graph_impl: "
+                                "transformer_engine",
+                       ")."));
     } else {
-      t->set_cuda_graph_impl("local");
+      t->set_cuda_graph_impl(enable ? "local" : "transformer_engine");
       t->set_enable_cuda_graph(false);
+      t->set_external_cuda_graph(false);
     }
+  }
+  // cuda_graph_scope is Megatron's deprecated spelling of cuda_graph_modules (migrated, then
+  // cleared); "full" in either means the whole layer, which cuda_graph_modules spells as empty.
+  if (t->cuda_graph_scope_size() > 0) {
+    const bool modules_default =
+        t->cuda_graph_modules_size() == 0 ||
+        (t->cuda_graph_modules_size() == 1 && t->cuda_graph_modules(0) == "full");
+    if (!modules_default) {
+      c.Add(T("cuda_graph_scope"), "CONFLICT",
+            "cuda_graph_scope and cuda_graph_modules cannot be set together; cuda_graph_scope is "
+            "deprecated, set only cuda_graph_modules.");
+    } else {
+      *t->mutable_cuda_graph_modules() = t->cuda_graph_scope();
+      t->clear_cuda_graph_scope();
+    }
+  }
+  if (t->cuda_graph_modules_size() == 1 && t->cuda_graph_modules(0) == "full") {
+    t->clear_cuda_graph_modules();
   }
   if (!config->has_transformer_layer_spec()) {
     config->mutable_transformer_layer_spec()->set_name("default");
@@ -310,14 +341,7 @@ Sizes CheckParallelSizes(const TransformerConfig& t, Checker& c) {
       }
     }
   }
-  // GTP_UNSUPPORTED (ours): generalized tensor parallelism is not built here; only the default
-  // (None, meaning one shard per TP rank) or exactly tensor_model_parallel_size is accepted.
-  if (t.has_tensor_parallel_num_weight_shards() && t.tensor_parallel_num_weight_shards() != s.tp) {
-    c.Add(T("tensor_parallel_num_weight_shards"), "GTP_UNSUPPORTED",
-          absl::StrCat("tensor_parallel_num_weight_shards (", t.tensor_parallel_num_weight_shards(),
-                       ") must be unset or equal to tensor_model_parallel_size (", s.tp,
-                       "); generalized tensor parallelism is not supported."));
-  }
+  // tensor_parallel_num_weight_shards (generalized TP) is refused by CheckFieldSupport.
   // HIERARCHICAL_CP_MISMATCH (ours; Megatron's parallel_state asserts it): the hierarchical
   // context-parallel sizes factor context_parallel_size.
   if (t.hierarchical_context_parallel_sizes_size() > 0) {
@@ -1441,6 +1465,7 @@ absl::StatusOr<GPTModelConfig> Finalize(const GPTModelConfig& config,
   CheckMoe(t, sizes, given, c);
   CheckGptLevel(out, sizes, c);
   if (options.world_size.has_value()) CheckWorldSize(sizes, *options.world_size, c);
+  if (options.refuse_unsupported) CheckFieldSupport(out, &violations);
 
   if (!violations.empty()) return violations.ToStatus();
   return out;

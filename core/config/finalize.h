@@ -16,7 +16,9 @@ struct FinalizeOptions {
   FinalizeOptions() = default;
   // Implicit, so that `Finalize(config, {world})` reads as "for `world` ranks".
   FinalizeOptions(std::optional<int64_t> world) : world_size(world) {}  // NOLINT
-
+  // `Finalize(config, {world, false})`: Megatron's and Bridge's rules only (see below).
+  FinalizeOptions(std::optional<int64_t> world, bool refuse)
+      : world_size(world), refuse_unsupported(refuse) {}
 
   // The number of ranks the model will be built on. When given, it must be a multiple of
   // tp * pp * cp (the dense grid) and of etp * ep * pp (the expert grid).
@@ -24,6 +26,10 @@ struct FinalizeOptions {
   // Checked first, on the config as given: a config over a limit is refused before anything is
   // derived (core/config/limits.h).
   Limits limits;
+  // Refuse the values this build does not compute as Megatron does (core/config/field_support).
+  // false checks Megatron's and Bridge's own rules only: what Megatron would accept. Tests of
+  // those rules use it; every request the service or the CLI validates uses true.
+  bool refuse_unsupported = true;
 };
 
 // Megatron-Bridge's GPTModelConfig.finalize() plus Megatron Core's TransformerConfig /
@@ -37,7 +43,9 @@ struct FinalizeOptions {
 // Violations::ToStatus, one field violation per problem with a field path
 // (`transformer.num_attention_heads`, `vocab_size`, `world_size`), an UPPER_SNAKE reason and a
 // sentence saying what would be valid. The rules are documented next to their code in
-// finalize.cc. `pipeline_model_parallel_layout` is only checked for being non-empty and for
+// finalize.cc. Last, every value that core/config/field_support.cc classifies as refused gets an
+// UNSUPPORTED violation saying what is not implemented and what would be valid.
+// `pipeline_model_parallel_layout` is only checked for being non-empty and for
 // conflicts with the other pipeline-split options; its grammar belongs to core/plan.
 absl::StatusOr<gptbuilder::v1::GPTModelConfig> Finalize(
     const gptbuilder::v1::GPTModelConfig& config, const FinalizeOptions& options = {});

@@ -317,6 +317,13 @@ void ImportLlamaLike(HfReader& hf, const Family& family, GPTModelConfig* config)
   SetActivation(hf, "hidden_act", "silu", t);
   t->set_add_bias_linear(false);
   t->set_add_qkv_bias(family.qkv_bias);
+  if (family.model_type == std::string_view("qwen3") && hf.Bool("attention_bias").value_or(false)) {
+    // Qwen3Attention puts the bias on q, k, v and o_proj; Megatron's add_qkv_bias covers only
+    // linear_qkv, so importing it would drop o_proj's bias.
+    hf.violations()->Add("attention_bias", "UNSUPPORTED",
+                         "Qwen3's attention_bias also puts a bias on o_proj, which Megatron's "
+                         "add_qkv_bias does not; set attention_bias to false.");
+  }
   if (family.llama_extras) {
     t->set_add_qkv_bias(hf.Bool("attention_bias").value_or(false));
     t->set_add_bias_linear(hf.Bool("mlp_bias").value_or(false));

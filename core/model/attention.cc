@@ -89,6 +89,9 @@ SelfAttention::SelfAttention(const ModuleContext& ctx, const layer_spec::ModuleS
   tp_rank_ = ctx.parallel->rank(ParallelContext::Group::kTensor);
   output_gate_ = t.attention_output_gate();
   dropout_ = t.attention_dropout();
+  // Megatron draws attention dropout from the tensor-parallel stream: each rank's heads are its
+  // own (with sequence parallelism the whole block runs in that stream).
+  dropout_generator_ = ctx.parallel->dropout_generator(ParallelContext::RngStream::kTensorParallel);
   softmax_scale_ =
       t.has_softmax_scale() ? t.softmax_scale() : 1.0 / std::sqrt(static_cast<double>(head_dim_));
   l2_eps_ = t.layernorm_epsilon();
@@ -206,8 +209,7 @@ torch::Tensor SelfAttention::forward(const torch::Tensor& x, const torch::Tensor
     const auto bools = torch::TensorOptions().dtype(torch::kBool).device(qkv.device());
     if (window_.has_value()) {
       // Megatron's get_sliding_window_causal_mask (sq == skv): keep -left <= j - i <= right.
-      masked =
-          torch::ones({s, s}, bools).triu(-window_->first).tril(window_->second).logical_not();
+      masked = torch::ones({s, s}, bools).triu(-window_->first).tril(window_->second).logical_not();
     } else {
       masked = torch::ones({s, s}, bools).triu(1);
     }
@@ -224,7 +226,7 @@ torch::Tensor SelfAttention::forward(const torch::Tensor& x, const torch::Tensor
     } else {
       probs = torch::softmax(scores, -1);
     }
-    probs = MaybeDropout(probs, dropout_, is_training()).to(vt.dtype());
+    probs = MaybeDropout(probs, dropout_, is_training(), dropout_generator_).to(vt.dtype());
     context = torch::matmul(probs, vt);
   }
   context = context.permute({2, 0, 1, 3}).contiguous();  // [s, b, heads, d]

@@ -70,6 +70,7 @@ class SelfAttention : public torch::nn::Module {
   int tp_, tp_rank_;
   bool output_gate_;
   double dropout_;
+  at::Generator* dropout_generator_;
   double softmax_scale_;
 };
 

@@ -9,8 +9,10 @@ namespace gptb::model {
 // ParallelContext over a rank's c10d process groups (core/parallel's autograd functions).
 class DistributedParallelContext : public ParallelContext {
  public:
-  // `groups` must outlive this context.
-  explicit DistributedParallelContext(const parallel::ProcessGroupCollection* groups);
+  // `groups` must outlive this context. `seed` is Megatron's --seed; `dp_random_init` its
+  // data_parallel_random_init (data-parallel replicas draw different dropout masks too).
+  DistributedParallelContext(const parallel::ProcessGroupCollection* groups, uint64_t seed,
+                             bool dp_random_init, torch::Device device);
 
   int size(Group group) const override;
   int rank(Group group) const override;
@@ -20,10 +22,13 @@ class DistributedParallelContext : public ParallelContext {
   torch::Tensor AllGatherFirstDim(const torch::Tensor& x, Group group) override;
   torch::Tensor ReduceScatterFirstDim(const torch::Tensor& x, Group group) override;
   torch::Tensor ScatterToSequenceParallelRegion(const torch::Tensor& x) override;
+  at::Generator* dropout_generator(RngStream stream) override;
 
  private:
   const parallel::ProcessGroupPtr& Get(Group group) const;
   const parallel::ProcessGroupCollection* groups_;
+  at::Generator default_stream_;
+  at::Generator tensor_parallel_stream_;
 };
 
 }  // namespace gptb::model

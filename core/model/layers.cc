@@ -58,9 +58,20 @@ torch::Tensor MlpActivation::operator()(const torch::Tensor& h) const {
   return activation_(gate) * (up + glu_offset_);
 }
 
-torch::Tensor MaybeDropout(const torch::Tensor& x, double p, bool training) {
+at::Generator* HiddenDropoutGenerator(const ModuleContext& ctx) {
+  return ctx.parallel->dropout_generator(ctx.config->sequence_parallel()
+                                             ? ParallelContext::RngStream::kTensorParallel
+                                             : ParallelContext::RngStream::kDefault);
+}
+
+torch::Tensor MaybeDropout(const torch::Tensor& x, double p, bool training,
+                           at::Generator* generator) {
   if (!training || p <= 0.0) return x;
-  return torch::dropout(x, p, /*train=*/true);
+  if (generator == nullptr) return torch::dropout(x, p, /*train=*/true);
+  if (p >= 1.0) return x * torch::zeros_like(x);
+  // torch.nn.functional.dropout's computation with the mask drawn from the given stream.
+  torch::Tensor keep = torch::empty_like(x).bernoulli_(1.0 - p, *generator);
+  return x * keep.div_(1.0 - p);
 }
 
 NormParams::NormParams(torch::nn::Module* owner, const ModuleContext& ctx,
@@ -175,7 +186,8 @@ torch::Tensor VocabParallelEmbedding::forward(const torch::Tensor& ids,
 LanguageModelEmbedding::LanguageModelEmbedding(const ModuleContext& ctx, const std::string& prefix)
     : parallel_(ctx.parallel),
       dropout_(ctx.config->hidden_dropout()),
-      sequence_parallel_(ctx.config->sequence_parallel()) {
+      sequence_parallel_(ctx.config->sequence_parallel()),
+      generator_(HiddenDropoutGenerator(ctx)) {
   word_embeddings_ = register_module("word_embeddings", std::make_shared<VocabParallelEmbedding>(
                                                             ctx, prefix + "word_embeddings."));
   const std::string pos = prefix + "position_embeddings.weight";
@@ -192,7 +204,7 @@ torch::Tensor LanguageModelEmbedding::forward(const torch::Tensor& ids) {
   // embeddings (they are added to the full sequence); the sums are the same either way.
   if (sequence_parallel_ && !position_weight_.defined()) {
     torch::Tensor x = word_embeddings_->forward(ids, /*reduce_scatter_embeddings=*/true);
-    return MaybeDropout(x, dropout_, is_training());  // [s/t, b, h]
+    return MaybeDropout(x, dropout_, is_training(), generator_);  // [s/t, b, h]
   }
   torch::Tensor x = word_embeddings_->forward(ids);  // [b, s, h]
   if (position_weight_.defined()) {
@@ -201,7 +213,7 @@ torch::Tensor LanguageModelEmbedding::forward(const torch::Tensor& ids) {
   }
   x = x.transpose(0, 1).contiguous();  // [s, b, h]
   if (sequence_parallel_) x = parallel_->ScatterToSequenceParallelRegion(x);
-  return MaybeDropout(x, dropout_, is_training());
+  return MaybeDropout(x, dropout_, is_training(), generator_);
 }
 
 Mlp::Mlp(const ModuleContext& ctx, const std::string& prefix, bool fc1_fused_norm, LinearComm comm)

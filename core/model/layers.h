@@ -161,6 +161,7 @@ class LanguageModelEmbedding : public torch::nn::Module {
   ParallelContext* parallel_;
   double dropout_;
   bool sequence_parallel_;
+  at::Generator* generator_;
 };
 
 // Dense MLP: linear_fc1 (column-parallel, [gate; up] rows when gated) -> activation / GLU ->
@@ -182,8 +183,15 @@ class Mlp : public torch::nn::Module {
   MlpActivation activation_;
 };
 
-// Dropout that is a no-op in eval mode or with p == 0.
-torch::Tensor MaybeDropout(const torch::Tensor& x, double p, bool training);
+// The stream of the embedding's and the transformer layers' hidden dropout: the tensor-parallel
+// one under sequence parallelism (Megatron runs the block and the embedding dropout inside
+// get_cuda_rng_tracker().fork()), else the default one.
+at::Generator* HiddenDropoutGenerator(const ModuleContext& ctx);
+
+// Dropout that is a no-op in eval mode or with p == 0, its mask drawn from `generator` (nullptr:
+// torch's default generator); see ParallelContext::RngStream for which stream each dropout uses.
+torch::Tensor MaybeDropout(const torch::Tensor& x, double p, bool training,
+                           at::Generator* generator);
 
 }  // namespace gptb::model
 

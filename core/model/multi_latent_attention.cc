@@ -108,6 +108,8 @@ MlaSelfAttention::MlaSelfAttention(const ModuleContext& ctx, const layer_spec::M
   v_head_dim_ = t.v_head_dim();
   kv_lora_rank_ = t.kv_lora_rank();
   dropout_ = t.attention_dropout();
+  // Attention dropout from Megatron's tensor-parallel stream (each rank's own heads).
+  dropout_generator_ = ctx.parallel->dropout_generator(ParallelContext::RngStream::kTensorParallel);
   // Megatron: the YaRN mscale of rotary_scaling_factor and mscale_all_dim, whatever rope_type.
   const double mscale = YarnMscale(t.rotary_scaling_factor(), t.mscale_all_dim());
   softmax_scale_ = mscale * mscale / std::sqrt(static_cast<double>(qk_head_dim_ + pos_dim_));
@@ -173,7 +175,7 @@ torch::Tensor MlaSelfAttention::forward(const torch::Tensor& x) {
       torch::ones({s, s}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(1);
   scores = scores.masked_fill(causal, -std::numeric_limits<float>::infinity());
   torch::Tensor probs = torch::softmax(scores, -1);
-  probs = MaybeDropout(probs, dropout_, is_training()).to(vt.dtype());
+  probs = MaybeDropout(probs, dropout_, is_training(), dropout_generator_).to(vt.dtype());
   torch::Tensor context = torch::matmul(probs, vt);      // [b, heads, s, v]
   context = context.permute({2, 0, 1, 3}).contiguous();  // [s, b, heads, v]
   return linear_proj_->forward(context.view({s, b, local_heads_ * v_head_dim_}));

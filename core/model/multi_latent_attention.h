@@ -59,6 +59,7 @@ class MlaSelfAttention : public torch::nn::Module {
   ParallelContext* parallel_;
   int64_t local_heads_, qk_head_dim_, pos_dim_, v_head_dim_, kv_lora_rank_;
   double dropout_;
+  at::Generator* dropout_generator_;
   double softmax_scale_;
 };
 

@@ -1,6 +1,7 @@
 #ifndef GPTB_CORE_MODEL_PARALLEL_CONTEXT_H_
 #define GPTB_CORE_MODEL_PARALLEL_CONTEXT_H_
 
+#include <ATen/core/Generator.h>
 #include <torch/torch.h>
 
 namespace gptb::model {
@@ -32,6 +33,16 @@ class ParallelContext {
   // forward this rank's chunk of dim 0 over tp, backward all-gather along dim 0
   // (scatter_to_sequence_parallel_region).
   virtual torch::Tensor ScatterToSequenceParallelRegion(const torch::Tensor& x) = 0;
+
+  // Megatron's dropout random streams (tensor_parallel/random.py, model_parallel_cuda_manual_seed):
+  // kDefault is the same on every tensor-parallel rank of a pipeline stage, for dropout of
+  // activations each of them holds a copy of (embedding and hidden dropout without sequence
+  // parallelism), so the copies stay identical; kTensorParallel differs per tensor-parallel rank,
+  // for activations split across them (attention dropout on each rank's heads, and every
+  // dropout of the block and the embedding under sequence parallelism, where each rank holds its
+  // own part of the sequence). nullptr: torch's default generator (a single rank).
+  enum class RngStream { kDefault, kTensorParallel };
+  virtual at::Generator* dropout_generator(RngStream stream) = 0;
 };
 
 // A single rank: every group has size 1 and every op is the identity.
@@ -45,6 +56,7 @@ class LocalParallelContext : public ParallelContext {
   torch::Tensor AllGatherFirstDim(const torch::Tensor& x, Group) override { return x; }
   torch::Tensor ReduceScatterFirstDim(const torch::Tensor& x, Group) override { return x; }
   torch::Tensor ScatterToSequenceParallelRegion(const torch::Tensor& x) override { return x; }
+  at::Generator* dropout_generator(RngStream) override { return nullptr; }
 };
 
 }  // namespace gptb::model

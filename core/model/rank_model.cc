@@ -214,7 +214,9 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
         parallel::ProcessGroupCollection::Create(plan_.topology(), rank_, *store, group_options);
     if (!groups.ok()) return groups.status();
     groups_.emplace(*std::move(groups));
-    parallel_ = std::make_unique<DistributedParallelContext>(&*groups_);
+    parallel_ = std::make_unique<DistributedParallelContext>(
+        &*groups_, static_cast<uint64_t>(options.build.seed()),
+        options.build.data_parallel_random_init(), device);
   }
   Phase(BuildPhase::kProcessGroups, Since(start), options, 0, 0);
   if (absl::Status s = CheckCancelled(options); !s.ok()) return s;

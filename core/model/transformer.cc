@@ -17,7 +17,7 @@ bool IsKind(const layer_spec::ModuleSpec* node, layer_spec::ModuleKind kind) {
 
 TransformerLayer::TransformerLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
                                    const std::string& prefix)
-    : dropout_(ctx.config->hidden_dropout()) {
+    : dropout_(ctx.config->hidden_dropout()), dropout_generator_(HiddenDropoutGenerator(ctx)) {
   if (IsKind(spec.Submodule("input_layernorm"), layer_spec::ModuleKind::kNorm)) {
     input_layernorm_ = register_module("input_layernorm",
                                        std::make_shared<Norm>(ctx, prefix + "input_layernorm."));
@@ -56,10 +56,10 @@ torch::Tensor TransformerLayer::forward(const torch::Tensor& x, const torch::Ten
   torch::Tensor normed = input_layernorm_ ? input_layernorm_->forward(x) : x;
   torch::Tensor attention = mla_attention_ ? mla_attention_->forward(normed)
                                            : self_attention_->forward(normed, rotary_freqs, rotary);
-  torch::Tensor h = x + MaybeDropout(attention, dropout_, is_training());
+  torch::Tensor h = x + MaybeDropout(attention, dropout_, is_training(), dropout_generator_);
   normed = pre_mlp_layernorm_ ? pre_mlp_layernorm_->forward(h) : h;
   torch::Tensor mlp = moe_ ? moe_->forward(normed) : mlp_->forward(normed);
-  return h + MaybeDropout(mlp, dropout_, is_training());
+  return h + MaybeDropout(mlp, dropout_, is_training(), dropout_generator_);
 }
 
 TeTransformerLayer::TeTransformerLayer(const ModuleContext& ctx, const std::string& prefix)
@@ -68,6 +68,7 @@ TeTransformerLayer::TeTransformerLayer(const ModuleContext& ctx, const std::stri
       gated_(ctx.config->gated_linear_unit()),
       glu_offset_(ctx.config->glu_linear_offset()),
       dropout_(ctx.config->hidden_dropout()),
+      dropout_generator_(HiddenDropoutGenerator(ctx)),
       sequence_parallel_(ctx.config->sequence_parallel()) {
   layer_spec::ModuleSpecPtr attention = layer_spec::Node("SelfAttention", {});
   self_attention_ = register_module(
@@ -91,8 +92,8 @@ TeTransformerLayer::TeTransformerLayer(const ModuleContext& ctx, const std::stri
 
 torch::Tensor TeTransformerLayer::forward(const torch::Tensor& x, const torch::Tensor& rotary_freqs,
                                           const Rotary* rotary) {
-  torch::Tensor h =
-      x + MaybeDropout(self_attention_->forward(x, rotary_freqs, rotary), dropout_, is_training());
+  torch::Tensor h = x + MaybeDropout(self_attention_->forward(x, rotary_freqs, rotary), dropout_,
+                                     is_training(), dropout_generator_);
   // LayerNormMLP: the norm on this rank's part of the sequence, then gathered under sequence
   // parallelism; fc2's partial sums are reduce-scattered back.
   torch::Tensor normed = mlp_norm_->Apply(h);
@@ -111,7 +112,7 @@ torch::Tensor TeTransformerLayer::forward(const torch::Tensor& x, const torch::T
                         ? parallel_->ReduceScatterFirstDim(partial, ParallelContext::Group::kTensor)
                         : parallel_->ReduceFromTensorParallelRegion(partial);
   if (fc2_bias_.defined()) y = y + fc2_bias_;
-  return h + MaybeDropout(y, dropout_, is_training());
+  return h + MaybeDropout(y, dropout_, is_training(), dropout_generator_);
 }
 
 MtpLayer::MtpLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,

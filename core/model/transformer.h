@@ -36,6 +36,7 @@ class TransformerLayer : public torch::nn::Module {
   std::shared_ptr<Mlp> mlp_;
   std::shared_ptr<MoeLayer> moe_;
   double dropout_;
+  at::Generator* dropout_generator_;  // HiddenDropoutGenerator
 };
 
 // Transformer Engine's TransformerLayer as the full-TE spec builds it: self_attention
@@ -56,6 +57,7 @@ class TeTransformerLayer : public torch::nn::Module {
   bool gated_;
   double glu_offset_;
   double dropout_;
+  at::Generator* dropout_generator_;  // HiddenDropoutGenerator
   bool sequence_parallel_;
 };
 

@@ -46,7 +46,9 @@ TEST_P(GoldenNumericsTest, EveryLayoutMatchesMegatron) {
   PrintRow(c.name, "one rank", one, megatron, seconds());
   ExpectMatchesMegatron(one, megatron, c.name + " at one rank");
   const std::vector<NumericsLayout> layouts = NumericsLayoutsFor(c.config);
-  EXPECT_GE(layouts.size(), 3u) << "tp2, pp2 and dp2 fit every case";
+  // tp2 (tp2 with sequence parallelism for MoE), pp2 and dp2 fit every case; a case whose loss
+  // depends on the micro-batch's statistics has no dp2.
+  EXPECT_GE(layouts.size(), HasBatchStatistics(c.config) ? 2u : 3u);
   for (const NumericsLayout& layout : layouts) {
     const std::string what = c.name + " at " + layout.Name();
     const NumericsResult got = RunNumericsLayout(c, layout, checkpoint);

@@ -146,6 +146,12 @@ CASES = {
     "mla_moe_shared": derive(LLAMA, SMALL, **MLA, **MOE, num_query_groups=4, q_lora_rank=16,
                              qk_layernorm=True, rope_type="rope", moe_layer_freq=[0, 1, 1, 1],
                              moe_ffn_hidden_size=24, moe_shared_expert_intermediate_size=32),
+    # The load-balancing loss (Megatron's switch-transformer aux loss, coefficient large enough
+    # that its gradient is a sizeable part of the router's): a function of the micro-batch's
+    # tokens, so compared only in layouts that see the whole batch at once (one rank, tp 2 with
+    # sequence parallelism, where Megatron counts the tokens over TP, and a pipeline fed one
+    # micro-batch).
+    "moe_aux_loss": derive(LLAMA, SMALL, **MOE, moe_aux_loss_coeff=0.1),
 }
 
 

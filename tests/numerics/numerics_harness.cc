@@ -125,9 +125,16 @@ std::string NumericsLayout::Name() const {
 const std::vector<NumericsLayout> kExtraNumericsLayouts = {
     {.tp = 2, .sequence_parallel = true, .layer_spec = "transformer_engine"}};
 
+bool HasBatchStatistics(const gptbuilder::v1::GPTModelConfig& config) {
+  const auto& t = config.transformer();
+  return t.has_num_moe_experts() && t.num_moe_experts() > 0 && t.moe_aux_loss_coeff() != 0.0 &&
+         t.moe_router_load_balancing_type() != "none";
+}
+
 std::vector<NumericsLayout> NumericsLayoutsFor(const gptbuilder::v1::GPTModelConfig& config) {
   const auto& t = config.transformer();
   const bool moe = t.has_num_moe_experts() && t.num_moe_experts() > 0;
+  const bool batch_statistics = HasBatchStatistics(config);
   std::vector<NumericsLayout> candidates = {
       {.tp = 2}, {.pp = 2}, {.pp = 2, .vp = 2}, {.dp = 2}, {.ep = 2, .dp = 2}};
   candidates.insert(candidates.end(), kExtraNumericsLayouts.begin(), kExtraNumericsLayouts.end());
@@ -142,6 +149,9 @@ std::vector<NumericsLayout> NumericsLayoutsFor(const gptbuilder::v1::GPTModelCon
     if (t.multi_latent_attention() && l.sequence_parallel) continue;
     if (t.num_layers() % (l.pp * std::max(l.vp, 1)) != 0) continue;
     if (l.ep > 1 && (!moe || t.num_moe_experts() % l.ep != 0)) continue;
+    // A data-parallel replica sees half the batch, and an interleaved pipeline needs as many
+    // micro-batches as stages: their load-balancing losses are other functions of the tokens.
+    if (batch_statistics && (l.dp > 1 || l.vp > 1)) continue;
     out.push_back(l);
   }
   return out;
@@ -258,8 +268,10 @@ NumericsResult RunNumericsLayout(const NumericsCase& c, const NumericsLayout& la
     const int dp = groups.size(GroupKind::kDp), dp_rank = groups.rank(GroupKind::kDp);
     if (samples % dp != 0) throw std::runtime_error("samples not divisible by dp");
     const int64_t share = samples / dp;
-    // One sample per micro-batch when a pipeline can interleave them.
-    const int64_t mbs = groups.size(GroupKind::kPp) > 1 ? 1 : share;
+    // One sample per micro-batch when a pipeline can interleave them, unless the loss depends on
+    // the micro-batch's statistics (Megatron's oracle ran the batch as one micro-batch).
+    const int64_t mbs =
+        groups.size(GroupKind::kPp) > 1 && !HasBatchStatistics(c.config) ? 1 : share;
     std::vector<train::MicroBatch> batches;
     for (int64_t m = 0; m < share / mbs; ++m) {
       const torch::Tensor rows = c.tokens.narrow(0, dp_rank * share + m * mbs, mbs);

@@ -50,6 +50,12 @@ std::string GoldenNumericsDir(const std::string& name);
 // Every case folder under tests/golden/numerics, by name.
 std::vector<std::string> GoldenNumericsCases();
 
+// Whether the case's loss depends on each micro-batch's token statistics (the MoE
+// load-balancing loss): such a case is compared only in layouts that see Megatron's whole batch
+// as one micro-batch (no data parallelism; one micro-batch through a pipeline that is not
+// interleaved).
+bool HasBatchStatistics(const gptbuilder::v1::GPTModelConfig& config);
+
 struct NumericsLayout {
   int tp = 1, pp = 1, vp = 0, ep = 1, dp = 1;
   bool sequence_parallel = false;

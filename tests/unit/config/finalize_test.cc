@@ -32,6 +32,15 @@ GPTModelConfig MustFinalize(const GPTModelConfig& config, FinalizeOptions option
   return resolved.ok() ? *resolved : GPTModelConfig();
 }
 
+// Megatron's and Bridge's derivations for values this build refuses (sequence parallelism, fp32
+// residuals, layer scaling, fast_gelu): checked with the refusals left out (they are tested in
+// field_support_test.cc).
+GPTModelConfig MustFinalizeMegatronRules(const GPTModelConfig& config) {
+  FinalizeOptions options;
+  options.refuse_unsupported = false;
+  return MustFinalize(config, options);
+}
+
 // ---- Defaults ----------------------------------------------------------------------------------
 
 // Bridge's GPTModelConfig defaults (bridge-gpt-builder.md §2.1 and the ModelConfig base §1.1).
@@ -133,9 +142,9 @@ TEST(Finalize, Fp32ResidualForcesFp32PipelineDtype) {
   TransformerConfig* t = config.mutable_transformer();
   t->set_fp32_residual_connection(true);
   t->set_params_dtype("bf16");
-  EXPECT_FALSE(MustFinalize(config).transformer().has_pipeline_dtype());  // no p2p at pp == 1
+  EXPECT_FALSE(MustFinalizeMegatronRules(config).transformer().has_pipeline_dtype());  // pp 1
   t->set_pipeline_model_parallel_size(2);
-  EXPECT_EQ(MustFinalize(config).transformer().pipeline_dtype(), "float32");
+  EXPECT_EQ(MustFinalizeMegatronRules(config).transformer().pipeline_dtype(), "float32");
 }
 
 TEST(Finalize, NormalizesDtypeAndActivationSpellings) {
@@ -161,7 +170,8 @@ TEST(Finalize, NormalizesDtypeAndActivationSpellings) {
   for (const auto& [spelling, canonical] : activations) {
     GPTModelConfig config = TinyLlama();
     config.mutable_transformer()->set_activation_func(spelling);
-    EXPECT_EQ(MustFinalize(config).transformer().activation_func(), canonical) << spelling;
+    EXPECT_EQ(MustFinalizeMegatronRules(config).transformer().activation_func(), canonical)
+        << spelling;
   }
 }
 
@@ -173,7 +183,7 @@ TEST(Finalize, MigratesEnableCudaGraphAndLayerScaling) {
   t->set_apply_query_key_layer_scaling(true);
   t->set_attention_softmax_in_fp32(false);
   t->set_moe_expert_capacity_factor(-1.0);
-  const TransformerConfig rt = MustFinalize(config).transformer();
+  const TransformerConfig rt = MustFinalizeMegatronRules(config).transformer();
   EXPECT_EQ(rt.cuda_graph_impl(), "local");
   EXPECT_FALSE(rt.enable_cuda_graph());
   EXPECT_TRUE(rt.attention_softmax_in_fp32());
@@ -361,6 +371,9 @@ TEST(FinalizeGoldenParity, ResolvedFieldsEqualMegatronsForEveryGoldenLayout) {
       switch (field->cpp_type()) {
         case FD::CPPTYPE_INT32:
           EXPECT_EQ(r->GetInt32(t, field), value.get<int>()) << key;
+          break;
+        case FD::CPPTYPE_INT64:
+          EXPECT_EQ(r->GetInt64(t, field), value.get<int64_t>()) << key;
           break;
         case FD::CPPTYPE_DOUBLE:
           EXPECT_DOUBLE_EQ(r->GetDouble(t, field), value.get<double>()) << key;

@@ -234,6 +234,21 @@ TEST(HfImport, Qwen3MoeRefusesWhatMegatronDoesNotCompute) {
   EXPECT_THAT(violations, Contains(Pair("mlp_only_layers", "OUT_OF_RANGE")));
 }
 
+// Dense Qwen3's attention_bias puts a bias on o_proj too; it used to be imported as nothing.
+TEST(HfImport, Qwen3AttentionBiasIsRefusedNotDropped) {
+  absl::StatusOr<GPTModelConfig> r = ImportHfConfigText(
+      R"({"model_type": "qwen3", "num_hidden_layers": 2, "hidden_size": 64,
+          "num_attention_heads": 4, "intermediate_size": 96, "vocab_size": 256,
+          "attention_bias": true})");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(FieldsAndReasons(r.status()), Contains(Pair("attention_bias", "UNSUPPORTED")));
+  EXPECT_TRUE(ImportHfConfigText(
+                  R"({"model_type": "qwen3", "num_hidden_layers": 2, "hidden_size": 64,
+                      "num_attention_heads": 4, "intermediate_size": 96, "vocab_size": 256,
+                      "attention_bias": false})")
+                  .ok());
+}
+
 TEST(HfImport, UnbuiltFamiliesAreRefusedByName) {
   for (const char* type : {"deepseek_v3", "deepseek_v2", "gpt_oss", "gemma2", "gemma3_text"}) {
     absl::StatusOr<GPTModelConfig> r =

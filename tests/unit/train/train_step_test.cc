@@ -148,6 +148,60 @@ TEST(TrainStepTest, MixtureOfExpertsWithTensorParallelismIsRefused) {
   EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("sequence_parallel"));
 }
 
+// Dropout under tensor parallelism follows Megatron's random streams: without sequence
+// parallelism hidden and embedding dropout draw from the default stream, the same on both TP
+// ranks, so their copies of the residual stream -- and of every replicated parameter -- stay
+// identical through training; attention dropout draws from the tensor-parallel stream, a
+// different mask per rank's heads. With sequence parallelism every dropout uses the
+// tensor-parallel stream (each rank holds its own tokens) and the replicated parameters'
+// gradients are summed over TP. Dropout must also change the step: the same weights and tokens
+// without dropout give another loss.
+TEST(TrainStepTest, DropoutUnderTensorParallelismKeepsReplicasIdentical) {
+  for (const bool sequence_parallel : {false, true}) {
+    SCOPED_TRACE(sequence_parallel ? "sequence parallel" : "no sequence parallelism");
+    gptbuilder::v1::GPTModelConfig c = testing::TinyGpt();
+    c.mutable_transformer()->set_sequence_parallel(sequence_parallel);
+    // Megatron runs sequence parallelism only with Transformer Engine's norms.
+    if (sequence_parallel) c.mutable_transformer_layer_spec()->set_name("transformer_engine");
+    Layout layout{2, 1, 0, 1, 1};
+    layout.sequence_parallel = sequence_parallel;
+    auto losses = [&](double dropout) {
+      c.mutable_transformer()->set_hidden_dropout(dropout);
+      c.mutable_transformer()->set_attention_dropout(dropout);
+      auto world = testing::BuildWorld(testing::WithLayout(c, layout), 2);
+      std::vector<double> out;
+      if (world->ranks[0] == nullptr || world->ranks[1] == nullptr) return out;
+      const auto results = testing::Train(*world, testing::Request(2, 2, 1e-2), 3);
+      if (results[0].size() != 3u) return out;
+      for (const auto& r : results[0]) out.push_back(r.loss);
+      // Every parameter both TP ranks hold whole (norms, position embeddings, row-parallel
+      // biases) must be bit-identical after three updates.
+      int replicated = 0;
+      torch::NoGradGuard no_grad;
+      const auto& stage0 = world->ranks[0]->stages()[0];
+      const auto& stage1 = world->ranks[1]->stages()[0];
+      const auto p0 = stage0->named_parameters();
+      const auto p1 = stage1->named_parameters();
+      const std::vector<plan::ParamInfo>& infos = stage0->plan().params;
+      for (size_t i = 0; i < infos.size(); ++i) {
+        if (infos[i].partition_dim >= 0) continue;
+        ++replicated;
+        EXPECT_TRUE(torch::equal(p0[infos[i].name], p1[infos[i].name]))
+            << infos[i].name << " differs between the tensor-parallel ranks (dropout " << dropout
+            << ")";
+      }
+      EXPECT_GT(replicated, 4);
+      return out;
+    };
+    const std::vector<double> with = losses(0.2);
+    const std::vector<double> without = losses(0.0);
+    ASSERT_EQ(with.size(), 3u);
+    ASSERT_EQ(without.size(), 3u);
+    EXPECT_TRUE(std::isfinite(with.back()));
+    EXPECT_NE(with.front(), without.front()) << "dropout did not change the step";
+  }
+}
+
 // With a pipeline, the first stage's word embeddings and the last stage's output layer are two
 // copies of one tensor: they must stay bit-identical through training.
 TEST(TrainStepTest, TiedEmbeddingCopiesStayIdentical) {
