@@ -45,11 +45,6 @@ std::vector<RowRange> Gaps(const std::vector<Segment>& segments, int64_t lo, int
   return gaps;
 }
 
-bool IsStacked(const TensorRoute& route) {
-  return std::any_of(route.segments.begin(), route.segments.end(),
-                     [](const Segment& s) { return s.stack >= 0; });
-}
-
 // The stored rows (columns when transposed) a stacked segment's slice needs: its last index + 1.
 int64_t StackedExtent(const Segment& s) { return s.offset + (s.rows - 1) * s.stride + 1; }
 
@@ -124,6 +119,11 @@ void TransposeBlock(const void* in, int64_t in_stride, int64_t rows, int64_t col
                   item_size);
     }
   }
+}
+
+bool IsStackedRoute(const TensorRoute& route) {
+  return std::any_of(route.segments.begin(), route.segments.end(),
+                     [](const Segment& s) { return s.stack >= 0; });
 }
 
 TensorRoute IdentityRoute(const std::string& name, const std::vector<int64_t>& shape,
@@ -214,7 +214,7 @@ absl::StatusOr<std::vector<RowRange>> ReadRoute(const ShardedSafetensorsReader& 
   if (absl::Status s = CheckRequest(route, dim, start, length); !s.ok()) return s;
   auto* dst = static_cast<unsigned char*>(out);
   std::vector<unsigned char> tmp;
-  if (IsStacked(route)) {
+  if (IsStackedRoute(route)) {
     // Each segment's whole slice, its canonical rows gathered from it, the request copied out.
     const int64_t inner = Product(route.shape, 1);
     std::vector<unsigned char> rows;
@@ -305,7 +305,7 @@ absl::Status WriteRoute(ShardedSafetensorsWriter& writer, const TensorRoute& rou
   if (absl::Status s = CheckRequest(route, dim, start, length); !s.ok()) return s;
   const auto* src = static_cast<const unsigned char*>(data);
   std::vector<unsigned char> tmp;
-  if (IsStacked(route)) {
+  if (IsStackedRoute(route)) {
     // A stored slice is written in one piece, from every segment that lies in it.
     if (dim != 0 || start != 0 || length != route.shape[0]) {
       return absl::UnimplementedError(

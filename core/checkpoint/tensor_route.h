@@ -73,6 +73,9 @@ absl::StatusOr<std::vector<RowRange>> ReadRoute(const ShardedSafetensorsReader& 
                                                 const TensorRoute& route, int dim, int64_t start,
                                                 int64_t length, void* out);
 
+// Whether `route` has a stacked segment, and so must be written whole (WriteRoute).
+bool IsStackedRoute(const TensorRoute& route);
+
 // Writes the canonical sub-block [start, start + length) along `dim` from `data` (dense
 // row-major, elements of `item_size` bytes) into the stored tensors; rows no segment covers are
 // dropped. Along dim 1 every segment must cover its whole stored tensor (UNIMPLEMENTED
