@@ -152,6 +152,15 @@ CASES = {
     # sequence parallelism, where Megatron counts the tokens over TP, and a pipeline fed one
     # micro-batch).
     "moe_aux_loss": derive(LLAMA, SMALL, **MOE, moe_aux_loss_coeff=0.1),
+    # DeepSeek-V3's router: aux-loss-free expert bias (non-zero, so it changes the choice of
+    # experts but not their weights) over sigmoid scores with group-limited routing and a
+    # scaling factor; buffers.safetensors holds the bias after finalize_model_grads' update.
+    "moe_expert_bias": derive(LLAMA, SMALL, **dict(MOE, num_moe_experts=8, moe_router_topk=4),
+                              moe_router_num_groups=4, moe_router_group_topk=2,
+                              moe_router_score_function="sigmoid",
+                              moe_router_topk_scaling_factor=2.5,
+                              moe_router_enable_expert_bias=True,
+                              moe_router_bias_update_rate=0.01),
 }
 
 

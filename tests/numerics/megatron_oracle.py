@@ -13,7 +13,11 @@ one process), runs forward with labels and backward on the mean loss, and writes
   grads.safetensors    d(mean loss)/d(parameter) for every parameter
   logits.safetensors   "logits" [b, s, padded vocab] (with --logits)
   weights.safetensors  the weights (with --init-seed: N(0, 0.2) matrices, norms 1 + N(0, 0.1),
-                       biases N(0, 0.1), drawn in name order)
+                       biases N(0, 0.1), drawn in name order; then routers' expert_bias
+                       N(0, 0.1))
+  buffers.safetensors  with moe_router_enable_expert_bias: every router's expert_bias after
+                       finalize_model_grads' update (_update_router_expert_bias) from the
+                       forward's token counts
 
 Names are Megatron's local-spec state-dict names at tp = 1 (unsharded, global layer and expert
 indices). Parallel sizes in the config are ignored (every layout must reproduce one rank);
@@ -111,6 +115,12 @@ def init_weights(model, seed):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
             else:
                 p.copy_(0.2 * torch.randn(p.shape, generator=g))
+        # The routers' expert_bias (moe_router_enable_expert_bias) starts at zero in Megatron;
+        # drawn here (after every parameter, so other cases keep their weights) so that it
+        # changes which experts the tokens choose.
+        for name, b in sorted(model.named_buffers()):
+            if name.endswith("expert_bias"):
+                b.copy_(0.1 * torch.randn(b.shape, generator=g))
 
 
 def build_model(cfg):
@@ -171,6 +181,9 @@ def run_case(case_dir, out_dir, init_seed, want_logits):
         model.load_state_dict(weights, strict=False)
     else:
         init_weights(model, init_seed)
+    # The weights as given (the step below updates the expert_bias buffers in place).
+    initial = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()
+               if not k.endswith("_extra_state")}
     model.train()
 
     ids = torch.tensor(json.load(open(os.path.join(case_dir, "tokens.json"))), dtype=torch.long)
@@ -185,6 +198,18 @@ def run_case(case_dir, out_dir, init_seed, want_logits):
     loss = per_token.float().mean()
     loss.backward()
 
+    buffers = {}
+    if getattr(model.config, "moe_router_enable_expert_bias", False):
+        # finalize_model_grads' expert-bias update after the step's backward (its token counts
+        # are from the forward with gradients; the --logits forward ran without).
+        from megatron.core import parallel_state as ps
+        from megatron.core.distributed.finalize_model_grads import _update_router_expert_bias
+        _update_router_expert_bias(
+            [model], model.config,
+            tp_dp_cp_group=ps.get_tensor_and_data_parallel_group(with_context_parallel=True))
+        buffers = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()
+                   if k.endswith("expert_bias")}
+
     grads, norms, sq = {}, {}, 0.0
     for name, p in model.named_parameters():
         if p.grad is None:
@@ -195,10 +220,10 @@ def run_case(case_dir, out_dir, init_seed, want_logits):
         sq += n2
     os.makedirs(out_dir, exist_ok=True)
     if init_seed is not None:
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()
-                   if not k.endswith("_extra_state")},
-                  os.path.join(out_dir, "weights.safetensors"))
+        save_file(initial, os.path.join(out_dir, "weights.safetensors"))
     save_file(grads, os.path.join(out_dir, "grads.safetensors"))
+    if buffers:
+        save_file(buffers, os.path.join(out_dir, "buffers.safetensors"))
     if logits is not None:
         save_file({"logits": logits.contiguous()}, os.path.join(out_dir, "logits.safetensors"))
     try:

@@ -90,17 +90,14 @@ std::string MegatronLocalName(const std::string& canonical) {
   return canonical;
 }
 
-// Calls fn(info, local tensor, canonical block) for every parameter a rank holds, in the order
-// the rank's chunks register them; the block is the slice of the canonical tensor it holds.
+// Calls fn(chunk, name, info, local tensor) for every parameter and persistent buffer a rank
+// holds, in the order of its chunks' checkpoint_tensors.
 template <typename Fn>
 void ForEachHeldSlice(const model::RankModel& rank, Fn fn) {
   for (size_t c = 0; c < rank.stages().size(); ++c) {
-    const auto& stage = rank.stages()[c];
-    size_t i = 0;
-    for (const auto& item : stage->named_parameters()) {
-      const plan::ParamInfo& info = stage->plan().params.at(i++);
-      fn(static_cast<int>(c), item.key(), info, item.value());
-    }
+    auto tensors = rank.stages()[c]->CheckpointTensors();
+    if (!tensors.ok()) throw std::runtime_error(std::string(tensors.status().message()));
+    for (const auto& [info, tensor] : *tensors) fn(static_cast<int>(c), info->name, *info, tensor);
   }
 }
 
@@ -201,6 +198,9 @@ NumericsResult LoadMegatronResult(const std::string& dir) {
   EXPECT_TRUE(logits.count("logits")) << dir << "/logits.safetensors has no logits";
   if (logits.count("logits")) r.logits = logits["logits"];
   r.grads = ReadSafetensors(dir + "/grads.safetensors");
+  if (std::filesystem::exists(dir + "/buffers.safetensors")) {
+    r.buffers = ReadSafetensors(dir + "/buffers.safetensors");
+  }
   return r;
 }
 
@@ -255,6 +255,10 @@ NumericsResult RunNumericsLayout(const NumericsCase& c, const NumericsLayout& la
   const int n = layout.world_size();
   const int64_t samples = c.tokens.size(0), seq = c.tokens.size(1) - 1;
 
+  // The logits first: the step's FinalizeGrads updates the routers' expert_bias, and Megatron's
+  // logits are of the weights as given.
+  result.logits = PipelineForward(world, c.tokens.narrow(1, 0, seq).contiguous());
+
   // Forward and backward as a train step runs them; loss terms per rank.
   std::vector<train::LossSums> sums(n);
   // Holds the output layer, first of its tp group. Not vector<bool>: ranks write their own entry
@@ -301,8 +305,22 @@ NumericsResult RunNumericsLayout(const NumericsCase& c, const NumericsLayout& la
   for (auto& [name, grad] : CanonicalGradients(world, 1e-6, where)) {
     result.grads[MegatronLocalName(name)] = grad;
   }
-
-  result.logits = PipelineForward(world, c.tokens.narrow(1, 0, seq).contiguous());
+  // The buffers after the step; every rank's copy must be the same.
+  for (const auto& rank : world.ranks) {
+    for (const auto& stage : rank->stages()) {
+      const auto held = stage->named_buffers();
+      for (const plan::ParamInfo& info : stage->plan().buffers) {
+        const torch::Tensor* value = held.find(info.name);
+        if (value == nullptr) {
+          ADD_FAILURE() << where << ": the stage has no buffer " << info.name;
+          continue;
+        }
+        auto [it, inserted] = result.buffers.emplace(info.canonical_name, value->clone());
+        EXPECT_TRUE(inserted || torch::equal(it->second, *value))
+            << where << ": the ranks' copies of " << info.canonical_name << " differ";
+      }
+    }
+  }
   return result;
 }
 
@@ -337,6 +355,17 @@ void ExpectMatchesMegatron(const NumericsResult& got, const NumericsResult& want
   EXPECT_EQ(got.grads.size(), want.grads.size()) << what << ": number of gradients";
   for (const auto& [name, g] : got.grads) {
     EXPECT_TRUE(want.grads.count(name)) << what << ": Megatron has no gradient for " << name;
+  }
+  // Buffers updated by the step (expert_bias += rate * sign(...)): Megatron's values.
+  EXPECT_EQ(got.buffers.size(), want.buffers.size()) << what << ": number of buffers";
+  for (const auto& [name, b] : want.buffers) {
+    auto it = got.buffers.find(name);
+    if (it == got.buffers.end()) {
+      ADD_FAILURE() << what << ": no buffer " << name << " after the step";
+      continue;
+    }
+    EXPECT_LE((it->second - b).abs().max().item<double>(), 1e-6)
+        << what << ": " << name << " after the step is " << it->second << ", Megatron's " << b;
   }
   // Megatron's logits are wider than ours only if the vocabulary was padded differently.
   if (got.logits.defined() && want.logits.defined()) {

@@ -38,6 +38,9 @@ struct NumericsResult {
   double loss = 0.0;                           // mean over every token
   torch::Tensor logits;                        // [b, s, padded vocab]
   std::map<std::string, torch::Tensor> grads;  // d(mean loss)/d(canonical tensor)
+  // Persistent buffers after the step's finalize_model_grads (the routers' expert_bias after
+  // its update), by canonical name; empty for models without them.
+  std::map<std::string, torch::Tensor> buffers;
 };
 
 // Loads config.json, tokens.json and weights.safetensors of `dir`; fails the test on errors.

@@ -6,6 +6,7 @@
 // gives the same weights.
 #include "core/config/hf_import.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -99,6 +100,8 @@ TEST_P(HfImportTest, LogitsEqualTheReferenceModelInEveryLayout) {
     ASSERT_GE(logits.size(-1), vocab);
     const double diff = (logits.narrow(-1, 0, vocab) - expected).abs().max().item<double>();
     EXPECT_LT(diff, 1e-4) << family.type << " at " << LayoutName(layout);
+    std::printf("HF_LOGITS %s %s max abs error %.2e (logits up to %.2f)\n", family.type.c_str(),
+                LayoutName(layout).c_str(), diff, expected.abs().max().item<double>());
     // The logits are not trivially small: a wrong mapping would show.
     EXPECT_GT(expected.abs().max().item<double>(), 1.0);
   }
@@ -182,7 +185,9 @@ INSTANTIATE_TEST_SUITE_P(
         Family{"qwen2", {{1, 1, 0, 1}, {2, 2, 0, 1}}, false, {2, 2, 0, 1}},
         Family{"qwen3", {{1, 1, 0, 1}, {2, 1, 0, 1}}, false, {2, 1, 0, 1}},
         Family{"mixtral", {{1, 1, 0, 1}, {1, 1, 0, 2}, {2, 1, 0, 2}}, false, {2, 1, 0, 2}},
-        Family{"qwen3_moe", {{1, 1, 0, 1}, {2, 2, 0, 2}}, false, {2, 2, 0, 2}}),
+        Family{"qwen3_moe", {{1, 1, 0, 1}, {2, 2, 0, 2}}, false, {2, 2, 0, 2}},
+        Family{"deepseek_v3", {{1, 1, 0, 1}, {2, 2, 0, 2}}, false, {2, 2, 0, 2}},
+        Family{"deepseek_v2", {{1, 1, 0, 1}, {2, 1, 0, 2}}, true, {1, 2, 0, 1}}),
     [](const ::testing::TestParamInfo<Family>& info) { return info.param.type; });
 
 TEST(HfImport, MismatchesAreReportedUpFront) {
