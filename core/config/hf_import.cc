@@ -457,7 +457,8 @@ void SetDeepseekRope(HfReader& hf, GPTModelConfig* config) {
   static const char* const kKnown[] = {
       "rope_type", "type",      "rope_theta", "factor",         "original_max_position_embeddings",
       "beta_fast", "beta_slow", "mscale",     "mscale_all_dim", "truncate"};
-  for (const auto& [name, value] : scaling->items()) {
+  for (const auto& item : scaling->items()) {
+    const std::string name = item.key();
     if (std::find_if(std::begin(kKnown), std::end(kKnown),
                      [&](const char* k) { return name == k; }) == std::end(kKnown)) {
       hf.violations()->Add(absl::StrCat(key, ".", name), "UNSUPPORTED",
@@ -555,7 +556,8 @@ void ImportDeepseek(const Json& json, bool v3, Violations* violations, GPTModelC
                                         "norm_topk_prob",
                                         "num_nextn_predict_layers",
                                         "num_mtp_layers"};
-  for (const auto& [key, value] : json.items()) {
+  for (const auto& item : json.items()) {
+    const std::string key = item.key();
     auto is = [&](const char* k) { return key == k; };
     if (std::any_of(std::begin(kMapped), std::end(kMapped), is) ||
         std::any_of(std::begin(kDeepseekMetadataKeys), std::end(kDeepseekMetadataKeys), is)) {

@@ -198,8 +198,10 @@ NumericsResult LoadMegatronResult(const std::string& dir) {
   EXPECT_TRUE(logits.count("logits")) << dir << "/logits.safetensors has no logits";
   if (logits.count("logits")) r.logits = logits["logits"];
   r.grads = ReadSafetensors(dir + "/grads.safetensors");
-  if (std::filesystem::exists(dir + "/buffers.safetensors")) {
-    r.buffers = ReadSafetensors(dir + "/buffers.safetensors");
+  for (int step = 1;; ++step) {
+    const std::string path = dir + "/buffers_step" + std::to_string(step) + ".safetensors";
+    if (!std::filesystem::exists(path)) break;
+    r.buffer_steps.push_back(ReadSafetensors(path));
   }
   return r;
 }
@@ -266,7 +268,7 @@ NumericsResult RunNumericsLayout(const NumericsCase& c, const NumericsLayout& la
   // dropped a dp replica's loss now and then).
   std::vector<char> reports(n, 0);
   std::vector<int> micro_batches(n, 0), replicas(n, 1);
-  OnEveryRank(n, [&](int r) {
+  auto step = [&](int r) {
     model::RankModel& model = *world.ranks[r];
     const parallel::ProcessGroupCollection& groups = *model.groups();
     const int dp = groups.size(GroupKind::kDp), dp_rank = groups.rank(GroupKind::kDp);
@@ -294,7 +296,8 @@ NumericsResult RunNumericsLayout(const NumericsCase& c, const NumericsLayout& la
     bool post = false;
     for (const auto& stage : model.stages()) post = post || stage->post_process();
     reports[r] = post && groups.rank(GroupKind::kTp) == 0;
-  });
+  };
+  OnEveryRank(n, step);
   double loss = 0.0;
   for (int r = 0; r < n; ++r) {
     if (reports[r]) loss += sums[r].lm / (micro_batches[r] * replicas[r]);
@@ -305,20 +308,32 @@ NumericsResult RunNumericsLayout(const NumericsCase& c, const NumericsLayout& la
   for (auto& [name, grad] : CanonicalGradients(world, 1e-6, where)) {
     result.grads[MegatronLocalName(name)] = grad;
   }
-  // The buffers after the step; every rank's copy must be the same.
-  for (const auto& rank : world.ranks) {
-    for (const auto& stage : rank->stages()) {
-      const auto held = stage->named_buffers();
-      for (const plan::ParamInfo& info : stage->plan().buffers) {
-        const torch::Tensor* value = held.find(info.name);
-        if (value == nullptr) {
-          ADD_FAILURE() << where << ": the stage has no buffer " << info.name;
-          continue;
+  // The buffers after each step; every rank's copy must be the same. Models with expert bias
+  // take kExpertBiasSteps steps on the same batch without an optimizer, as the oracle does.
+  auto record_buffers = [&] {
+    std::map<std::string, torch::Tensor> buffers;
+    for (const auto& rank : world.ranks) {
+      for (const auto& stage : rank->stages()) {
+        const auto held = stage->named_buffers();
+        for (const plan::ParamInfo& info : stage->plan().buffers) {
+          const torch::Tensor* value = held.find(info.name);
+          if (value == nullptr) {
+            ADD_FAILURE() << where << ": the stage has no buffer " << info.name;
+            continue;
+          }
+          auto [it, inserted] = buffers.emplace(info.canonical_name, value->clone());
+          EXPECT_TRUE(inserted || torch::equal(it->second, *value))
+              << where << ": the ranks' copies of " << info.canonical_name << " differ";
         }
-        auto [it, inserted] = result.buffers.emplace(info.canonical_name, value->clone());
-        EXPECT_TRUE(inserted || torch::equal(it->second, *value))
-            << where << ": the ranks' copies of " << info.canonical_name << " differ";
       }
+    }
+    if (!buffers.empty()) result.buffer_steps.push_back(std::move(buffers));
+  };
+  record_buffers();
+  if (config.transformer().moe_router_enable_expert_bias()) {
+    for (int k = 1; k < kExpertBiasSteps; ++k) {
+      OnEveryRank(n, step);
+      record_buffers();
     }
   }
   return result;
@@ -356,16 +371,21 @@ void ExpectMatchesMegatron(const NumericsResult& got, const NumericsResult& want
   for (const auto& [name, g] : got.grads) {
     EXPECT_TRUE(want.grads.count(name)) << what << ": Megatron has no gradient for " << name;
   }
-  // Buffers updated by the step (expert_bias += rate * sign(...)): Megatron's values.
-  EXPECT_EQ(got.buffers.size(), want.buffers.size()) << what << ": number of buffers";
-  for (const auto& [name, b] : want.buffers) {
-    auto it = got.buffers.find(name);
-    if (it == got.buffers.end()) {
-      ADD_FAILURE() << what << ": no buffer " << name << " after the step";
-      continue;
+  // Buffers updated by each step (expert_bias += rate * sign(...)): Megatron's values.
+  ASSERT_EQ(got.buffer_steps.size(), want.buffer_steps.size()) << what << ": steps of buffers";
+  for (size_t k = 0; k < want.buffer_steps.size(); ++k) {
+    const auto& mine = got.buffer_steps[k];
+    EXPECT_EQ(mine.size(), want.buffer_steps[k].size()) << what << ": number of buffers";
+    for (const auto& [name, b] : want.buffer_steps[k]) {
+      auto it = mine.find(name);
+      if (it == mine.end()) {
+        ADD_FAILURE() << what << ": no buffer " << name << " after step " << k + 1;
+        continue;
+      }
+      EXPECT_LE((it->second - b).abs().max().item<double>(), 1e-6)
+          << what << ": " << name << " after step " << k + 1 << " is " << it->second
+          << ", Megatron's " << b;
     }
-    EXPECT_LE((it->second - b).abs().max().item<double>(), 1e-6)
-        << what << ": " << name << " after the step is " << it->second << ", Megatron's " << b;
   }
   // Megatron's logits are wider than ours only if the vocabulary was padded differently.
   if (got.logits.defined() && want.logits.defined()) {

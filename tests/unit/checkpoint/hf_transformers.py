@@ -7,7 +7,9 @@ environment), the independent reference of gptbuilder's Hugging Face import and 
       qwen3_moe, deepseek_v3, deepseek_v2) from a small config with seeded random weights (matrices N(0, 0.15), norm
       weights 1 + N(0, 0.1), biases N(0, 0.1)) and saves it with save_pretrained (safetensors;
       two shards and an index with --sharded). OUT_DIR/reference.safetensors holds input_ids (I64 [2, 12]) and the
-      model's logits (F32 [2, 12, vocab]), computed by transformers with eager attention.
+      model's logits (F32 [2, 12, vocab]), computed by transformers with eager attention; for
+      DeepSeek also plain_logits, those of deepseek_reference.py (checked against transformers'
+      within 1e-4 here).
 
   check-export ORIGINAL_DIR EXPORTED_DIR
       Loads both directories with AutoModelForCausalLM.from_pretrained and checks that the export
@@ -22,6 +24,7 @@ than the 12-token input); Mixtral's top-2 experts; Qwen3-MoE's q/k norms with a 
 (renormalised top-2 of 4 experts) and a dense one (mlp_only_layers); DeepSeek's multi-latent
 attention, shared experts, group-limited routing, V3's correction bias and YaRN.
 """
+import os
 import sys
 
 import torch
@@ -126,8 +129,29 @@ def write(family, out_dir, sharded):
     model.save_pretrained(out_dir, max_shard_size="100KB" if sharded else "5GB")
     ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(1))
     # The logits of the model as saved and loaded back: what any reader of the directory sees.
-    save_file({"input_ids": ids, "logits": logits_of(load(out_dir), ids)},
-              f"{out_dir}/reference.safetensors")
+    reference = logits_of(load(out_dir), ids)
+    if family.startswith("deepseek"):
+        # transformers against the plain-PyTorch forward written from its modelling semantics.
+        import json
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import deepseek_reference
+        from safetensors.torch import load_file as load_weights
+        cfg = json.load(open(f"{out_dir}/config.json"))
+        weights = {}
+        for f in sorted(os.listdir(out_dir)):
+            if f.endswith(".safetensors") and f != "reference.safetensors":
+                weights.update(load_weights(f"{out_dir}/{f}"))
+        with torch.no_grad():
+            plain = deepseek_reference.logits(cfg, weights, ids)
+        error = (plain - reference).abs().max().item()
+        print(f"{family}: transformers vs the plain-PyTorch reference: max abs error {error:.2e}")
+        if not error < 1e-4:
+            sys.exit(f"{family}: transformers' logits differ from the plain-PyTorch reference by "
+                     f"{error:.3g}")
+        extra = {"plain_logits": plain.float().contiguous()}
+    else:
+        extra = {}
+    save_file({"input_ids": ids, "logits": reference, **extra}, f"{out_dir}/reference.safetensors")
 
 
 def check_export(original_dir, exported_dir):
