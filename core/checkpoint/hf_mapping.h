@@ -42,6 +42,15 @@
 //   mtp.layers.M.{enorm,hnorm,eh_proj}.weight    model.layers.<num_layers + M>.same
 //   mtp.layers.M.mtp_model_layer.<layer>         model.layers.<num_layers + M>.<layer's HF name>
 //   mtp.layers.M.final_layernorm.weight          model.layers.<num_layers + M>.shared_head.norm
+//   GPT-OSS (Llama's attention names, with biases), experts fused per layer:
+//   ...self_attention.core_attention.             self_attn.sinks
+//     softmax_offset
+//   ...mlp.router.weight / .bias                 mlp.router.weight / .bias
+//   ...mlp.experts.local_experts.E.linear_fc1.   mlp.experts.gate_up_proj [E, h, 2f][E]: gate
+//     weight / .bias                             and up interleaved along the last axis,
+//                                                transposed; gate_up_proj_bias [E, 2f][E]
+//   ...mlp.experts.local_experts.E.linear_fc2.   mlp.experts.down_proj [E, f, h][E] transposed;
+//     weight / .bias                             down_proj_bias [E, h][E]
 //
 //   GPT-2 (Conv1D weights are stored [in, out], i.e. transposed):
 //   embedding.word_embeddings / position_embeddings  transformer.wte / wpe.weight
@@ -79,12 +88,13 @@ enum class HfFamily {
   kQwen3,
   kMixtral,
   kQwen3Moe,
+  kGptOss,
   kDeepseekV2,
   kDeepseekV3
 };
 
 // config.json's model_type: "gpt2", "llama", "mistral", "qwen2", "qwen3", "mixtral",
-// "qwen3_moe", "deepseek_v2", "deepseek_v3".
+// "qwen3_moe", "gpt_oss", "deepseek_v2", "deepseek_v3".
 const char* HfModelType(HfFamily family);
 std::optional<HfFamily> ParseHfModelType(std::string_view model_type);
 
@@ -94,8 +104,8 @@ const char* HfBasePrefix(HfFamily family);
 
 // The family a model exports as when none is named: gpt2 for learned absolute positions with
 // LayerNorm; multi-latent attention deepseek_v3 with sigmoid routing, else deepseek_v2; for
-// RMSNorm gated rope models qwen3_moe with experts and qk_layernorm, mixtral with
-// experts, qwen3 with qk_layernorm, qwen2
+// RMSNorm gated models gpt_oss with experts and learnable softmax offsets,
+// qwen3_moe with experts and qk_layernorm, mixtral with experts, qwen3 with qk_layernorm, qwen2
 // with a qkv bias, mistral with a sliding window, llama otherwise. INVALID_ARGUMENT when the
 // model is none of these (see CheckHfRepresentable).
 absl::StatusOr<HfFamily> InferHfFamily(const gptbuilder::v1::GPTModelConfig& config);
