@@ -61,14 +61,13 @@ absl::StatusOr<config::LoadedConfig> RequestedConfig(
         absl::StrCat("the config text is ", text->text().size(), " bytes; a config is at most ",
                      config::kMaxConfigTextBytes, " bytes"));
   }
-  config::ConfigFormat format = config::ConfigFormat::kAuto;
-  if (text->format() == "yaml") {
-    format = config::ConfigFormat::kYaml;
-  } else if (text->format() == "json") {
-    format = config::ConfigFormat::kJson;
-  } else if (text->format() == "textproto") {
-    format = config::ConfigFormat::kTextProto;
-  } else if (!text->format().empty()) {
+  if (text->overrides_size() > config::kMaxConfigOverrides) {
+    violations.Add("config_text.overrides", "LIMIT_EXCEEDED",
+                   absl::StrCat(text->overrides_size(), " overrides; at most ",
+                                config::kMaxConfigOverrides, " (write them into the text)"));
+  }
+  const std::optional<config::ConfigFormat> format = config::ConfigFormatByName(text->format());
+  if (!format.has_value()) {
     violations.Add("config_text.format", "INVALID_VALUE",
                    absl::StrCat("'", config::Excerpt(text->format(), 40),
                                 "' is not a config format; use yaml, json, textproto, or leave it "
@@ -76,7 +75,7 @@ absl::StatusOr<config::LoadedConfig> RequestedConfig(
   }
   if (!violations.empty()) return violations.ToStatus();
   absl::StatusOr<config::LoadedConfig> loaded = config::LoadConfigText(
-      text->text(), format, text->source_name().empty() ? "config_text" : text->source_name());
+      text->text(), *format, text->source_name().empty() ? "config_text" : text->source_name());
   if (!loaded.ok()) return loaded.status();
   const std::vector<std::string> overrides(text->overrides().begin(), text->overrides().end());
   if (absl::Status status = config::ApplyOverrides(overrides, &*loaded); !status.ok()) {

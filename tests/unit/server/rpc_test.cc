@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/config/config_loader.h"
 #include "core/config/violations.h"
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
@@ -249,6 +250,15 @@ TEST_F(RpcTest, ConfigTextProblemsNameTheFieldOrLine) {
   status = validate(request);
   ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(WireViolations(status), ::testing::Contains(::testing::HasSubstr("num_layerss")));
+
+  // More overrides than a config needs are refused before any is applied.
+  for (int i = 0; i <= config::kMaxConfigOverrides; ++i) {
+    request.mutable_config_text()->add_overrides("num_layers=2");
+  }
+  status = validate(request);
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(WireViolations(status),
+              ::testing::Contains(::testing::StartsWith("config_text.overrides:")));
 
   // BuildModel takes the same text (validate_only: nothing is placed).
   gptbuilder::v1::BuildModelRequest build;
