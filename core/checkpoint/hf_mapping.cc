@@ -211,6 +211,42 @@ const FamilyRules& GptOssRules() {
   return *rules;
 }
 
+// Gemma 2: Llama's attention and MLP names without biases, four norms per layer (the two
+// post-norms are Bridge's TERowParallelLinearLayerNorm post_layernorm), tied embeddings. The
+// norms are copied as stored: transformers' Gemma2RMSNorm keeps w and applies 1 + w, which is
+// Megatron's layernorm_zero_centered_gamma (CheckHfRepresentable requires it).
+const FamilyRules& Gemma2Rules() {
+  static const auto* rules = new FamilyRules{
+      "layers.{L}.",
+      {
+          {"embedding.word_embeddings.weight", Layout::kCopy, {"embed_tokens.weight"}},
+          {"decoder.final_layernorm.weight", Layout::kCopy, {"norm.weight"}},
+          {"output_layer.weight", Layout::kCopy, {"lm_head.weight"}, true},
+      },
+      {
+          {"self_attention.linear_qkv.layer_norm_weight",
+           Layout::kCopy,
+           {"input_layernorm.weight"}},
+          {"self_attention.linear_qkv.weight",
+           Layout::kQkv,
+           {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"}},
+          {"self_attention.linear_proj.weight", Layout::kCopy, {"self_attn.o_proj.weight"}},
+          {"self_attention.linear_proj.post_layernorm.weight",
+           Layout::kCopy,
+           {"post_attention_layernorm.weight"}},
+          {"mlp.linear_fc1.layer_norm_weight", Layout::kCopy, {"pre_feedforward_layernorm.weight"}},
+          {"mlp.linear_fc1.weight",
+           Layout::kGateUp,
+           {"mlp.gate_proj.weight", "mlp.up_proj.weight"}},
+          {"mlp.linear_fc2.weight", Layout::kCopy, {"mlp.down_proj.weight"}},
+          {"mlp.linear_fc2.post_layernorm.weight",
+           Layout::kCopy,
+           {"post_feedforward_layernorm.weight"}},
+      },
+  };
+  return *rules;
+}
+
 const FamilyRules& Gpt2Rules() {
   static const auto* rules = new FamilyRules{
       "h.{L}.",
@@ -244,6 +280,7 @@ const FamilyRules& RulesOf(HfFamily family) {
   if (family == HfFamily::kQwen3Moe) return Qwen3MoeRules();
   if (family == HfFamily::kDeepseekV2 || family == HfFamily::kDeepseekV3) return DeepseekRules();
   if (family == HfFamily::kGptOss) return GptOssRules();
+  if (family == HfFamily::kGemma2) return Gemma2Rules();
   return LlamaRules();
 }
 
@@ -506,6 +543,50 @@ absl::Status CheckGptOssRepresentable(const GPTModelConfig& config) {
   return v.ToStatus();
 }
 
+// transformers' Gemma2 modelling: what it hard-codes (zero-centred RMSNorms before and after
+// attention and MLP, scaled embeddings, GeGLU, no biases, the attention scale from
+// query_pre_attn_scalar, windows that end at the query, default rope) and what its config can
+// express (capping on or off, tied or untied embeddings, the window pattern).
+absl::Status CheckGemma2Representable(const GPTModelConfig& config) {
+  const auto& t = config.transformer();
+  config::Violations v;
+  auto need = [&](bool ok, const char* field, const std::string& what) {
+    if (!ok)
+      v.Add(field, "NOT_REPRESENTABLE", absl::StrCat("Hugging Face gemma2 models ", what, "."));
+  };
+  need(config.post_linear_layernorm(), "post_linear_layernorm",
+       "normalise the attention and MLP outputs");
+  need(config.apply_embedding_scaling(), "apply_embedding_scaling",
+       "scale the embeddings by sqrt(hidden_size)");
+  need(t.layernorm_zero_centered_gamma(), "transformer.layernorm_zero_centered_gamma",
+       "store zero-centred norm weights (applied as 1 + w)");
+  need(t.normalization() == "RMSNorm", "transformer.normalization", "use RMSNorm");
+  need(t.gated_linear_unit() && (t.activation_func() == "fast_gelu" ||
+                                 (t.activation_func() == "gelu" && !t.bias_activation_fusion())),
+       "transformer.activation_func", "use GeGLU (gated_linear_unit with fast_gelu or gelu)");
+  need(!t.add_bias_linear() && !t.add_qkv_bias(), "transformer.add_bias_linear",
+       "have no linear biases");
+  need(!t.has_num_moe_experts(), "transformer.num_moe_experts", "are dense");
+  need(!t.has_mtp_num_layers() || t.mtp_num_layers() == 0, "transformer.mtp_num_layers",
+       "have no multi-token prediction layers");
+  need(!t.attention_output_gate(), "transformer.attention_output_gate", "have no output gate");
+  need(!t.has_softmax_type() || t.softmax_type() == "vanilla", "transformer.softmax_type",
+       "use the vanilla softmax");
+  need(!t.has_softmax_scale(), "transformer.softmax_scale",
+       "scale attention scores by 1/sqrt(query_pre_attn_scalar)");
+  need(!t.qk_layernorm() && !t.qk_l2_norm(), "transformer.qk_layernorm", "have no qk norms");
+  need(!t.multi_latent_attention(), "transformer.multi_latent_attention", "use standard attention");
+  need(config.position_embedding_type() == "rope", "position_embedding_type", "use rope");
+  need(!t.rotary_interleaved(), "transformer.rotary_interleaved",
+       "rotate halves, not interleaved pairs");
+  need(config.rotary_percent() == 1.0, "rotary_percent", "rotate every head channel");
+  need(!config.rope_scaling() && !config.has_seq_len_interpolation_factor(), "rope_scaling",
+       "use the default rope");
+  need(t.window_size_size() == 0 || (t.window_size_size() == 2 && t.window_size(1) == 0),
+       "transformer.window_size", "slide windows that end at the query");
+  return v.ToStatus();
+}
+
 }  // namespace
 
 const char* HfModelType(HfFamily family) {
@@ -530,6 +611,8 @@ const char* HfModelType(HfFamily family) {
       return "deepseek_v3";
     case HfFamily::kGptOss:
       return "gpt_oss";
+    case HfFamily::kGemma2:
+      return "gemma2";
   }
   return "?";
 }
@@ -537,7 +620,7 @@ const char* HfModelType(HfFamily family) {
 std::optional<HfFamily> ParseHfModelType(std::string_view model_type) {
   for (HfFamily f : {HfFamily::kGpt2, HfFamily::kLlama, HfFamily::kMistral, HfFamily::kQwen2,
                      HfFamily::kQwen3, HfFamily::kMixtral, HfFamily::kQwen3Moe, HfFamily::kGptOss,
-                     HfFamily::kDeepseekV2, HfFamily::kDeepseekV3}) {
+                     HfFamily::kDeepseekV2, HfFamily::kDeepseekV3, HfFamily::kGemma2}) {
     if (model_type == HfModelType(f)) return f;
   }
   return std::nullopt;
@@ -552,6 +635,8 @@ absl::StatusOr<HfFamily> InferHfFamily(const GPTModelConfig& config) {
   HfFamily family = HfFamily::kLlama;
   if (config.position_embedding_type() == "learned_absolute" && t.normalization() == "LayerNorm") {
     family = HfFamily::kGpt2;
+  } else if (config.post_linear_layernorm()) {
+    family = HfFamily::kGemma2;
   } else if (t.multi_latent_attention()) {
     family =
         t.moe_router_score_function() == "sigmoid" ? HfFamily::kDeepseekV3 : HfFamily::kDeepseekV2;
@@ -572,6 +657,7 @@ absl::StatusOr<HfFamily> InferHfFamily(const GPTModelConfig& config) {
 
 absl::Status CheckHfRepresentable(HfFamily family, const GPTModelConfig& config) {
   if (family == HfFamily::kGptOss) return CheckGptOssRepresentable(config);
+  if (family == HfFamily::kGemma2) return CheckGemma2Representable(config);
   const auto& t = config.transformer();
   config::Violations v;
   const std::string type = HfModelType(family);

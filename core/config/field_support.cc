@@ -264,6 +264,20 @@ const std::vector<FieldSupportEntry>& Table() {
        "metadata only: Bridge keeps the Hugging Face generation config for export; it does not "
        "affect the model."},
 
+      // ---- Megatron-Bridge's Gemma model configs ---------------------------------------------
+      {"GPTModelConfig", "query_pre_attn_scalar", kImpl,
+       "attention softmax scale 1/sqrt(query_pre_attn_scalar) (Bridge's Gemma2/3 attention)."},
+      {"GPTModelConfig", "attn_logit_softcapping", kImpl,
+       "cap * tanh(score / cap) on the attention scores (Gemma2DotProductAttention)."},
+      {"GPTModelConfig", "final_logit_softcapping", kImpl,
+       "cap * tanh(logit / cap) on the output logits (Gemma2OutputLayer)."},
+      {"GPTModelConfig", "apply_embedding_scaling", kImpl,
+       "embeddings times sqrt(hidden_size) in the activation dtype (Bridge's "
+       "EmbeddingScalingMixin, switched on by its Gemma model-config classes)."},
+      {"GPTModelConfig", "post_linear_layernorm", kImpl,
+       "a norm after linear_proj and linear_fc2 (Bridge's TERowParallelLinearLayerNorm in its "
+       "Gemma layer specs)."},
+
       // ---- LayerSpec / ModuleSpec -------------------------------------------------------------
       {"LayerSpec", "name", kImpl, "the named spec function."},
       {"LayerSpec", "custom", kImpl, "a custom ModuleSpec tree, checked against the registry."},

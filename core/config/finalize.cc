@@ -689,6 +689,64 @@ void CheckYarn(const GPTModelConfig& config, Checker& c) {
   }
 }
 
+// Megatron-Bridge's Gemma fields (ours: Bridge asserts none of these; each message says what
+// would otherwise be built).
+void CheckGemma(const GPTModelConfig& config, Checker& c) {
+  const TransformerConfig& t = config.transformer();
+  if (config.has_query_pre_attn_scalar()) {
+    if (config.query_pre_attn_scalar() <= 0) {
+      c.Add("query_pre_attn_scalar", "OUT_OF_RANGE",
+            absl::StrCat("query_pre_attn_scalar must be > 0 (the softmax scale is its inverse "
+                         "square root), got ",
+                         config.query_pre_attn_scalar(), "; unset it for 1/sqrt(kv_channels)."));
+    }
+    if (t.has_softmax_scale()) {
+      c.Add("query_pre_attn_scalar", "CONFLICT",
+            "query_pre_attn_scalar and transformer.softmax_scale both set the attention softmax "
+            "scale; set one of them.");
+    }
+  }
+  for (const auto& [field, set, value] :
+       {std::tuple<const char*, bool, double>{"attn_logit_softcapping",
+                                              config.has_attn_logit_softcapping(),
+                                              config.attn_logit_softcapping()},
+        std::tuple<const char*, bool, double>{"final_logit_softcapping",
+                                              config.has_final_logit_softcapping(),
+                                              config.final_logit_softcapping()}}) {
+    if (set && !(value > 0 && std::isfinite(value))) {
+      c.Add(field, "OUT_OF_RANGE",
+            absl::StrCat(field, " must be a finite number > 0 (cap * tanh(x / cap)), got ", value,
+                         "; unset it for no capping."));
+    }
+  }
+  if (t.multi_latent_attention()) {
+    for (const auto& [field, set] :
+         {std::pair<const char*, bool>{"query_pre_attn_scalar", config.has_query_pre_attn_scalar()},
+          {"attn_logit_softcapping", config.has_attn_logit_softcapping()},
+          {"post_linear_layernorm", config.post_linear_layernorm()}}) {
+      if (set) {
+        c.Add(field, "UNSUPPORTED",
+              absl::StrCat(field,
+                           " belongs to Bridge's Gemma attention; multi-latent attention is built "
+                           "without it. Unset it or multi_latent_attention."));
+      }
+    }
+  }
+  if (config.post_linear_layernorm()) {
+    if (t.has_num_moe_experts() && t.num_moe_experts() > 0) {
+      c.Add("post_linear_layernorm", "UNSUPPORTED",
+            "Bridge's post-linear norms (TERowParallelLinearLayerNorm) sit on dense linear_fc2 "
+            "layers; mixture-of-experts layers are not built with them. Unset "
+            "post_linear_layernorm or num_moe_experts.");
+    }
+    if (t.add_bias_linear()) {
+      c.Add("post_linear_layernorm", "UNSUPPORTED",
+            "a norm after linear_proj / linear_fc2 would come before their deferred bias "
+            "(Bridge's TERowParallelLinearLayerNorm raises on it); set add_bias_linear: false.");
+    }
+  }
+}
+
 void CheckPrecision(const TransformerConfig& t, Checker& c) {
   // FP16_AND_BF16 (Megatron).
   if (t.fp16() && t.bf16()) {
@@ -1529,6 +1587,7 @@ absl::StatusOr<GPTModelConfig> Finalize(const GPTModelConfig& config,
   CheckSizesAndAttention(t, sizes, given, c);
   CheckMla(out, sizes, c);
   CheckYarn(out, c);
+  CheckGemma(out, c);
   CheckPrecision(t, c);
   CheckNormsActivationsFusions(t, c);
   CheckRecomputeOffloadGraphs(t, c);

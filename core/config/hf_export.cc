@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/config/hf_gemma_config.h"
 #include "core/config/hf_gpt_oss_config.h"
 #include "core/config/hf_import.h"
 
@@ -233,6 +234,7 @@ absl::StatusOr<nlohmann::json> ExportHfConfig(const gptbuilder::v1::GPTModelConf
   }
   Json j = type == "gpt2"      ? Gpt2(config)
            : type == "gpt_oss" ? ExportGptOssConfig(config)
+           : type == "gemma2"  ? ExportGemma2Config(config)
            : type == "deepseek_v2" || type == "deepseek_v3"
                ? Deepseek(config, type == "deepseek_v3")
                : LlamaLike(config, type);

@@ -197,67 +197,6 @@ void SetPositions(HfReader& hf, GPTModelConfig* config) {
   }
 }
 
-// sliding_window and layer_types -> window_size and window_attn_skip_freq.
-void SetWindows(HfReader& hf, int64_t layers, TransformerConfig* t) {
-  std::vector<int32_t> sliding;  // 1 = sliding_attention
-  if (hf.Has("layer_types")) {
-    const Json& types = hf.json()["layer_types"];
-    if (!types.is_array() || static_cast<int64_t>(types.size()) != layers) {
-      hf.violations()->Add("layer_types", "INVALID_VALUE",
-                           absl::StrCat("expected a list of ", layers,
-                                        " layer types (one per num_hidden_layers), got ",
-                                        types.dump().substr(0, 200), "."));
-      return;
-    }
-    for (const Json& type : types) {
-      if (type == "sliding_attention") {
-        sliding.push_back(1);
-      } else if (type == "full_attention") {
-        sliding.push_back(0);
-      } else {
-        hf.violations()->Add("layer_types", "INVALID_VALUE",
-                             absl::StrCat("layer type ", type.dump(),
-                                          " is not supported; use 'sliding_attention' or "
-                                          "'full_attention'."));
-        return;
-      }
-    }
-  } else {
-    // GptOssConfig's default: even layers (0-based) slide, odd ones attend fully.
-    for (int64_t i = 0; i < layers; ++i) sliding.push_back((i + 1) % 2 != 0 ? 1 : 0);
-  }
-  if (std::find(sliding.begin(), sliding.end(), 1) == sliding.end()) return;
-  std::optional<int64_t> window = hf.Has("sliding_window") ? hf.Int("sliding_window") : 128;
-  if (!window.has_value()) return;  // the type error is reported
-  if (*window < 1) {
-    hf.violations()->Add("sliding_window", "OUT_OF_RANGE",
-                         absl::StrCat("sliding_window must be >= 1 where layer_types has "
-                                      "sliding_attention layers, got ",
-                                      *window, "."));
-    return;
-  }
-  // HF keeps keys j with i - j < W; Megatron's window [left, 0] keeps i - j <= left.
-  t->add_window_size(static_cast<int32_t>(*window - 1));
-  t->add_window_size(0);
-  // Megatron's int form N windows layer numbers (1-based) that are not multiples of N.
-  bool alternating = true;
-  for (size_t i = 0; i < sliding.size(); ++i) alternating &= sliding[i] == ((i + 1) % 2 != 0);
-  if (alternating) {
-    t->add_window_attn_skip_freq(2);
-  } else if (std::find(sliding.begin(), sliding.end(), 0) != sliding.end()) {
-    for (int32_t s : sliding) t->add_window_attn_skip_freq(s);
-  }
-}
-
-// Megatron's is_layer_window_attention for layer number `n` (1-based).
-bool IsWindowLayer(const TransformerConfig& t, int n) {
-  if (t.window_size_size() == 0) return false;
-  const auto& freq = t.window_attn_skip_freq();
-  if (freq.empty()) return true;
-  if (freq.size() == 1) return freq[0] != 0 && n % freq[0] != 0;
-  return n <= freq.size() && freq[n - 1] != 0;
-}
-
 std::string TorchDtype(const TransformerConfig& t) {
   if (t.bf16()) return "bfloat16";
   if (t.fp16()) return "float16";
@@ -310,7 +249,7 @@ Json ExportGptOssConfig(const GPTModelConfig& c) {
   }
   Json types = Json::array();
   for (int n = 1; n <= t.num_layers(); ++n) {
-    types.push_back(IsWindowLayer(t, n) ? "sliding_attention" : "full_attention");
+    types.push_back(IsHfWindowLayer(t, n) ? "sliding_attention" : "full_attention");
   }
   j["layer_types"] = types;
   j["sliding_window"] =
@@ -400,7 +339,8 @@ void ImportGptOssConfig(HfReader& hf, GPTModelConfig* config) {
                          "to the training loss, which is not Megatron's aux loss; set "
                          "output_router_logits: false.");
   }
-  SetWindows(hf, layers, t);
+  // GptOssConfig's default: even layers (0-based) slide, odd ones attend fully.
+  SetHfWindows(hf, layers, 2, 128, t);
   SetPositions(hf, config);
   SetDtype(hf, t);
   SetNameOrPath(hf, config);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/config/accepted_values.h"
+#include "core/config/hf_gemma_config.h"
 #include "core/config/hf_gpt_oss_config.h"
 #include "core/config/hf_reader.h"
 #include "core/config/violations.h"
@@ -645,9 +646,9 @@ void ImportDeepseek(const Json& json, bool v3, Violations* violations, GPTModelC
 
 // Families Megatron-Bridge maps that this builder does not build yet, with what is missing.
 std::string UnbuiltFamilyReason(const std::string& model_type) {
-  if (model_type == "gemma2" || model_type == "gemma3_text" || model_type == "gemma3") {
-    return " (scaled embeddings, the extra post-norms, interleaved local/global attention and "
-           "Gemma 2's logit soft-capping are not built yet)";
+  if (model_type == "gemma3_text" || model_type == "gemma3") {
+    return " (Gemma 3's q/k norms with a separate rotary base for its local layers are not "
+           "built yet; gemma2 is)";
   }
   return "";
 }
@@ -655,9 +656,9 @@ std::string UnbuiltFamilyReason(const std::string& model_type) {
 }  // namespace
 
 const std::vector<std::string>& SupportedHfModelTypes() {
-  static const auto* types =
-      new std::vector<std::string>{"gpt2",  "gpt_oss", "llama",     "mistral",     "mixtral",
-                                   "qwen2", "qwen3",   "qwen3_moe", "deepseek_v2", "deepseek_v3"};
+  static const auto* types = new std::vector<std::string>{
+      "gemma2", "gpt2",  "gpt_oss",   "llama",       "mistral",    "mixtral",
+      "qwen2",  "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3"};
   return *types;
 }
 
@@ -680,6 +681,8 @@ absl::StatusOr<GPTModelConfig> ImportHfConfig(const Json& hf_config) {
     ImportDeepseek(hf_config, model_type == "deepseek_v3", &violations, &config);
   } else if (model_type == "gpt_oss") {
     ImportGptOssConfig(hf, &config);
+  } else if (model_type == "gemma2") {
+    ImportGemma2Config(hf, &config);
   } else {
     const Family* family = nullptr;
     for (const Family& f : kFamilies) {

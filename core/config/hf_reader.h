@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/config/violations.h"
@@ -107,6 +108,17 @@ void SetNameOrPath(HfReader& hf, gptbuilder::v1::GPTModelConfig* config);
 // Integral values only: the schema's rotary_base is an int, as Bridge's GPTModelConfig declares.
 void SetRotaryBase(HfReader& hf, const nlohmann::json* rope_parameters, double family_default,
                    gptbuilder::v1::GPTModelConfig* config);
+
+// sliding_window and layer_types -> window_size and window_attn_skip_freq. HF keeps keys j with
+// i - j < W: Megatron's window [W - 1, 0]. layer_types absent means the family's default: layer
+// i (0-based) slides iff (i + 1) % default_period != 0. A periodic pattern (every N-th layer
+// full) becomes Megatron's int N, any other the 0/1 list. sliding_window absent:
+// `default_window`.
+void SetHfWindows(HfReader& hf, int64_t layers, int default_period, int64_t default_window,
+                  gptbuilder::v1::TransformerConfig* t);
+
+// Megatron's is_layer_window_attention for layer number `n` (1-based).
+bool IsHfWindowLayer(const gptbuilder::v1::TransformerConfig& t, int n);
 
 }  // namespace gptb::config
 

@@ -112,6 +112,12 @@ SelfAttention::SelfAttention(const ModuleContext& ctx, const layer_spec::ModuleS
   dropout_generator_ = ctx.parallel->dropout_generator(ParallelContext::RngStream::kTensorParallel);
   softmax_scale_ =
       t.has_softmax_scale() ? t.softmax_scale() : 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  // Bridge's Gemma2DotProductAttention: scores scaled by 1/sqrt(query_pre_attn_scalar), then
+  // capped (validation excludes softmax_scale with it).
+  if (ctx.model->has_query_pre_attn_scalar()) {
+    softmax_scale_ = 1.0 / std::sqrt(static_cast<double>(ctx.model->query_pre_attn_scalar()));
+  }
+  if (ctx.model->has_attn_logit_softcapping()) softcap_ = ctx.model->attn_logit_softcapping();
   l2_eps_ = t.layernorm_epsilon();
   off_by_one_ = t.softmax_type() == "off-by-one";
   if (IsWindowAttentionLayer(t, ctx.layer_number)) {
@@ -206,15 +212,15 @@ torch::Tensor SelfAttention::forward(const torch::Tensor& x, const torch::Tensor
     vt = vt.repeat_interleave(repeat, 1);
   }
   torch::Tensor context;  // [b, heads, s, d]
-  if (!softmax_offset_.defined() && !off_by_one_ && !window_.has_value() &&
+  if (!softmax_offset_.defined() && !off_by_one_ && !window_.has_value() && !softcap_.has_value() &&
       (dropout_ <= 0.0 || !is_training()) && qt.scalar_type() == torch::kFloat32) {
     // The same causal softmax(q k^T * scale) v in fp32, computed blockwise by LibTorch's fused
     // kernel (no [b, heads, s, s] scores and probabilities in memory, fully masked blocks
     // skipped): half the time of the explicit path on CPU. A kernel choice, as Megatron's
     // flash/fused backends are for its unfused DotProductAttention; results agree to fp32
     // rounding. The explicit path stays for what the kernel cannot express (softmax offsets,
-    // sliding windows, dropout with its mask drawn as Megatron draws it, half-precision inputs
-    // whose scores are computed in fp32 there).
+    // sliding windows, capped scores, dropout with its mask drawn as Megatron draws it,
+    // half-precision inputs whose scores are computed in fp32 there).
     context =
         at::scaled_dot_product_attention(qt, kt, vt, /*attn_mask=*/std::nullopt,
                                          /*dropout_p=*/0.0, /*is_causal=*/true, softmax_scale_);
@@ -222,6 +228,7 @@ torch::Tensor SelfAttention::forward(const torch::Tensor& x, const torch::Tensor
     torch::Tensor scores =
         torch::matmul(qt.to(torch::kFloat32), kt.transpose(-1, -2).to(torch::kFloat32)) *
         softmax_scale_;
+    if (softcap_.has_value()) scores = torch::tanh(scores / *softcap_) * *softcap_;
     // Masked positions: key j is hidden from query i.
     torch::Tensor masked;
     const auto bools = torch::TensorOptions().dtype(torch::kBool).device(qkv.device());

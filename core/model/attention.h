@@ -75,6 +75,7 @@ class SelfAttention : public torch::nn::Module {
   double dropout_;
   at::Generator* dropout_generator_;
   double softmax_scale_;
+  std::optional<double> softcap_;  // attn_logit_softcapping
 };
 
 }  // namespace gptb::model

@@ -105,6 +105,12 @@ torch::Tensor GptStage::SequenceFirstLogits(const torch::Tensor& hidden) {
   } else {
     logits = output_layer_->forward(hidden);
   }
+  // Bridge's Gemma2OutputLayer caps the output layer's logits (per vocabulary shard: the cap is
+  // elementwise); the loss and the returned logits are the capped ones.
+  if (config_.has_final_logit_softcapping()) {
+    const double cap = config_.final_logit_softcapping();
+    logits = torch::tanh(logits / cap) * cap;
+  }
   return logits;
 }
 

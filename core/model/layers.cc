@@ -1,5 +1,7 @@
 #include "core/model/layers.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "core/model/dense_linear.h"
 
@@ -145,6 +147,10 @@ RowParallelLinear::RowParallelLinear(const ModuleContext& ctx, const std::string
   if (ctx.params->Has(prefix + bias_name)) {
     bias_ = register_parameter(bias_name, ctx.params->Take(prefix + bias_name));
   }
+  if (ctx.params->Has(prefix + "post_layernorm.weight")) {
+    post_layernorm_ =
+        register_module("post_layernorm", std::make_shared<Norm>(ctx, prefix + "post_layernorm."));
+  }
 }
 
 torch::Tensor RowParallelLinear::forward(const torch::Tensor& x) {
@@ -155,6 +161,7 @@ torch::Tensor RowParallelLinear::forward(const torch::Tensor& x) {
     y = parallel_->ReduceFromTensorParallelRegion(y);
   }
   if (bias_.defined() && comm_ == LinearComm::kTensorParallel) y = y + bias_;
+  if (post_layernorm_) y = post_layernorm_->forward(y);
   return y;
 }
 
@@ -184,7 +191,10 @@ torch::Tensor VocabParallelEmbedding::forward(const torch::Tensor& ids,
 }
 
 LanguageModelEmbedding::LanguageModelEmbedding(const ModuleContext& ctx, const std::string& prefix)
-    : parallel_(ctx.parallel),
+    : embedding_scale_(ctx.model->apply_embedding_scaling()
+                           ? std::optional<double>(std::sqrt(ctx.config->hidden_size()))
+                           : std::nullopt),
+      parallel_(ctx.parallel),
       dropout_(ctx.config->hidden_dropout()),
       sequence_parallel_(ctx.config->sequence_parallel()),
       generator_(HiddenDropoutGenerator(ctx)) {
@@ -200,11 +210,17 @@ LanguageModelEmbedding::LanguageModelEmbedding(const ModuleContext& ctx, const s
 }
 
 torch::Tensor LanguageModelEmbedding::forward(const torch::Tensor& ids) {
+  // Bridge's EmbeddingScalingMixin multiplies the embedding's output (after its dropout) by
+  // sqrt(hidden_size) as a tensor of the output's dtype, as transformers' Gemma embedding does.
+  auto scaled = [this](const torch::Tensor& x) {
+    if (!embedding_scale_.has_value()) return x;
+    return x * torch::scalar_tensor(*embedding_scale_, x.options());
+  };
   // Megatron reduce-scatters straight from the vocabulary shards only without position
   // embeddings (they are added to the full sequence); the sums are the same either way.
   if (sequence_parallel_ && !position_weight_.defined()) {
     torch::Tensor x = word_embeddings_->forward(ids, /*reduce_scatter_embeddings=*/true);
-    return MaybeDropout(x, dropout_, is_training(), generator_);  // [s/t, b, h]
+    return scaled(MaybeDropout(x, dropout_, is_training(), generator_));  // [s/t, b, h]
   }
   torch::Tensor x = word_embeddings_->forward(ids);  // [b, s, h]
   if (position_weight_.defined()) {
@@ -213,7 +229,7 @@ torch::Tensor LanguageModelEmbedding::forward(const torch::Tensor& ids) {
   }
   x = x.transpose(0, 1).contiguous();  // [s, b, h]
   if (sequence_parallel_) x = parallel_->ScatterToSequenceParallelRegion(x);
-  return MaybeDropout(x, dropout_, is_training(), generator_);
+  return scaled(MaybeDropout(x, dropout_, is_training(), generator_));
 }
 
 Mlp::Mlp(const ModuleContext& ctx, const std::string& prefix, bool fc1_fused_norm, LinearComm comm)

@@ -107,7 +107,9 @@ class ColumnParallelLinear : public torch::nn::Module {
 };
 
 // RowParallelLinear: weight [out, in/t], bias [out] added after the all-reduce (with sequence
-// parallelism: after the reduce-scatter along the sequence).
+// parallelism: after the reduce-scatter along the sequence). When the plan has
+// `<prefix>post_layernorm.weight` (post_linear_layernorm: Bridge's TERowParallelLinearLayerNorm)
+// the reduced output goes through that norm.
 class RowParallelLinear : public torch::nn::Module {
  public:
   RowParallelLinear(const ModuleContext& ctx, const std::string& prefix,
@@ -121,6 +123,7 @@ class RowParallelLinear : public torch::nn::Module {
  private:
   torch::Tensor weight_;
   torch::Tensor bias_;
+  std::shared_ptr<Norm> post_layernorm_;
   ParallelContext* parallel_;
   LinearComm comm_;
   bool sequence_parallel_;
@@ -155,6 +158,7 @@ class LanguageModelEmbedding : public torch::nn::Module {
   const torch::Tensor& word_embedding_weight() const { return word_embeddings_->weight(); }
 
  private:
+  std::optional<double> embedding_scale_;  // apply_embedding_scaling: sqrt(hidden_size)
   std::shared_ptr<VocabParallelEmbedding> word_embeddings_;
   std::shared_ptr<torch::nn::Module> position_embeddings_holder_;
   torch::Tensor position_weight_;

@@ -163,6 +163,14 @@ class StageWalker {
     return absl::OkStatus();
   }
 
+  // Bridge's TERowParallelLinearLayerNorm: a TENorm named post_layernorm registered after the
+  // row-parallel linear's weight, replicated over TP ranks (each applies it to the reduced
+  // output, or to its part of the sequence under sequence parallelism).
+  absl::Status PostLinearNorm(const Prefix& linear) {
+    if (!ctx_.config->post_linear_layernorm()) return absl::OkStatus();
+    return Norm(linear.Sub("post_layernorm"), "TENorm", h());
+  }
+
   // ---- modules --------------------------------------------------------------------------
   int64_t h() const { return t_.hidden_size(); }
   int64_t heads() const { return t_.num_attention_heads(); }
@@ -260,6 +268,7 @@ absl::Status StageWalker::SelfAttention(const ModuleSpec& spec, const Prefix& pr
         !s.ok()) {
       return s;
     }
+    if (absl::Status s = PostLinearNorm(prefix.Sub("linear_proj")); !s.ok()) return s;
   }
   if (const ModuleSpec* qkv = spec.Submodule("linear_qkv")) {
     int64_t qkv_out = (heads() + 2 * groups()) * kv();
@@ -354,8 +363,12 @@ absl::Status StageWalker::DenseMlp(const ModuleSpec& spec, const Prefix& prefix,
       !s.ok()) {
     return s;
   }
-  return Linear(*fc2, prefix.Sub("linear_fc2"), false, h(), ffn, bias_linear(), OutputInit(), tp_,
-                1, false, "");
+  if (absl::Status s = Linear(*fc2, prefix.Sub("linear_fc2"), false, h(), ffn, bias_linear(),
+                              OutputInit(), tp_, 1, false, "");
+      !s.ok()) {
+    return s;
+  }
+  return PostLinearNorm(prefix.Sub("linear_fc2"));
 }
 
 absl::Status StageWalker::MoeLayer(const ModuleSpec& spec, const Prefix& prefix) {
@@ -532,6 +545,12 @@ absl::Status StageWalker::TransformerLayer(const ModuleSpec& spec, const Prefix&
 }
 
 absl::Status StageWalker::TeTransformerLayer(const Prefix& prefix) {
+  if (ctx_.config->post_linear_layernorm()) {
+    return absl::InvalidArgumentError(
+        "post_linear_layernorm: Transformer Engine's full TransformerLayer has no norm after its "
+        "projections (Bridge builds them into TERowParallelLinearLayerNorm of the "
+        "transformer_engine spec); use transformer_layer_spec transformer_engine or local");
+  }
   // Transformer Engine's TransformerLayer (fused qkv, LayerNormLinear and LayerNormMLP), with
   // canonical names mapped to the TE layer-spec keys.
   Prefix qkv{absl::StrCat(prefix.local, "self_attention.layernorm_qkv."),

@@ -4,7 +4,7 @@ environment), the independent reference of gptbuilder's Hugging Face import and 
 
   write FAMILY OUT_DIR [--sharded]
       Builds a transformers model of FAMILY (gpt2, llama, mistral, qwen2, qwen3, mixtral,
-      qwen3_moe, gpt_oss, deepseek_v3, deepseek_v2) from a small config with seeded random weights (matrices N(0, 0.15), norm
+      qwen3_moe, gpt_oss, deepseek_v3, deepseek_v2, gemma2) from a small config with seeded random weights (matrices N(0, 0.15), norm
       weights 1 + N(0, 0.1), biases N(0, 0.1)) and saves it with save_pretrained (safetensors;
       two shards and an index with --sharded). OUT_DIR/reference.safetensors holds input_ids (I64 [2, 12]) and the
       model's logits (F32 [2, 12, vocab]), computed by transformers with eager attention; for
@@ -24,7 +24,8 @@ than the 12-token input); Mixtral's top-2 experts; Qwen3-MoE's q/k norms with a 
 (renormalised top-2 of 4 experts) and a dense one (mlp_only_layers); GPT-OSS's sinks, biases,
 YaRN positions, alternating sliding/full attention, clamped SwiGLU and fused, interleaved
 experts; DeepSeek's multi-latent attention, shared experts, group-limited routing, V3's
-correction bias and YaRN.
+correction bias and YaRN; Gemma 2's scaled tied embeddings, zero-centred pre- and post-norms,
+GeGLU, query_pre_attn_scalar, capped scores and logits and alternating sliding window.
 """
 import os
 import sys
@@ -79,6 +80,18 @@ def config_of(family):
             rope_parameters={"rope_type": "yarn", "rope_theta": 500.0, "factor": 4.0,
                              "beta_fast": 8.0, "beta_slow": 1.0, "truncate": False,
                              "original_max_position_embeddings": 16},
+            dtype="float32")
+    if family == "gemma2":
+        # Layer 0 attends through a 5-token sliding window, layer 1 fully (Gemma2Config's
+        # alternating default); scores scaled by 24^-0.5 and capped at 2, logits capped at 3;
+        # tied embeddings scaled by sqrt(64); four zero-centred norms per layer.
+        return transformers.Gemma2Config(
+            vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=LAYERS,
+            num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, head_dim=HEAD_DIM,
+            max_position_embeddings=64, rms_norm_eps=1e-6, sliding_window=5,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True,
+            query_pre_attn_scalar=24, attn_logit_softcapping=2.0, final_logit_softcapping=3.0,
             dtype="float32")
     if family in ("deepseek_v3", "deepseek_v2"):
         # Multi-latent attention (query compression, q/kv norms), a dense layer 0 and a MoE
@@ -231,6 +244,21 @@ def write(family, out_dir, sharded):
         gap = (plain - reference["logits"]).abs().max().item()
         if gap > 1e-5:
             sys.exit(f"gpt_oss: the plain-PyTorch reference differs from transformers by {gap}")
+        reference["plain_logits"] = plain
+    if family == "gemma2":
+        import json
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import gemma_reference
+        weights = {}
+        for f in sorted(os.listdir(out_dir)):
+            if f.endswith(".safetensors") and f != "reference.safetensors":
+                weights.update(load_file(f"{out_dir}/{f}"))
+        with torch.no_grad():
+            plain = gemma_reference.logits(json.load(open(f"{out_dir}/config.json")), weights, ids)
+        gap = (plain - reference["logits"]).abs().max().item()
+        print(f"{family}: transformers vs the plain-PyTorch reference: max abs error {gap:.2e}")
+        if not gap < 1e-5:
+            sys.exit(f"gemma2: the plain-PyTorch reference differs from transformers by {gap}")
         reference["plain_logits"] = plain
     if family.startswith("deepseek"):
         # transformers against the plain-PyTorch forward written from its modelling semantics

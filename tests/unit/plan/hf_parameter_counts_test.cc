@@ -59,7 +59,12 @@ INSTANTIATE_TEST_SUITE_P(Families, HfParameterCountTest,
                                            // the MTP copies of the embedding and head).
                                            Published{"deepseek-v3-megatron.yaml", 682636472320},
                                            // The card's config.json itself: the same model.
-                                           Published{"deepseek-v3.json", 682636472320}),
+                                           Published{"deepseek-v3.json", 682636472320},
+                                           // The Gemma 2 cards' config.json: transformers'
+                                           // Gemma2ForCausalLM (2.61B, 9.24B, 27.2B; tied).
+                                           Published{"gemma-2-2b.json", 2614341888},
+                                           Published{"gemma-2-9b.json", 9241705984},
+                                           Published{"gemma-2-27b.json", 27227128320}),
                          [](const ::testing::TestParamInfo<Published>& info) {
                            std::string name = info.param.file;
                            name = name.substr(0, name.find_last_of('.'));
