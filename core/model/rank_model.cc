@@ -266,9 +266,8 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
                                         : init::InitSpec::Constant(info.init.value);
         const uint64_t replica_seed =
             seed + 10 * static_cast<uint64_t>(info.is_expert ? expert_replica : dense_replica);
-        absl::Status filled =
-            init::FillShard(replica_seed, info.canonical_name, spec, layout, info.dtype,
-                            tensor.data_ptr(), tensor.numel(), fill);
+        absl::Status filled = init::FillShard(replica_seed, info.canonical_name, spec, layout,
+                                              info.dtype, tensor.data_ptr(), tensor.numel(), fill);
         if (!filled.ok()) {
           return absl::InternalError(
               absl::StrCat("initialising ", info.name, ": ", filled.message()));
