@@ -8,9 +8,9 @@ namespace {
 
 struct DTypeRow {
   DType dtype;
-  std::string_view name;
+  const char* name;
   size_t size;
-  std::string_view safetensors_code;
+  const char* safetensors_code;
   bool parameter;
 };
 
@@ -54,11 +54,11 @@ const DTypeRow& Row(DType dtype) {
 
 }  // namespace
 
-std::string_view DTypeName(DType dtype) { return Row(dtype).name; }
+const char* DTypeName(DType dtype) { return Row(dtype).name; }
 
 size_t DTypeSize(DType dtype) { return Row(dtype).size; }
 
-std::string_view SafetensorsCode(DType dtype) { return Row(dtype).safetensors_code; }
+const char* SafetensorsCode(DType dtype) { return Row(dtype).safetensors_code; }
 
 bool IsParameterDType(DType dtype) { return Row(dtype).parameter; }
 
@@ -75,7 +75,7 @@ const std::vector<DType>& ParameterDTypes() {
 
 std::optional<DType> ParseDTypeName(std::string_view name) {
   for (const DTypeRow& row : kDTypes) {
-    if (row.name == name) return row.dtype;
+    if (std::string_view(row.name) == name) return row.dtype;
   }
   return std::nullopt;
 }
@@ -88,12 +88,12 @@ std::optional<DType> ParseParameterDType(std::string_view name) {
 
 std::optional<DType> ParseSafetensorsCode(std::string_view code) {
   for (const DTypeRow& row : kDTypes) {
-    if (row.safetensors_code == code) return row.dtype;
+    if (std::string_view(row.safetensors_code) == code) return row.dtype;
   }
   return std::nullopt;
 }
 
-std::string_view KnownSafetensorsCodes() {
+const std::string& KnownSafetensorsCodes() {
   static const std::string* const codes = [] {
     auto* s = new std::string;
     for (const DTypeRow& row : kDTypes) {

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -33,16 +34,19 @@ enum class DType {
   kComplex64,
 };
 
+// Names and codes are C strings so they go into absl::StrCat and protobuf setters as they are
+// (Debian's Abseil has its own string_view, which std::string_view does not convert to).
+
 // The PyTorch spelling, which is also the config schema's and the plan's: "float32", "bfloat16",
 // "float16", "float64", "int64", ..., "bool", "float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu",
 // "complex64".
-std::string_view DTypeName(DType dtype);
+const char* DTypeName(DType dtype);
 
 // Bytes per element (1 for bool and the float8 types, 8 for complex64).
 size_t DTypeSize(DType dtype);
 
 // The code in a safetensors header: "F32", "BF16", "F16", "F64", "I64", ..., "BOOL", "F8_E4M3".
-std::string_view SafetensorsCode(DType dtype);
+const char* SafetensorsCode(DType dtype);
 
 // True for the dtypes a model's parameters can be built in (float32, bfloat16, float16).
 bool IsParameterDType(DType dtype);
@@ -61,7 +65,7 @@ std::optional<DType> ParseParameterDType(std::string_view name);
 std::optional<DType> ParseSafetensorsCode(std::string_view code);
 
 // Every safetensors code, comma-separated, for error messages.
-std::string_view KnownSafetensorsCodes();
+const std::string& KnownSafetensorsCodes();
 
 }  // namespace gptb
 

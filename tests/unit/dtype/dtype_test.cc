@@ -41,9 +41,9 @@ TEST(DType, ParameterDTypesAreTheSchemaStrings) {
   EXPECT_EQ(parameter_dtypes, 3);
   EXPECT_THAT(ParameterDTypes(),
               ::testing::ElementsAre(DType::kFloat32, DType::kBFloat16, DType::kFloat16));
-  EXPECT_EQ(SafetensorsCode(DType::kFloat32), "F32");
-  EXPECT_EQ(SafetensorsCode(DType::kBFloat16), "BF16");
-  EXPECT_EQ(SafetensorsCode(DType::kFloat16), "F16");
+  EXPECT_STREQ(SafetensorsCode(DType::kFloat32), "F32");
+  EXPECT_STREQ(SafetensorsCode(DType::kBFloat16), "BF16");
+  EXPECT_STREQ(SafetensorsCode(DType::kFloat16), "F16");
 }
 
 TEST(DType, FillKernelCodesAreTheEnumValues) {
