@@ -35,8 +35,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
   }
   if (!tls.client_auth.empty() && tls.client_auth != "require" && tls.client_auth != "none") {
-    return absl::InvalidArgumentError(absl::StrCat("--tls-client-auth must be require or none, got '",
-                                                   tls.client_auth, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tls-client-auth must be require or none, got '", tls.client_auth, "'"));
   }
   absl::StatusOr<std::string> cert = ReadPem(tls.cert_file, "--tls-cert");
   if (!cert.ok()) return cert.status();

@@ -132,9 +132,9 @@ double Baseline(const RankTopology& topology) {
         const int size = static_cast<int>(members.size());
         auto group = c10::make_intrusive<c10d::ProcessGroup>(prefixed, local, size);
         group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
-        group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO,
-                          c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, local, size,
-                                                                      options));
+        group->setBackend(
+            c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO,
+            c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, local, size, options));
         held.push_back(group);
       }
     }

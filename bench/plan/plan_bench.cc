@@ -108,7 +108,8 @@ void Report(const char* name, const GPTModelConfig& config, int world, int repea
   }
   size_t entries = 0;
   for (const auto& s : plan->stages()) entries += s.params.size();
-  const double create = Seconds([&] { (void)gptb::plan::ModelPlan::Create(config, options); }, repeats);
+  const double create =
+      Seconds([&] { (void)gptb::plan::ModelPlan::Create(config, options); }, repeats);
   const double ranks = Seconds(
       [&] {
         int64_t sum = 0;

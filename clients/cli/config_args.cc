@@ -42,8 +42,8 @@ absl::StatusOr<int64_t> ParseInt(const std::string& flag, const std::string& tex
   const char* end = text.data() + text.size();
   auto [ptr, ec] = std::from_chars(text.data(), end, value);
   if (text.empty() || ec != std::errc() || ptr != end) {
-    return absl::InvalidArgumentError(absl::StrCat("--", flag, " needs an integer, got '",
-                                                   config::Excerpt(text, 40), "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, " needs an integer, got '", config::Excerpt(text, 40), "'"));
   }
   return value;
 }

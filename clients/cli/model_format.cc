@@ -132,8 +132,8 @@ std::string ModelsToTable(const gptbuilder::v1::ListModelsResponse& models) {
 
 std::string WorkersToTable(const gptbuilder::v1::ListWorkersResponse& workers) {
   if (workers.workers().empty()) return "no workers registered\n";
-  std::string out = absl::StrFormat("%-28s %-24s %-6s %-10s %s\n", "NAME", "ADDRESS", "STATE",
-                                    "SLOTS", "HOLDING");
+  std::string out = absl::StrFormat("%-28s %-24s %-6s %-10s %-8s %s\n", "NAME", "ADDRESS", "STATE",
+                                    "SLOTS", "THREADS", "HOLDING");
   for (const auto& w : workers.workers()) {
     int used = 0;
     std::set<std::string> models;
@@ -143,9 +143,12 @@ std::string WorkersToTable(const gptbuilder::v1::ListWorkersResponse& workers) {
         models.insert(s.model());
       }
     }
-    absl::StrAppend(&out, absl::StrFormat("%-28s %-24s %-6s %-10s %s\n", w.name(), w.address(),
+    // Intra-op threads per rank ("-" from a worker that does not report them).
+    const int threads = w.slots().empty() ? 0 : w.slots(0).threads();
+    absl::StrAppend(&out, absl::StrFormat("%-28s %-24s %-6s %-10s %-8s %s\n", w.name(), w.address(),
                                           gptbuilder::v1::WorkerInfo::State_Name(w.state()),
                                           absl::StrCat(used, "/", w.slots_size(), " used"),
+                                          threads > 0 ? absl::StrCat(threads, "/rank") : "-",
                                           models.empty() ? "-" : absl::StrJoin(models, ",")));
   }
   return out;

@@ -21,9 +21,10 @@ int RunPlan(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   options.max_plan_tensors = limits->max_plan_tensors;
   // LoadResolvedConfig checked both against --max-world-size: they fit an int. Without
   // --world-size: the smallest world the parallel sizes allow.
-  options.world_size = args.Get("world-size").has_value()
-                           ? std::stoi(*args.Get("world-size"))
-                           : static_cast<int>(config::MinimalWorldSize(resolved->model.transformer()));
+  options.world_size =
+      args.Get("world-size").has_value()
+          ? std::stoi(*args.Get("world-size"))
+          : static_cast<int>(config::MinimalWorldSize(resolved->model.transformer()));
   absl::StatusOr<plan::ModelPlan> plan = plan::ModelPlan::Create(resolved->model, options);
   if (!plan.ok()) return ReportStatus(plan.status(), err);
   if (*format == "json") {

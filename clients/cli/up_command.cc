@@ -7,13 +7,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/termination_signal.h"
 #include "clients/cli/build_progress.h"
 #include "clients/cli/config_args.h"
 #include "clients/cli/local_cluster.h"
 #include "clients/cli/model_format.h"
 #include "clients/cli/rpc_client.h"
 #include "clients/cli/service_commands.h"
-#include "base/termination_signal.h"
 
 namespace gptb::cli {
 namespace {

@@ -34,7 +34,8 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const model::RankModel& model, const st
                                                       HeldTensorsOf(model), path, options)
                                         : absl::StatusOr<SaveStats>(gathered);
   for (int c = 0; c < chunks; ++c) {
-    if (distributed::FullyShardedDataParallel* fsdp = model.fsdp(c); fsdp != nullptr && fsdp->gathered()) {
+    if (distributed::FullyShardedDataParallel* fsdp = model.fsdp(c);
+        fsdp != nullptr && fsdp->gathered()) {
       fsdp->Release();
     }
   }

@@ -241,8 +241,8 @@ absl::StatusOr<SaveTarget> ResolveSaveTarget(const std::string& requested, const
       absl::StrContains(target.name, A(kOldInfix))) {
     config::Violations violations;
     violations.Add("path", "INVALID_PATH",
-                   absl::StrCat("the checkpoint name '", Excerpt(target.name, 128),
-                                "' contains '", A(kPartialInfix), "' or '", A(kOldInfix),
+                   absl::StrCat("the checkpoint name '", Excerpt(target.name, 128), "' contains '",
+                                A(kPartialInfix), "' or '", A(kOldInfix),
                                 "', which name gptbuilder's own working directories"));
     return violations.ToStatus();
   }
@@ -458,8 +458,7 @@ int CleanStaleSaves(const std::string& directory) {
     } else if (ParseSibling(entry, kOldInfix, &name, &token)) {
       if (!LinkStat(path, &st) || !S_ISDIR(st.st_mode)) continue;
       // A replacement in flight still holds its partial's lock.
-      const std::string partial =
-          Join(directory, absl::StrCat(".", name, A(kPartialInfix), token));
+      const std::string partial = Join(directory, absl::StrCat(".", name, A(kPartialInfix), token));
       struct stat partial_st;
       if (LinkStat(partial, &partial_st) && SaveRunning(partial)) continue;
       const std::string final_path = Join(directory, name);

@@ -168,14 +168,10 @@ constexpr const char* kMoeShapeFields[] = {
 };
 // Fields that change what the same weights compute.
 constexpr const char* kNumericFields[] = {
-    "transformer.layernorm_epsilon",
-    "transformer.layernorm_zero_centered_gamma",
-    "transformer.activation_func",
-    "transformer.glu_linear_offset",
-    "transformer.softmax_scale",
-    "transformer.qk_l2_norm",
-    "transformer.window_size",
-    "transformer.window_attn_skip_freq",
+    "transformer.layernorm_epsilon", "transformer.layernorm_zero_centered_gamma",
+    "transformer.activation_func",   "transformer.glu_linear_offset",
+    "transformer.softmax_scale",     "transformer.qk_l2_norm",
+    "transformer.window_size",       "transformer.window_attn_skip_freq",
 };
 constexpr const char* kRopeFields[] = {
     "rotary_percent",

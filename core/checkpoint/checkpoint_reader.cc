@@ -91,11 +91,11 @@ absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::Open(
 
   absl::StatusOr<std::string> text = ReadSmallFile(hf_config, kMaxConfigBytes, options.root);
   if (!text.ok()) {
-    return absl::Status(
-        text.status().code() == absl::StatusCode::kNotFound ? absl::StatusCode::kNotFound
-                                                            : text.status().code(),
-        absl::StrCat(path, " is read as a Hugging Face model directory but its ", kHfConfigFile,
-                     " does not read: ", text.status().message()));
+    return absl::Status(text.status().code() == absl::StatusCode::kNotFound
+                            ? absl::StatusCode::kNotFound
+                            : text.status().code(),
+                        absl::StrCat(path, " is read as a Hugging Face model directory but its ",
+                                     kHfConfigFile, " does not read: ", text.status().message()));
   }
   nlohmann::json json = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object()) {
@@ -106,9 +106,8 @@ absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::Open(
   const std::string model_type = json.value("model_type", "");
   reader->hf_family_ = ParseHfModelType(model_type);
   if (!reader->hf_family_.has_value()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(hf_config, ": model_type '", Excerpt(model_type, 32),
-                     "' has no weight mapping"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        hf_config, ": model_type '", Excerpt(model_type, 32), "' has no weight mapping"));
   }
   absl::StatusOr<gptbuilder::v1::GPTModelConfig> finalized = config::Finalize(*imported);
   if (!finalized.ok()) return Prefixed(finalized.status(), hf_config);

@@ -102,8 +102,8 @@ absl::StatusOr<std::string> ResolveRoot(const std::string& root) {
   if (root.empty()) return std::string();
   char buffer[PATH_MAX];
   if (::realpath(root.c_str(), buffer) == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("the checkpoint root ", root,
-                                                   " does not resolve: ", std::strerror(errno)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the checkpoint root ", root, " does not resolve: ", std::strerror(errno)));
   }
   struct stat st;
   if (::stat(buffer, &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -150,9 +150,8 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path, uint64_t max_
   uint64_t size = 0;
   absl::Status status = FileSize(*fd, path, &size);
   if (status.ok() && size > max_bytes) {
-    status = absl::InvalidArgumentError(absl::StrCat(path, " has ", size,
-                                                     " bytes, more than the ", max_bytes,
-                                                     " such a file may have"));
+    status = absl::InvalidArgumentError(absl::StrCat(path, " has ", size, " bytes, more than the ",
+                                                     max_bytes, " such a file may have"));
   }
   std::string text(status.ok() ? size : 0, '\0');
   if (status.ok()) status = PreadFull(*fd, text.data(), size, 0, path);

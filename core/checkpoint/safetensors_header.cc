@@ -7,8 +7,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "base/excerpt.h"
 #include "absl/strings/str_join.h"
+#include "base/excerpt.h"
 #include "nlohmann/json.hpp"
 
 namespace gptb::checkpoint {
@@ -25,9 +25,7 @@ bool AddOverflows(uint64_t a, uint64_t b, uint64_t* out) {
 
 // Names read from a file are echoed bounded and as valid UTF-8: errors must not carry a file's
 // content back to whoever named it (the values of a header are never echoed at all).
-std::string Quoted(std::string_view name) {
-  return absl::StrCat("'", Excerpt(name, 64), "'");
-}
+std::string Quoted(std::string_view name) { return absl::StrCat("'", Excerpt(name, 64), "'"); }
 
 std::string JsonTypeName(const Json& value) {
   if (value.is_number_integer() && !value.is_number_unsigned()) return "a negative integer";
@@ -123,9 +121,8 @@ absl::StatusOr<Json> ParseJson(std::string_view text) {
     json = Json::parse(text.begin(), text.end(), callback);
   } catch (const Json::parse_error& e) {
     // The parser's message quotes the bytes it read: say where, not what.
-    return absl::InvalidArgumentError(
-        absl::StrCat("safetensors header is not valid JSON (at byte ", e.byte,
-                     "; is this a safetensors file?)"));
+    return absl::InvalidArgumentError(absl::StrCat("safetensors header is not valid JSON (at byte ",
+                                                   e.byte, "; is this a safetensors file?)"));
   } catch (const Json::exception& e) {
     return absl::InvalidArgumentError("safetensors header is not valid JSON");
   }
@@ -185,11 +182,10 @@ absl::StatusOr<TensorInfo> ParseTensorEntry(const std::string& name, const Json&
     return absl::InvalidArgumentError(absl::StrCat(where, ": missing \"data_offsets\""));
   }
   if (!offsets_it->is_array() || offsets_it->size() != 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": \"data_offsets\" is ", JsonTypeName(*offsets_it),
-                     offsets_it->is_array() ? absl::StrCat(" of ", offsets_it->size(), " entries")
-                                            : "",
-                     "; it must be a list of two integers [begin, end]"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": \"data_offsets\" is ", JsonTypeName(*offsets_it),
+        offsets_it->is_array() ? absl::StrCat(" of ", offsets_it->size(), " entries") : "",
+        "; it must be a list of two integers [begin, end]"));
   }
   uint64_t max = std::numeric_limits<uint64_t>::max();
   absl::StatusOr<uint64_t> begin =
@@ -308,15 +304,15 @@ absl::StatusOr<uint64_t> ParseHeaderLength(std::string_view prefix, uint64_t fil
   if (n > options.max_header_bytes) {
     // The length is the file's first 8 bytes: never echoed (the file may not be a
     // safetensors file at all, and its bytes are not the caller's to read).
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the header length in the first 8 bytes exceeds the cap of ", options.max_header_bytes,
-        " bytes (is this a safetensors file?)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the header length in the first 8 bytes exceeds the cap of ",
+                     options.max_header_bytes, " bytes (is this a safetensors file?)"));
   }
   if (n > file_size - 8) {
-    return absl::DataLossError(absl::StrCat("the header length in the first 8 bytes runs past "
-                                            "the end of the ",
-                                            file_size,
-                                            "-byte file (truncated, or not a safetensors file)"));
+    return absl::DataLossError(
+        absl::StrCat("the header length in the first 8 bytes runs past "
+                     "the end of the ",
+                     file_size, "-byte file (truncated, or not a safetensors file)"));
   }
   return n;
 }

@@ -9,8 +9,8 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "base/excerpt.h"
 #include "absl/strings/str_format.h"
+#include "base/excerpt.h"
 #include "core/checkpoint/posix_file.h"
 #include "nlohmann/json.hpp"
 
@@ -89,7 +89,8 @@ absl::StatusOr<SafetensorsIndex> ParseIndex(std::string_view text) {
     json = Json::parse(text.begin(), text.end());
   } catch (const Json::parse_error& e) {
     // The parser's message quotes what it read: say where, not what.
-    return absl::InvalidArgumentError(absl::StrCat("index is not valid JSON (at byte ", e.byte, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("index is not valid JSON (at byte ", e.byte, ")"));
   } catch (const Json::exception& e) {
     return absl::InvalidArgumentError("index is not valid JSON");
   }
@@ -124,15 +125,14 @@ absl::StatusOr<SafetensorsIndex> ParseIndex(std::string_view text) {
   }
   for (auto it = map->begin(); it != map->end(); ++it) {
     if (!it->is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat("index weight_map['",
-                                                     Excerpt(it.key(), 64), "'] is a JSON ",
-                                                     it->type_name(), "; expected a file name"));
+      return absl::InvalidArgumentError(absl::StrCat("index weight_map['", Excerpt(it.key(), 64),
+                                                     "'] is a JSON ", it->type_name(),
+                                                     "; expected a file name"));
     }
     const std::string& file = it->get_ref<const std::string&>();
     if (!IsPlainFileName(file)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("index weight_map['", Excerpt(it.key(), 64), "'] is \"",
-                       Excerpt(file, 64),
+          absl::StrCat("index weight_map['", Excerpt(it.key(), 64), "'] is \"", Excerpt(file, 64),
                        "\"; shard names must be plain file names in the index's directory"));
     }
     index.weight_map[it.key()] = file;

@@ -1,8 +1,8 @@
 #include "core/checkpoint/safetensors_writer.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -81,10 +81,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Create(
   writer->path_ = path;
   writer->layout_ = *std::move(layout);
   writer->IndexNames();
-  writer->fd_ = ::open(path.c_str(),
-                       O_RDWR | O_CREAT | O_CLOEXEC |
-                           (options.exclusive ? O_EXCL | O_NOFOLLOW : O_TRUNC),
-                       0644);
+  writer->fd_ = ::open(
+      path.c_str(),
+      O_RDWR | O_CREAT | O_CLOEXEC | (options.exclusive ? O_EXCL | O_NOFOLLOW : O_TRUNC), 0644);
   if (writer->fd_ < 0) return FileError(errno, "creating", path);
   const uint64_t size = writer->layout_.file_size;
   bool reserved = false;
@@ -114,7 +113,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::OpenExisti
   writer->IndexNames();
   writer->fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC | (options.exclusive ? O_NOFOLLOW : 0));
   if (writer->fd_ < 0) return FileError(errno, "opening", path);
-  if (struct stat st; options.exclusive && (::fstat(writer->fd_, &st) != 0 || !S_ISREG(st.st_mode))) {
+  if (struct stat st;
+      options.exclusive && (::fstat(writer->fd_, &st) != 0 || !S_ISREG(st.st_mode))) {
     return absl::FailedPreconditionError(absl::StrCat(path, " is not a regular file"));
   }
 

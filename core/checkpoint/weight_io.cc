@@ -17,8 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "core/checkpoint/checkpoint_directory.h"
 #include "core/checkpoint/checkpoint_reader.h"
-#include "core/checkpoint/posix_file.h"
 #include "core/checkpoint/hf_mapping.h"
+#include "core/checkpoint/posix_file.h"
 #include "core/checkpoint/safetensors_index.h"
 #include "core/checkpoint/sharded_safetensors.h"
 #include "core/checkpoint/tensor_route.h"
@@ -413,9 +413,10 @@ absl::StatusOr<SaveStats> SaveWeights(const plan::ModelPlan& plan, int rank,
       struct stat st;
       if (::lstat(target.path().c_str(), &st) == 0) {
         if (!options.overwrite) {
-          return absl::AlreadyExistsError(absl::StrCat(
-              path, " already exists; choose another path, or set overwrite to replace a "
-                    "checkpoint gptbuilder saved there"));
+          return absl::AlreadyExistsError(
+              absl::StrCat(path,
+                           " already exists; choose another path, or set overwrite to replace a "
+                           "checkpoint gptbuilder saved there"));
         }
         absl::StatusOr<std::vector<std::string>> replaceable =
             ReplaceableCheckpointFiles(target.path());

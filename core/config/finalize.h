@@ -17,7 +17,6 @@ struct FinalizeOptions {
   // Implicit, so that `Finalize(config, {world})` reads as "for `world` ranks".
   FinalizeOptions(std::optional<int64_t> world) : world_size(world) {}  // NOLINT
 
-
   // The number of ranks the model will be built on. When given, it must be a multiple of
   // tp * pp * cp (the dense grid) and of etp * ep * pp (the expert grid).
   std::optional<int64_t> world_size;

@@ -13,10 +13,10 @@
 namespace gptb::config {
 namespace {
 
-using gptbuilder::v1::GPTModelConfig;
-using gptbuilder::v1::TransformerConfig;
 using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
+using gptbuilder::v1::GPTModelConfig;
+using gptbuilder::v1::TransformerConfig;
 
 constexpr char kReason[] = "LIMIT_EXCEEDED";
 constexpr char kFixed[] =
@@ -80,9 +80,9 @@ class LimitChecker {
     if (field == nullptr || !field->is_repeated()) return;
     const int size = message.GetReflection()->FieldSize(message, field);
     if (size > max) {
-      violations_->Add(absl::StrCat(prefix, name), kReason,
-                       absl::StrCat(name, " has ", size, " entries, over the limit of ", max,
-                                    "; ", how, "."));
+      violations_->Add(
+          absl::StrCat(prefix, name), kReason,
+          absl::StrCat(name, " has ", size, " entries, over the limit of ", max, "; ", how, "."));
     }
   }
 
@@ -90,7 +90,8 @@ class LimitChecker {
     return "raise --max-world-size (a flag of gptbd coordinator and of gptb) to allow more ranks";
   }
   std::string LayersHow() const {
-    return "raise --max-num-layers (a flag of gptbd coordinator and of gptb) to allow deeper models";
+    return "raise --max-num-layers (a flag of gptbd coordinator and of gptb) to allow deeper "
+           "models";
   }
 
  private:
@@ -137,9 +138,9 @@ void CheckLimits(const GPTModelConfig& config, const Limits& limits, const int64
   c.ListLength(t, tp, "hierarchical_context_parallel_sizes", 16, kFixed);
 
   // Layer counts.
-  for (const char* name : {"num_layers", "mtp_num_layers", "num_layers_in_first_pipeline_stage",
-                           "num_layers_in_last_pipeline_stage", "recompute_num_layers",
-                           "cpu_offloading_num_layers"}) {
+  for (const char* name :
+       {"num_layers", "mtp_num_layers", "num_layers_in_first_pipeline_stage",
+        "num_layers_in_last_pipeline_stage", "recompute_num_layers", "cpu_offloading_num_layers"}) {
     c.AtMost(t, tp, name, limits.max_num_layers, "layers", c.LayersHow());
   }
   c.ListLength(t, tp, "moe_layer_freq", limits.max_num_layers, c.LayersHow());
@@ -168,33 +169,41 @@ void CheckLimits(const GPTModelConfig& config, const Limits& limits, const int64
   if (t.has_pipeline_model_parallel_layout()) {
     const std::string& layout = t.pipeline_model_parallel_layout();
     if (static_cast<int64_t>(layout.size()) > kMaxLayoutChars) {
-      violations->Add(absl::StrCat(tp, "pipeline_model_parallel_layout"), kReason,
-                      absl::StrCat("pipeline_model_parallel_layout has ", layout.size(),
-                                   " characters, over the limit of ", kMaxLayoutChars, "; ",
-                                   kFixed, "."));
+<<<<<<< HEAD
+      violations->Add(
+          absl::StrCat(tp, "pipeline_model_parallel_layout"), kReason,
+          absl::StrCat("pipeline_model_parallel_layout has ", layout.size(),
+                       " characters, over the limit of ", kMaxLayoutChars, "; ", kFixed, "."));
     } else if (absl::StatusOr<std::vector<std::string>> stages = plan::ExpandPipelineLayout(layout);
+=======
+      violations->Add(
+          absl::StrCat(tp, "pipeline_model_parallel_layout"), kReason,
+          absl::StrCat("pipeline_model_parallel_layout has ", layout.size(),
+                       " characters, over the limit of ", kMaxLayoutChars, "; ", kFixed, "."));
+    } else if (absl::StatusOr<std::vector<std::string>> stages = ExpandPipelineLayout(layout);
+>>>>>>> structure
                stages.ok()) {
       // (A malformed layout is Finalize's to report.)
       chunks_per_rank = std::max<int64_t>(chunks_per_rank, stages->size() / pp);
     }
   }
-  if (int64_t chunks = 0; !CheckedMul(pp, chunks_per_rank, &chunks) ||
-                          chunks > limits.max_num_layers) {
-    violations->Add(absl::StrCat(tp, "pipeline_model_parallel_size"), kReason,
-                    absl::StrCat("pipeline_model_parallel_size (", pp,
-                                 ") x virtual pipeline stages (", chunks_per_rank,
-                                 ") asks for more model chunks than the limit of ",
-                                 limits.max_num_layers, " (a chunk per layer is the finest split); ",
-                                 c.LayersHow(), "."));
+  if (int64_t chunks = 0;
+      !CheckedMul(pp, chunks_per_rank, &chunks) || chunks > limits.max_num_layers) {
+    violations->Add(
+        absl::StrCat(tp, "pipeline_model_parallel_size"), kReason,
+        absl::StrCat("pipeline_model_parallel_size (", pp, ") x virtual pipeline stages (",
+                     chunks_per_rank, ") asks for more model chunks than the limit of ",
+                     limits.max_num_layers, " (a chunk per layer is the finest split); ",
+                     c.LayersHow(), "."));
   }
 
   // The world: the one given, and the smallest one the parallel sizes need. Only meaningful
   // once every parallel size is within bounds.
   if (world_size != nullptr) {
     if (*world_size <= 0) {
-      violations->Add("world_size", "NOT_POSITIVE",
-                      absl::StrCat("world size must be a positive integer, got ", *world_size,
-                                   "."));
+      violations->Add(
+          "world_size", "NOT_POSITIVE",
+          absl::StrCat("world size must be a positive integer, got ", *world_size, "."));
     } else if (*world_size > limits.max_world_size) {
       violations->Add("world_size", kReason,
                       absl::StrCat("world size ", *world_size, " is over the limit of ",

@@ -8,7 +8,8 @@ absl::StatusOr<int64_t> CalculatePaddedVocabSize(int64_t vocab_size,
                                                  int64_t make_vocab_size_divisible_by,
                                                  int64_t tensor_model_parallel_size) {
   if (vocab_size <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("vocab_size must be positive, got ", vocab_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("vocab_size must be positive, got ", vocab_size));
   }
   if (make_vocab_size_divisible_by <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -206,8 +206,7 @@ torch::Tensor SelfAttention::forward(const torch::Tensor& x, const torch::Tensor
     const auto bools = torch::TensorOptions().dtype(torch::kBool).device(qkv.device());
     if (window_.has_value()) {
       // Megatron's get_sliding_window_causal_mask (sq == skv): keep -left <= j - i <= right.
-      masked =
-          torch::ones({s, s}, bools).triu(-window_->first).tril(window_->second).logical_not();
+      masked = torch::ones({s, s}, bools).triu(-window_->first).tril(window_->second).logical_not();
     } else {
       masked = torch::ones({s, s}, bools).triu(1);
     }

@@ -70,8 +70,8 @@ c10::intrusive_ptr<c10d::Work> LocalProcessGroup::allgather(
 }
 
 c10::intrusive_ptr<c10d::Work> LocalProcessGroup::all_gather_single(at::Tensor& output,
-                                                                  at::Tensor& input,
-                                                                  const c10d::AllgatherOptions&) {
+                                                                    at::Tensor& input,
+                                                                    const c10d::AllgatherOptions&) {
   CopyInto(output, input);
   return Done(c10d::OpType::_ALLGATHER_BASE, {output});
 }
@@ -125,10 +125,10 @@ c10::intrusive_ptr<c10d::Work> LocalProcessGroup::reduce_scatter_single(
 }
 
 c10::intrusive_ptr<c10d::Work> LocalProcessGroup::all_to_all_single(at::Tensor& output,
-                                                                at::Tensor& input,
-                                                                std::vector<int64_t>&,
-                                                                std::vector<int64_t>&,
-                                                                const c10d::AllToAllOptions&) {
+                                                                    at::Tensor& input,
+                                                                    std::vector<int64_t>&,
+                                                                    std::vector<int64_t>&,
+                                                                    const c10d::AllToAllOptions&) {
   CopyInto(output, input);
   return Done(c10d::OpType::ALLTOALL_BASE, {output});
 }

@@ -55,9 +55,9 @@ absl::StatusOr<BackendChoice> ChooseBackend(const ProcessGroupOptions& options) 
         auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
         gloo_options->devices = {*device};
         gloo_options->threads = options.gloo_threads;
-        return GroupOf(store, rank, size, c10::DeviceType::CPU,
-                       c10d::ProcessGroup::BackendType::GLOO,
-                       c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, gloo_options));
+        return GroupOf(
+            store, rank, size, c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO,
+            c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, gloo_options));
       };
       return choice;
     }
@@ -67,9 +67,9 @@ absl::StatusOr<BackendChoice> ChooseBackend(const ProcessGroupOptions& options) 
       choice.create = [options](const StorePtr& store, int rank, int size) {
         auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
         nccl_options->timeout = options.timeout;
-        return GroupOf(store, rank, size, c10::DeviceType::CUDA,
-                       c10d::ProcessGroup::BackendType::NCCL,
-                       c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, nccl_options));
+        return GroupOf(
+            store, rank, size, c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL,
+            c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, nccl_options));
       };
       return choice;
 #else

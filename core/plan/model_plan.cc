@@ -110,9 +110,8 @@ absl::StatusOr<ModelPlan> ModelPlan::Create(const gptbuilder::v1::GPTModelConfig
         absl::StatusOr<std::vector<ParamInfo>> params =
             PlanStageParameters(context, StageCoords{tp_rank, etp_rank, ep_rank});
         if (!params.ok()) {
-          return params.status().code() == absl::StatusCode::kResourceExhausted
-                     ? over_budget()
-                     : params.status();
+          return params.status().code() == absl::StatusCode::kResourceExhausted ? over_budget()
+                                                                                : params.status();
         }
         stage.params = *std::move(params);
         const int grad_reduce_fp32 = options.ddp.grad_reduce_in_fp32();
@@ -140,12 +139,12 @@ absl::StatusOr<ModelPlan> ModelPlan::Create(const gptbuilder::v1::GPTModelConfig
               !config::CheckedAdd(total_bytes, bytes, &total_bytes) ||
               !config::CheckedAdd(total_grads, grads, &total_grads) ||
               !config::CheckedAdd(total_state, state, &total_state)) {
-            return too_large(absl::StrCat("the parameter bytes of stage pp ", pp_rank,
-                                          " (through ", param.name, ")"));
+            return too_large(absl::StrCat("the parameter bytes of stage pp ", pp_rank, " (through ",
+                                          param.name, ")"));
           }
           int64_t& state_sum =
               param.is_expert ? stage.expert_optimizer_bytes : stage.dense_optimizer_bytes;
-          state_sum += state;  // bounded by total_state
+          state_sum += state;                                 // bounded by total_state
           if (param.is_expert) stage.expert_params += numel;  // bounded by total_params
         }
         plan.stage_index_[{c, pp_rank, tp_rank, ep_rank, etp_rank}] =

@@ -72,7 +72,7 @@ absl::StatusOr<Split> ComputeSplit(const TransformerConfig& t, int pp_rank, std:
     return split;
   }
   const int total = L + (t.account_for_embedding_in_pipeline_split() ? 1 : 0) +
-              (t.account_for_loss_in_pipeline_split() ? 1 : 0);
+                    (t.account_for_loss_in_pipeline_split() ? 1 : 0);
   const int per_rank = total / p;
   split.num_layers = per_rank / v;
   if (vp.has_value()) {
@@ -131,7 +131,8 @@ std::vector<PipelineSplitProblem> CheckPipelineSplit(const TransformerConfig& t)
   if (layers <= 0 || pp <= 0) return problems;
   // A non-positive vp is reported by Finalize's NOT_POSITIVE and ignored here.
   std::optional<int64_t> vp;
-  if (t.has_virtual_pipeline_model_parallel_size() && t.virtual_pipeline_model_parallel_size() > 0) {
+  if (t.has_virtual_pipeline_model_parallel_size() &&
+      t.virtual_pipeline_model_parallel_size() > 0) {
     vp = t.virtual_pipeline_model_parallel_size();
   }
   const bool has_first = t.has_num_layers_in_first_pipeline_stage();
@@ -231,8 +232,8 @@ std::vector<PipelineSplitProblem> CheckPipelineSplit(const TransformerConfig& t)
     add("virtual_pipeline_model_parallel_size", "VP_CHUNKS_UNEVEN",
         absl::StrCat("Make sure the number of model chunks is the same across all pipeline "
                      "stages. (num_layers // pipeline_model_parallel_size = ",
-                     layers / pp, " is not divisible by virtual_pipeline_model_parallel_size ",
-                     *vp, "; use num_layers a multiple of ", pp * *vp, ".)"));
+                     layers / pp, " is not divisible by virtual_pipeline_model_parallel_size ", *vp,
+                     "; use num_layers a multiple of ", pp * *vp, ".)"));
   }
   return problems;
 }

@@ -80,7 +80,8 @@ gptbuilder::v1::PlanDescription DescribePlan(const ModelPlan& plan,
     rp->set_grad_bytes(rank.memory.grad_bytes);
     rp->set_optimizer_bytes(rank.memory.optimizer_bytes);
     for (size_t k = 0; k < kAllGroupKinds.size(); ++k) {
-      if (group_of[k][r] >= 0) (*rp->mutable_groups())[GroupName(kAllGroupKinds[k])] = group_of[k][r];
+      if (group_of[k][r] >= 0)
+        (*rp->mutable_groups())[GroupName(kAllGroupKinds[k])] = group_of[k][r];
     }
   }
   return out;

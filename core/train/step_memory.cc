@@ -52,8 +52,7 @@ StepMemory EstimateStepMemory(const plan::ModelPlan& plan, int rank,
                        gated * std::max(1, t.moe_router_topk());
     f = std::max(f, moe);
   }
-  const double per_layer =
-      s * b * (h * (10 + 8 / tp) + 4 * f / tp + 5 * a * s / tp) * width / 2;
+  const double per_layer = s * b * (h * (10 + 8 / tp) + 4 * f / tp + 5 * a * s / tp) * width / 2;
 
   // Micro-batches (in chunk units) a pipeline rank holds activations of at once.
   const double pp = plan.topology().pp();
@@ -84,8 +83,7 @@ StepMemory EstimateStepMemory(const plan::ModelPlan& plan, int rank,
 
 absl::Status CheckStepMemory(const plan::ModelPlan& plan, const std::vector<int64_t>& budgets,
                              const gptbuilder::v1::TrainOptions& options, int64_t seq_length) {
-  for (int rank = 0; rank < plan.world_size() && rank < static_cast<int>(budgets.size());
-       ++rank) {
+  for (int rank = 0; rank < plan.world_size() && rank < static_cast<int>(budgets.size()); ++rank) {
     if (budgets[rank] <= 0) continue;
     const StepMemory need = EstimateStepMemory(plan, rank, options, seq_length);
     if (need.total() <= budgets[rank]) continue;

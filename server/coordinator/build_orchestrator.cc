@@ -116,9 +116,8 @@ absl::StatusOr<google::longrunning::Operation> BuildOrchestrator::BuildModel(
     }
     if (existing != nullptr) return reject(NameTaken(ctx_->models, request.name(), start));
   }
-  absl::StatusOr<PreparedModel> prepared =
-      PrepareModel(request.config(), request.ddp(), request.build(), request.world_size(),
-                   ctx_->options.limits);
+  absl::StatusOr<PreparedModel> prepared = PrepareModel(
+      request.config(), request.ddp(), request.build(), request.world_size(), ctx_->options.limits);
   if (!prepared.ok()) return reject(prepared.status());
   const plan::ModelPlan& plan = *prepared->plan;
   if (!request.load_from().empty()) {
@@ -141,9 +140,8 @@ absl::StatusOr<google::longrunning::Operation> BuildOrchestrator::BuildModel(
       }
       return reject(NameTaken(ctx_->models, request.name(), start));
     }
-    PlacementRequest placement_request{TensorParallelGroups(plan),
-                                       RankBuildBytes(plan, request.for_training()),
-                                       request.device()};
+    PlacementRequest placement_request{
+        TensorParallelGroups(plan), RankBuildBytes(plan, request.for_training()), request.device()};
     absl::StatusOr<std::vector<RankPlacement>> placement =
         PlaceRanks(placement_request, ctx_->workers.Capacity());
     if (!placement.ok()) return reject(placement.status());

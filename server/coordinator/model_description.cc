@@ -31,9 +31,8 @@ absl::StatusOr<gptbuilder::v1::DescribeModelResponse> DescribeModel(CoordinatorC
     if (!found_addresses.ok()) return found_addresses.status();
     addresses = *std::move(found_addresses);
   }
-  absl::StatusOr<plan::ModelPlan> plan =
-      PlanFinalized(model.config(), model.ddp(), model.build(), model.world_size(),
-                    ctx.options.limits);
+  absl::StatusOr<plan::ModelPlan> plan = PlanFinalized(model.config(), model.ddp(), model.build(),
+                                                       model.world_size(), ctx.options.limits);
   if (!plan.ok()) return plan.status();
 
   gptbuilder::v1::DescribeHeldModelRequest request;

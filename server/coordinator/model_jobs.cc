@@ -332,6 +332,7 @@ absl::Status ModelJobs::TrainStep(
         RunStep(*job, step_request, step, cancelled);
     if (!result.ok()) return result.status();
     const double wall = absl::ToDoubleSeconds(absl::Now() - start);
+    result->mutable_seconds()->set_rpc(std::max(0.0, wall - result->slowest_rank_seconds()));
     if (ctx_->metrics != nullptr) {
       ctx_->metrics->TrainStepDone(wall, result->tokens(),
                                    wall > 0 ? static_cast<double>(result->tokens()) / wall : 0.0,

@@ -51,11 +51,12 @@ absl::StatusOr<PreparedModel> PrepareModel(const gptbuilder::v1::GPTModelConfig&
 
   start = std::chrono::steady_clock::now();
   // Finalize kept the smallest world within limits.max_world_size, so it fits an int.
-  out.world_size = world_size > 0
-                       ? world_size
-                       : static_cast<int>(config::MinimalWorldSize(out.finalized.model.transformer()));
-  absl::StatusOr<plan::ModelPlan> plan = PlanFinalized(
-      out.finalized.model, out.finalized.ddp, out.finalized.build, out.world_size, limits);
+  out.world_size =
+      world_size > 0
+          ? world_size
+          : static_cast<int>(config::MinimalWorldSize(out.finalized.model.transformer()));
+  absl::StatusOr<plan::ModelPlan> plan = PlanFinalized(out.finalized.model, out.finalized.ddp,
+                                                       out.finalized.build, out.world_size, limits);
   if (!plan.ok()) return plan.status();
   out.plan.emplace(*std::move(plan));
   out.plan_seconds = SecondsSince(start);

@@ -92,7 +92,8 @@ absl::StatusOr<std::vector<RankPlacement>> PlaceRanks(const PlacementRequest& re
   if (device != "" && device != "cpu" && device != "cuda") {
     config::Violations violations;
     violations.Add("device", "UNKNOWN_DEVICE_TYPE",
-                   absl::StrCat("'", device, "' is not a device type: use cpu, cuda, or leave it "
+                   absl::StrCat("'", device,
+                                "' is not a device type: use cpu, cuda, or leave it "
                                 "empty (cuda when every rank has a registered CUDA slot, else "
                                 "cpu)"));
     return violations.ToStatus();
@@ -113,9 +114,11 @@ absl::StatusOr<std::vector<RankPlacement>> PlaceRanks(const PlacementRequest& re
     if (device == "cuda") {
       hint = absl::StrCat(
           "workers register CUDA slots when they run a -DGPTB_WITH_CUDA=ON build and see CUDA "
-          "devices", other > 0 ? absl::StrCat("; ", other, " cpu slots are registered (build "
-                                              "with device cpu to use them)")
-                               : "");
+          "devices",
+          other > 0 ? absl::StrCat("; ", other,
+                                   " cpu slots are registered (build "
+                                   "with device cpu to use them)")
+                    : "");
     }
     return rpc::PreconditionFailedError(
         "NOT_ENOUGH_SLOTS",

@@ -70,7 +70,8 @@ absl::StatusOr<int> Listen(const std::string& bind_host, int port) {
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   const std::string service = absl::StrCat(port);
   addrinfo* found = nullptr;
-  const char* node = IsWildcard(bind_host) ? (host == "0.0.0.0" ? "0.0.0.0" : nullptr) : host.c_str();
+  const char* node =
+      IsWildcard(bind_host) ? (host == "0.0.0.0" ? "0.0.0.0" : nullptr) : host.c_str();
   if (node == nullptr) hints.ai_family = AF_INET6;  // "::": dual-stack where the host allows it
   if (const int rc = ::getaddrinfo(node, service.c_str(), &hints, &found); rc != 0) {
     return absl::InvalidArgumentError(absl::StrCat("cannot resolve the rendezvous bind address ",
@@ -97,8 +98,8 @@ absl::StatusOr<int> Listen(const std::string& bind_host, int port) {
     ::close(fd);
   }
   ::freeaddrinfo(found);
-  return absl::UnavailableError(absl::StrCat("cannot listen on ", bind_host, ":", port, ": ",
-                                             last_error));
+  return absl::UnavailableError(
+      absl::StrCat("cannot listen on ", bind_host, ":", port, ": ", last_error));
 }
 
 }  // namespace

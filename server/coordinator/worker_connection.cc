@@ -70,8 +70,7 @@ class GrpcWorkerConnection : public WorkerConnection {
     grpc::ClientContext context;
     Prepare(&context, deadline);
     gptbuilder::v1::DescribeHeldModelResponse response;
-    absl::Status status =
-        rpc::FromGrpcStatus(stub_->DescribeModel(&context, request, &response));
+    absl::Status status = rpc::FromGrpcStatus(stub_->DescribeModel(&context, request, &response));
     if (!status.ok()) return status;
     return response;
   }
@@ -96,8 +95,7 @@ class GrpcWorkerConnection : public WorkerConnection {
     Prepare(&context, deadline);
     if (canceller != nullptr) canceller->SetCancel([&context] { context.TryCancel(); });
     gptbuilder::v1::WorkerSaveCheckpointResponse response;
-    absl::Status status =
-        rpc::FromGrpcStatus(stub_->SaveCheckpoint(&context, request, &response));
+    absl::Status status = rpc::FromGrpcStatus(stub_->SaveCheckpoint(&context, request, &response));
     if (canceller != nullptr) canceller->ClearCancel();
     if (!status.ok()) return status;
     return response;

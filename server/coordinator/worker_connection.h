@@ -72,8 +72,7 @@ class WorkerConnector {
 // Connections over gRPC with the daemon's TLS files and bearer token; one channel per address.
 class GrpcWorkerConnector : public WorkerConnector {
  public:
-  GrpcWorkerConnector(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                      rpc::BearerToken token)
+  GrpcWorkerConnector(std::shared_ptr<grpc::ChannelCredentials> credentials, rpc::BearerToken token)
       : credentials_(std::move(credentials)), token_(std::move(token)) {}
   std::shared_ptr<WorkerConnection> Connect(const std::string& address) override;
 

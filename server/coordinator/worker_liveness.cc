@@ -57,8 +57,7 @@ bool WorkerLiveness::AdoptHeldLocked(const gptbuilder::v1::RegisterWorkerRequest
     recovered.set_build_id(h.build_id());
     recovered.set_operation(absl::StrCat(kOperationPrefix, h.build_id()));
     if (absl::StatusOr<plan::ModelPlan> plan =
-            PlanFinalized(h.config(), h.ddp(), h.build(), h.world_size(),
-                          ctx_->options.limits);
+            PlanFinalized(h.config(), h.ddp(), h.build(), h.world_size(), ctx_->options.limits);
         plan.ok()) {
       recovered.set_total_params(plan->TotalParameters());
     }

@@ -29,6 +29,7 @@ void WorkerRegistry::Register(const gptbuilder::v1::RegisterWorkerRequest& reque
     slot->set_index(request.slots(i).index());
     slot->set_device(request.slots(i).device());
     slot->set_memory_bytes(request.slots(i).memory_bytes());
+    slot->set_threads(request.slots(i).threads());
   }
   *w.mutable_register_time() = ToProto(now);
   *w.mutable_last_heartbeat() = ToProto(now);

@@ -4,12 +4,12 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "base/termination_signal.h"
 #include "core/checkpoint/posix_file.h"
 #include "rpc/auth.h"
 #include "server/common/grpc_server.h"
 #include "server/common/log.h"
 #include "server/common/metrics.h"
-#include "base/termination_signal.h"
 #include "server/coordinator/coordinator.h"
 #include "server/coordinator/coordinator_metrics.h"
 #include "server/coordinator/coordinator_service.h"
@@ -152,8 +152,7 @@ int RunCoordinator(const std::vector<std::string>& raw) {
   if (!store_port.ok()) return Fail(store_port.status());
   absl::StatusOr<int64_t> max_request = args.GetInt("max-request-bytes");
   if (!max_request.ok()) return Fail(max_request.status());
-  absl::StatusOr<rpc::BearerToken> token =
-      rpc::BearerToken::Load(args.Get("auth-token-file"));
+  absl::StatusOr<rpc::BearerToken> token = rpc::BearerToken::Load(args.Get("auth-token-file"));
   if (!token.ok()) return Fail(token.status());
   const rpc::TlsFiles tls = TlsFromArgs(args);
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> worker_credentials =

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "grpc/grpc.h"
 #include "base/termination_signal.h"
+#include "grpc/grpc.h"
 #include "server/gptbd/commands.h"
 
 #ifndef GPTB_VERSION

@@ -1,8 +1,11 @@
+#include <ATen/Parallel.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "base/termination_signal.h"
 #include "core/checkpoint/checkpoint_directory.h"
 #include "core/checkpoint/posix_file.h"
 #include "core/model/rank_model.h"
@@ -10,7 +13,6 @@
 #include "server/common/grpc_server.h"
 #include "server/common/log.h"
 #include "server/common/metrics.h"
-#include "base/termination_signal.h"
 #include "server/gptbd/commands.h"
 #include "server/gptbd/daemon_flags.h"
 #include "server/worker/coordinator_link.h"
@@ -59,6 +61,11 @@ std::vector<DaemonFlag> WorkerFlags() {
         "is given -- its cgroup limit, else the machine's -- / slots, or the device's memory). "
         "Set it when several workers share a machine without cgroup limits"},
        "GPTB_SLOT_MEMORY_BYTES",
+       "0"},
+      {{"threads-per-rank", true, false, "N",
+        "intra-op threads (LibTorch, BLAS) of each rank on this worker (0: the CPUs this process "
+        "may use / slots, so that ranks x threads <= cores)"},
+       "GPTB_THREADS_PER_RANK",
        "0"},
       {{"metrics-listen", true, false, "HOST:PORT", "Prometheus /metrics address"},
        "GPTB_METRICS_LISTEN",
@@ -136,8 +143,16 @@ int RunWorker(const std::vector<std::string>& raw) {
   absl::StatusOr<std::vector<gptbuilder::v1::Slot>> slots = worker::MakeSlots(
       static_cast<int>(*slot_count), *slot_memory, cuda_devices, device_memory, memory.bytes);
   if (!slots.ok()) return Fail(slots.status());
-  absl::StatusOr<rpc::BearerToken> token =
-      rpc::BearerToken::Load(args.Get("auth-token-file"));
+  absl::StatusOr<int64_t> threads_flag = args.GetInt("threads-per-rank");
+  if (!threads_flag.ok()) return Fail(threads_flag.status());
+  absl::StatusOr<int> threads = worker::ThreadsPerRank(
+      static_cast<int>(*threads_flag), static_cast<int>(slots->size()), worker::ProcessCpuCount());
+  if (!threads.ok()) return Fail(threads.status());
+  for (gptbuilder::v1::Slot& slot : *slots) slot.set_threads(*threads);
+  // The default for every thread that has not chosen; each rank thread also sets it (OpenMP's
+  // count is per thread).
+  at::set_num_threads(*threads);
+  absl::StatusOr<rpc::BearerToken> token = rpc::BearerToken::Load(args.Get("auth-token-file"));
   if (!token.ok()) return Fail(token.status());
   const rpc::TlsFiles tls = TlsFromArgs(args);
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> coordinator_credentials =
@@ -207,16 +222,15 @@ int RunWorker(const std::vector<std::string>& raw) {
     absl::Status written = WriteReadyFile(ready_file, advertise, metrics.url(), {{"name", name}});
     if (!written.ok()) return Fail(written);
   }
-  server::Log(absl::StrCat("worker ", name, " serving gRPC on ", advertise, " with ", slots->size(),
-                           " ", slots->front().device(), " slots of ",
-                           slots->front().memory_bytes() >> 20, " MiB (",
-                           *slot_memory > 0 ? "--slot-memory-bytes"
-                           : cuda_devices > 0
-                               ? "the device's memory"
-                               : absl::StrCat(memory.source, ", ", memory.bytes >> 20,
-                                              " MiB, over the slots"),
-                           "); metrics at ", metrics.url(),
-                           "; coordinator ", link_options.coordinator));
+  server::Log(absl::StrCat(
+      "worker ", name, " serving gRPC on ", advertise, " with ", slots->size(), " ",
+      slots->front().device(), " slots of ", slots->front().memory_bytes() >> 20, " MiB (",
+      *slot_memory > 0 ? "--slot-memory-bytes"
+      : cuda_devices > 0
+          ? "the device's memory"
+          : absl::StrCat(memory.source, ", ", memory.bytes >> 20, " MiB, over the slots"),
+      "), ", *threads, " threads per rank; metrics at ", metrics.url(), "; coordinator ",
+      link_options.coordinator));
 
   int signal = 0;
   while (signal == 0) signal = gptb::WaitForTerminationSignalFor(250);

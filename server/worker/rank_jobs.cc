@@ -1,5 +1,7 @@
 #include "server/worker/rank_jobs.h"
 
+#include <ATen/Parallel.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <exception>
@@ -84,9 +86,12 @@ absl::Status RankJobs::RunOnEveryRank(const std::string& model, const std::strin
   auto run = std::make_shared<Run>();
   run->remaining = static_cast<int>(slots.size());
   run->holding = run->remaining;
+  const int threads = holder_->threads_per_rank();
   for (auto& [rank, slot] : slots) {
-    std::thread([run, shared = shared_, entry, rank = rank, slot = slot, job = Job(job),
-                 what]() mutable {
+    std::thread([run, shared = shared_, entry, rank = rank, slot = slot, job = Job(job), what,
+                 threads]() mutable {
+      // OpenMP keeps the thread count per thread: a fresh thread would take every core.
+      if (threads > 0) at::set_num_threads(threads);
       absl::Status status;
       try {
         status = job(rank, *slot);
@@ -227,6 +232,7 @@ gptbuilder::v1::TrainStepResult TrainStepResultToProto(const train::TrainStepRes
   gptbuilder::v1::StepTimings* seconds = out.mutable_seconds();
   seconds->set_data(result.seconds.data);
   seconds->set_forward_backward(result.seconds.forward_backward);
+  seconds->set_p2p_wait(result.seconds.p2p_wait);
   seconds->set_grad_sync(result.seconds.grad_sync);
   seconds->set_optimizer(result.seconds.optimizer);
   seconds->set_total(result.seconds.total);

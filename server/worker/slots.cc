@@ -1,5 +1,8 @@
 #include "server/worker/slots.h"
 
+#include <sched.h>
+
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -80,6 +83,75 @@ MemoryLimit ProcessMemoryLimit(const std::string& proc_self_cgroup,
 
 MemoryLimit ProcessMemoryLimit() {
   return ProcessMemoryLimit(ReadFile("/proc/self/cgroup"), &ReadFile, MachineMemoryBytes());
+}
+
+int CgroupCpuQuota(const std::string& proc_self_cgroup,
+                   const std::function<std::string(const std::string&)>& read_file) {
+  int quota_cpus = 0;
+  auto consider = [&](int64_t quota, int64_t period) {
+    if (quota <= 0 || period <= 0) return;
+    const int cpus = static_cast<int>(std::max<int64_t>(1, (quota + period - 1) / period));
+    if (quota_cpus == 0 || cpus < quota_cpus) quota_cpus = cpus;
+  };
+  for (absl::string_view line : absl::StrSplit(proc_self_cgroup, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits(':', 2));
+    if (parts.size() != 3) continue;
+    const bool v2 = parts[0] == "0" && parts[1].empty();
+    bool v1_cpu = false;
+    for (absl::string_view c : absl::StrSplit(parts[1], ',')) v1_cpu |= c == "cpu";
+    if (!v2 && !v1_cpu) continue;
+    const std::string mount = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/cpu";
+    // The process's cgroup and its ancestors, as for memory.
+    std::string path = parts[2];
+    while (true) {
+      const std::string dir = absl::StrCat(mount, path == "/" ? "" : path, "/");
+      int64_t quota = 0, period = 0;
+      if (v2) {
+        // cpu.max: "QUOTA PERIOD" or "max PERIOD".
+        std::vector<std::string> fields =
+            absl::StrSplit(absl::StripAsciiWhitespace(read_file(dir + "cpu.max")), ' ');
+        if (fields.size() == 2 && absl::SimpleAtoi(fields[0], &quota) &&
+            absl::SimpleAtoi(fields[1], &period)) {
+          consider(quota, period);
+        }
+      } else if (absl::SimpleAtoi(absl::StripAsciiWhitespace(read_file(dir + "cpu.cfs_quota_us")),
+                                  &quota) &&
+                 absl::SimpleAtoi(absl::StripAsciiWhitespace(read_file(dir + "cpu.cfs_period_us")),
+                                  &period)) {
+        consider(quota, period);  // -1: no quota
+      }
+      if (path.empty() || path == "/") break;
+      const size_t slash = path.rfind('/');
+      path = slash == 0 ? "/" : path.substr(0, slash);
+    }
+  }
+  return quota_cpus;
+}
+
+int ProcessCpuCount() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  int cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+  const int quota = CgroupCpuQuota(ReadFile("/proc/self/cgroup"), &ReadFile);
+  if (quota > 0) cpus = std::min(cpus, quota);
+  return std::max(1, cpus);
+}
+
+absl::StatusOr<int> ThreadsPerRank(int requested, int slots, int cpus) {
+  if (requested < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--threads-per-rank must be at least 1 (or 0 for CPUs / slots), got ", requested));
+  }
+  // More threads than CPUs only makes the rank's own threads wait for one another.
+  if (requested > cpus) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threads-per-rank must be at most the ", cpus,
+                     " CPUs this process may use (its affinity mask, capped by its cgroup CPU "
+                     "quota), got ",
+                     requested));
+  }
+  if (requested > 0) return requested;
+  return std::max(1, cpus / std::max(1, slots));
 }
 
 absl::StatusOr<std::vector<gptbuilder::v1::Slot>> MakeSlots(int slots, int64_t slot_memory_bytes,

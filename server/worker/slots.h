@@ -30,6 +30,22 @@ MemoryLimit ProcessMemoryLimit(const std::string& proc_self_cgroup,
                                const std::function<std::string(const std::string&)>& read_file,
                                int64_t machine_bytes);
 
+// The CPUs this process may use: its affinity mask (taskset, cpusets, Kubernetes' static CPU
+// manager), capped by a cgroup CPU quota (a container's CPU limit), at least 1.
+int ProcessCpuCount();
+
+// The smallest CPU quota (quota / period, rounded up) on the way from the process's cgroup to
+// the root (v2 cpu.max, v1 cpu.cfs_quota_us / cpu.cfs_period_us), 0 for none; from given texts
+// as for ProcessMemoryLimit.
+int CgroupCpuQuota(const std::string& proc_self_cgroup,
+                   const std::function<std::string(const std::string&)>& read_file);
+
+// Intra-op threads per rank for a worker of `slots` ranks on `cpus` CPUs: `requested` when > 0,
+// else cpus / slots (at least 1), so that ranks x threads <= cores and the ranks, which step
+// concurrently, do not oversubscribe them. INVALID_ARGUMENT for a negative request or one above
+// `cpus`.
+absl::StatusOr<int> ThreadsPerRank(int requested, int slots, int cpus);
+
 // A worker's slots: one rank each. CPU slots ("cpu") by default; with `cuda_devices` > 0 (a CUDA
 // build) slot i is "cuda:i". Each slot's memory budget is `slot_memory_bytes` when > 0, else
 // `process_memory_bytes` divided by the number of slots (CPU) or `device_memory_bytes` (CUDA).

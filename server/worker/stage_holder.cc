@@ -1,5 +1,6 @@
 #include "server/worker/stage_holder.h"
 
+#include <ATen/Parallel.h>
 #include <malloc.h>
 
 #include <atomic>
@@ -210,6 +211,8 @@ absl::StatusOr<std::shared_ptr<BuildSession>> StageHolder::StartBuild(
 }
 
 void StageHolder::RunRank(std::shared_ptr<Build> build, int rank, int slot) {
+  // OpenMP keeps the thread count per thread: a fresh rank thread would take every core.
+  if (threads_per_rank() > 0) at::set_num_threads(threads_per_rank());
   const gptbuilder::v1::BuildStagesRequest& request = build->request;
   model::RankBuildOptions options;
   options.config = request.config();

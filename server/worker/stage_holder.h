@@ -76,6 +76,8 @@ class StageHolder {
   std::vector<gptbuilder::v1::HeldModel> HeldModels() const;
   std::vector<std::string> HeldModelNames() const;
   const std::vector<gptbuilder::v1::Slot>& slots() const { return slots_; }
+  // The intra-op threads each rank thread runs with (the slots' `threads`; 0: LibTorch's).
+  int threads_per_rank() const { return slots_.empty() ? 0 : slots_.front().threads(); }
   WorkerSnapshot Snapshot() const;
 
  private:

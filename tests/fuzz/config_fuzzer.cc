@@ -25,8 +25,8 @@
 #include "core/config/hf_import.h"
 #include "core/config/limits.h"
 #include "core/config/overrides.h"
-#include "core/plan/pipeline_layout_string.h"
 #include "core/plan/model_plan.h"
+#include "core/plan/pipeline_layout_string.h"
 #include "core/plan/plan_description.h"
 #include "core/plan/plan_format.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -165,7 +165,13 @@ void Run(const uint8_t* data, size_t size) {
           }
         }
       }
-      (void)plan::ValidatePipelineLayout(*parsed, layers, mtp > 0 ? std::optional<int>(mtp) : std::nullopt);
+<<<<<<< HEAD
+      (void)plan::ValidatePipelineLayout(*parsed, layers,
+                                         mtp > 0 ? std::optional<int>(mtp) : std::nullopt);
+=======
+      (void)ValidatePipelineLayout(*parsed, layers,
+                                   mtp > 0 ? std::optional<int>(mtp) : std::nullopt);
+>>>>>>> structure
       absl::StatusOr<LoadedConfig> loaded = LoadConfigText(kBase, ConfigFormat::kYaml, "base");
       Require(loaded.ok(), "the base config does not load");
       auto* t = loaded->model.mutable_transformer();

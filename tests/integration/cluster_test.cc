@@ -1,7 +1,9 @@
 // Black-box tests of the real daemons: `gptbd coordinator` and `gptbd worker` processes on
 // 127.0.0.1 with free ports, driven through `gptb` and the gRPC API.
+#include <sched.h>
 #include <signal.h>
 
+#include <filesystem>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -319,6 +321,46 @@ TEST_F(CoordinatorClusterTest, AKilledWorkerFailsTheBuildAndTheOtherReleases) {
   }
   EXPECT_THAT(workers, HasSubstr("LOST"));
   BuildReady(Example("tiny-gpt"), "after", {"--set", "tensor_model_parallel_size=2"});
+}
+
+// Issue 15 item 4: each worker's ranks share its CPUs (ranks x intra-op threads <= cores) unless
+// --threads-per-rank says otherwise, and `gptb workers` shows it; a bad flag stops the start.
+TEST_F(CoordinatorClusterTest, RanksShareTheWorkersCoresAndWorkersShowTheirThreads) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
+  const int cpus = CPU_COUNT(&set);
+  StartCluster(2, 2);
+  const std::string table = Gptb({"workers"}).out;
+  ASSERT_THAT(table, HasSubstr("THREADS")) << table;
+  int rows = 0;
+  for (size_t at = table.find("/rank"); at != std::string::npos; at = table.find("/rank", at + 1)) {
+    const size_t begin = table.rfind(' ', at) + 1;
+    const int threads = std::atoi(table.substr(begin, at - begin).c_str());
+    EXPECT_GE(threads, 1) << table;
+    // 2 slots: the default takes the CPUs over the slots (one each when there are fewer CPUs).
+    EXPECT_LE(threads * 2, std::max(2, cpus)) << table;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 2) << table;
+  // Again with the flag (the ready files go first: a new cluster waits for its own).
+  cluster_.reset();
+  for (const char* file : {"coordinator-0.json", "worker-0.json", "worker-1.json"}) {
+    std::filesystem::remove(absl::StrCat(dir_.path(), "/", file));
+  }
+  StartCluster(1, 1, {"--threads-per-rank", "1"});
+  EXPECT_THAT(Gptb({"workers"}).out, HasSubstr(" 1/rank "));
+
+  for (const std::string& bad : {std::string("-1"), absl::StrCat(cpus + 1), std::string("two")}) {
+    const std::string command =
+        absl::StrCat(Quote(BinDir() + "/gptbd"), " worker --coordinator 127.0.0.1:1 --listen ",
+                     "127.0.0.1:0 --metrics-listen 127.0.0.1:0 --threads-per-rank ", bad, " >",
+                     dir_.path(), "/out 2>", dir_.path(), "/err");
+    const int status = std::system(command.c_str());
+    ASSERT_TRUE(WIFEXITED(status)) << bad;
+    EXPECT_EQ(WEXITSTATUS(status), 2) << bad << ": " << ReadFile(dir_.path() + "/err");
+    EXPECT_THAT(ReadFile(dir_.path() + "/err"), HasSubstr("threads-per-rank")) << bad;
+  }
 }
 
 TEST_F(CoordinatorClusterTest, AReadyModelSurvivesACoordinatorRestart) {

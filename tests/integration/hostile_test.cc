@@ -20,8 +20,8 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
-#include "rpc/grpc_status.h"
 #include "nlohmann/json.hpp"
+#include "rpc/grpc_status.h"
 #include "tests/integration/cluster_fixture.h"
 
 namespace gptb::testing {

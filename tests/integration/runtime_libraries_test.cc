@@ -85,8 +85,9 @@ TEST_F(RuntimeLibrariesTest, DebianLibrariesAndTheTorchWheelShareOneProcess) {
 
   const std::string wheel =
       std::filesystem::canonical(std::string(GPTB_TORCH_LIBRARY_DIR)).string();
-  for (auto [role, pid] : {std::pair<std::string, pid_t>{"coordinator", cluster_->coordinator().pid()},
-                           {"worker", cluster_->worker(0).pid()}}) {
+  for (auto [role, pid] :
+       {std::pair<std::string, pid_t>{"coordinator", cluster_->coordinator().pid()},
+        {"worker", cluster_->worker(0).pid()}}) {
     SCOPED_TRACE(role);
     const auto libs = MappedLibraries(pid);
     EXPECT_THAT(Duplicates(libs), ::testing::IsEmpty());
@@ -102,7 +103,8 @@ TEST_F(RuntimeLibrariesTest, DebianLibrariesAndTheTorchWheelShareOneProcess) {
     }
     // One OpenMP runtime (the wheel's libgomp); Gloo only inside libtorch_cpu.
     int openmp_runtimes = 0;
-    for (const char* stem : {"libgomp", "libiomp5", "libomp"}) openmp_runtimes += Mapped(libs, stem);
+    for (const char* stem : {"libgomp", "libiomp5", "libomp"})
+      openmp_runtimes += Mapped(libs, stem);
     EXPECT_EQ(openmp_runtimes, 1);
     EXPECT_FALSE(Mapped(libs, "libgloo"));
   }

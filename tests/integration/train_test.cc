@@ -60,6 +60,11 @@ class TrainClusterTest : public ClusterTest {
       // Proto JSON writes 64-bit integers as strings.
       EXPECT_EQ(step["iteration"].get<std::string>(), std::to_string(offset + losses.size()));
       EXPECT_GT(step["tokens_per_second"].get<double>(), 0.0);
+      // The phases: the rank's forward/backward within its total, the coordinator's RPC share.
+      const Json& seconds = step["seconds"];
+      EXPECT_GT(seconds["forward_backward"].get<double>(), 0.0) << line;
+      EXPECT_LE(seconds["forward_backward"].get<double>(), seconds["total"].get<double>()) << line;
+      EXPECT_TRUE(seconds.contains("rpc")) << line;
       losses.push_back(step["loss"].get<double>());
     }
     return losses;

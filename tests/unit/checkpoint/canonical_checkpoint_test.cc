@@ -70,7 +70,9 @@ std::map<std::string, uint64_t> FileChecksums(const std::string& path) {
   return sums;
 }
 
-void PrintTo(const Case& c, std::ostream* os) { *os << c.golden << " saved at " << LayoutName(c.save); }
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.golden << " saved at " << LayoutName(c.save);
+}
 
 class LayoutChangeTest : public ::testing::TestWithParam<Case> {};
 

@@ -103,8 +103,8 @@ TEST_F(CheckpointDirectoryTest, PathsThroughDotDotAreRefusedAndCreateNothing) {
 TEST_F(CheckpointDirectoryTest, ASaveCreatesMissingParentsAndLeavesOnlyTheCheckpoint) {
   ASSERT_TRUE(Save(Path("runs/a/ck"), false).ok());
   EXPECT_TRUE(fs::exists(Path("runs/a/ck/model.safetensors")));
-  EXPECT_EQ(Entries(Path("runs/a")), 1);         // no staging or lock left behind
-  EXPECT_EQ(Entries(Path("runs/a/ck")), 1);      // model.safetensors only
+  EXPECT_EQ(Entries(Path("runs/a")), 1);     // no staging or lock left behind
+  EXPECT_EQ(Entries(Path("runs/a/ck")), 1);  // model.safetensors only
 }
 
 TEST_F(CheckpointDirectoryTest, WithoutOverwriteNothingIsReplacedAndNeighboursStay) {

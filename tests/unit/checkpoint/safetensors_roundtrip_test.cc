@@ -124,7 +124,10 @@ TEST_P(RoundTripTest, EveryDTypeAndShapeComesBackBitExact) {
     if (GetParam() == ReadMode::kMmap) {
       auto view = (*reader)->Data(s.name);
       ASSERT_TRUE(view.ok());
-      EXPECT_EQ(std::memcmp(*view, data[i].data(), data[i].size()), 0) << s.name;
+      // (memcmp's pointers must be valid even for 0 bytes, and an empty vector's data() is null.)
+      if (!data[i].empty()) {
+        EXPECT_EQ(std::memcmp(*view, data[i].data(), data[i].size()), 0) << s.name;
+      }
     } else {
       ExpectError((*reader)->Data(s.name).status(), absl::StatusCode::kFailedPrecondition,
                   {"kMmap"});

@@ -52,8 +52,8 @@ TEST(Limits, TheTinyConfigIsWithinThem) { EXPECT_TRUE(Finalize(Tiny(), {8}).ok()
 TEST(Limits, ABillionLayersIsRefusedNamingTheFlag) {
   GPTModelConfig c = Tiny();
   c.mutable_transformer()->set_num_layers(1000000000);
-  EXPECT_THAT(Refused(c), Contains(Violation("transformer.num_layers", "LIMIT_EXCEEDED",
-                                             "--max-num-layers")));
+  EXPECT_THAT(Refused(c),
+              Contains(Violation("transformer.num_layers", "LIMIT_EXCEEDED", "--max-num-layers")));
   FinalizeOptions raised;
   raised.limits.max_num_layers = 2000000000;
   // Raised, the config is taken as far as the limits go (its own rules still apply).
@@ -97,8 +97,8 @@ TEST(Limits, HugeVocabulariesAndWidthsAreRefused) {
   EXPECT_THAT(Refused(c), Contains(Violation("vocab_size", "LIMIT_EXCEEDED", "2147483647")));
   c = Tiny();
   c.mutable_transformer()->set_hidden_size(1 << 30);
-  EXPECT_THAT(Refused(c), Contains(Violation("transformer.hidden_size", "LIMIT_EXCEEDED",
-                                             "16777216")));
+  EXPECT_THAT(Refused(c),
+              Contains(Violation("transformer.hidden_size", "LIMIT_EXCEEDED", "16777216")));
 }
 
 TEST(Limits, PipelineChunksAreBounded) {

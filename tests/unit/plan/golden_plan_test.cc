@@ -35,7 +35,8 @@ TEST_P(GoldenPlanTest, FinalizeDerivesMegatronsResolvedValues) {
     EXPECT_EQ(t.moe_ffn_hidden_size(), r["moe_ffn_hidden_size"].get<int>());
   }
   EXPECT_DOUBLE_EQ(t.embedding_init_method_std(), r["embedding_init_method_std"].get<double>());
-  EXPECT_EQ(t.microbatch_group_size_per_vp_stage(), r["microbatch_group_size_per_vp_stage"].get<int>());
+  EXPECT_EQ(t.microbatch_group_size_per_vp_stage(),
+            r["microbatch_group_size_per_vp_stage"].get<int>());
   EXPECT_EQ(t.layernorm_epsilon(), r["layernorm_epsilon"].get<double>());
   EXPECT_EQ(t.sequence_parallel(), r["sequence_parallel"].get<bool>());
 }

@@ -132,7 +132,8 @@ TEST(PlacementTest, CudaWithoutCudaSlotsIsFailedPreconditionNamingTheCpuSlots) {
 }
 
 TEST(PlacementTest, EveryRankRunsOnTheOneDeviceTypeAskedForOrChosen) {
-  const std::vector<WorkerCapacity> mixed = {Worker("cpu-node", 4, 10), GpuWorker("gpu-node", 2, 10)};
+  const std::vector<WorkerCapacity> mixed = {Worker("cpu-node", 4, 10),
+                                             GpuWorker("gpu-node", 2, 10)};
   for (const auto& [asked, world, expected] :
        std::vector<std::tuple<std::string, int, std::string>>{
            {"cpu", 2, "cpu"}, {"cuda", 2, "cuda"}, {"", 2, "cuda"}, {"", 4, "cpu"}}) {

@@ -18,10 +18,10 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "rpc/auth.h"
-#include "server/common/grpc_server.h"
 #include "rpc/grpc_status.h"
-#include "server/common/metrics.h"
 #include "rpc/status_details.h"
+#include "server/common/grpc_server.h"
+#include "server/common/metrics.h"
 #include "server/coordinator/coordinator_service.h"
 #include "tests/unit/server/fake_workers.h"
 #include "tests/unit/server/test_models.h"
@@ -64,7 +64,8 @@ TEST(GrpcStatusTest, DetailsAreBoundedKeepingWhatFits) {
   }
   grpc::Status wire = rpc::ToGrpcStatus(violations.ToStatus());
   EXPECT_LE(wire.error_message().size(), rpc::kMaxStatusMessageBytes + 64);
-  EXPECT_LE(wire.error_details().size(), rpc::kMaxStatusMessageBytes + rpc::kMaxStatusDetailsBytes + 128);
+  EXPECT_LE(wire.error_details().size(),
+            rpc::kMaxStatusMessageBytes + rpc::kMaxStatusDetailsBytes + 128);
   const std::vector<config::FieldViolation> back =
       config::ViolationsFromStatus(rpc::FromGrpcStatus(wire));
   ASSERT_GE(back.size(), 5u);
@@ -77,8 +78,8 @@ class RpcTest : public ::testing::Test {
   void Start(const std::string& token, const rpc::TlsFiles& tls = {}) {
     coordinator_ = std::make_unique<coordinator::Coordinator>(
         coordinator::CoordinatorOptions(), nullptr, std::make_shared<testing::FakeConnector>());
-    service_ =
-        std::make_unique<coordinator::CoordinatorService>(coordinator_.get(), rpc::BearerToken(token));
+    service_ = std::make_unique<coordinator::CoordinatorService>(coordinator_.get(),
+                                                                 rpc::BearerToken(token));
     GrpcServerOptions options;
     options.listen = "127.0.0.1:0";
     options.tls = tls;
@@ -324,7 +325,9 @@ TEST_F(RpcTest, UnknownMethodNamesShareOneSeries) {
   EXPECT_THAT(text, Not(HasSubstr("evil.Service")));
   EXPECT_THAT(text, HasSubstr("grpc_server_handled_total{grpc_code=\"UNIMPLEMENTED\",grpc_method="
                               "\"unknown\",grpc_service=\"unknown\""));
-  EXPECT_THAT(text, ContainsRegex("grpc_method=\"unknown\",grpc_service=\"unknown\",grpc_type=\"[a-z_]+\"[}] 20"));
+  EXPECT_THAT(text,
+              ContainsRegex(
+                  "grpc_method=\"unknown\",grpc_service=\"unknown\",grpc_type=\"[a-z_]+\"[}] 20"));
 }
 
 // Writes a CA, a server certificate for 127.0.0.1 and a client certificate with openssl.
@@ -367,8 +370,8 @@ TEST_F(RpcTest, MutualTlsAcceptsOnlyClientsWithACertificate) {
     gptbuilder::v1::ListModelsResponse response;
     return Stub(credentials)->ListModels(&context, {}, &response);
   };
-  auto with_cert =
-      rpc::MakeChannelCredentials({tls.Path("client.pem"), tls.Path("client.key"), tls.Path("ca.pem"), ""});
+  auto with_cert = rpc::MakeChannelCredentials(
+      {tls.Path("client.pem"), tls.Path("client.key"), tls.Path("ca.pem"), ""});
   ASSERT_TRUE(with_cert.ok()) << with_cert.status();
   EXPECT_TRUE(list(*with_cert).ok());
   auto without_cert = rpc::MakeChannelCredentials({"", "", tls.Path("ca.pem"), ""});

@@ -24,13 +24,13 @@ std::function<std::string(const std::string&)> Files(std::map<std::string, std::
   };
 }
 
-TEST(Slots, ACgroupV2LimitAnywhereAboveTheProcessCaps)  {
-  const MemoryLimit limit = ProcessMemoryLimit(
-      "0::/kubepods/pod1/worker\n",
-      Files({{"/sys/fs/cgroup/kubepods/pod1/worker/memory.max", "max\n"},
-             {"/sys/fs/cgroup/kubepods/pod1/memory.max", "17179869184\n"},
-             {"/sys/fs/cgroup/kubepods/memory.max", "34359738368\n"}}),
-      256 * kGiB);
+TEST(Slots, ACgroupV2LimitAnywhereAboveTheProcessCaps) {
+  const MemoryLimit limit =
+      ProcessMemoryLimit("0::/kubepods/pod1/worker\n",
+                         Files({{"/sys/fs/cgroup/kubepods/pod1/worker/memory.max", "max\n"},
+                                {"/sys/fs/cgroup/kubepods/pod1/memory.max", "17179869184\n"},
+                                {"/sys/fs/cgroup/kubepods/memory.max", "34359738368\n"}}),
+                         256 * kGiB);
   EXPECT_EQ(limit.bytes, 16 * kGiB);
   EXPECT_THAT(limit.source, HasSubstr("/sys/fs/cgroup/kubepods/pod1/memory.max"));
 }
@@ -87,6 +87,41 @@ TEST(SlotsTest, EveryVisibleDeviceWithoutAnyIsARefusalAtStart) {
   ASSERT_EQ(slots.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(slots.status().message()), ::testing::HasSubstr("--slots N"));
   EXPECT_EQ(MakeSlots(-1, 0, 0, 0).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Issue 15: ranks x threads <= cores by default; 2 ranks x 2 threads on 2 cores ran 2x slower.
+TEST(SlotsTest, ThreadsPerRankShareTheCpusUnlessGiven) {
+  EXPECT_EQ(*ThreadsPerRank(0, /*slots=*/2, /*cpus=*/8), 4);
+  EXPECT_EQ(*ThreadsPerRank(0, 3, 8), 2);  // rounded down: 6 of 8 cores busy, none shared
+  EXPECT_EQ(*ThreadsPerRank(0, 4, 2), 1);  // more ranks than cores: one each, never 0
+  EXPECT_EQ(*ThreadsPerRank(3, 4, 4), 3);  // the flag wins (3 x 4 ranks: the user's choice)
+  EXPECT_EQ(ThreadsPerRank(-1, 2, 8).status().code(), absl::StatusCode::kInvalidArgument);
+  // Above the CPUs the process may use: refused, naming the flag and the bound.
+  const absl::Status too_many = ThreadsPerRank(9, 2, 8).status();
+  EXPECT_EQ(too_many.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(too_many.message()), HasSubstr("--threads-per-rank"));
+  EXPECT_THAT(std::string(too_many.message()), HasSubstr("at most the 8 CPUs"));
+  EXPECT_GE(ProcessCpuCount(), 1);
+}
+
+TEST(SlotsTest, CpuQuotaOfTheCgroupAndItsAncestors) {
+  std::map<std::string, std::string> files = {
+      {"/sys/fs/cgroup/kubepods/pod1/cpu.max", "max 100000\n"},
+      {"/sys/fs/cgroup/kubepods/cpu.max", "250000 100000\n"},  // 2.5 CPUs: 3
+  };
+  auto reader = [&](const std::string& path) {
+    auto it = files.find(path);
+    return it == files.end() ? std::string() : it->second;
+  };
+  EXPECT_EQ(CgroupCpuQuota("0::/kubepods/pod1\n", reader), 3);
+  files["/sys/fs/cgroup/kubepods/pod1/cpu.max"] = "100000 100000";
+  EXPECT_EQ(CgroupCpuQuota("0::/kubepods/pod1\n", reader), 1);
+  EXPECT_EQ(CgroupCpuQuota("0::/elsewhere\n", reader), 0);  // no quota
+  files["/sys/fs/cgroup/cpu/a/cpu.cfs_quota_us"] = "400000";
+  files["/sys/fs/cgroup/cpu/a/cpu.cfs_period_us"] = "100000";
+  EXPECT_EQ(CgroupCpuQuota("4:cpu,cpuacct:/a\n", reader), 4);
+  files["/sys/fs/cgroup/cpu/a/cpu.cfs_quota_us"] = "-1";
+  EXPECT_EQ(CgroupCpuQuota("4:cpu,cpuacct:/a\n", reader), 0);
 }
 
 }  // namespace

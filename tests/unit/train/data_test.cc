@@ -8,7 +8,6 @@
 
 #include <cstdlib>
 #include <cstring>
-
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -42,7 +41,8 @@ class TempDir {
   std::string path_;
 };
 
-// Writes <prefix>.bin/.idx with the project environment's numpy; fails the test if the script fails.
+// Writes <prefix>.bin/.idx with the project environment's numpy; fails the test if the script
+// fails.
 void WriteWithNumpy(const std::string& prefix, const std::string& dtype,
                     const std::string& sequences, const std::string& documents = "") {
   std::string command = std::string(GPTB_PYTHON) + " " + kScript + " '" + prefix + "' " + dtype +
