@@ -169,19 +169,11 @@ void CheckLimits(const GPTModelConfig& config, const Limits& limits, const int64
   if (t.has_pipeline_model_parallel_layout()) {
     const std::string& layout = t.pipeline_model_parallel_layout();
     if (static_cast<int64_t>(layout.size()) > kMaxLayoutChars) {
-<<<<<<< HEAD
       violations->Add(
           absl::StrCat(tp, "pipeline_model_parallel_layout"), kReason,
           absl::StrCat("pipeline_model_parallel_layout has ", layout.size(),
                        " characters, over the limit of ", kMaxLayoutChars, "; ", kFixed, "."));
     } else if (absl::StatusOr<std::vector<std::string>> stages = plan::ExpandPipelineLayout(layout);
-=======
-      violations->Add(
-          absl::StrCat(tp, "pipeline_model_parallel_layout"), kReason,
-          absl::StrCat("pipeline_model_parallel_layout has ", layout.size(),
-                       " characters, over the limit of ", kMaxLayoutChars, "; ", kFixed, "."));
-    } else if (absl::StatusOr<std::vector<std::string>> stages = ExpandPipelineLayout(layout);
->>>>>>> structure
                stages.ok()) {
       // (A malformed layout is Finalize's to report.)
       chunks_per_rank = std::max<int64_t>(chunks_per_rank, stages->size() / pp);

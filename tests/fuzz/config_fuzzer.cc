@@ -165,13 +165,8 @@ void Run(const uint8_t* data, size_t size) {
           }
         }
       }
-<<<<<<< HEAD
       (void)plan::ValidatePipelineLayout(*parsed, layers,
                                          mtp > 0 ? std::optional<int>(mtp) : std::nullopt);
-=======
-      (void)ValidatePipelineLayout(*parsed, layers,
-                                   mtp > 0 ? std::optional<int>(mtp) : std::nullopt);
->>>>>>> structure
       absl::StatusOr<LoadedConfig> loaded = LoadConfigText(kBase, ConfigFormat::kYaml, "base");
       Require(loaded.ok(), "the base config does not load");
       auto* t = loaded->model.mutable_transformer();
