@@ -20,6 +20,11 @@ enum class Layout {
   kFusedQkv,            // one [q; k; v] tensor (GPT-2's c_attn bias)
   kFusedQkvTransposed,  // one Conv1D [in, q | k | v] tensor (GPT-2's c_attn weight)
   kGateUp,              // gate, up: concatenated [gate; up]
+  // transformers' fused experts [experts, ...] (GPT-OSS), the slice of expert {e}:
+  kStackedGateUp,      // [E, in, 2 * ffn]: gate and up interleaved along the last axis
+  kStackedGateUpBias,  // [E, 2 * ffn]: interleaved
+  kStackedTransposed,  // [E, in, out]
+  kStacked,            // [E, ...] as is
 };
 
 struct Rule {
@@ -107,6 +112,49 @@ const FamilyRules& Qwen3MoeRules() {
   return *rules;
 }
 
+// GPT-OSS: Llama's attention names with biases and the sinks (Megatron's softmax_offset), the
+// router with its bias, and every layer's experts fused into four stacked tensors.
+const FamilyRules& GptOssRules() {
+  static const auto* rules = new FamilyRules{
+      "layers.{L}.",
+      {
+          {"embedding.word_embeddings.weight", Layout::kCopy, {"embed_tokens.weight"}},
+          {"decoder.final_layernorm.weight", Layout::kCopy, {"norm.weight"}},
+          {"output_layer.weight", Layout::kCopy, {"lm_head.weight"}, true},
+      },
+      {
+          {"self_attention.linear_qkv.layer_norm_weight",
+           Layout::kCopy,
+           {"input_layernorm.weight"}},
+          {"self_attention.linear_qkv.weight",
+           Layout::kQkv,
+           {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"}},
+          {"self_attention.linear_qkv.bias",
+           Layout::kQkv,
+           {"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"}},
+          {"self_attention.linear_proj.weight", Layout::kCopy, {"self_attn.o_proj.weight"}},
+          {"self_attention.linear_proj.bias", Layout::kCopy, {"self_attn.o_proj.bias"}},
+          {"self_attention.core_attention.softmax_offset", Layout::kCopy, {"self_attn.sinks"}},
+          {"pre_mlp_layernorm.weight", Layout::kCopy, {"post_attention_layernorm.weight"}},
+          {"mlp.router.weight", Layout::kCopy, {"mlp.router.weight"}},
+          {"mlp.router.bias", Layout::kCopy, {"mlp.router.bias"}},
+          {"mlp.experts.local_experts.{e}.linear_fc1.weight",
+           Layout::kStackedGateUp,
+           {"mlp.experts.gate_up_proj"}},
+          {"mlp.experts.local_experts.{e}.linear_fc1.bias",
+           Layout::kStackedGateUpBias,
+           {"mlp.experts.gate_up_proj_bias"}},
+          {"mlp.experts.local_experts.{e}.linear_fc2.weight",
+           Layout::kStackedTransposed,
+           {"mlp.experts.down_proj"}},
+          {"mlp.experts.local_experts.{e}.linear_fc2.bias",
+           Layout::kStacked,
+           {"mlp.experts.down_proj_bias"}},
+      },
+  };
+  return *rules;
+}
+
 const FamilyRules& Gpt2Rules() {
   static const auto* rules = new FamilyRules{
       "h.{L}.",
@@ -138,6 +186,7 @@ const FamilyRules& Gpt2Rules() {
 const FamilyRules& RulesOf(HfFamily family) {
   if (family == HfFamily::kGpt2) return Gpt2Rules();
   if (family == HfFamily::kQwen3Moe) return Qwen3MoeRules();
+  if (family == HfFamily::kGptOss) return GptOssRules();
   return LlamaRules();
 }
 
@@ -210,6 +259,34 @@ absl::StatusOr<TensorRoute> Route(const Rule& rule, const CanonicalTensor& tenso
       route.segments.push_back({0, rows / 2, hf[0], 0, false});
       route.segments.push_back({rows / 2, rows / 2, hf[1], 0, false});
       break;
+    case Layout::kStackedGateUp:
+    case Layout::kStackedGateUpBias:
+    case Layout::kStackedTransposed:
+    case Layout::kStacked: {
+      int64_t index = -1;
+      if (!absl::SimpleAtoi(expert, &index) || index < 0) {
+        return absl::InternalError(absl::StrCat(tensor.name, ": no expert index"));
+      }
+      const bool gate_up =
+          rule.layout == Layout::kStackedGateUp || rule.layout == Layout::kStackedGateUpBias;
+      const bool transposed =
+          rule.layout == Layout::kStackedGateUp || rule.layout == Layout::kStackedTransposed;
+      if (transposed && tensor.shape.size() != 2) {
+        return absl::InternalError(absl::StrCat(tensor.name, " is not 2-D"));
+      }
+      if (gate_up && rows % 2 != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(tensor.name, " has an odd row count ", rows,
+                                                       "; a gated [gate; up] tensor needs even"));
+      }
+      if (gate_up) {
+        // Canonical [gate; up] rows are the stored even / odd columns.
+        route.segments.push_back({0, rows / 2, hf[0], 0, transposed, index, 2});
+        route.segments.push_back({rows / 2, rows / 2, hf[0], 1, transposed, index, 2});
+      } else {
+        route.segments.push_back({0, rows, hf[0], 0, transposed, index, 1});
+      }
+      break;
+    }
     case Layout::kQkv:
     case Layout::kFusedQkv:
     case Layout::kFusedQkvTransposed: {
@@ -230,6 +307,69 @@ absl::StatusOr<TensorRoute> Route(const Rule& rule, const CanonicalTensor& tenso
   return route;
 }
 
+// transformers' GptOss modelling: what it hard-codes (biases everywhere, sinks, the clamped
+// SwiGLU with offset 1 and gain 1.702, experts in every layer routed by the softmax of the top-k
+// logits, windows that end at the query) and what its config can express (YaRN's attention
+// factor through mscale / mscale_all_dim when both are non-zero).
+absl::Status CheckGptOssRepresentable(const GPTModelConfig& config) {
+  const auto& t = config.transformer();
+  config::Violations v;
+  auto need = [&](bool ok, const char* field, const std::string& what) {
+    if (!ok)
+      v.Add(field, "NOT_REPRESENTABLE", absl::StrCat("Hugging Face gpt_oss models ", what, "."));
+  };
+  need(!t.has_mtp_num_layers() || t.mtp_num_layers() == 0, "transformer.mtp_num_layers",
+       "have no multi-token prediction layers");
+  need(!t.attention_output_gate(), "transformer.attention_output_gate", "have no output gate");
+  need(t.softmax_type() == "learnable", "transformer.softmax_type",
+       "have learnable softmax offsets (sinks)");
+  need(!t.multi_latent_attention(), "transformer.multi_latent_attention", "use standard attention");
+  need(!t.rotary_interleaved(), "transformer.rotary_interleaved",
+       "rotate halves, not interleaved pairs");
+  need(config.rotary_percent() == 1.0, "rotary_percent", "rotate every head channel");
+  need(!t.layernorm_zero_centered_gamma(), "transformer.layernorm_zero_centered_gamma",
+       "store the norm weight itself");
+  need(!t.qk_l2_norm() && !t.qk_layernorm(), "transformer.qk_layernorm", "have no qk norms");
+  need(t.normalization() == "RMSNorm", "transformer.normalization", "use RMSNorm");
+  need(t.gated_linear_unit() && t.activation_func() == "quick_gelu" &&
+           t.glu_linear_offset() == 1.0 && t.has_activation_func_clamp_value() &&
+           t.activation_func_clamp_value() > 0,
+       "transformer.activation_func",
+       "use the clamped SwiGLU (gated quick_gelu, glu_linear_offset 1, "
+       "activation_func_clamp_value > 0)");
+  need(t.add_bias_linear(), "transformer.add_bias_linear", "have biases on every linear");
+  need(t.has_num_moe_experts(), "transformer.num_moe_experts", "are mixtures of experts");
+  need(!t.has_moe_shared_expert_intermediate_size(),
+       "transformer.moe_shared_expert_intermediate_size", "have no shared experts");
+  need(t.moe_router_score_function() == "softmax" && !t.moe_router_pre_softmax(),
+       "transformer.moe_router_pre_softmax", "route by the softmax of the top-k logits");
+  need(!t.has_moe_router_topk_scaling_factor() || t.moe_router_topk_scaling_factor() == 1.0,
+       "transformer.moe_router_topk_scaling_factor", "do not scale the routing weights");
+  need(!t.has_moe_router_group_topk() || t.moe_router_group_topk() == 0,
+       "transformer.moe_router_group_topk", "route without expert groups");
+  need(!t.moe_router_enable_expert_bias(), "transformer.moe_router_enable_expert_bias",
+       "have no expert bias");
+  bool every_layer = true;
+  for (int i = 0; i < t.moe_layer_freq_size(); ++i) {
+    every_layer = every_layer && t.moe_layer_freq(i) == 1;
+  }
+  need(every_layer, "transformer.moe_layer_freq", "have experts in every layer");
+  need(t.window_size_size() == 0 || (t.window_size_size() == 2 && t.window_size(1) == 0),
+       "transformer.window_size", "slide windows that end at the query");
+  const std::string& position = config.position_embedding_type();
+  need(position == "rope" || position == "yarn", "position_embedding_type", "use rope or yarn");
+  need(!config.rope_scaling() && !config.has_seq_len_interpolation_factor(), "rope_scaling",
+       "scale positions only with YaRN");
+  if (position == "yarn") {
+    need((t.yarn_mscale() == 1.0 && t.yarn_mscale_all_dim() == 0.0) ||
+             (t.yarn_mscale() != 0.0 && t.yarn_mscale_all_dim() != 0.0),
+         "transformer.yarn_mscale",
+         "derive YaRN's attention factor from the scaling factor alone or from non-zero "
+         "mscale and mscale_all_dim together");
+  }
+  return v.ToStatus();
+}
+
 }  // namespace
 
 const char* HfModelType(HfFamily family) {
@@ -248,13 +388,16 @@ const char* HfModelType(HfFamily family) {
       return "mixtral";
     case HfFamily::kQwen3Moe:
       return "qwen3_moe";
+    case HfFamily::kGptOss:
+      return "gpt_oss";
   }
   return "?";
 }
 
 std::optional<HfFamily> ParseHfModelType(std::string_view model_type) {
-  for (HfFamily f : {HfFamily::kGpt2, HfFamily::kLlama, HfFamily::kMistral, HfFamily::kQwen2,
-                     HfFamily::kQwen3, HfFamily::kMixtral, HfFamily::kQwen3Moe}) {
+  for (HfFamily f :
+       {HfFamily::kGpt2, HfFamily::kLlama, HfFamily::kMistral, HfFamily::kQwen2, HfFamily::kQwen3,
+        HfFamily::kMixtral, HfFamily::kQwen3Moe, HfFamily::kGptOss}) {
     if (model_type == HfModelType(f)) return f;
   }
   return std::nullopt;
@@ -269,6 +412,8 @@ absl::StatusOr<HfFamily> InferHfFamily(const GPTModelConfig& config) {
   HfFamily family = HfFamily::kLlama;
   if (config.position_embedding_type() == "learned_absolute" && t.normalization() == "LayerNorm") {
     family = HfFamily::kGpt2;
+  } else if (t.has_num_moe_experts() && t.softmax_type() == "learnable") {
+    family = HfFamily::kGptOss;  // the attention sinks
   } else if (t.has_num_moe_experts()) {
     family = t.qk_layernorm() ? HfFamily::kQwen3Moe : HfFamily::kMixtral;
   } else if (t.qk_layernorm()) {
@@ -283,6 +428,7 @@ absl::StatusOr<HfFamily> InferHfFamily(const GPTModelConfig& config) {
 }
 
 absl::Status CheckHfRepresentable(HfFamily family, const GPTModelConfig& config) {
+  if (family == HfFamily::kGptOss) return CheckGptOssRepresentable(config);
   const auto& t = config.transformer();
   config::Violations v;
   const std::string type = HfModelType(family);

@@ -27,6 +27,16 @@
 //   decoder.final_layernorm.weight               model.norm.weight
 //   output_layer.weight                          lm_head.weight (untied only)
 //
+//   GPT-OSS (Llama's attention names, with biases), experts fused per layer:
+//   ...self_attention.core_attention.             self_attn.sinks
+//     softmax_offset
+//   ...mlp.router.weight / .bias                 mlp.router.weight / .bias
+//   ...mlp.experts.local_experts.E.linear_fc1.   mlp.experts.gate_up_proj [E, h, 2f][E]: gate
+//     weight / .bias                             and up interleaved along the last axis,
+//                                                transposed; gate_up_proj_bias [E, 2f][E]
+//   ...mlp.experts.local_experts.E.linear_fc2.   mlp.experts.down_proj [E, f, h][E] transposed;
+//     weight / .bias                             down_proj_bias [E, h][E]
+//
 //   GPT-2 (Conv1D weights are stored [in, out], i.e. transposed):
 //   embedding.word_embeddings / position_embeddings  transformer.wte / wpe.weight
 //   ...linear_qkv.layer_norm_weight / _bias      transformer.h.L.ln_1.weight / .bias
@@ -55,10 +65,10 @@
 
 namespace gptb::checkpoint {
 
-enum class HfFamily { kGpt2, kLlama, kMistral, kQwen2, kQwen3, kMixtral, kQwen3Moe };
+enum class HfFamily { kGpt2, kLlama, kMistral, kQwen2, kQwen3, kMixtral, kQwen3Moe, kGptOss };
 
 // config.json's model_type: "gpt2", "llama", "mistral", "qwen2", "qwen3", "mixtral",
-// "qwen3_moe".
+// "qwen3_moe", "gpt_oss".
 const char* HfModelType(HfFamily family);
 std::optional<HfFamily> ParseHfModelType(std::string_view model_type);
 
@@ -67,8 +77,8 @@ std::optional<HfFamily> ParseHfModelType(std::string_view model_type);
 const char* HfBasePrefix(HfFamily family);
 
 // The family a model exports as when none is named: gpt2 for learned absolute positions with
-// LayerNorm; for RMSNorm gated rope models qwen3_moe with experts and qk_layernorm, mixtral with
-// experts, qwen3 with qk_layernorm, qwen2
+// LayerNorm; for RMSNorm gated models gpt_oss with experts and learnable softmax offsets,
+// qwen3_moe with experts and qk_layernorm, mixtral with experts, qwen3 with qk_layernorm, qwen2
 // with a qkv bias, mistral with a sliding window, llama otherwise. INVALID_ARGUMENT when the
 // model is none of these (see CheckHfRepresentable).
 absl::StatusOr<HfFamily> InferHfFamily(const gptbuilder::v1::GPTModelConfig& config);

@@ -45,6 +45,37 @@ std::vector<RowRange> Gaps(const std::vector<Segment>& segments, int64_t lo, int
   return gaps;
 }
 
+// The stored rows (columns when transposed) a stacked segment's slice needs: its last index + 1.
+int64_t StackedExtent(const Segment& s) { return s.offset + (s.rows - 1) * s.stride + 1; }
+
+// Copies between a stacked segment's canonical rows (`rows`: [s.rows, inner], dense) and its
+// stored slice (`slice`: [extent, inner], or [inner, extent] when transposed; inner is then the
+// canonical column count).
+void StackedCopy(const Segment& s, int64_t inner, int64_t extent, size_t item, bool to_rows,
+                 unsigned char* rows, unsigned char* slice) {
+  for (int64_t i = 0; i < s.rows; ++i) {
+    const int64_t k = s.offset + i * s.stride;
+    unsigned char* row = rows + i * inner * item;
+    if (!s.transposed) {
+      unsigned char* stored = slice + k * inner * item;
+      if (to_rows) {
+        std::memcpy(row, stored, inner * item);
+      } else {
+        std::memcpy(stored, row, inner * item);
+      }
+      continue;
+    }
+    for (int64_t c = 0; c < inner; ++c) {
+      unsigned char* stored = slice + (c * extent + k) * item;
+      if (to_rows) {
+        std::memcpy(row + c * item, stored, item);
+      } else {
+        std::memcpy(stored, row + c * item, item);
+      }
+    }
+  }
+}
+
 absl::Status CheckRequest(const TensorRoute& route, int dim, int64_t start, int64_t length) {
   const int rank = static_cast<int>(route.shape.size());
   if (rank < 1 || dim < 0 || dim > 1 || dim >= rank || (dim == 1 && rank != 2)) {
@@ -90,6 +121,11 @@ void TransposeBlock(const void* in, int64_t in_stride, int64_t rows, int64_t col
   }
 }
 
+bool IsStackedRoute(const TensorRoute& route) {
+  return std::any_of(route.segments.begin(), route.segments.end(),
+                     [](const Segment& s) { return s.stack >= 0; });
+}
+
 TensorRoute IdentityRoute(const std::string& name, const std::vector<int64_t>& shape,
                           int64_t stored_rows) {
   TensorRoute route{name, shape, {}};
@@ -128,7 +164,29 @@ absl::StatusOr<DType> ValidateRoute(const ShardedSafetensorsReader& reader,
     dtype = info.dtype;
     bool fits;
     std::string expected;
-    if (s.transposed) {
+    if (s.stack >= 0) {
+      // [> stack, slice]: the slice [extent, canonical dims 1...] or, transposed, [cols, extent].
+      const int64_t extent = StackedExtent(s);
+      std::vector<int64_t> slice = route.shape;
+      if (s.transposed) {
+        slice = {route.shape.size() == 2 ? route.shape[1] : -1, extent};
+      } else {
+        slice[0] = extent;
+      }
+      fits = s.stride >= 1 && (!s.transposed || route.shape.size() == 2) &&
+             info.shape.size() == slice.size() + 1 && info.shape[0] > s.stack;
+      for (size_t d = 0; fits && d < slice.size(); ++d) {
+        const int64_t have = info.shape[d + 1];
+        const bool grows = d == (s.transposed ? 1u : 0u);
+        fits = grows ? have >= slice[d] : have == slice[d];
+      }
+      std::vector<int64_t> want = {s.stack + 1};
+      want.insert(want.end(), slice.begin(), slice.end());
+      expected = absl::StrCat(ShapeString(want), " (at least; stacked along dimension 0)");
+    } else if (s.stride != 1) {
+      fits = false;
+      expected = "a stacked tensor (a stride needs one)";
+    } else if (s.transposed) {
       fits = route.shape.size() == 2 && info.shape.size() == 2 && info.shape[0] == route.shape[1] &&
              info.shape[1] >= s.offset + s.rows;
       expected = absl::StrCat("[", route.shape.size() == 2 ? route.shape[1] : -1,
@@ -156,6 +214,37 @@ absl::StatusOr<std::vector<RowRange>> ReadRoute(const ShardedSafetensorsReader& 
   if (absl::Status s = CheckRequest(route, dim, start, length); !s.ok()) return s;
   auto* dst = static_cast<unsigned char*>(out);
   std::vector<unsigned char> tmp;
+  if (IsStackedRoute(route)) {
+    // Each segment's whole slice, its canonical rows gathered from it, the request copied out.
+    const int64_t inner = Product(route.shape, 1);
+    std::vector<unsigned char> rows;
+    for (const Segment& s : route.segments) {
+      const int64_t a = dim == 0 ? std::max(start, s.row) : s.row;
+      const int64_t b = dim == 0 ? std::min(start + length, s.row + s.rows) : s.row + s.rows;
+      if (a >= b) continue;
+      absl::StatusOr<ShardedSafetensorsReader::Location> at = reader.Find(s.tensor);
+      if (!at.ok()) return at.status();
+      const TensorInfo& info = *at->tensor;
+      const size_t item = ItemSize(info.dtype);
+      const int64_t extent = info.shape[s.transposed ? 2 : 1];
+      tmp.resize(static_cast<size_t>(Product(info.shape, 1)) * item);
+      if (absl::Status st = reader.ReadSlice(s.tensor, 0, s.stack, 1, tmp.data()); !st.ok()) {
+        return st;
+      }
+      rows.resize(static_cast<size_t>(s.rows * inner) * item);
+      StackedCopy(s, inner, extent, item, /*to_rows=*/true, rows.data(), tmp.data());
+      for (int64_t r = a; r < b; ++r) {
+        const unsigned char* from = rows.data() + (r - s.row) * inner * item;
+        if (dim == 0) {
+          std::memcpy(dst + (r - start) * inner * item, from, inner * item);
+        } else {
+          std::memcpy(dst + r * length * item, from + start * item, length * item);
+        }
+      }
+    }
+    return dim == 0 ? Gaps(route.segments, start, start + length)
+                    : Gaps(route.segments, 0, route.shape[0]);
+  }
   if (dim == 0) {
     const int64_t inner = Product(route.shape, 1);
     for (const Segment& s : route.segments) {
@@ -216,6 +305,41 @@ absl::Status WriteRoute(ShardedSafetensorsWriter& writer, const TensorRoute& rou
   if (absl::Status s = CheckRequest(route, dim, start, length); !s.ok()) return s;
   const auto* src = static_cast<const unsigned char*>(data);
   std::vector<unsigned char> tmp;
+  if (IsStackedRoute(route)) {
+    // A stored slice is written in one piece, from every segment that lies in it.
+    if (dim != 0 || start != 0 || length != route.shape[0]) {
+      return absl::UnimplementedError(
+          absl::StrCat(route.name,
+                       ": a tensor stored in a stacked (fused-experts) tensor is "
+                       "written whole, not as a slice"));
+    }
+    const int64_t inner = Product(route.shape, 1);
+    std::vector<bool> done(route.segments.size(), false);
+    for (size_t i = 0; i < route.segments.size(); ++i) {
+      if (done[i]) continue;
+      const Segment& first = route.segments[i];
+      absl::StatusOr<const TensorInfo*> info = writer.Find(first.tensor);
+      if (!info.ok()) return info.status();
+      const int64_t extent = (*info)->shape[first.transposed ? 2 : 1];
+      tmp.assign(static_cast<size_t>(Product((*info)->shape, 1)) * item_size, 0);
+      for (size_t j = i; j < route.segments.size(); ++j) {
+        const Segment& s = route.segments[j];
+        if (s.tensor != first.tensor || s.stack != first.stack) continue;
+        if (s.transposed != first.transposed) {
+          return absl::InvalidArgumentError(absl::StrCat(route.name, ": segments in one slice of '",
+                                                         s.tensor, "' disagree on transposition"));
+        }
+        StackedCopy(s, inner, extent, item_size, /*to_rows=*/false,
+                    const_cast<unsigned char*>(src + s.row * inner * item_size), tmp.data());
+        done[j] = true;
+      }
+      if (absl::Status st = writer.WriteSlice(first.tensor, 0, first.stack, 1, tmp.data());
+          !st.ok()) {
+        return st;
+      }
+    }
+    return absl::OkStatus();
+  }
   if (dim == 0) {
     const int64_t inner = Product(route.shape, 1);
     for (const Segment& s : route.segments) {
@@ -273,14 +397,22 @@ absl::StatusOr<std::vector<TensorSpec>> StoredTensorSpecs(const std::vector<Tens
     const TensorRoute& route = routes[r];
     for (const Segment& s : route.segments) {
       std::vector<int64_t> shape = route.shape;
+      const int64_t extent = s.stack >= 0 ? StackedExtent(s) : s.offset + s.rows;
       if (s.transposed) {
         if (route.shape.size() != 2) {
           return absl::InvalidArgumentError(
               absl::StrCat(route.name, ": only 2-D tensors can be stored transposed"));
         }
-        shape = {route.shape[1], s.offset + s.rows};
+        shape = {route.shape[1], extent};
       } else {
-        shape[0] = s.offset + s.rows;
+        shape[0] = extent;
+      }
+      // The dimensions that grow with more segments: the stored rows (columns when
+      // transposed), and for a stacked tensor also the stack.
+      std::vector<size_t> grow = {s.transposed ? 1u : 0u};
+      if (s.stack >= 0) {
+        shape.insert(shape.begin(), s.stack + 1);
+        grow = {0u, grow[0] + 1};
       }
       auto [it, inserted] = index.emplace(s.tensor, specs.size());
       if (inserted) {
@@ -289,18 +421,19 @@ absl::StatusOr<std::vector<TensorSpec>> StoredTensorSpecs(const std::vector<Tens
         continue;
       }
       TensorSpec& spec = specs[it->second];
-      const size_t grow = transposed[it->second] ? 1 : 0;
       bool same = spec.dtype == dtypes[r] && transposed[it->second] == s.transposed &&
                   spec.shape.size() == shape.size();
       for (size_t d = 0; same && d < shape.size(); ++d) {
-        if (d != grow && spec.shape[d] != shape[d]) same = false;
+        if (std::find(grow.begin(), grow.end(), d) == grow.end() && spec.shape[d] != shape[d]) {
+          same = false;
+        }
       }
       if (!same) {
         return absl::InvalidArgumentError(absl::StrCat(
             "stored tensor '", s.tensor, "' is used inconsistently (", route.name, " needs ",
             ShapeString(shape), " ", std::string(SafetensorsCode(dtypes[r])), ")"));
       }
-      spec.shape[grow] = std::max(spec.shape[grow], shape[grow]);
+      for (size_t d : grow) spec.shape[d] = std::max(spec.shape[d], shape[d]);
     }
   }
   return specs;

@@ -22,12 +22,20 @@ namespace gptb::checkpoint {
 // Canonical rows [row, row + rows) (dim 0) stored in tensor `tensor`: as its rows
 // [offset, offset + rows), or, when `transposed`, as its columns [offset, offset + rows) (a
 // Conv1D weight [in, out] holding the canonical [out, in]; the canonical tensor is 2-D then).
+//
+// With `stack` >= 0 the stored tensor has one leading dimension more (transformers' fused
+// experts, [experts, ...]) and the segment lies in its slice `stack`, which is then what the
+// sentence above calls the stored tensor; canonical row row + i is that slice's row (column when
+// transposed) offset + i * stride (GPT-OSS stores gate and up interleaved: stride 2). A stacked
+// route is written whole (every segment of one slice at once).
 struct Segment {
   int64_t row = 0;
   int64_t rows = 0;
   std::string tensor;
   int64_t offset = 0;
   bool transposed = false;
+  int64_t stack = -1;
+  int64_t stride = 1;  // only with stack >= 0
 };
 
 struct TensorRoute {
@@ -64,6 +72,9 @@ absl::StatusOr<DType> ValidateRoute(const ShardedSafetensorsReader& reader,
 absl::StatusOr<std::vector<RowRange>> ReadRoute(const ShardedSafetensorsReader& reader,
                                                 const TensorRoute& route, int dim, int64_t start,
                                                 int64_t length, void* out);
+
+// Whether `route` has a stacked segment, and so must be written whole (WriteRoute).
+bool IsStackedRoute(const TensorRoute& route);
 
 // Writes the canonical sub-block [start, start + length) along `dim` from `data` (dense
 // row-major, elements of `item_size` bytes) into the stored tensors; rows no segment covers are

@@ -187,6 +187,27 @@ absl::Status SaveOne(ShardedSafetensorsWriter& writer, const TensorRoute& route,
   if (!t.device().is_cpu()) t = t.cpu();
   absl::StatusOr<std::vector<Block>> blocks = Blocks(*held.info, t);
   if (!blocks.ok()) return blocks.status();
+  if (IsStackedRoute(route) && !blocks->empty()) {
+    // A fused-experts slice is written in one piece: an expert held whole (expert TP 1) as
+    // tensor-parallel pieces (a gated fc1's gate and up, fc2's one column block) goes out as
+    // the whole tensor; pieces that do not cover it stay an error.
+    std::vector<Block> pieces = *blocks;
+    std::sort(pieces.begin(), pieces.end(),
+              [](const Block& a, const Block& b) { return a.start < b.start; });
+    const int dim = pieces[0].dim;
+    int64_t next = 0;
+    std::vector<torch::Tensor> parts;
+    for (const Block& b : pieces) {
+      if (b.dim != dim || b.start != next) break;
+      parts.push_back(b.local);
+      next += b.length;
+    }
+    if (next == route.shape[dim]) {
+      const torch::Tensor whole = torch::cat(parts, dim).contiguous();
+      return WriteRoute(writer, route, 0, 0, route.shape[0], whole.data_ptr(),
+                        whole.element_size());
+    }
+  }
   for (const Block& block : *blocks) {
     const torch::Tensor data = block.local.contiguous();
     if (absl::Status s = WriteRoute(writer, route, block.dim, block.start, block.length,

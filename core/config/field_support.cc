@@ -10,8 +10,7 @@
 
 // The classification of every schema field. When a feature lands, its field moves to
 // kImplemented here (one line) together with the test that shows it computes what Megatron
-// computes (tests/numerics: Megatron's own numbers). Pending (issue 18, families):
-// position_embedding_type "yarn" outside MLA.
+// computes (tests/numerics: Megatron's own numbers).
 
 namespace gptb::config {
 namespace {
@@ -32,11 +31,9 @@ bool HalfPrecision(const TransformerConfig& t) {
 // ---- Values refused although the field is honoured --------------------------------------------
 
 std::optional<std::string> RefusePositionEmbedding(const GPTModelConfig& c) {
-  const std::string& type = c.position_embedding_type();
-  if (type != "yarn" && type != "mrope") return std::nullopt;
-  return absl::StrCat("the ", type,
-                      " rotary embedding's forward is not implemented (the model would be built "
-                      "but could not run); use 'rope', 'learned_absolute' or 'none'.");
+  if (c.position_embedding_type() != "mrope") return std::nullopt;
+  return "the mrope rotary embedding's forward is not implemented (the model would be built "
+         "but could not run); use 'rope', 'yarn', 'learned_absolute' or 'none'.";
 }
 
 std::optional<std::string> RefuseQueryGroups(const GPTModelConfig& c) {
@@ -238,7 +235,8 @@ const std::vector<FieldSupportEntry>& Table() {
       {"GPTModelConfig",
        "position_embedding_type",
        kImpl,
-       "learned_absolute, rope and none; yarn and mrope are refused.",
+       "learned_absolute, rope, yarn (YarnRotaryEmbedding, the yarn_* fields) and none; mrope "
+       "is refused.",
        {},
        &RefusePositionEmbedding},
       {"GPTModelConfig", "rotary_percent", kImpl, "rotary dimensions."},
@@ -616,6 +614,19 @@ const std::vector<FieldSupportEntry>& Table() {
       {"TransformerConfig", "mscale_all_dim", kImpl,
        "MLA's YaRN mscale_all_dim (read only by MLA)."},
       {"TransformerConfig", "cache_mla_latents", kPerf, kInference},
+
+      // ---- YaRN for standard attention (attributes Megatron's GPTModel reads for "yarn") ------
+      {"TransformerConfig", "yarn_rotary_scaling_factor", kImpl,
+       "YaRN's context-extension factor (frequencies and concentration factor)."},
+      {"TransformerConfig", "yarn_original_max_position_embeddings", kImpl,
+       "YaRN's original context length (the correction range)."},
+      {"TransformerConfig", "yarn_beta_fast", kImpl, "YaRN's correction range (fast end)."},
+      {"TransformerConfig", "yarn_beta_slow", kImpl, "YaRN's correction range (slow end)."},
+      {"TransformerConfig", "yarn_mscale", kImpl, "YaRN's concentration factor on cos and sin."},
+      {"TransformerConfig", "yarn_mscale_all_dim", kImpl,
+       "YaRN's concentration factor on cos and sin."},
+      {"TransformerConfig", "yarn_correction_range_round_to_int", kImpl,
+       "whether YaRN rounds its correction range to whole channels."},
       {"TransformerConfig", "mla_down_proj_fusion", kPerf,
        "fuses the MLA down-projections and input norm (same function)."},
 

@@ -619,6 +619,76 @@ void CheckMla(const GPTModelConfig& config, const Sizes& s, Checker& c) {
   }
 }
 
+// YaRN for standard attention: GPTModel's YarnRotaryEmbedding, fed the yarn_* attributes.
+void CheckYarn(const GPTModelConfig& config, Checker& c) {
+  const TransformerConfig& t = config.transformer();
+  const TransformerConfig& d = TransformerConfig::default_instance();
+  const bool yarn = config.position_embedding_type() == "yarn" && !t.multi_latent_attention();
+  if (!yarn) {
+    // YARN_UNUSED (ours): Megatron reads the yarn_* attributes only for YaRN positions (and its
+    // attention would apply their concentration factor to any rotary embedding if they were
+    // set); a value that changes nothing is refused rather than ignored.
+    const std::pair<const char*, bool> fields[] = {
+        {"yarn_rotary_scaling_factor",
+         t.yarn_rotary_scaling_factor() != d.yarn_rotary_scaling_factor()},
+        {"yarn_original_max_position_embeddings",
+         t.yarn_original_max_position_embeddings() != d.yarn_original_max_position_embeddings()},
+        {"yarn_beta_fast", t.yarn_beta_fast() != d.yarn_beta_fast()},
+        {"yarn_beta_slow", t.yarn_beta_slow() != d.yarn_beta_slow()},
+        {"yarn_mscale", t.yarn_mscale() != d.yarn_mscale()},
+        {"yarn_mscale_all_dim", t.yarn_mscale_all_dim() != d.yarn_mscale_all_dim()},
+        {"yarn_correction_range_round_to_int",
+         t.yarn_correction_range_round_to_int() != d.yarn_correction_range_round_to_int()},
+    };
+    for (const auto& [field, set] : fields) {
+      if (!set) continue;
+      c.Add(T(field), "YARN_UNUSED",
+            absl::StrCat(field, " is read only with position_embedding_type: yarn",
+                         t.multi_latent_attention()
+                             ? " (multi-latent attention uses rope_type: yarn and "
+                               "rotary_scaling_factor, beta_fast, ... instead)"
+                             : "",
+                         "; leave it at its default or set position_embedding_type: yarn."));
+    }
+    return;
+  }
+  // OUT_OF_RANGE (ours): YaRN's frequencies divide by these and take their logarithms.
+  if (!(t.yarn_rotary_scaling_factor() > 0)) {
+    c.Add(T("yarn_rotary_scaling_factor"), "OUT_OF_RANGE",
+          absl::StrCat("yarn_rotary_scaling_factor must be > 0, got ",
+                       t.yarn_rotary_scaling_factor(), "."));
+  }
+  c.Positive(T("yarn_original_max_position_embeddings"), "yarn_original_max_position_embeddings",
+             t.yarn_original_max_position_embeddings());
+  if (!(t.yarn_beta_fast() > 0) || !(t.yarn_beta_slow() > 0)) {
+    c.Add(T("yarn_beta_fast"), "OUT_OF_RANGE",
+          absl::StrCat("yarn_beta_fast and yarn_beta_slow must be > 0, got ", t.yarn_beta_fast(),
+                       " and ", t.yarn_beta_slow(), "."));
+  }
+  // YARN_IGNORED (ours): YarnRotaryEmbedding rotates all kv_channels and ignores rotary_percent,
+  // sequence-length interpolation and Llama-3.1 scaling; Megatron asserts on interleaving.
+  if (config.rotary_percent() != 1.0) {
+    c.Add("rotary_percent", "YARN_IGNORED",
+          "YaRN rotates all kv_channels (Megatron's YarnRotaryEmbedding ignores rotary_percent); "
+          "set rotary_percent: 1.0.");
+  }
+  if (config.has_seq_len_interpolation_factor()) {
+    c.Add("seq_len_interpolation_factor", "YARN_IGNORED",
+          "YaRN does not interpolate positions by seq_len_interpolation_factor (it scales "
+          "frequencies by yarn_rotary_scaling_factor); unset it.");
+  }
+  if (config.rope_scaling()) {
+    c.Add("rope_scaling", "YARN_IGNORED",
+          "rope_scaling (Llama 3.1 frequency scaling) does not apply to YaRN; set rope_scaling: "
+          "false.");
+  }
+  if (t.rotary_interleaved()) {
+    c.Add(T("rotary_interleaved"), "YARN_INTERLEAVED",
+          "YaRN RoPE does not support interleaved rotary embeddings (Megatron asserts); set "
+          "rotary_interleaved: false.");
+  }
+}
+
 void CheckPrecision(const TransformerConfig& t, Checker& c) {
   // FP16_AND_BF16 (Megatron).
   if (t.fp16() && t.bf16()) {
@@ -1358,6 +1428,7 @@ absl::StatusOr<GPTModelConfig> Finalize(const GPTModelConfig& config,
   const Sizes sizes = CheckParallelSizes(t, c);
   CheckSizesAndAttention(t, sizes, given, c);
   CheckMla(out, sizes, c);
+  CheckYarn(out, c);
   CheckPrecision(t, c);
   CheckNormsActivationsFusions(t, c);
   CheckRecomputeOffloadGraphs(t, c);

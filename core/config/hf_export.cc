@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/config/hf_gpt_oss_config.h"
 #include "core/config/hf_import.h"
 
 namespace gptb::config {
@@ -145,7 +146,9 @@ absl::StatusOr<nlohmann::json> ExportHfConfig(const gptbuilder::v1::GPTModelConf
         "model_type '", type,
         "' is not supported; supported: ", absl::StrJoin(SupportedHfModelTypes(), ", "), "."));
   }
-  Json j = type == "gpt2" ? Gpt2(config) : LlamaLike(config, type);
+  Json j = type == "gpt2"      ? Gpt2(config)
+           : type == "gpt_oss" ? ExportGptOssConfig(config)
+                               : LlamaLike(config, type);
   if (config.has_hf_model_id() && !config.hf_model_id().empty()) {
     j["_name_or_path"] = config.hf_model_id();
   }

@@ -8,6 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/config/accepted_values.h"
+#include "core/config/hf_gpt_oss_config.h"
+#include "core/config/hf_reader.h"
 #include "core/config/violations.h"
 
 namespace gptb::config {
@@ -51,98 +53,6 @@ constexpr Family kFamilies[] = {
      true},
 };
 
-// Reads config.json keys with type checks; every problem becomes a violation on that key.
-class HfReader {
- public:
-  HfReader(const Json& json, Violations* violations) : json_(json), violations_(violations) {}
-
-  bool Has(const char* key) const { return json_.contains(key) && !json_[key].is_null(); }
-
-  std::optional<int64_t> Int(const char* key) {
-    if (!Has(key)) return std::nullopt;
-    const Json& v = json_[key];
-    if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_number_float() && std::isfinite(v.get<double>()) &&
-        std::floor(v.get<double>()) == v.get<double>()) {
-      return static_cast<int64_t>(v.get<double>());
-    }
-    violations_->Add(key, "TYPE_MISMATCH",
-                     absl::StrCat("expected an integer, got ", v.dump(), "."));
-    return std::nullopt;
-  }
-
-  int64_t RequiredInt(const char* key) {
-    if (!Has(key)) {
-      violations_->Add(key, "REQUIRED",
-                       absl::StrCat("config.json has no '", key,
-                                    "'; it is needed to size the "
-                                    "model."));
-      return 0;
-    }
-    return Int(key).value_or(0);
-  }
-
-  std::optional<double> Number(const char* key) {
-    if (!Has(key)) return std::nullopt;
-    const Json& v = json_[key];
-    if (v.is_number()) return v.get<double>();
-    violations_->Add(key, "TYPE_MISMATCH", absl::StrCat("expected a number, got ", v.dump(), "."));
-    return std::nullopt;
-  }
-
-  std::optional<bool> Bool(const char* key) {
-    if (!Has(key)) return std::nullopt;
-    const Json& v = json_[key];
-    if (v.is_boolean()) return v.get<bool>();
-    violations_->Add(key, "TYPE_MISMATCH",
-                     absl::StrCat("expected true or false, got ", v.dump(), "."));
-    return std::nullopt;
-  }
-
-  std::optional<std::string> String(const char* key) {
-    if (!Has(key)) return std::nullopt;
-    const Json& v = json_[key];
-    if (v.is_string()) return v.get<std::string>();
-    violations_->Add(key, "TYPE_MISMATCH", absl::StrCat("expected a string, got ", v.dump(), "."));
-    return std::nullopt;
-  }
-
-  // rope_scaling, or (transformers 5) rope_parameters; nullptr when absent or null.
-  const Json* Object(const char* key) {
-    if (!Has(key)) return nullptr;
-    if (json_[key].is_object()) return &json_[key];
-    violations_->Add(key, "TYPE_MISMATCH",
-                     absl::StrCat("expected an object, got ", json_[key].dump(), "."));
-    return nullptr;
-  }
-
-  Violations* violations() { return violations_; }
-  const Json& json() const { return json_; }
-
- private:
-  const Json& json_;
-  Violations* violations_;
-};
-
-// Bridge's make_vocab_size_divisible_by: the largest power of two <= 128 dividing the vocabulary.
-int32_t VocabDivisor(int64_t vocab_size) {
-  int32_t base = 128;
-  while (base > 1 && vocab_size % base != 0) base /= 2;
-  return base;
-}
-
-// params_dtype from torch_dtype (transformers 5: dtype); Bridge's dtype_from_hf falls back to
-// float32 for anything it does not know.
-void SetDtype(HfReader& hf, TransformerConfig* t) {
-  std::optional<std::string> name =
-      hf.Has("torch_dtype") ? hf.String("torch_dtype") : hf.String("dtype");
-  std::string dtype = "float32";
-  if (name.has_value()) dtype = NormalizeDtype(*name).value_or("float32");
-  t->set_params_dtype(dtype);
-  t->set_bf16(dtype == "bfloat16");
-  t->set_fp16(dtype == "float16");
-}
-
 void SetActivation(HfReader& hf, const char* key, const char* fallback, TransformerConfig* t) {
   const std::string name = hf.String(key).value_or(fallback);
   // transformers' tanh approximations of GELU (NewGELUActivation, FastGELUActivation,
@@ -157,30 +67,6 @@ void SetActivation(HfReader& hf, const char* key, const char* fallback, Transfor
     return;
   }
   t->set_activation_func(*canonical);
-}
-
-void SetNameOrPath(HfReader& hf, GPTModelConfig* config) {
-  std::optional<std::string> name = hf.String("_name_or_path");
-  if (name.has_value() && !name->empty()) config->set_hf_model_id(*name);
-}
-
-// Integral values only: the schema's rotary_base is an int, as Bridge's GPTModelConfig declares.
-void SetRotaryBase(HfReader& hf, const Json* rope_parameters, double family_default,
-                   GPTModelConfig* config) {
-  std::optional<double> theta = hf.Number("rope_theta");
-  if (!theta.has_value() && rope_parameters != nullptr && rope_parameters->contains("rope_theta") &&
-      (*rope_parameters)["rope_theta"].is_number()) {
-    theta = (*rope_parameters)["rope_theta"].get<double>();
-  }
-  const double value = theta.value_or(family_default);
-  if (!(value > 0) || std::floor(value) != value || value > 2147483647.0) {
-    hf.violations()->Add("rope_theta", "UNSUPPORTED",
-                         absl::StrCat("rope_theta ", value,
-                                      " must be a positive integer value "
-                                      "(rotary_base is an int)."));
-    return;
-  }
-  config->set_rotary_base(static_cast<int32_t>(value));
 }
 
 std::string RopeType(const Json& scaling) {
@@ -400,9 +286,6 @@ std::string UnbuiltFamilyReason(const std::string& model_type) {
     return " (multi-latent attention, group-limited routing with expert bias and multi-token "
            "prediction are not built yet)";
   }
-  if (model_type == "gpt_oss") {
-    return " (attention sinks, the clamped SwiGLU and expert biases are not built yet)";
-  }
   if (model_type == "gemma2" || model_type == "gemma3_text" || model_type == "gemma3") {
     return " (scaled embeddings, the extra post-norms, interleaved local/global attention and "
            "Gemma 2's logit soft-capping are not built yet)";
@@ -413,8 +296,8 @@ std::string UnbuiltFamilyReason(const std::string& model_type) {
 }  // namespace
 
 const std::vector<std::string>& SupportedHfModelTypes() {
-  static const auto* types = new std::vector<std::string>{"gpt2",  "llama", "mistral",  "mixtral",
-                                                          "qwen2", "qwen3", "qwen3_moe"};
+  static const auto* types = new std::vector<std::string>{
+      "gpt2", "gpt_oss", "llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe"};
   return *types;
 }
 
@@ -433,6 +316,8 @@ absl::StatusOr<GPTModelConfig> ImportHfConfig(const Json& hf_config) {
   GPTModelConfig config;
   if (model_type == "gpt2") {
     ImportGpt2(hf, &config);
+  } else if (model_type == "gpt_oss") {
+    ImportGptOssConfig(hf, &config);
   } else {
     const Family* family = nullptr;
     for (const Family& f : kFamilies) {

@@ -13,7 +13,8 @@ namespace gptb::config {
 
 // Hugging Face config.json import, as Megatron-Bridge's model bridges map a PretrainedConfig
 // (CONFIG_MAPPING plus each family's provider_bridge / hf_config_to_model_config_kwargs).
-// Supported `model_type`s: gpt2, llama, mistral, mixtral, qwen2, qwen3. Keys a config.json may
+// Supported `model_type`s: gpt2, gpt_oss (hf_gpt_oss_config.h), llama, mistral, mixtral, qwen2,
+// qwen3, qwen3_moe. Keys a config.json may
 // omit take the defaults of the family's transformers config class (e.g. LlamaConfig's
 // rms_norm_eps 1e-6, Mixtral's rope_theta 1e6); the architecture sizes (layers, hidden size,
 // heads, intermediate size, vocab) are required.

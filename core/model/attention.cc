@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/layer_spec/module_registry.h"
+#include "core/model/yarn_frequencies.h"
 
 namespace gptb::model {
 namespace {
@@ -38,6 +39,24 @@ bool IsWindowAttentionLayer(const gptbuilder::v1::TransformerConfig& t, int laye
 
 Rotary::Rotary(const gptbuilder::v1::GPTModelConfig& config) {
   const auto& t = config.transformer();
+  interleaved_ = t.rotary_interleaved();
+  if (config.position_embedding_type() == "yarn") {
+    // Megatron's YarnRotaryEmbedding rotates all kv_channels (validation refuses rotary_percent,
+    // interpolation, Llama-3.1 scaling and interleaving with it); the attention applies the
+    // concentration factor to cos and sin of both queries and keys.
+    YarnParameters yarn;
+    yarn.dim = t.kv_channels();
+    yarn.base = config.rotary_base();
+    yarn.scaling_factor = t.yarn_rotary_scaling_factor();
+    yarn.original_max_positions = t.yarn_original_max_position_embeddings();
+    yarn.beta_fast = t.yarn_beta_fast();
+    yarn.beta_slow = t.yarn_beta_slow();
+    yarn.round_to_int = t.yarn_correction_range_round_to_int();
+    inv_freq_ = YarnInverseFrequencies(yarn);
+    mscale_ =
+        YarnConcentrationFactor(yarn.scaling_factor, t.yarn_mscale(), t.yarn_mscale_all_dim());
+    return;
+  }
   int64_t dim = static_cast<int64_t>(t.kv_channels() * config.rotary_percent());
   dim -= dim % 2;
   torch::Tensor exponents =
@@ -47,7 +66,6 @@ Rotary::Rotary(const gptbuilder::v1::GPTModelConfig& config) {
   if (config.rope_scaling()) inv_freq_ = ScaleFrequencies(inv_freq_, config.rope_scaling_factor());
   if (config.has_seq_len_interpolation_factor())
     interpolation_ = config.seq_len_interpolation_factor();
-  interleaved_ = t.rotary_interleaved();
 }
 
 torch::Tensor Rotary::Frequencies(int64_t seq_len, const torch::Device& device) const {
@@ -62,8 +80,8 @@ torch::Tensor Rotary::Frequencies(int64_t seq_len, const torch::Device& device) 
 torch::Tensor Rotary::Apply(const torch::Tensor& t, const torch::Tensor& freqs) const {
   const int64_t rot = freqs.size(-1);
   torch::Tensor t_rot = t.narrow(-1, 0, rot);
-  torch::Tensor cos = torch::cos(freqs).to(t.dtype());
-  torch::Tensor sin = torch::sin(freqs).to(t.dtype());
+  torch::Tensor cos = (torch::cos(freqs) * mscale_).to(t.dtype());
+  torch::Tensor sin = (torch::sin(freqs) * mscale_).to(t.dtype());
   torch::Tensor rotated;
   if (interleaved_) {
     torch::Tensor x1 = t_rot.slice(-1, 0, rot, 2), x2 = t_rot.slice(-1, 1, rot, 2);

@@ -15,7 +15,9 @@ namespace gptb::model {
 
 // Rotary position embedding (Megatron's RotaryEmbedding): rotary_percent of each head's
 // channels, base rotary_base, optional Llama-3.1 scaling and sequence-length interpolation;
-// rotate-half layout, or adjacent pairs with rotary_interleaved.
+// rotate-half layout, or adjacent pairs with rotary_interleaved. With position_embedding_type
+// "yarn", Megatron's YarnRotaryEmbedding (the yarn_* fields) and its concentration factor on
+// cos and sin.
 class Rotary {
  public:
   Rotary(const gptbuilder::v1::GPTModelConfig& config);
@@ -27,6 +29,7 @@ class Rotary {
  private:
   torch::Tensor inv_freq_;
   double interpolation_ = 1.0;
+  double mscale_ = 1.0;  // YaRN's concentration factor (1 for plain RoPE)
   bool interleaved_ = false;
 };
 

@@ -17,12 +17,11 @@ GptStage::GptStage(const gptbuilder::v1::GPTModelConfig& config, const plan::Sta
         register_module("embedding", std::make_shared<LanguageModelEmbedding>(ctx, "embedding."));
   }
   const std::string& position = config_.position_embedding_type();
-  if (position == "rope" && !config_.transformer().multi_latent_attention()) {
+  if ((position == "rope" || position == "yarn") &&
+      !config_.transformer().multi_latent_attention()) {
     // (Multi-latent attention applies its own rotary embedding, as Megatron's GPTModel skips
-    // rotary_pos_emb for it.)
+    // rotary_pos_emb for it; validation refuses yarn with MLA.)
     rotary_ = std::make_unique<Rotary>(config_);
-  } else if (position == "yarn" || position == "mrope") {
-    rotary_ = nullptr;  // construction is supported; see forward()
   }
   auto decoder = register_module("decoder", std::make_shared<torch::nn::Module>());
   auto layers = decoder->register_module("layers", std::make_shared<torch::nn::Module>());
@@ -74,7 +73,7 @@ torch::Tensor GptStage::Hidden(const torch::Tensor& input) {
     x = input;
   }
   const std::string& position = config_.position_embedding_type();
-  if (position == "yarn" || position == "mrope") {
+  if (position == "mrope") {
     throw std::runtime_error(
         absl::StrCat("forward with position_embedding_type '", position, "' is not supported"));
   }

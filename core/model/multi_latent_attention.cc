@@ -5,22 +5,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/layer_spec/module_registry.h"
+#include "core/model/yarn_frequencies.h"
 
 namespace gptb::model {
 namespace {
-
-// YaRN's attention scale for a context extended `scale` times (Megatron's _yarn_get_mscale).
-double YarnMscale(double scale, double mscale) {
-  if (scale <= 1.0) return 1.0;
-  return 0.1 * mscale * std::log(scale) + 1.0;
-}
-
-// The channel (of dim/2 rotated pairs) at which `rotations` full turns fit in the original
-// context (Megatron's _yarn_find_correction_dim).
-double YarnCorrectionDim(double rotations, int64_t dim, double base, double max_positions) {
-  return (static_cast<double>(dim) * std::log(max_positions / (rotations * 2.0 * M_PI))) /
-         (2.0 * std::log(base));
-}
 
 bool IsKind(const layer_spec::ModuleSpec* node, layer_spec::ModuleKind kind) {
   if (node == nullptr) return false;
@@ -35,25 +23,15 @@ MlaRotary::MlaRotary(const gptbuilder::v1::GPTModelConfig& config) {
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
   const double base = config.rotary_base();
   if (t.rope_type() == "yarn") {
-    const int64_t dim = t.qk_pos_emb_head_dim();
-    const double factor = t.rotary_scaling_factor();
-    torch::Tensor powers =
-        torch::pow(base, torch::arange(0, dim, 2, f32) / static_cast<double>(dim));
-    torch::Tensor extrapolated = 1.0 / powers;
-    torch::Tensor interpolated = 1.0 / (factor * powers);
-    // Channels rotating more than beta_fast times in the original context keep their frequency,
-    // those rotating less than beta_slow times are interpolated, a linear ramp in between.
-    double low = std::floor(
-        YarnCorrectionDim(t.beta_fast(), dim, base, t.original_max_position_embeddings()));
-    double high = std::ceil(
-        YarnCorrectionDim(t.beta_slow(), dim, base, t.original_max_position_embeddings()));
-    low = std::max(low, 0.0);
-    high = std::min(high, static_cast<double>(dim - 1));
-    if (low == high) high += 0.001;
-    torch::Tensor ramp = ((torch::arange(dim / 2, f32) - low) / (high - low)).clamp(0, 1);
-    torch::Tensor keep = 1.0 - ramp;
-    inv_freq_ = interpolated * (1 - keep) + extrapolated * keep;
-    mscale_ = YarnMscale(factor, t.mscale()) / YarnMscale(factor, t.mscale_all_dim());
+    YarnParameters yarn;
+    yarn.dim = t.qk_pos_emb_head_dim();
+    yarn.base = base;
+    yarn.scaling_factor = t.rotary_scaling_factor();
+    yarn.original_max_positions = t.original_max_position_embeddings();
+    yarn.beta_fast = t.beta_fast();
+    yarn.beta_slow = t.beta_slow();
+    inv_freq_ = YarnInverseFrequencies(yarn);
+    mscale_ = YarnConcentrationFactor(yarn.scaling_factor, t.mscale(), t.mscale_all_dim());
   } else {
     int64_t dim = t.qk_pos_emb_head_dim();
     if (config.rotary_percent() < 1.0) dim = static_cast<int64_t>(dim * config.rotary_percent());

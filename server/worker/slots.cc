@@ -33,6 +33,31 @@ int64_t ParseLimit(const std::string& text) {
   return bytes;
 }
 
+// Calls visit(directory, v2) for the process's cgroup directory of `v1_controller` (or the unified
+// v2 hierarchy) and each of its ancestors: a limit set anywhere above the process applies to it
+// too. With a cgroup namespace the mount's root is the process's own cgroup. Directories end in
+// '/'. Each line of /proc/self/cgroup is hierarchy-id:controllers:path; v2 is "0::/path".
+void ForEachCgroupDirectory(const std::string& proc_self_cgroup, absl::string_view v1_controller,
+                            const std::function<void(const std::string&, bool)>& visit) {
+  for (absl::string_view line : absl::StrSplit(proc_self_cgroup, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits(':', 2));
+    if (parts.size() != 3) continue;
+    const bool v2 = parts[0] == "0" && parts[1].empty();
+    bool v1_match = false;
+    for (absl::string_view c : absl::StrSplit(parts[1], ',')) v1_match |= c == v1_controller;
+    if (!v2 && !v1_match) continue;
+    const std::string mount =
+        v2 ? "/sys/fs/cgroup" : absl::StrCat("/sys/fs/cgroup/", v1_controller);
+    std::string path = parts[2];
+    while (true) {
+      visit(absl::StrCat(mount, path == "/" ? "" : path, "/"), v2);
+      if (path.empty() || path == "/") break;
+      const size_t slash = path.rfind('/');
+      path = slash == 0 ? "/" : path.substr(0, slash);
+    }
+  }
+}
+
 }  // namespace
 
 int64_t MachineMemoryBytes() {
@@ -57,27 +82,10 @@ MemoryLimit ProcessMemoryLimit(const std::string& proc_self_cgroup,
     const int64_t limit = ParseLimit(read_file(file));
     if (limit > 0 && (out.bytes <= 0 || limit < out.bytes)) out = {limit, what};
   };
-  // Each line: hierarchy-id:controllers:path. v2 is "0::/path"; v1 memory is "N:memory:/path".
-  for (absl::string_view line : absl::StrSplit(proc_self_cgroup, '\n', absl::SkipEmpty())) {
-    std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits(':', 2));
-    if (parts.size() != 3) continue;
-    const bool v2 = parts[0] == "0" && parts[1].empty();
-    bool v1_memory = false;
-    for (absl::string_view c : absl::StrSplit(parts[1], ',')) v1_memory |= c == "memory";
-    if (!v2 && !v1_memory) continue;
-    const std::string mount = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory";
-    const std::string file = v2 ? "memory.max" : "memory.limit_in_bytes";
-    // The process's cgroup and its ancestors (a limit anywhere above applies too); with a
-    // cgroup namespace the mount's root is the process's own cgroup.
-    std::string path = parts[2];
-    while (true) {
-      consider(absl::StrCat(mount, path == "/" ? "" : path, "/", file),
-               absl::StrCat("the cgroup limit ", mount, path == "/" ? "" : path, "/", file));
-      if (path.empty() || path == "/") break;
-      const size_t slash = path.rfind('/');
-      path = slash == 0 ? "/" : path.substr(0, slash);
-    }
-  }
+  ForEachCgroupDirectory(proc_self_cgroup, "memory", [&](const std::string& dir, bool v2) {
+    const std::string file = dir + (v2 ? "memory.max" : "memory.limit_in_bytes");
+    consider(file, absl::StrCat("the cgroup limit ", file));
+  });
   return out;
 }
 
@@ -93,38 +101,23 @@ int CgroupCpuQuota(const std::string& proc_self_cgroup,
     const int cpus = static_cast<int>(std::max<int64_t>(1, (quota + period - 1) / period));
     if (quota_cpus == 0 || cpus < quota_cpus) quota_cpus = cpus;
   };
-  for (absl::string_view line : absl::StrSplit(proc_self_cgroup, '\n', absl::SkipEmpty())) {
-    std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits(':', 2));
-    if (parts.size() != 3) continue;
-    const bool v2 = parts[0] == "0" && parts[1].empty();
-    bool v1_cpu = false;
-    for (absl::string_view c : absl::StrSplit(parts[1], ',')) v1_cpu |= c == "cpu";
-    if (!v2 && !v1_cpu) continue;
-    const std::string mount = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/cpu";
-    // The process's cgroup and its ancestors, as for memory.
-    std::string path = parts[2];
-    while (true) {
-      const std::string dir = absl::StrCat(mount, path == "/" ? "" : path, "/");
-      int64_t quota = 0, period = 0;
-      if (v2) {
-        // cpu.max: "QUOTA PERIOD" or "max PERIOD".
-        std::vector<std::string> fields =
-            absl::StrSplit(absl::StripAsciiWhitespace(read_file(dir + "cpu.max")), ' ');
-        if (fields.size() == 2 && absl::SimpleAtoi(fields[0], &quota) &&
-            absl::SimpleAtoi(fields[1], &period)) {
-          consider(quota, period);
-        }
-      } else if (absl::SimpleAtoi(absl::StripAsciiWhitespace(read_file(dir + "cpu.cfs_quota_us")),
-                                  &quota) &&
-                 absl::SimpleAtoi(absl::StripAsciiWhitespace(read_file(dir + "cpu.cfs_period_us")),
-                                  &period)) {
-        consider(quota, period);  // -1: no quota
+  ForEachCgroupDirectory(proc_self_cgroup, "cpu", [&](const std::string& dir, bool v2) {
+    int64_t quota = 0, period = 0;
+    if (v2) {
+      // cpu.max: "QUOTA PERIOD" or "max PERIOD".
+      std::vector<std::string> fields =
+          absl::StrSplit(absl::StripAsciiWhitespace(read_file(dir + "cpu.max")), ' ');
+      if (fields.size() == 2 && absl::SimpleAtoi(fields[0], &quota) &&
+          absl::SimpleAtoi(fields[1], &period)) {
+        consider(quota, period);
       }
-      if (path.empty() || path == "/") break;
-      const size_t slash = path.rfind('/');
-      path = slash == 0 ? "/" : path.substr(0, slash);
+    } else if (absl::SimpleAtoi(absl::StripAsciiWhitespace(read_file(dir + "cpu.cfs_quota_us")),
+                                &quota) &&
+               absl::SimpleAtoi(absl::StripAsciiWhitespace(read_file(dir + "cpu.cfs_period_us")),
+                                &period)) {
+      consider(quota, period);  // -1: no quota
     }
-  }
+  });
   return quota_cpus;
 }
 

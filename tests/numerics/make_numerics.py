@@ -146,6 +146,27 @@ CASES = {
     "mla_moe_shared": derive(LLAMA, SMALL, **MLA, **MOE, num_query_groups=4, q_lora_rank=16,
                              qk_layernorm=True, rope_type="rope", moe_layer_freq=[0, 1, 1, 1],
                              moe_ffn_hidden_size=24, moe_shared_expert_intermediate_size=32),
+    # YaRN positions for standard attention (GPTModel's YarnRotaryEmbedding, the yarn_*
+    # attributes): a correction range that covers whole channels and a fractional ramp, a
+    # concentration factor other than 1 from mscale / mscale_all_dim.
+    "yarn": derive(LLAMA, dict(SMALL, position_embedding_type="yarn", rotary_base=100),
+                   yarn_rotary_scaling_factor=4.0, yarn_original_max_position_embeddings=64,
+                   yarn_beta_fast=4.0, yarn_beta_slow=1.0, yarn_mscale=1.0,
+                   yarn_mscale_all_dim=0.5),
+    # GPT-OSS as its Hugging Face import builds it (small): YaRN without rounding the correction
+    # range, learnable softmax offsets (sinks), alternating sliding / full attention, biases on
+    # every linear layer and the router, quick-GeGLU with offset 1 and a clamp, experts in every
+    # layer with the softmax of the top-k logits.
+    "gpt_oss": derive(LLAMA, dict(SMALL, position_embedding_type="yarn", rotary_base=100),
+                      **MOE, add_bias_linear=True, add_qkv_bias=True, softmax_type="learnable",
+                      window_size=[2, 0], window_attn_skip_freq=2, activation_func="quick_gelu",
+                      glu_linear_offset=1.0, activation_func_clamp_value=0.5,
+                      moe_ffn_hidden_size=48, yarn_rotary_scaling_factor=4.0,
+                      yarn_original_max_position_embeddings=64, yarn_beta_fast=4.0,
+                      yarn_beta_slow=1.0, yarn_correction_range_round_to_int=False,
+                      # Megatron supports expert biases with expert TP 1 only (the oracle runs
+                      # one rank; the layouts with tp 2 keep the experts whole).
+                      expert_tensor_parallel_size=1),
     # The load-balancing loss (Megatron's switch-transformer aux loss, coefficient large enough
     # that its gradient is a sizeable part of the router's): a function of the micro-batch's
     # tokens, so compared only in layouts that see the whole batch at once (one rank, tp 2 with

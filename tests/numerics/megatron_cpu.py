@@ -74,3 +74,16 @@ def patch_megatron():
 
     if "k_channels" not in original_init.__code__.co_varnames:
         dpa.DotProductAttention.__init__ = init
+
+    # One tensor-parallel rank: _ReduceFromModelParallelRegion returns its input as is, and
+    # autograd then forbids the in-place bias add that MLP.forward makes on an expert's output
+    # when experts have biases (SequentialMLP with add_bias_linear, as GPT-OSS has them). A copy
+    # of the same values lets Megatron's own code run unchanged.
+    import megatron.core.tensor_parallel.mappings as mappings
+    reduce_forward = mappings._ReduceFromModelParallelRegion.forward
+
+    def reduce_copy(ctx, input_, group):
+        out = reduce_forward(ctx, input_, group)
+        return out.clone() if out is input_ else out
+
+    mappings._ReduceFromModelParallelRegion.forward = staticmethod(reduce_copy)

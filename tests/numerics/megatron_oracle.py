@@ -49,6 +49,15 @@ LAYOUT_KEYS = {
 }
 
 
+# The yarn_* attributes of a non-MLA YaRN model and their defaults (Megatron-LM's
+# _apply_yarn_config_from_args).
+YARN_ATTRIBUTES = {
+    "yarn_rotary_scaling_factor": 1.0, "yarn_original_max_position_embeddings": 4096,
+    "yarn_beta_fast": 32.0, "yarn_beta_slow": 1.0, "yarn_mscale": 1.0,
+    "yarn_mscale_all_dim": 0.0, "yarn_correction_range_round_to_int": True,
+}
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -133,6 +142,14 @@ def build_model(cfg):
         tc["rotary_base"] = cfg.get("rotary_base", 10000)
         tc["rotary_percent"] = cfg.get("rotary_percent", 1.0)
     config = config_cls(**tc)
+    if cfg.get("position_embedding_type") == "yarn" and not mla:
+        # GPTModel reads YaRN's settings as attributes of the config that TransformerConfig
+        # does not declare; Megatron-LM sets them so (_apply_yarn_config_from_args), with
+        # YarnRotaryEmbedding's defaults.
+        for name, default in YARN_ATTRIBUTES.items():
+            setattr(config, name, t.get(name, default))
+        dropped = [k for k in dropped if k not in YARN_ATTRIBUTES]
+        tc.update({name: getattr(config, name) for name in YARN_ATTRIBUTES})
     if config.num_moe_experts:
         spec = specs.get_gpt_decoder_block_spec(config, use_transformer_engine=False,
                                                 normalization=config.normalization,

@@ -6,6 +6,7 @@
 // gives the same weights.
 #include "core/config/hf_import.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -58,6 +59,10 @@ gptbuilder::v1::GPTModelConfig ImportedConfig(const std::string& dir, const Layo
       config::ImportHfConfigText(ReadFile(dir + "/config.json"));
   EXPECT_TRUE(c.ok()) << c.status();
   testing::SetLayout(*c, layout);
+  // Experts with biases (GPT-OSS) are split only by expert parallelism (Megatron: ETP 1).
+  if (c->transformer().has_num_moe_experts() && c->transformer().add_bias_linear()) {
+    c->mutable_transformer()->set_expert_tensor_parallel_size(1);
+  }
   c->set_should_pad_vocab(true);
   return testing::Finalized(*c, testing::WorldSize(*c));
 }
@@ -99,6 +104,16 @@ TEST_P(HfImportTest, LogitsEqualTheReferenceModelInEveryLayout) {
     ASSERT_GE(logits.size(-1), vocab);
     const double diff = (logits.narrow(-1, 0, vocab) - expected).abs().max().item<double>();
     EXPECT_LT(diff, 1e-4) << family.type << " at " << LayoutName(layout);
+    std::printf("%s %s: max |logits - transformers'| = %.3g\n", family.type.c_str(),
+                LayoutName(layout).c_str(), diff);
+    if (family.type == "gpt_oss") {
+      // The second, plain-PyTorch reference (hf_transformers.py's gpt_oss_plain_logits).
+      const torch::Tensor plain = ReadReference(dir, "plain_logits", torch::kFloat32);
+      const double plain_diff = (logits.narrow(-1, 0, vocab) - plain).abs().max().item<double>();
+      EXPECT_LT(plain_diff, 1e-4) << "plain reference at " << LayoutName(layout);
+      std::printf("gpt_oss %s: max |logits - plain reference| = %.3g\n", LayoutName(layout).c_str(),
+                  plain_diff);
+    }
     // The logits are not trivially small: a wrong mapping would show.
     EXPECT_GT(expected.abs().max().item<double>(), 1.0);
   }
@@ -182,7 +197,8 @@ INSTANTIATE_TEST_SUITE_P(
         Family{"qwen2", {{1, 1, 0, 1}, {2, 2, 0, 1}}, false, {2, 2, 0, 1}},
         Family{"qwen3", {{1, 1, 0, 1}, {2, 1, 0, 1}}, false, {2, 1, 0, 1}},
         Family{"mixtral", {{1, 1, 0, 1}, {1, 1, 0, 2}, {2, 1, 0, 2}}, false, {2, 1, 0, 2}},
-        Family{"qwen3_moe", {{1, 1, 0, 1}, {2, 2, 0, 2}}, false, {2, 2, 0, 2}}),
+        Family{"qwen3_moe", {{1, 1, 0, 1}, {2, 2, 0, 2}}, false, {2, 2, 0, 2}},
+        Family{"gpt_oss", {{1, 1, 0, 1}, {2, 2, 0, 2}}, false, {2, 2, 0, 2}}),
     [](const ::testing::TestParamInfo<Family>& info) { return info.param.type; });
 
 TEST(HfImport, MismatchesAreReportedUpFront) {

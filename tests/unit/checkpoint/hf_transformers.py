@@ -4,7 +4,7 @@ environment), the independent reference of gptbuilder's Hugging Face import and 
 
   write FAMILY OUT_DIR [--sharded]
       Builds a transformers model of FAMILY (gpt2, llama, mistral, qwen2, qwen3, mixtral,
-      qwen3_moe) from a small config with seeded random weights (matrices N(0, 0.15), norm
+      qwen3_moe, gpt_oss) from a small config with seeded random weights (matrices N(0, 0.15), norm
       weights 1 + N(0, 0.1), biases N(0, 0.1)) and saves it with save_pretrained (safetensors;
       two shards and an index with --sharded). OUT_DIR/reference.safetensors holds input_ids (I64 [2, 12]) and the
       model's logits (F32 [2, 12, vocab]), computed by transformers with eager attention.
@@ -19,7 +19,9 @@ The configs exercise what each family's import must get right: GPT-2's "gelu_new
 approximation of GELU), Conv1D weights and tied embeddings; grouped-query attention; Qwen2's
 q/k/v biases, Qwen3's q/k norms; Mistral's and Mixtral's sliding window (5 and 6 tokens, shorter
 than the 12-token input); Mixtral's top-2 experts; Qwen3-MoE's q/k norms with a MoE layer
-(renormalised top-2 of 4 experts) and a dense one (mlp_only_layers).
+(renormalised top-2 of 4 experts) and a dense one (mlp_only_layers); GPT-OSS's sinks, biases,
+YaRN positions, alternating sliding/full attention, clamped SwiGLU and fused, interleaved
+experts.
 """
 import sys
 
@@ -60,6 +62,20 @@ def config_of(family):
                                            num_experts=4, num_experts_per_tok=2,
                                            moe_intermediate_size=32, norm_topk_prob=True,
                                            mlp_only_layers=[1])
+    if family == "gpt_oss":
+        # Layer 0 attends through a 5-token sliding window, layer 1 fully (GptOssConfig's
+        # alternating default); YaRN x4 over 16 original positions without truncating the
+        # correction range, so the ramp is fractional; top 2 of 4 experts; a SwiGLU clamp of 1,
+        # which these weights reach.
+        return transformers.GptOssConfig(
+            vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=32, num_hidden_layers=LAYERS,
+            num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, head_dim=HEAD_DIM,
+            max_position_embeddings=64, rms_norm_eps=1e-5, tie_word_embeddings=False,
+            num_local_experts=4, num_experts_per_tok=2, sliding_window=5, swiglu_limit=1.0,
+            rope_parameters={"rope_type": "yarn", "rope_theta": 500.0, "factor": 4.0,
+                             "beta_fast": 8.0, "beta_slow": 1.0, "truncate": False,
+                             "original_max_position_embeddings": 16},
+            dtype="float32")
     sys.exit(f"unknown family {family!r}")
 
 
@@ -85,6 +101,79 @@ def logits_of(model, ids):
         return model(input_ids=ids).logits.float().contiguous()
 
 
+def gpt_oss_plain_logits(config, w, ids):
+    """GPT-OSS's forward in plain PyTorch from the saved config.json and tensors, written from
+    transformers' GptOss modelling semantics (not calling it): a second reference for the
+    import, and a check that transformers computes what this file says it does."""
+    import math
+    n, g, d = config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]
+    eps, limit, alpha = config["rms_norm_eps"], config["swiglu_limit"], config["swiglu_alpha"]
+    rope = config["rope_parameters"]
+    base, factor = rope["rope_theta"], rope["factor"]
+    original = rope["original_max_position_embeddings"]
+
+    def correction_dim(rotations):
+        return d * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+    low, high = correction_dim(rope["beta_fast"]), correction_dim(rope["beta_slow"])
+    if rope.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, d - 1)
+    ramp = ((torch.arange(d // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    extrapolated = 1.0 / base ** (torch.arange(0, d, 2, dtype=torch.float32) / d)
+    inv_freq = extrapolated / factor * ramp + extrapolated * (1 - ramp)
+    attention_factor = 0.1 * math.log(factor) + 1.0
+    b, s = ids.shape
+    angles = torch.arange(s, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    cos, sin = angles.cos() * attention_factor, angles.sin() * attention_factor
+
+    def rms(x, weight):
+        return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+    def rotate(x):  # [b, s, heads, d]
+        x1, x2 = x[..., : d // 2], x[..., d // 2:]
+        c, si = cos[None, :, None, :], sin[None, :, None, :]
+        return torch.cat([x1 * c - x2 * si, x2 * c + x1 * si], -1)
+
+    i = torch.arange(s)[:, None]
+    j = torch.arange(s)[None, :]
+    h = w["model.embed_tokens.weight"][ids]
+    for layer in range(config["num_hidden_layers"]):
+        p = f"model.layers.{layer}."
+        x = rms(h, w[p + "input_layernorm.weight"])
+        q = (x @ w[p + "self_attn.q_proj.weight"].T + w[p + "self_attn.q_proj.bias"])
+        k = (x @ w[p + "self_attn.k_proj.weight"].T + w[p + "self_attn.k_proj.bias"])
+        v = (x @ w[p + "self_attn.v_proj.weight"].T + w[p + "self_attn.v_proj.bias"])
+        q, k, v = q.view(b, s, n, d), k.view(b, s, g, d), v.view(b, s, g, d)
+        q, k = rotate(q), rotate(k)
+        k = k.repeat_interleave(n // g, dim=2)  # query head t reads key group t // (n / g)
+        v = v.repeat_interleave(n // g, dim=2)
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d)
+        masked = j > i
+        if config["layer_types"][layer] == "sliding_attention":
+            masked = masked | (i - j >= config["sliding_window"])
+        scores = scores.masked_fill(masked, float("-inf"))
+        sinks = w[p + "self_attn.sinks"][None, :, None, None].expand(b, n, s, 1)
+        probs = torch.softmax(torch.cat([scores, sinks], -1), -1)[..., :-1]
+        o = torch.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, s, n * d)
+        h = h + o @ w[p + "self_attn.o_proj.weight"].T + w[p + "self_attn.o_proj.bias"]
+        x = rms(h, w[p + "post_attention_layernorm.weight"])
+        logits = x @ w[p + "mlp.router.weight"].T + w[p + "mlp.router.bias"]
+        top, chosen = logits.topk(config["num_experts_per_tok"], dim=-1)
+        weights = torch.softmax(top, -1)
+        out = torch.zeros_like(h)
+        for e in range(config["num_local_experts"]):
+            gate_up = x @ w[p + "mlp.experts.gate_up_proj"][e] + w[p + "mlp.experts.gate_up_proj_bias"][e]
+            gate, up = gate_up[..., 0::2].clamp(max=limit), gate_up[..., 1::2].clamp(-limit, limit)
+            y = ((up + 1) * gate * torch.sigmoid(alpha * gate)) @ w[p + "mlp.experts.down_proj"][e]
+            y = y + w[p + "mlp.experts.down_proj_bias"][e]
+            share = (weights * (chosen == e)).sum(-1, keepdim=True)  # 0 where not routed
+            out = out + share * y
+        h = h + out
+    h = rms(h, w["model.norm.weight"])
+    return (h @ w["lm_head.weight"].T).contiguous()
+
+
 def write(family, out_dir, sharded):
     torch.manual_seed(0)
     config = config_of(family)
@@ -96,8 +185,21 @@ def write(family, out_dir, sharded):
     model.save_pretrained(out_dir, max_shard_size="100KB" if sharded else "5GB")
     ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(1))
     # The logits of the model as saved and loaded back: what any reader of the directory sees.
-    save_file({"input_ids": ids, "logits": logits_of(load(out_dir), ids)},
-              f"{out_dir}/reference.safetensors")
+    reference = {"input_ids": ids, "logits": logits_of(load(out_dir), ids)}
+    if family == "gpt_oss":
+        import glob
+        import json
+        weights = {}
+        for f in glob.glob(f"{out_dir}/*.safetensors"):
+            weights.update(load_file(f))
+        with torch.no_grad():
+            plain = gpt_oss_plain_logits(json.load(open(f"{out_dir}/config.json")), weights, ids)
+        # The two references agree before either is used.
+        gap = (plain - reference["logits"]).abs().max().item()
+        if gap > 1e-5:
+            sys.exit(f"gpt_oss: the plain-PyTorch reference differs from transformers by {gap}")
+        reference["plain_logits"] = plain
+    save_file(reference, f"{out_dir}/reference.safetensors")
 
 
 def check_export(original_dir, exported_dir):

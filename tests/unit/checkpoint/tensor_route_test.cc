@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <numeric>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -230,6 +231,93 @@ TEST(Route, IdentityRouteClampsToStoredRows) {
   EXPECT_EQ(IdentityRoute("e", {1152, 8}, 1024).segments[0].rows, 1024);
   EXPECT_EQ(IdentityRoute("e", {1024, 8}, 1152).segments[0].rows, 1024);
   EXPECT_EQ(IdentityRoute("e", {1024, 8}, 1152).segments[0].tensor, "e");
+}
+
+// transformers' fused experts (GPT-OSS): expert e's canonical [gate; up] weight [2f, h] lies in
+// slice e of a stacked [E, h, 2f] tensor, transposed, gate and up interleaved along the last
+// axis; its [2f] bias in slice e of [E, 2f], interleaved. Both experts written whole, read back
+// along both dims, and the stored values checked element by element.
+TEST(StackedRoute, InterleavedTransposedExpertsRoundTrip) {
+  constexpr int64_t kExperts = 2, kF = 3, kH = 4;
+  auto weight_route = [](int64_t e) {
+    return TensorRoute{absl::StrCat("fc1.", e),
+                       {2 * kF, kH},
+                       {{0, kF, "gate_up", 0, true, e, 2}, {kF, kF, "gate_up", 1, true, e, 2}}};
+  };
+  auto bias_route = [](int64_t e) {
+    return TensorRoute{
+        absl::StrCat("bias.", e),
+        {2 * kF},
+        {{0, kF, "gate_up_bias", 0, false, e, 2}, {kF, kF, "gate_up_bias", 1, false, e, 2}}};
+  };
+  std::vector<TensorRoute> routes;
+  for (int64_t e = 0; e < kExperts; ++e) {
+    routes.push_back(weight_route(e));
+    routes.push_back(bias_route(e));
+  }
+  absl::StatusOr<std::vector<TensorSpec>> specs =
+      StoredTensorSpecs(routes, std::vector<DType>(routes.size(), DType::kFloat32));
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  ASSERT_EQ(specs->size(), 2u);
+  EXPECT_EQ((*specs)[0].shape, (std::vector<int64_t>{kExperts, kH, 2 * kF}));
+  EXPECT_EQ((*specs)[1].shape, (std::vector<int64_t>{kExperts, 2 * kF}));
+  const std::string dir = TempDir("stacked");
+  absl::StatusOr<std::vector<ShardPlan>> shards = PlanShards(*specs, 1 << 20);
+  ASSERT_TRUE(shards.ok());
+  auto writer = ShardedSafetensorsWriter::Create(dir, *shards, {});
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  // Canonical value: 1000 e + 10 row + column (bias: 1000 e + row).
+  auto weight = [](int64_t e, int64_t r, int64_t c) { return float(1000 * e + 10 * r + c); };
+  for (int64_t e = 0; e < kExperts; ++e) {
+    std::vector<float> w(2 * kF * kH), b(2 * kF);
+    for (int64_t r = 0; r < 2 * kF; ++r) {
+      b[r] = float(1000 * e + r);
+      for (int64_t c = 0; c < kH; ++c) w[r * kH + c] = weight(e, r, c);
+    }
+    // A part of the rows is refused: a stored slice is written whole.
+    EXPECT_EQ(WriteRoute(**writer, weight_route(e), 0, 0, kF, w.data(), 4).code(),
+              absl::StatusCode::kUnimplemented);
+    ASSERT_TRUE(WriteRoute(**writer, weight_route(e), 0, 0, 2 * kF, w.data(), 4).ok());
+    ASSERT_TRUE(WriteRoute(**writer, bias_route(e), 0, 0, 2 * kF, b.data(), 4).ok());
+  }
+  ASSERT_TRUE((*writer)->Finish().ok());
+  auto reader = ShardedSafetensorsReader::Open(dir);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  // Stored: gate_up[e][c][2 j] = gate row j, gate_up[e][c][2 j + 1] = up row j (= row kF + j).
+  std::vector<float> stored(kExperts * kH * 2 * kF);
+  ASSERT_TRUE((*reader)->ReadTensor("gate_up", stored.data()).ok());
+  for (int64_t e = 0; e < kExperts; ++e) {
+    for (int64_t c = 0; c < kH; ++c) {
+      for (int64_t j = 0; j < kF; ++j) {
+        const float* at = &stored[(e * kH + c) * 2 * kF + 2 * j];
+        EXPECT_EQ(at[0], weight(e, j, c));
+        EXPECT_EQ(at[1], weight(e, kF + j, c));
+      }
+    }
+  }
+  std::vector<float> stored_bias(kExperts * 2 * kF);
+  ASSERT_TRUE((*reader)->ReadTensor("gate_up_bias", stored_bias.data()).ok());
+  EXPECT_EQ(stored_bias[2 * kF + 1], 1000.0f + kF);  // expert 1, up row 0
+  for (int64_t e = 0; e < kExperts; ++e) {
+    ASSERT_TRUE(ValidateRoute(**reader, weight_route(e)).ok());
+    // Rows 2..5 along dim 0, columns 1..3 along dim 1.
+    std::vector<float> rows(4 * kH), cols(2 * kF * 2);
+    absl::StatusOr<std::vector<RowRange>> gaps =
+        ReadRoute(**reader, weight_route(e), 0, 2, 4, rows.data());
+    ASSERT_TRUE(gaps.ok()) << gaps.status();
+    EXPECT_TRUE(gaps->empty());
+    for (int64_t r = 0; r < 4; ++r) {
+      for (int64_t c = 0; c < kH; ++c) EXPECT_EQ(rows[r * kH + c], weight(e, 2 + r, c));
+    }
+    ASSERT_TRUE(ReadRoute(**reader, weight_route(e), 1, 1, 2, cols.data()).ok());
+    for (int64_t r = 0; r < 2 * kF; ++r) {
+      for (int64_t c = 0; c < 2; ++c) EXPECT_EQ(cols[r * 2 + c], weight(e, r, 1 + c));
+    }
+  }
+  // A slice past the stacked tensor's experts is named.
+  absl::StatusOr<DType> bad = ValidateRoute(**reader, weight_route(kExperts));
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  fs::remove_all(dir);
 }
 
 }  // namespace

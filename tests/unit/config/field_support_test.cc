@@ -232,7 +232,6 @@ struct ConditionalCase {
 
 const std::vector<ConditionalCase>& ConditionalCases() {
   static const auto* cases = new std::vector<ConditionalCase>{
-      {"position_embedding_type", {"position_embedding_type=yarn"}},
       {"position_embedding_type", {"position_embedding_type=mrope"}},
       {"transformer.pipeline_dtype",
        {"transformer.pipeline_dtype=float16", "transformer.pipeline_model_parallel_size=2"}},

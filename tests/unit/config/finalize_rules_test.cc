@@ -310,6 +310,70 @@ std::vector<RuleCase> Cases() {
          T(c).set_apply_rope_fusion(true);
          T(c).set_rope_type("yarn");
        }},
+      // ---- YaRN for standard attention ----
+      {"YarnFieldWithoutYarn", false,
+       [](auto& c) {
+         c.set_position_embedding_type("rope");
+         T(c).set_yarn_rotary_scaling_factor(4.0);
+       },
+       "transformer.yarn_rotary_scaling_factor", "YARN_UNUSED",
+       [](auto& c) {
+         c.set_position_embedding_type("yarn");
+         T(c).set_yarn_rotary_scaling_factor(4.0);
+       }},
+      {"YarnScalingFactorPositive", false,
+       [](auto& c) {
+         c.set_position_embedding_type("yarn");
+         T(c).set_yarn_rotary_scaling_factor(0.0);
+       },
+       "transformer.yarn_rotary_scaling_factor", "OUT_OF_RANGE",
+       [](auto& c) {
+         c.set_position_embedding_type("yarn");
+         T(c).set_yarn_rotary_scaling_factor(0.5);
+       }},
+      {"YarnBetaPositive", false,
+       [](auto& c) {
+         c.set_position_embedding_type("yarn");
+         T(c).set_yarn_beta_slow(0.0);
+       },
+       "transformer.yarn_beta_fast", "OUT_OF_RANGE",
+       [](auto& c) {
+         c.set_position_embedding_type("yarn");
+         T(c).set_yarn_beta_slow(2.0);
+       }},
+      {"YarnRotaryPercent", false,
+       [](auto& c) {
+         c.set_position_embedding_type("yarn");
+         c.set_rotary_percent(0.5);
+       },
+       "rotary_percent", "YARN_IGNORED",
+       [](auto& c) {
+         c.set_position_embedding_type("rope");
+         c.set_rotary_percent(0.5);
+       }},
+      {"YarnInterpolation", false,
+       [](auto& c) {
+         c.set_position_embedding_type("yarn");
+         c.set_seq_len_interpolation_factor(2.0);
+       },
+       "seq_len_interpolation_factor", "YARN_IGNORED",
+       [](auto& c) { c.set_position_embedding_type("yarn"); }},
+      {"YarnRopeScaling", false,
+       [](auto& c) {
+         c.set_position_embedding_type("yarn");
+         c.set_rope_scaling(true);
+       },
+       "rope_scaling", "YARN_IGNORED", [](auto& c) { c.set_position_embedding_type("yarn"); }},
+      {"YarnInterleaved", false,
+       [](auto& c) {
+         c.set_position_embedding_type("yarn");
+         T(c).set_rotary_interleaved(true);
+       },
+       "transformer.rotary_interleaved", "YARN_INTERLEAVED",
+       [](auto& c) {
+         c.set_position_embedding_type("rope");
+         T(c).set_rotary_interleaved(true);
+       }},
       {"MlaQLoraRank", false,
        [](auto& c) {
          T(c).set_multi_latent_attention(true);

@@ -42,6 +42,11 @@ INSTANTIATE_TEST_SUITE_P(Families, HfParameterCountTest,
                                            // cards' config.json (30.5B and 235B in total).
                                            Published{"qwen3-30b-a3b.json", 30532122624},
                                            Published{"qwen3-235b-a22b.json", 235093634560},
+                                           // transformers' GptOssForCausalLM of the model
+                                           // cards' config.json, unquantized (20.9B and
+                                           // 116.8B).
+                                           Published{"gpt-oss-20b.json", 20914757184},
+                                           Published{"gpt-oss-120b.json", 116829156672},
                                            // DeepSeek-V3 in gptbuilder's schema (the card's
                                            // config.json sizes): transformers' 671026404352
                                            // of DeepseekV3ForCausalLM plus the MTP layer
