@@ -225,7 +225,7 @@ absl::StatusOr<std::vector<RowRange>> ReadRoute(const ShardedSafetensorsReader& 
       absl::StatusOr<ShardedSafetensorsReader::Location> at = reader.Find(s.tensor);
       if (!at.ok()) return at.status();
       const TensorInfo& info = *at->tensor;
-      const size_t item = ItemSize(info.dtype);
+      const size_t item = DTypeSize(info.dtype);
       const int64_t extent = info.shape[s.transposed ? 2 : 1];
       tmp.resize(static_cast<size_t>(Product(info.shape, 1)) * item);
       if (absl::Status st = reader.ReadSlice(s.tensor, 0, s.stack, 1, tmp.data()); !st.ok()) {
