@@ -5,16 +5,13 @@
 
 namespace gptb::checkpoint {
 
-HeldTensors HeldTensorsOf(const model::RankModel& model) {
+absl::StatusOr<HeldTensors> HeldTensorsOf(const model::RankModel& model) {
   HeldTensors held;
   for (const auto& stage : model.stages()) {
     held.emplace_back();
-    const std::vector<plan::ParamInfo>& infos = stage->plan().params;
-    size_t i = 0;
-    for (const auto& item : stage->named_parameters()) {
-      if (i >= infos.size()) break;
-      held.back().push_back({&infos[i++], item.value()});
-    }
+    auto tensors = stage->CheckpointTensors();
+    if (!tensors.ok()) return tensors.status();
+    for (auto& [info, tensor] : *tensors) held.back().push_back({info, tensor});
   }
   return held;
 }
@@ -29,10 +26,11 @@ absl::StatusOr<SaveStats> SaveCheckpoint(const model::RankModel& model, const st
       gathered = fsdp->Gather();
     }
   }
-  absl::StatusOr<SaveStats> saved = gathered.ok()
-                                        ? SaveWeights(model.plan(), model.rank(), model.groups(),
-                                                      HeldTensorsOf(model), path, options)
-                                        : absl::StatusOr<SaveStats>(gathered);
+  absl::StatusOr<HeldTensors> held =
+      gathered.ok() ? HeldTensorsOf(model) : absl::StatusOr<HeldTensors>(gathered);
+  absl::StatusOr<SaveStats> saved =
+      held.ok() ? SaveWeights(model.plan(), model.rank(), model.groups(), *held, path, options)
+                : absl::StatusOr<SaveStats>(held.status());
   for (int c = 0; c < chunks; ++c) {
     if (distributed::FullyShardedDataParallel* fsdp = model.fsdp(c);
         fsdp != nullptr && fsdp->gathered()) {
@@ -51,7 +49,9 @@ absl::StatusOr<LoadStats> LoadCheckpoint(model::RankModel& model, const std::str
           " is sharded FSDP-style; load checkpoints at build time (load_from) instead"));
     }
   }
-  return LoadWeights(model.plan(), HeldTensorsOf(model), path, options);
+  absl::StatusOr<HeldTensors> held = HeldTensorsOf(model);
+  if (!held.ok()) return held.status();
+  return LoadWeights(model.plan(), *held, path, options);
 }
 
 }  // namespace gptb::checkpoint

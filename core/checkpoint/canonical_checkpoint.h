@@ -14,8 +14,9 @@
 
 namespace gptb::checkpoint {
 
-// The rank's parameters as HeldTensors (chunk by chunk, plan order).
-HeldTensors HeldTensorsOf(const model::RankModel& model);
+// The rank's parameters and persistent buffers as HeldTensors (chunk by chunk, in the order
+// of StagePlan::checkpoint_tensors). INTERNAL when a built stage does not match its plan.
+absl::StatusOr<HeldTensors> HeldTensorsOf(const model::RankModel& model);
 
 // Saves the model at `path` (a directory): every rank of the world calls it at the same time
 // (SaveWeights explains the protocol and errors). options.format kCanonical writes gptbuilder's

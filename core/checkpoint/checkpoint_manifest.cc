@@ -156,6 +156,11 @@ constexpr const char* kShapeFields[] = {
     "transformer.attention_output_gate",
     "transformer.softmax_type",
     "transformer.multi_latent_attention",
+    "transformer.q_lora_rank",
+    "transformer.kv_lora_rank",
+    "transformer.qk_head_dim",
+    "transformer.qk_pos_emb_head_dim",
+    "transformer.v_head_dim",
     "transformer.mtp_num_layers",
     "transformer.num_moe_experts",
 };
@@ -165,6 +170,7 @@ constexpr const char* kMoeShapeFields[] = {
     "transformer.moe_ffn_hidden_size",
     "transformer.moe_shared_expert_intermediate_size",
     "transformer.moe_shared_expert_gate",
+    "transformer.moe_router_enable_expert_bias",
 };
 // Fields that change what the same weights compute.
 constexpr const char* kNumericFields[] = {
@@ -181,10 +187,9 @@ constexpr const char* kRopeFields[] = {
     "transformer.rotary_interleaved",
 };
 constexpr const char* kMoeNumericFields[] = {
-    "transformer.moe_router_topk",
-    "transformer.moe_router_score_function",
-    "transformer.moe_router_pre_softmax",
-    "transformer.moe_router_topk_scaling_factor",
+    "transformer.moe_router_topk",        "transformer.moe_router_score_function",
+    "transformer.moe_router_pre_softmax", "transformer.moe_router_topk_scaling_factor",
+    "transformer.moe_router_num_groups",  "transformer.moe_router_group_topk",
 };
 
 }  // namespace
@@ -217,7 +222,7 @@ absl::StatusOr<std::vector<CanonicalTensor>> CanonicalTensors(const plan::ModelP
   std::unordered_map<std::string, size_t> index;
   std::vector<CanonicalTensor> out;
   for (const plan::StagePlan& stage : plan.stages()) {
-    for (const plan::ParamInfo& p : stage.params) {
+    for (const plan::ParamInfo& p : stage.checkpoint_tensors) {
       auto [it, inserted] = index.emplace(p.canonical_name, out.size());
       if (inserted) {
         out.push_back(
@@ -266,7 +271,7 @@ absl::StatusOr<std::vector<std::vector<bool>>> OwnedParameters(const plan::Model
   std::vector<Slice> slices;
   std::unordered_map<std::string, size_t> slice_of;
   for (size_t s = 0; s < num_stages; ++s) {
-    for (const plan::ParamInfo& p : plan.stages()[s].params) {
+    for (const plan::ParamInfo& p : plan.stages()[s].checkpoint_tensors) {
       const std::string key = SliceKey(p);
       auto [it, inserted] = slice_of.emplace(key, slices.size());
       if (inserted) {
@@ -288,7 +293,7 @@ absl::StatusOr<std::vector<std::vector<bool>>> OwnedParameters(const plan::Model
   std::unordered_map<std::string, int64_t> covered;
   std::unordered_map<std::string, int64_t> expected;
   for (const plan::StagePlan& stage : plan.stages()) {
-    for (const plan::ParamInfo& p : stage.params) {
+    for (const plan::ParamInfo& p : stage.checkpoint_tensors) {
       expected[p.canonical_name] = Numel(p.canonical_shape);
     }
   }
@@ -326,7 +331,7 @@ absl::StatusOr<std::vector<std::vector<bool>>> OwnedParameters(const plan::Model
   const plan::RankCoords coords = topology.Coords(rank);
   for (int c = 0; c < chunks; ++c) {
     const int s = plan.StageIndex(coords, c);
-    for (const plan::ParamInfo& p : plan.stages()[s].params) {
+    for (const plan::ParamInfo& p : plan.stages()[s].checkpoint_tensors) {
       const Holder& h = owner.at(SliceKey(p));
       owned[c].push_back(h.stage == s && h.rank == rank);
     }

@@ -42,6 +42,9 @@ struct FamilyRules {
   const char* layer_prefix;  // relative to the base prefix
   std::vector<Rule> top;
   std::vector<Rule> layer;
+  // Multi-token prediction layers (DeepSeek-V3): the name after "mtp.layers.<M>.", stored under
+  // the decoder layer num_layers + M; "mtp_model_layer.<rest>" follows the layer rules there.
+  std::vector<Rule> mtp{};
 };
 
 const FamilyRules& LlamaRules() {
@@ -107,6 +110,59 @@ const FamilyRules& Qwen3MoeRules() {
                      Layout::kCopy,
                      {"mlp.experts.{e}.down_proj.weight"}});
     r->layer = std::move(layer);
+    return r;
+  }();
+  return *rules;
+}
+
+// DeepSeek-V2 / V3: multi-latent attention (q_a_proj / q_a_layernorm / q_b_proj,
+// kv_a_proj_with_mqa / kv_a_layernorm / kv_b_proj, all in Megatron's row order: per head
+// [nope, rope] queries, [latent, rope key] down projection, per head [nope key, value]), dense
+// MLPs in the first first_k_dense_replace layers, then MoE layers with mlp.gate (and V3's
+// e_score_correction_bias, Megatron's expert_bias), mlp.experts.E and mlp.shared_experts.
+// V3's MTP layer: enorm, hnorm, eh_proj ([e; h] columns as Megatron's), its transformer layer,
+// shared_head.norm (the layer's embed_tokens / shared_head.head copies are skipped on import,
+// IsIgnorableHfTensor, and not written).
+const FamilyRules& DeepseekRules() {
+  static const auto* rules = [] {
+    auto* r = new FamilyRules(Qwen3MoeRules());
+    std::vector<Rule> layer;
+    for (const Rule& rule : r->layer) {
+      if (std::string_view(rule.canonical).rfind("self_attention.", 0) == 0) continue;
+      layer.push_back(rule);
+    }
+    const std::vector<Rule> mla = {
+        {"input_layernorm.weight", Layout::kCopy, {"input_layernorm.weight"}},
+        {"self_attention.linear_q_down_proj.weight", Layout::kCopy, {"self_attn.q_a_proj.weight"}},
+        {"self_attention.linear_q_up_proj.layer_norm_weight",
+         Layout::kCopy,
+         {"self_attn.q_a_layernorm.weight"}},
+        {"self_attention.linear_q_up_proj.weight", Layout::kCopy, {"self_attn.q_b_proj.weight"}},
+        {"self_attention.linear_q_proj.weight", Layout::kCopy, {"self_attn.q_proj.weight"}},
+        {"self_attention.linear_kv_down_proj.weight",
+         Layout::kCopy,
+         {"self_attn.kv_a_proj_with_mqa.weight"}},
+        {"self_attention.linear_kv_up_proj.layer_norm_weight",
+         Layout::kCopy,
+         {"self_attn.kv_a_layernorm.weight"}},
+        {"self_attention.linear_kv_up_proj.weight", Layout::kCopy, {"self_attn.kv_b_proj.weight"}},
+        {"self_attention.linear_proj.weight", Layout::kCopy, {"self_attn.o_proj.weight"}},
+        {"mlp.router.expert_bias", Layout::kCopy, {"mlp.gate.e_score_correction_bias"}},
+        {"mlp.shared_experts.linear_fc1.weight",
+         Layout::kGateUp,
+         {"mlp.shared_experts.gate_proj.weight", "mlp.shared_experts.up_proj.weight"}},
+        {"mlp.shared_experts.linear_fc2.weight",
+         Layout::kCopy,
+         {"mlp.shared_experts.down_proj.weight"}},
+    };
+    layer.insert(layer.end(), mla.begin(), mla.end());
+    r->layer = std::move(layer);
+    r->mtp = {
+        {"enorm.weight", Layout::kCopy, {"enorm.weight"}},
+        {"hnorm.weight", Layout::kCopy, {"hnorm.weight"}},
+        {"eh_proj.weight", Layout::kCopy, {"eh_proj.weight"}},
+        {"final_layernorm.weight", Layout::kCopy, {"shared_head.norm.weight"}},
+    };
     return r;
   }();
   return *rules;
@@ -186,6 +242,7 @@ const FamilyRules& Gpt2Rules() {
 const FamilyRules& RulesOf(HfFamily family) {
   if (family == HfFamily::kGpt2) return Gpt2Rules();
   if (family == HfFamily::kQwen3Moe) return Qwen3MoeRules();
+  if (family == HfFamily::kDeepseekV2 || family == HfFamily::kDeepseekV3) return DeepseekRules();
   if (family == HfFamily::kGptOss) return GptOssRules();
   return LlamaRules();
 }
@@ -307,6 +364,85 @@ absl::StatusOr<TensorRoute> Route(const Rule& rule, const CanonicalTensor& tenso
   return route;
 }
 
+// What transformers' DeepseekV2/V3ForCausalLM computes (and what the importer builds): MLA with
+// q compression and q/kv norms, YaRN or plain rope on interleaved pairs, SwiGLU RMSNorm layers,
+// dense layers then MoE layers (every one from the first) with at most a shared expert, V3's
+// sigmoid router with expert bias, groups scored by their top two and renormalised weights;
+// V2's softmax router (pre-softmax, groups by their best expert). MTP layers only for V3.
+template <typename Need>
+void CheckDeepseekRepresentable(bool v3, const GPTModelConfig& config, Need& need) {
+  const auto& t = config.transformer();
+  need(t.multi_latent_attention(), "transformer.multi_latent_attention",
+       "use multi-latent attention");
+  need(t.q_lora_rank() > 0, "transformer.q_lora_rank",
+       "compress the query here (q_lora_rank > 0; without it Megatron fuses a norm into "
+       "linear_q_proj that transformers' q_proj lacks)");
+  need(t.qk_layernorm(), "transformer.qk_layernorm", "normalise the compressed q and kv");
+  need(t.num_query_groups() == t.num_attention_heads(), "transformer.num_query_groups",
+       "have one key per head");
+  need(t.normalization() == "RMSNorm", "transformer.normalization", "use RMSNorm");
+  need(t.gated_linear_unit() && t.activation_func() == "silu", "transformer.activation_func",
+       "use SwiGLU (gated_linear_unit with silu)");
+  need(config.position_embedding_type() == "rope", "position_embedding_type", "use rope");
+  need(!t.rotary_interleaved(), "transformer.rotary_interleaved",
+       "rotate MLA's interleaved pairs as Megatron's MLA does");
+  need(!t.add_bias_linear() && !t.add_qkv_bias(), "transformer.add_bias_linear",
+       "have no linear biases");
+  need(!t.layernorm_zero_centered_gamma(), "transformer.layernorm_zero_centered_gamma",
+       "store the norm weight itself");
+  need(!t.attention_output_gate(), "transformer.attention_output_gate", "have no output gate");
+  need(!t.has_softmax_type() || t.softmax_type() == "vanilla", "transformer.softmax_type",
+       "use the vanilla softmax");
+  need(t.window_size_size() == 0, "transformer.window_size", "have no sliding window");
+  need(config.rotary_percent() == 1.0, "rotary_percent", "rotate all qk_pos_emb_head_dim channels");
+  need(v3 || !t.has_mtp_num_layers() || t.mtp_num_layers() == 0, "transformer.mtp_num_layers",
+       "have no multi-token prediction layers (DeepSeek-V2)");
+  need(t.has_num_moe_experts(), "transformer.num_moe_experts", "are mixtures of experts");
+  if (!t.has_num_moe_experts()) return;
+  // Dense layers first, then MoE in every layer (first_k_dense_replace).
+  bool prefix_dense = true, seen_moe = false;
+  for (int i = 0; i < t.num_layers(); ++i) {
+    int moe = 1;
+    if (t.moe_layer_freq_size() > 1) {
+      moe = i < t.moe_layer_freq_size() ? t.moe_layer_freq(i) : 0;
+    } else if (t.moe_layer_freq_size() == 1) {
+      moe = t.moe_layer_freq(0) > 0 && i % t.moe_layer_freq(0) == 0 ? 1 : 0;
+    }
+    if (moe) seen_moe = true;
+    if (!moe && seen_moe) prefix_dense = false;
+  }
+  need(prefix_dense, "transformer.moe_layer_freq",
+       "have dense layers first and experts in every later layer (first_k_dense_replace)");
+  need(!t.moe_shared_expert_gate(), "transformer.moe_shared_expert_gate",
+       "have ungated shared experts");
+  const int64_t moe_ffn = t.has_moe_ffn_hidden_size() ? t.moe_ffn_hidden_size() : 0;
+  need(!t.has_moe_shared_expert_intermediate_size() ||
+           (moe_ffn > 0 && t.moe_shared_expert_intermediate_size() % moe_ffn == 0),
+       "transformer.moe_shared_expert_intermediate_size",
+       "size the shared MLP as n_shared_experts * moe_intermediate_size");
+  const int64_t topk = t.moe_router_topk();
+  const int64_t group_topk = t.has_moe_router_group_topk() ? t.moe_router_group_topk() : 0;
+  if (v3) {
+    need(t.moe_router_score_function() == "sigmoid", "transformer.moe_router_score_function",
+         "route by sigmoid scores (DeepSeek-V3)");
+    need(t.moe_router_enable_expert_bias(), "transformer.moe_router_enable_expert_bias",
+         "choose experts with the correction bias (DeepSeek-V3's e_score_correction_bias)");
+    need(group_topk > 0 ? topk == 2 * group_topk : t.moe_router_num_groups() <= 1,
+         "transformer.moe_router_group_topk",
+         "score an expert group by its top two experts (moe_router_topk = 2 x group_topk)");
+    need(topk > 1, "transformer.moe_router_topk", "renormalise the top-k weights (top k > 1)");
+  } else {
+    need(t.moe_router_score_function() == "softmax", "transformer.moe_router_score_function",
+         "route by softmax scores (DeepSeek-V2)");
+    need(t.moe_router_pre_softmax(), "transformer.moe_router_pre_softmax",
+         "take the softmax over all experts before the top k, without renormalising");
+    need(!t.moe_router_enable_expert_bias(), "transformer.moe_router_enable_expert_bias",
+         "have no expert bias (DeepSeek-V2)");
+    need(group_topk == 0 || topk == group_topk, "transformer.moe_router_group_topk",
+         "score an expert group by its best expert (moe_router_topk = group_topk)");
+  }
+}
+
 // transformers' GptOss modelling: what it hard-codes (biases everywhere, sinks, the clamped
 // SwiGLU with offset 1 and gain 1.702, experts in every layer routed by the softmax of the top-k
 // logits, windows that end at the query) and what its config can express (YaRN's attention
@@ -388,6 +524,10 @@ const char* HfModelType(HfFamily family) {
       return "mixtral";
     case HfFamily::kQwen3Moe:
       return "qwen3_moe";
+    case HfFamily::kDeepseekV2:
+      return "deepseek_v2";
+    case HfFamily::kDeepseekV3:
+      return "deepseek_v3";
     case HfFamily::kGptOss:
       return "gpt_oss";
   }
@@ -395,9 +535,9 @@ const char* HfModelType(HfFamily family) {
 }
 
 std::optional<HfFamily> ParseHfModelType(std::string_view model_type) {
-  for (HfFamily f :
-       {HfFamily::kGpt2, HfFamily::kLlama, HfFamily::kMistral, HfFamily::kQwen2, HfFamily::kQwen3,
-        HfFamily::kMixtral, HfFamily::kQwen3Moe, HfFamily::kGptOss}) {
+  for (HfFamily f : {HfFamily::kGpt2, HfFamily::kLlama, HfFamily::kMistral, HfFamily::kQwen2,
+                     HfFamily::kQwen3, HfFamily::kMixtral, HfFamily::kQwen3Moe, HfFamily::kGptOss,
+                     HfFamily::kDeepseekV2, HfFamily::kDeepseekV3}) {
     if (model_type == HfModelType(f)) return f;
   }
   return std::nullopt;
@@ -412,6 +552,9 @@ absl::StatusOr<HfFamily> InferHfFamily(const GPTModelConfig& config) {
   HfFamily family = HfFamily::kLlama;
   if (config.position_embedding_type() == "learned_absolute" && t.normalization() == "LayerNorm") {
     family = HfFamily::kGpt2;
+  } else if (t.multi_latent_attention()) {
+    family =
+        t.moe_router_score_function() == "sigmoid" ? HfFamily::kDeepseekV3 : HfFamily::kDeepseekV2;
   } else if (t.has_num_moe_experts() && t.softmax_type() == "learnable") {
     family = HfFamily::kGptOss;  // the attention sinks
   } else if (t.has_num_moe_experts()) {
@@ -437,6 +580,10 @@ absl::Status CheckHfRepresentable(HfFamily family, const GPTModelConfig& config)
       v.Add(field, "NOT_REPRESENTABLE", absl::StrCat("Hugging Face ", type, " models ", what, "."));
     }
   };
+  if (family == HfFamily::kDeepseekV2 || family == HfFamily::kDeepseekV3) {
+    CheckDeepseekRepresentable(family == HfFamily::kDeepseekV3, config, need);
+    return v.ToStatus();
+  }
   need(!t.has_mtp_num_layers() || t.mtp_num_layers() == 0, "transformer.mtp_num_layers",
        "have no multi-token prediction layers");
   need(!t.attention_output_gate(), "transformer.attention_output_gate", "have no output gate");
@@ -542,6 +689,28 @@ absl::StatusOr<std::vector<TensorRoute>> HfRoutes(HfFamily family, const GPTMode
         prefix = base_prefix + absl::StrReplaceAll(rules.layer_prefix, {{"{L}", layer}});
       }
     }
+    constexpr std::string_view kMtp = "mtp.layers.";
+    if (found == nullptr && !rules.mtp.empty() && tensor.name.rfind(kMtp, 0) == 0) {
+      const std::string rest = tensor.name.substr(kMtp.size());
+      const size_t dot = rest.find('.');
+      int64_t index = 0;
+      if (dot != std::string::npos && absl::SimpleAtoi(rest.substr(0, dot), &index)) {
+        // DeepSeek stores MTP layer M as decoder layer num_layers + M.
+        layer = absl::StrCat(int64_t{config.transformer().num_layers()} + index);
+        const std::string suffix = rest.substr(dot + 1);
+        constexpr std::string_view kInner = "mtp_model_layer.";
+        if (suffix.rfind(kInner, 0) == 0) {
+          for (const Rule& rule : rules.layer) {
+            if (Match(rule.canonical, suffix.substr(kInner.size()), &expert)) found = &rule;
+          }
+        } else {
+          for (const Rule& rule : rules.mtp) {
+            if (Match(rule.canonical, suffix, &expert)) found = &rule;
+          }
+        }
+        prefix = base_prefix + absl::StrReplaceAll(rules.layer_prefix, {{"{L}", layer}});
+      }
+    }
     if (found == nullptr) {
       return absl::UnimplementedError(absl::StrCat("canonical tensor ", tensor.name,
                                                    " has no counterpart in Hugging Face ",
@@ -560,7 +729,11 @@ bool IsIgnorableHfTensor(std::string_view name, bool tied) {
     return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix;
   };
   if (tied && name == "lm_head.weight") return true;
-  return ends_with(".attn.bias") || ends_with(".attn.masked_bias") ||
+  // DeepSeek-V3's MTP layers store copies of the embedding and the output head.
+  const bool layer_copy =
+      name.find(".layers.") != std::string_view::npos &&
+      (ends_with(".embed_tokens.weight") || ends_with(".shared_head.head.weight"));
+  return layer_copy || ends_with(".attn.bias") || ends_with(".attn.masked_bias") ||
          ends_with(".rotary_emb.inv_freq");
 }
 

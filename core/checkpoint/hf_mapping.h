@@ -27,6 +27,21 @@
 //   decoder.final_layernorm.weight               model.norm.weight
 //   output_layer.weight                          lm_head.weight (untied only)
 //
+//   DeepSeek-V2 / V3 (as Llama for embeddings, norms, dense MLPs and the output layer):
+//   ...input_layernorm.weight                    model.layers.L.input_layernorm.weight
+//   ...linear_q_down_proj.weight                 self_attn.q_a_proj.weight
+//   ...linear_q_up_proj.layer_norm_weight        self_attn.q_a_layernorm.weight
+//   ...linear_q_up_proj.weight                   self_attn.q_b_proj.weight
+//   ...linear_kv_down_proj.weight                self_attn.kv_a_proj_with_mqa.weight
+//   ...linear_kv_up_proj.layer_norm_weight       self_attn.kv_a_layernorm.weight
+//   ...linear_kv_up_proj.weight                  self_attn.kv_b_proj.weight
+//   ...linear_proj.weight                        self_attn.o_proj.weight
+//   ...mlp.router.weight / .expert_bias          mlp.gate.weight / .e_score_correction_bias
+//   ...mlp.experts.local_experts.E.linear_fc1/2  mlp.experts.E.{gate,up}_proj ; .down_proj
+//   ...mlp.shared_experts.linear_fc1 / fc2       mlp.shared_experts.{gate,up}_proj ; .down_proj
+//   mtp.layers.M.{enorm,hnorm,eh_proj}.weight    model.layers.<num_layers + M>.same
+//   mtp.layers.M.mtp_model_layer.<layer>         model.layers.<num_layers + M>.<layer's HF name>
+//   mtp.layers.M.final_layernorm.weight          model.layers.<num_layers + M>.shared_head.norm
 //   GPT-OSS (Llama's attention names, with biases), experts fused per layer:
 //   ...self_attention.core_attention.             self_attn.sinks
 //     softmax_offset
@@ -65,10 +80,21 @@
 
 namespace gptb::checkpoint {
 
-enum class HfFamily { kGpt2, kLlama, kMistral, kQwen2, kQwen3, kMixtral, kQwen3Moe, kGptOss };
+enum class HfFamily {
+  kGpt2,
+  kLlama,
+  kMistral,
+  kQwen2,
+  kQwen3,
+  kMixtral,
+  kQwen3Moe,
+  kGptOss,
+  kDeepseekV2,
+  kDeepseekV3
+};
 
 // config.json's model_type: "gpt2", "llama", "mistral", "qwen2", "qwen3", "mixtral",
-// "qwen3_moe", "gpt_oss".
+// "qwen3_moe", "gpt_oss", "deepseek_v2", "deepseek_v3".
 const char* HfModelType(HfFamily family);
 std::optional<HfFamily> ParseHfModelType(std::string_view model_type);
 
@@ -77,7 +103,8 @@ std::optional<HfFamily> ParseHfModelType(std::string_view model_type);
 const char* HfBasePrefix(HfFamily family);
 
 // The family a model exports as when none is named: gpt2 for learned absolute positions with
-// LayerNorm; for RMSNorm gated models gpt_oss with experts and learnable softmax offsets,
+// LayerNorm; multi-latent attention deepseek_v3 with sigmoid routing, else deepseek_v2; for
+// RMSNorm gated models gpt_oss with experts and learnable softmax offsets,
 // qwen3_moe with experts and qk_layernorm, mixtral with experts, qwen3 with qk_layernorm, qwen2
 // with a qkv bias, mistral with a sliding window, llama otherwise. INVALID_ARGUMENT when the
 // model is none of these (see CheckHfRepresentable).

@@ -352,7 +352,8 @@ absl::StatusOr<SaveStats> SaveWeights(const plan::ModelPlan& plan, int rank,
       if (!parsed.has_value()) {
         return absl::InvalidArgumentError(absl::StrCat("hf_model_type '", options.hf_model_type,
                                                        "' is not one of gpt2, llama, mistral, "
-                                                       "qwen2, qwen3, mixtral"));
+                                                       "qwen2, qwen3, mixtral, qwen3_moe, "
+                                                       "deepseek_v2, deepseek_v3"));
       }
       family = *parsed;
       if (absl::Status s = CheckHfRepresentable(family, plan.config()); !s.ok()) return s;

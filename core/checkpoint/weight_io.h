@@ -27,7 +27,8 @@ struct HeldTensor {
   const plan::ParamInfo* info = nullptr;
   torch::Tensor tensor;
 };
-// A rank's parameters, [chunk][i] in plan order (StagePlan::params).
+// A rank's parameters and persistent buffers, [chunk][i] in the order of
+// StagePlan::checkpoint_tensors.
 using HeldTensors = std::vector<std::vector<HeldTensor>>;
 
 struct LoadOptions {

@@ -4,9 +4,9 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
-#include <regex>
 #include <set>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -85,6 +85,34 @@ bool HasTopLevelKey(const YAML::Node& root, const std::string& key) {
   return false;
 }
 
+// The first bound of kMaxConfigValues / kMaxConfigDepth a document breaks, counting an aliased
+// node each time it is reached (as converting it would); "" within both. Iterative, and it stops
+// at the bound, so an alias bomb or a self-referencing alias costs no more than the bound.
+std::string TreeBoundExceeded(const YAML::Node& root) {
+  std::vector<std::pair<YAML::Node, int>> pending = {{root, 1}};
+  int values = 0;
+  while (!pending.empty()) {
+    auto [node, depth] = std::move(pending.back());
+    pending.pop_back();
+    if (++values > kMaxConfigValues) {
+      return absl::StrCat("the config has more than ", kMaxConfigValues,
+                          " values (YAML aliases counted each time they are used)");
+    }
+    if (depth > kMaxConfigDepth) {
+      return absl::StrCat("the config nests deeper than ", kMaxConfigDepth, " levels");
+    }
+    if (node.IsSequence()) {
+      for (const YAML::Node& item : node) pending.emplace_back(item, depth + 1);
+    } else if (node.IsMap()) {
+      for (const auto& item : node) {
+        pending.emplace_back(item.first, depth + 1);
+        pending.emplace_back(item.second, depth + 1);
+      }
+    }
+  }
+  return "";
+}
+
 absl::StatusOr<LoadedConfig> LoadTree(std::string_view text, ConfigFormat format,
                                       const std::string& source_name) {
   Violations violations;
@@ -95,6 +123,11 @@ absl::StatusOr<LoadedConfig> LoadTree(std::string_view text, ConfigFormat format
     violations.Add(
         source_name, "PARSE_ERROR",
         absl::StrCat("line ", e.mark.line + 1, ", column ", e.mark.column + 1, ": ", e.msg));
+    return violations.ToStatus();
+  }
+  if (std::string exceeded = TreeBoundExceeded(root); !exceeded.empty()) {
+    violations.Add(source_name, "LIMIT_EXCEEDED",
+                   absl::StrCat(exceeded, "; a model config has a few hundred values."));
     return violations.ToStatus();
   }
   if (!root.IsDefined() || root.IsNull()) {
@@ -170,6 +203,34 @@ const TextProtoFileType& FileType() {
   return *type;
 }
 
+// Reads protobuf's `Message type "T" has no field named "f"` (somewhere in `text`) into its type
+// and field names. (By hand: std::regex recurses per character, and the field name is the
+// client's text.)
+bool ParseUnknownField(std::string_view text, std::string* type_name, std::string* field) {
+  constexpr std::string_view kBefore = "Message type \"";
+  constexpr std::string_view kBetween = "\" has no field named \"";
+  const size_t start = text.find(kBefore);
+  if (start == std::string_view::npos) return false;
+  text.remove_prefix(start + kBefore.size());
+  const size_t type_end = text.find(kBetween);
+  if (type_end == std::string_view::npos || type_end == 0) return false;
+  const std::string_view type = text.substr(0, type_end);
+  text.remove_prefix(type_end + kBetween.size());
+  const size_t field_end = text.find('"');
+  if (field_end == std::string_view::npos || field_end == 0) return false;
+  const std::string_view name = text.substr(0, field_end);
+  auto word = [](char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  for (char c : type) {
+    if (!word(c) && c != '.') return false;
+  }
+  for (char c : name) {
+    if (!word(c)) return false;
+  }
+  type_name->assign(type);
+  field->assign(name);
+  return true;
+}
+
 class CollectingErrors : public google::protobuf::io::ErrorCollector {
  public:
   CollectingErrors(const std::string& source, Violations* violations)
@@ -179,11 +240,8 @@ class CollectingErrors : public google::protobuf::io::ErrorCollector {
                 const std::string& message) override {
     std::string text = message;
     // Name the real message types and suggest the closest field for an unknown one.
-    static const std::regex kUnknown(R"re(Message type "([\w.]+)" has no field named "(\w+)")re");
-    std::smatch match;
-    if (std::regex_search(text, match, kUnknown)) {
-      const std::string type_name = match[1];
-      const std::string field = match[2];
+    std::string type_name, field;
+    if (ParseUnknownField(text, &type_name, &field)) {
       const google::protobuf::Descriptor* type = FileType().pool->FindMessageTypeByName(type_name);
       text = type != nullptr ? UnknownFieldDescription(field, *type) : text;
       if (type_name == FileType().descriptor->full_name()) {
@@ -251,7 +309,31 @@ std::string StripComment(const std::string& line) {
   return line;
 }
 
+// `^\s*[A-Za-z_]\w*\s*[{<]`: the line opens a message (`name {` or `name <`). By hand for the
+// reason given at ParseUnknownField.
+bool OpensMessage(std::string_view line) {
+  auto space = [](char c) { return absl::ascii_isspace(static_cast<unsigned char>(c)); };
+  auto word = [](char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  size_t i = 0;
+  while (i < line.size() && space(line[i])) ++i;
+  if (i == line.size() ||
+      !(absl::ascii_isalpha(static_cast<unsigned char>(line[i])) || line[i] == '_')) {
+    return false;
+  }
+  while (i < line.size() && word(line[i])) ++i;
+  while (i < line.size() && space(line[i])) ++i;
+  return i < line.size() && (line[i] == '{' || line[i] == '<');
+}
+
 }  // namespace
+
+std::optional<ConfigFormat> ConfigFormatByName(std::string_view name) {
+  if (name.empty() || name == "auto") return ConfigFormat::kAuto;
+  if (name == "yaml") return ConfigFormat::kYaml;
+  if (name == "json") return ConfigFormat::kJson;
+  if (name == "textproto") return ConfigFormat::kTextProto;
+  return std::nullopt;
+}
 
 ConfigFormat FormatFromPath(const std::string& path) {
   const std::string lowered = absl::AsciiStrToLower(path);
@@ -266,7 +348,6 @@ ConfigFormat FormatFromPath(const std::string& path) {
 }
 
 ConfigFormat DetectFormat(std::string_view text) {
-  static const std::regex kMessageOpen(R"re(^\s*[A-Za-z_]\w*\s*[{<])re");
   std::istringstream lines{std::string(text)};
   std::string line;
   bool first = true;
@@ -276,7 +357,7 @@ ConfigFormat DetectFormat(std::string_view text) {
     if (stripped.empty()) continue;
     if (first && (stripped[0] == '{' || stripped[0] == '[')) return ConfigFormat::kJson;
     first = false;
-    if (std::regex_search(code, kMessageOpen)) return ConfigFormat::kTextProto;
+    if (OpensMessage(code)) return ConfigFormat::kTextProto;
   }
   return ConfigFormat::kYaml;
 }

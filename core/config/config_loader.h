@@ -1,6 +1,7 @@
 #ifndef GPTB_CORE_CONFIG_CONFIG_LOADER_H_
 #define GPTB_CORE_CONFIG_CONFIG_LOADER_H_
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -10,6 +11,19 @@
 namespace gptb::config {
 
 enum class ConfigFormat { kAuto, kYaml, kJson, kTextProto };
+
+// By name: "yaml", "json", "textproto", and "" or "auto" for kAuto; nullopt for anything else.
+std::optional<ConfigFormat> ConfigFormatByName(std::string_view name);
+
+// Bounds on a YAML or JSON document, aliases expanded (LIMIT_EXCEEDED beyond them), so that a
+// short text cannot make the loader do unbounded work (config text arrives over the wire): a
+// real config has a few hundred values and nests a handful of levels (a custom layer spec tree a
+// few more).
+inline constexpr int kMaxConfigValues = 20000;
+inline constexpr int kMaxConfigDepth = 64;
+// `--set`-style overrides sent with a config text (ConfigText.overrides; the text itself is
+// bounded by kMaxConfigTextBytes in core/config/limits.h).
+inline constexpr int kMaxConfigOverrides = 1000;
 
 // By extension: .yaml/.yml, .json, .textproto/.txtpb/.pbtxt; kAuto for anything else.
 ConfigFormat FormatFromPath(const std::string& path);

@@ -134,6 +134,91 @@ Json LlamaLike(const gptbuilder::v1::GPTModelConfig& c, const std::string& type)
   return j;
 }
 
+// DeepseekV2Config / DeepseekV3Config of an MLA model the HF mapping accepted
+// (CheckHfRepresentable): the inverse of the importer's mapping.
+Json Deepseek(const gptbuilder::v1::GPTModelConfig& c, bool v3) {
+  const auto& t = c.transformer();
+  Json j;
+  j["architectures"] = {v3 ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM"};
+  j["model_type"] = v3 ? "deepseek_v3" : "deepseek_v2";
+  j["vocab_size"] = c.vocab_size();
+  j["hidden_size"] = t.hidden_size();
+  j["intermediate_size"] = t.ffn_hidden_size();
+  j["num_hidden_layers"] = t.num_layers();
+  j["num_attention_heads"] = t.num_attention_heads();
+  j["num_key_value_heads"] = t.num_attention_heads();
+  j["max_position_embeddings"] = c.seq_length();
+  j["rms_norm_eps"] = t.layernorm_epsilon();
+  j["rope_theta"] = c.rotary_base();
+  j["hidden_act"] = HfActivation(t, false);
+  j["initializer_range"] = t.init_method_std();
+  j["attention_dropout"] = t.attention_dropout();
+  j["attention_bias"] = false;
+  j["tie_word_embeddings"] = c.share_embeddings_and_output_weights();
+  j["torch_dtype"] = TorchDtype(t);
+  j["q_lora_rank"] = t.q_lora_rank() > 0 ? Json(t.q_lora_rank()) : Json(nullptr);
+  j["kv_lora_rank"] = t.kv_lora_rank();
+  j["qk_nope_head_dim"] = t.qk_head_dim();
+  j["qk_rope_head_dim"] = t.qk_pos_emb_head_dim();
+  j["v_head_dim"] = t.v_head_dim();
+  if (v3) j["rope_interleave"] = true;
+  if (t.rope_type() == "yarn") {
+    Json yarn = {{"type", "yarn"},
+                 {"factor", t.rotary_scaling_factor()},
+                 {"original_max_position_embeddings", t.original_max_position_embeddings()},
+                 {"beta_fast", t.beta_fast()},
+                 {"beta_slow", t.beta_slow()}};
+    // The importer's mapping: both scales, or neither (Megatron's mscale 1, mscale_all_dim 0).
+    if (t.mscale_all_dim() != 0.0) {
+      yarn["mscale"] = t.mscale();
+      yarn["mscale_all_dim"] = t.mscale_all_dim();
+    }
+    j["rope_scaling"] = yarn;
+  } else {
+    j["rope_scaling"] = nullptr;
+  }
+  // Experts: dense layers first (first_k_dense_replace), then MoE in every layer.
+  int first_dense = 0;
+  for (int i = 0; i < t.num_layers(); ++i) {
+    const bool moe = t.moe_layer_freq_size() > 1
+                         ? i < t.moe_layer_freq_size() && t.moe_layer_freq(i) != 0
+                         : (t.moe_layer_freq_size() == 1 ? t.moe_layer_freq(0) : 1) > 0 &&
+                               i % (t.moe_layer_freq_size() == 1 ? t.moe_layer_freq(0) : 1) == 0;
+    if (moe) break;
+    first_dense = i + 1;
+  }
+  const int64_t moe_ffn =
+      t.has_moe_ffn_hidden_size() ? t.moe_ffn_hidden_size() : t.ffn_hidden_size();
+  j["first_k_dense_replace"] = first_dense;
+  j["moe_layer_freq"] = 1;
+  j["n_routed_experts"] = t.num_moe_experts();
+  j["moe_intermediate_size"] = moe_ffn;
+  j["n_shared_experts"] = t.has_moe_shared_expert_intermediate_size() && moe_ffn > 0
+                              ? t.moe_shared_expert_intermediate_size() / moe_ffn
+                              : 0;
+  j["num_experts_per_tok"] = t.moe_router_topk();
+  j["routed_scaling_factor"] =
+      t.has_moe_router_topk_scaling_factor() ? t.moe_router_topk_scaling_factor() : 1.0;
+  const bool groups = t.has_moe_router_group_topk() && t.moe_router_group_topk() > 0;
+  j["n_group"] = groups ? t.moe_router_num_groups() : 1;
+  j["topk_group"] = groups ? t.moe_router_group_topk() : 1;
+  if (t.moe_aux_loss_coeff() != 0.0 && t.moe_router_load_balancing_type() != "none") {
+    j["aux_loss_alpha"] = t.moe_aux_loss_coeff();
+    j["seq_aux"] = t.moe_router_load_balancing_type() == "seq_aux_loss";
+  }
+  if (v3) {
+    j["scoring_func"] = "sigmoid";
+    j["topk_method"] = "noaux_tc";
+    j["norm_topk_prob"] = true;
+    j["num_nextn_predict_layers"] = t.has_mtp_num_layers() ? t.mtp_num_layers() : 0;
+  } else {
+    j["scoring_func"] = "softmax";
+    j["topk_method"] = groups ? "group_limited_greedy" : "greedy";
+    j["norm_topk_prob"] = false;
+  }
+  return j;
+}
+
 }  // namespace
 
 absl::StatusOr<nlohmann::json> ExportHfConfig(const gptbuilder::v1::GPTModelConfig& config,
@@ -148,7 +233,9 @@ absl::StatusOr<nlohmann::json> ExportHfConfig(const gptbuilder::v1::GPTModelConf
   }
   Json j = type == "gpt2"      ? Gpt2(config)
            : type == "gpt_oss" ? ExportGptOssConfig(config)
-                               : LlamaLike(config, type);
+           : type == "deepseek_v2" || type == "deepseek_v3"
+               ? Deepseek(config, type == "deepseek_v3")
+               : LlamaLike(config, type);
   if (config.has_hf_model_id() && !config.hf_model_id().empty()) {
     j["_name_or_path"] = config.hf_model_id();
   }

@@ -34,6 +34,9 @@ inline constexpr int64_t kMaxVocabSize = (int64_t{1} << 31) - 1;
 // pipeline_model_parallel_layout: characters as written and after expanding repetitions.
 inline constexpr int64_t kMaxLayoutChars = 1 << 16;
 inline constexpr int64_t kMaxExpandedLayoutChars = 1 << 20;
+// A config sent as text (ConfigText.text): the largest real configs (a Hugging Face config.json
+// of a large MoE, a YAML with a custom layer spec) are a few KiB.
+inline constexpr int64_t kMaxConfigTextBytes = 1 << 20;
 
 // Checks `config` as the client sent it (before Finalize derives anything) against `limits` and
 // the fixed bounds, and `world_size` when given. Every problem is a violation naming the field

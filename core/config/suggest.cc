@@ -26,9 +26,16 @@ size_t EditDistance(std::string_view a, std::string_view b) {
 std::optional<std::string> ClosestName(std::string_view name,
                                        const std::vector<std::string>& candidates) {
   const std::string lowered = absl::AsciiStrToLower(std::string(name));
+  const size_t limit = std::max<size_t>(2, name.size() / 3);
   std::optional<std::string> best;
   size_t best_distance = 0;
   for (const std::string& candidate : candidates) {
+    // Lengths further apart than the limit are further apart in edit distance too: skipping them
+    // changes no answer and keeps a long unknown name (config text comes over the wire) from
+    // costing its length times every candidate's.
+    const size_t gap = name.size() > candidate.size() ? name.size() - candidate.size()
+                                                      : candidate.size() - name.size();
+    if (gap > limit) continue;
     // A case-only difference ("rmsnorm" vs "RMSNorm") is the most likely intent of all.
     const size_t distance =
         absl::AsciiStrToLower(candidate) == lowered ? 0 : EditDistance(name, candidate);
@@ -38,7 +45,6 @@ std::optional<std::string> ClosestName(std::string_view name,
     }
   }
   if (!best.has_value()) return std::nullopt;
-  const size_t limit = std::max<size_t>(2, name.size() / 3);
   if (best_distance > limit) return std::nullopt;
   return best;
 }

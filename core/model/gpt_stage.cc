@@ -114,6 +114,40 @@ torch::Tensor GptStage::forward(const torch::Tensor& input) {
   return Logits(hidden);
 }
 
+absl::StatusOr<std::vector<std::pair<const plan::ParamInfo*, torch::Tensor>>>
+GptStage::CheckpointTensors() const {
+  std::vector<std::pair<const plan::ParamInfo*, torch::Tensor>> out;
+  const std::vector<plan::ParamInfo>& infos = stage_.checkpoint_tensors;
+  const auto params = named_parameters();
+  if (params.size() != stage_.params.size() || infos.size() < params.size()) {
+    return absl::InternalError(absl::StrCat("the stage built ", params.size(),
+                                            " parameters where its plan lists ",
+                                            stage_.params.size()));
+  }
+  size_t i = 0;
+  for (const auto& item : params) out.emplace_back(&infos[i++], item.value());
+  const auto buffers = named_buffers();
+  for (; i < infos.size(); ++i) {
+    const torch::Tensor* buffer = buffers.find(infos[i].name);
+    if (buffer == nullptr) {
+      return absl::InternalError(absl::StrCat("the stage has no buffer ", infos[i].name));
+    }
+    out.emplace_back(&infos[i], *buffer);
+  }
+  return out;
+}
+
+std::vector<MoeLayer*> GptStage::MoeLayers() const {
+  std::vector<MoeLayer*> out;
+  for (const auto& layer : layers_) {
+    if (layer->moe() != nullptr) out.push_back(layer->moe());
+  }
+  for (const auto& mtp : mtp_layers_) {
+    if (mtp->mtp_model_layer().moe() != nullptr) out.push_back(mtp->mtp_model_layer().moe());
+  }
+  return out;
+}
+
 torch::Tensor GptStage::AuxLoss() const {
   torch::Tensor total;
   for (const auto& layer : layers_) {

@@ -47,6 +47,13 @@ class GptStage : public torch::nn::Module {
   bool post_process() const { return stage_.post_process; }
   // Sum of the MoE auxiliary losses of the last forward (undefined when none).
   torch::Tensor AuxLoss() const;
+  // The tensors a checkpoint holds of this stage, as plan().checkpoint_tensors lists them: each
+  // entry's plan info and the stage's tensor (parameters, then persistent buffers).
+  // INTERNAL when the built stage lacks one.
+  absl::StatusOr<std::vector<std::pair<const plan::ParamInfo*, torch::Tensor>>> CheckpointTensors()
+      const;
+  // The MoE blocks of the stage's decoder layers, then of its MTP layers.
+  std::vector<MoeLayer*> MoeLayers() const;
   const std::vector<std::shared_ptr<MtpLayer>>& mtp_layers() const { return mtp_layers_; }
   std::shared_ptr<LanguageModelEmbedding> embedding() const { return embedding_; }
   const Rotary* rotary() const { return rotary_.get(); }

@@ -29,6 +29,14 @@ MoeLayer::MoeLayer(const ModuleContext& ctx, const layer_spec::ModuleSpec& spec,
   if (ctx.params->Has(prefix + "router.bias")) {
     router_bias_ = router->register_parameter("bias", ctx.params->Take(prefix + "router.bias"));
   }
+  if (t.moe_router_enable_expert_bias()) {
+    // fp32 whatever the parameters' dtype (Megatron's _maintain_float32_expert_bias); the plan
+    // lists expert_bias among the stage's buffers, so checkpoints carry it. The counts are not
+    // persistent (Megatron's local_tokens_per_expert has persistent=False).
+    const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(router_weight_.device());
+    expert_bias_ = router->register_buffer("expert_bias", torch::zeros({num_experts_}, f32));
+    tokens_per_expert_ = torch::zeros({num_experts_}, f32);
+  }
 
   const layer_spec::ModuleSpec* experts_spec = spec.Submodule("experts");
   const layer_spec::ModuleInfo* info =
@@ -123,6 +131,13 @@ std::tuple<torch::Tensor, torch::Tensor> MoeLayer::TopK(const torch::Tensor& sco
       -1);
 }
 
+void MoeLayer::UpdateExpertBias(const torch::Tensor& tokens_per_expert, double rate) {
+  torch::NoGradGuard no_grad;
+  // get_updated_expert_bias: bias += rate * sign(mean count - count).
+  torch::Tensor offset = tokens_per_expert.mean() - tokens_per_expert;
+  expert_bias_.add_(torch::sign(offset) * rate);
+}
+
 torch::Tensor MoeLayer::RunExpert(const Expert& e, const torch::Tensor& tokens) const {
   torch::Tensor h = activation_(DenseLinear(tokens, e.fc1_weight, e.fc1_bias));
   torch::Tensor y = DenseLinear(h, e.fc2_weight);
@@ -141,7 +156,13 @@ torch::Tensor MoeLayer::forward(const torch::Tensor& x) {
   torch::Tensor probs, indices, scores;
   if (score_function_ == "sigmoid") {
     scores = torch::sigmoid(logits);
-    std::tie(probs, indices) = TopK(scores);
+    if (expert_bias_.defined()) {
+      // The bias only chooses the experts; the routing weights are the unbiased scores.
+      indices = std::get<1>(TopK(scores + expert_bias_));
+      probs = scores.gather(1, indices);
+    } else {
+      std::tie(probs, indices) = TopK(scores);
+    }
     if (topk_ > 1) probs = probs / (probs.sum(-1, true) + 1e-20);
   } else if (pre_softmax_) {
     scores = torch::softmax(logits, -1);
@@ -153,6 +174,13 @@ torch::Tensor MoeLayer::forward(const torch::Tensor& x) {
     scores = torch::softmax(logits, -1);
   }
   if (topk_scaling_ != 1.0) probs = probs * topk_scaling_;
+  if (expert_bias_.defined() && torch::GradMode::is_enabled()) {
+    // Megatron's _apply_expert_bias: count the tokens routed to each expert in forwards that
+    // record gradients (not evaluation); FinalizeGrads updates expert_bias from the counts.
+    torch::NoGradGuard no_grad;
+    tokens_per_expert_.scatter_add_(0, indices.reshape({-1}),
+                                    torch::ones({indices.numel()}, tokens_per_expert_.options()));
+  }
 
   if (aux_coeff_ > 0.0 && is_training()) {
     // Switch load balancing (switch_load_balancing_loss_func): E * coeff / (k * T^2) *

@@ -30,6 +30,15 @@ class MoeLayer : public torch::nn::Module {
   // parallelism it is this rank's share: the shares of the tensor-parallel ranks sum to the
   // whole sequence's loss.
   const torch::Tensor& aux_loss() const { return aux_loss_; }
+  // With moe_router_enable_expert_bias (undefined otherwise): the persistent fp32 expert_bias
+  // buffer, added to the sigmoid scores only to choose the top-k experts, and the tokens this
+  // rank routed to each expert (fp32) in forwards with gradients on since the counts were
+  // last zeroed.
+  const torch::Tensor& expert_bias() const { return expert_bias_; }
+  torch::Tensor& tokens_per_expert() { return tokens_per_expert_; }
+  // Megatron's get_updated_expert_bias from counts summed over the tp-dp-cp group:
+  // expert_bias += rate * sign(mean count - count). (The caller zeroes the local counts.)
+  void UpdateExpertBias(const torch::Tensor& tokens_per_expert, double rate);
 
  private:
   struct Expert {
@@ -42,6 +51,7 @@ class MoeLayer : public torch::nn::Module {
 
   ParallelContext* parallel_;
   torch::Tensor router_weight_, router_bias_;
+  torch::Tensor expert_bias_, tokens_per_expert_;  // moe_router_enable_expert_bias
   std::vector<Expert> experts_;
   std::shared_ptr<Mlp> shared_experts_;
   torch::Tensor shared_gate_;

@@ -107,10 +107,9 @@ class RankModelImpl : public RankModel {
     checkpoint::HeldTensors held;
     for (const auto& stage : stages_) {
       held.emplace_back();
-      size_t i = 0;
-      for (const auto& item : stage->named_parameters()) {
-        held.back().push_back({&stage->plan().params[i++], item.value()});
-      }
+      auto tensors = stage->CheckpointTensors();
+      if (!tensors.ok()) return tensors.status();
+      for (auto& [info, tensor] : *tensors) held.back().push_back({info, tensor});
     }
     checkpoint::LoadOptions load = options.load;
     if (load.threads <= 0) load.threads = InitThreads(options);

@@ -114,6 +114,14 @@ absl::StatusOr<ModelPlan> ModelPlan::Create(const gptbuilder::v1::GPTModelConfig
                                                                                 : params.status();
         }
         stage.params = *std::move(params);
+        absl::StatusOr<std::vector<ParamInfo>> buffers = PlanStageBuffers(context);
+        if (!buffers.ok()) return buffers.status();
+        stage.buffers = *std::move(buffers);
+        remaining -= static_cast<int64_t>(stage.buffers.size());
+        if (remaining < 0) return over_budget();
+        stage.checkpoint_tensors = stage.params;
+        stage.checkpoint_tensors.insert(stage.checkpoint_tensors.end(), stage.buffers.begin(),
+                                        stage.buffers.end());
         const int grad_reduce_fp32 = options.ddp.grad_reduce_in_fp32();
         for (const ParamInfo& param : stage.params) {
           int64_t numel = 1, canonical = 1, bytes = 0, grads = 0, state = 0;

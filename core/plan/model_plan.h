@@ -32,6 +32,12 @@ struct StagePlan {
   std::vector<int> mtp_layers;  // global MTP layer indices
   std::string layer_spec;       // the named spec used ("local", "transformer_engine", ...)
   std::vector<ParamInfo> params;
+  // Persistent buffers (state-dict entries that are not parameters): the MoE routers'
+  // expert_bias (moe_router_enable_expert_bias), fp32. Checkpoints and HF export carry them; the
+  // optimizer, num_params and the memory sums do not count them.
+  std::vector<ParamInfo> buffers;
+  // What a checkpoint holds of the stage: params, then buffers.
+  std::vector<ParamInfo> checkpoint_tensors;
   int64_t num_params = 0;
   int64_t param_bytes = 0;
   int64_t expert_params = 0;  // parameters whose gradients reduce over expt_dp

@@ -99,6 +99,11 @@ struct StageContext {
 absl::StatusOr<std::vector<ParamInfo>> PlanStageParameters(const StageContext& context,
                                                            const StageCoords& coords);
 
+// The stage's persistent buffers in the order Megatron's state_dict lists them: each MoE
+// router's expert_bias ([num_moe_experts], fp32, zeros) when moe_router_enable_expert_bias,
+// decoder layers then MTP layers. Replicated: the same on every tp / ep rank.
+absl::StatusOr<std::vector<ParamInfo>> PlanStageBuffers(const StageContext& context);
+
 }  // namespace gptb::plan
 
 #endif  // GPTB_CORE_PLAN_PARAMETER_TABLE_H_

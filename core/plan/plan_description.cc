@@ -23,6 +23,12 @@ gptbuilder::v1::StageDescription DescribeStage(const StagePlan& stage) {
     param->mutable_shape()->Add(p.shape.begin(), p.shape.end());
     param->set_dtype(DTypeName(p.dtype));
   }
+  for (const ParamInfo& p : stage.buffers) {
+    gptbuilder::v1::ParameterDescription* buffer = out.add_buffers();
+    buffer->set_name(p.name);
+    buffer->mutable_shape()->Add(p.shape.begin(), p.shape.end());
+    buffer->set_dtype(DTypeName(p.dtype));
+  }
   out.set_num_params(stage.num_params);
   out.set_param_bytes(stage.param_bytes);
   return out;

@@ -7,6 +7,7 @@
 #include "core/model/gpt_stage.h"
 #include "core/parallel/collectives.h"
 #include "core/parallel/torch_status.h"
+#include "core/train/router_expert_bias.h"
 
 namespace gptb::train {
 
@@ -53,20 +54,9 @@ absl::Status SumPartialGradsOverTp(model::RankModel& model) {
       });
 }
 
-}  // namespace
-
-absl::Status FinalizeGrads(model::RankModel& model) {
+// _allreduce_word_embedding_grads (and the position embeddings' copies); see FinalizeGrads.
+absl::Status SumEmbeddingGrads(model::RankModel& model) {
   const auto& stages = model.stages();
-  for (size_t c = 0; c < stages.size(); ++c) {
-    distributed::DistributedDataParallel* ddp = model.ddp(static_cast<int>(c));
-    if (ddp == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("chunk ", c, " has no DistributedDataParallel wrapper"));
-    }
-    if (absl::Status s = ddp->FinishGradSync(); !s.ok()) return s;
-  }
-  if (absl::Status s = SumPartialGradsOverTp(model); !s.ok()) return s;
-
   const parallel::ProcessGroupCollection* groups = model.groups();
   const auto& config = model.plan().config();
   const bool mtp =
@@ -115,6 +105,23 @@ absl::Status FinalizeGrads(model::RankModel& model) {
                                  }
                                }
                              });
+}
+
+}  // namespace
+
+absl::Status FinalizeGrads(model::RankModel& model) {
+  const auto& stages = model.stages();
+  for (size_t c = 0; c < stages.size(); ++c) {
+    distributed::DistributedDataParallel* ddp = model.ddp(static_cast<int>(c));
+    if (ddp == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("chunk ", c, " has no DistributedDataParallel wrapper"));
+    }
+    if (absl::Status s = ddp->FinishGradSync(); !s.ok()) return s;
+  }
+  if (absl::Status s = SumPartialGradsOverTp(model); !s.ok()) return s;
+  if (absl::Status s = SumEmbeddingGrads(model); !s.ok()) return s;
+  return UpdateRouterExpertBias(model);
 }
 
 }  // namespace gptb::train

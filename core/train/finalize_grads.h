@@ -25,7 +25,9 @@ bool IsEmbeddingCopy(const model::GptStage& stage, const plan::ParamInfo& info);
 //    the same update. Megatron all-reduces only shared_embedding_or_output_weight(); when the
 //    last stage holds two copies (tied and MTP) both take part here, so neither drifts, and an
 //    MTP chunk's learned position embeddings are summed with the first stage's the same way
-//    (Megatron leaves that copy to drift), so every layout trains one model.
+//    (Megatron leaves that copy to drift), so every layout trains one model;
+// 4. with moe_router_enable_expert_bias, _update_router_expert_bias (UpdateRouterExpertBias:
+//    the routers' expert_bias moves by the step's token counts, summed over tp-dp-cp).
 // Every rank of the model must call it. FAILED_PRECONDITION when a chunk has no DDP wrapper;
 // DEADLINE_EXCEEDED / UNAVAILABLE / INTERNAL when a collective fails.
 absl::Status FinalizeGrads(model::RankModel& model);

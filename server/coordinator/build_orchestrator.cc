@@ -116,8 +116,7 @@ absl::StatusOr<google::longrunning::Operation> BuildOrchestrator::BuildModel(
     }
     if (existing != nullptr) return reject(NameTaken(ctx_->models, request.name(), start));
   }
-  absl::StatusOr<PreparedModel> prepared = PrepareModel(
-      request.config(), request.ddp(), request.build(), request.world_size(), ctx_->options.limits);
+  absl::StatusOr<PreparedModel> prepared = PrepareRequested(request, ctx_->options.limits);
   if (!prepared.ok()) return reject(prepared.status());
   const plan::ModelPlan& plan = *prepared->plan;
   if (!request.load_from().empty()) {

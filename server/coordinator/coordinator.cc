@@ -56,8 +56,7 @@ void Coordinator::Shutdown() {
 
 absl::StatusOr<gptbuilder::v1::ValidateConfigResponse> Coordinator::ValidateConfig(
     const gptbuilder::v1::ValidateConfigRequest& request) {
-  absl::StatusOr<PreparedModel> prepared = PrepareModel(
-      request.config(), request.ddp(), request.build(), request.world_size(), ctx_.options.limits);
+  absl::StatusOr<PreparedModel> prepared = PrepareRequested(request, ctx_.options.limits);
   if (!prepared.ok()) return prepared.status();
   gptbuilder::v1::ValidateConfigResponse response;
   *response.mutable_config() = prepared->finalized.model;
@@ -71,8 +70,7 @@ absl::StatusOr<gptbuilder::v1::PlanDescription> Coordinator::PlanModel(
     const gptbuilder::v1::PlanModelRequest& request, const std::function<bool()>& cancelled) {
   int first_rank = 0, num_ranks = 0;
   if (absl::Status page = ParsePlanPage(request, &first_rank, &num_ranks); !page.ok()) return page;
-  absl::StatusOr<PreparedModel> prepared = PrepareModel(
-      request.config(), request.ddp(), request.build(), request.world_size(), ctx_.options.limits);
+  absl::StatusOr<PreparedModel> prepared = PrepareRequested(request, ctx_.options.limits);
   if (!prepared.ok()) return prepared.status();
   if (cancelled()) return absl::CancelledError("the PlanModel call was cancelled");
   plan::DescribeOptions page;

@@ -7,7 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "core/checkpoint/checkpoint_manifest.h"
 #include "core/checkpoint/checkpoint_reader.h"
+#include "core/config/config_loader.h"
 #include "core/config/finalize.h"
+#include "core/config/overrides.h"
 #include "core/config/violations.h"
 
 namespace gptb::coordinator {
@@ -29,6 +31,57 @@ absl::StatusOr<plan::ModelPlan> PlanFinalized(
   options.build = build;
   options.max_plan_tensors = limits.max_plan_tensors;
   return plan::ModelPlan::Create(config, options);
+}
+
+absl::StatusOr<config::LoadedConfig> RequestedConfig(
+    const gptbuilder::v1::GPTModelConfig& config,
+    const gptbuilder::v1::DistributedDataParallelConfig& ddp,
+    const gptbuilder::v1::BuildOptions& build, const gptbuilder::v1::ConfigText* text) {
+  if (text == nullptr) {
+    config::LoadedConfig loaded;
+    loaded.model = config;
+    loaded.ddp = ddp;
+    loaded.build = build;
+    return loaded;
+  }
+  config::Violations violations;
+  for (const auto& [set, name] :
+       {std::pair{config.ByteSizeLong() > 0, "config"}, std::pair{ddp.ByteSizeLong() > 0, "ddp"},
+        std::pair{build.ByteSizeLong() > 0, "build"}}) {
+    if (set) {
+      violations.Add(name, "AMBIGUOUS_CONFIG",
+                     absl::StrCat("set either config_text or the config, ddp and build messages, "
+                                  "not both; ",
+                                  name, " is set next to config_text"));
+    }
+  }
+  if (static_cast<int64_t>(text->text().size()) > config::kMaxConfigTextBytes) {
+    violations.Add(
+        "config_text.text", "LIMIT_EXCEEDED",
+        absl::StrCat("the config text is ", text->text().size(), " bytes; a config is at most ",
+                     config::kMaxConfigTextBytes, " bytes"));
+  }
+  if (text->overrides_size() > config::kMaxConfigOverrides) {
+    violations.Add("config_text.overrides", "LIMIT_EXCEEDED",
+                   absl::StrCat(text->overrides_size(), " overrides; at most ",
+                                config::kMaxConfigOverrides, " (write them into the text)"));
+  }
+  const std::optional<config::ConfigFormat> format = config::ConfigFormatByName(text->format());
+  if (!format.has_value()) {
+    violations.Add("config_text.format", "INVALID_VALUE",
+                   absl::StrCat("'", config::Excerpt(text->format(), 40),
+                                "' is not a config format; use yaml, json, textproto, or leave it "
+                                "empty to detect the format from the text"));
+  }
+  if (!violations.empty()) return violations.ToStatus();
+  absl::StatusOr<config::LoadedConfig> loaded = config::LoadConfigText(
+      text->text(), *format, text->source_name().empty() ? "config_text" : text->source_name());
+  if (!loaded.ok()) return loaded.status();
+  const std::vector<std::string> overrides(text->overrides().begin(), text->overrides().end());
+  if (absl::Status status = config::ApplyOverrides(overrides, &*loaded); !status.ok()) {
+    return status;
+  }
+  return loaded;
 }
 
 absl::StatusOr<PreparedModel> PrepareModel(const gptbuilder::v1::GPTModelConfig& config,

@@ -32,6 +32,28 @@ absl::StatusOr<PreparedModel> PrepareModel(const gptbuilder::v1::GPTModelConfig&
                                            const gptbuilder::v1::BuildOptions& build,
                                            int world_size, const config::Limits& limits = {});
 
+// The config a ValidateConfig, PlanModel or BuildModel request carries, not yet finalized: its
+// config, ddp and build messages as they are, or its config_text loaded by the loader `gptb`
+// uses (core/config/config_loader.h: YAML, JSON, text proto, Hugging Face config.json) with its
+// overrides applied in order (core/config/overrides.h). INVALID_ARGUMENT, one violation per
+// problem, when both forms are set, the text is over config::kMaxConfigTextBytes, does not
+// parse, or an override does not apply.
+absl::StatusOr<config::LoadedConfig> RequestedConfig(
+    const gptbuilder::v1::GPTModelConfig& config,
+    const gptbuilder::v1::DistributedDataParallelConfig& ddp,
+    const gptbuilder::v1::BuildOptions& build, const gptbuilder::v1::ConfigText* text);
+
+// PrepareModel of what `request` (any of the three) carries, for its world_size.
+template <typename Request>
+absl::StatusOr<PreparedModel> PrepareRequested(const Request& request,
+                                               const config::Limits& limits) {
+  absl::StatusOr<config::LoadedConfig> loaded =
+      RequestedConfig(request.config(), request.ddp(), request.build(),
+                      request.has_config_text() ? &request.config_text() : nullptr);
+  if (!loaded.ok()) return loaded.status();
+  return PrepareModel(loaded->model, loaded->ddp, loaded->build, request.world_size(), limits);
+}
+
 // Checks a BuildModel's `load_from` against the prepared model before anything is placed: the
 // checkpoint opens (a canonical checkpoint or a Hugging Face directory), its config is
 // compatible with the model's and every canonical tensor the plan needs is stored with a

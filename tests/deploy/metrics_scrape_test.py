@@ -47,9 +47,8 @@ def health_status(address, service):
 
 
 def tiny_config():
-    config = gptbuilder.load_config(os.path.join(paths.SOURCE_DIR, "examples", "tiny-llama.yaml"))
-    config.model.transformer.pipeline_model_parallel_size = 2
-    return config
+    return gptbuilder.load_config(os.path.join(paths.SOURCE_DIR, "examples", "tiny-llama.yaml"),
+                                  overrides=["transformer.pipeline_model_parallel_size=2"])
 
 
 class LiveMetricsTest(unittest.TestCase):
@@ -61,9 +60,8 @@ class LiveMetricsTest(unittest.TestCase):
                 client.wait_for_workers(2, timeout=60)
                 client.build_and_wait("scraped", tiny_config(), world_size=2, timeout=120)
                 with cls.assertRaises(cls, gptbuilder.InvalidConfigError):
-                    bad = tiny_config()
-                    bad.model.transformer.num_attention_heads = 3
-                    client.build("rejected", bad, world_size=2)
+                    client.build("rejected", tiny_config(),
+                                 overrides=["transformer.num_attention_heads=3"], world_size=2)
                 client.describe("scraped")
                 client.release("scraped")
                 client.build_and_wait("held", tiny_config(), world_size=2, timeout=120)

@@ -162,8 +162,8 @@ class PrometheusScrapesTheClusterTest(unittest.TestCase):
         with gptbuilder.Client(self.cluster.address) as client:
             client.wait_for_workers(2, timeout=60)
             config = gptbuilder.load_config(
-                os.path.join(paths.SOURCE_DIR, "examples", "tiny-llama.yaml"))
-            config.model.transformer.pipeline_model_parallel_size = 2
+                os.path.join(paths.SOURCE_DIR, "examples", "tiny-llama.yaml"),
+                overrides=["transformer.pipeline_model_parallel_size=2"])
             client.build_and_wait("scraped", config, world_size=2, timeout=120)
 
         # The build, as Prometheus stored it from the coordinator's scrape.

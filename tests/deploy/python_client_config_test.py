@@ -1,8 +1,8 @@
-"""The Python client's offline parts: config files into the schema messages (the C++ loader's
-rules, every problem at once with a field path) and gRPC errors into exceptions carrying the
+"""The Python client's offline parts: config forms into request fields (files and dicts as text
+for the coordinator's loader, messages as they are) and gRPC errors into exceptions carrying the
 decoded google.rpc details. No server needed."""
 
-import glob
+import json
 import os
 import unittest
 
@@ -11,6 +11,8 @@ import grpc
 import deploy_paths as paths
 import gptbuilder
 from gptbuilder import errors
+from gptbuilder.config import request_fields
+from gptbuilder.v1 import model_config_pb2
 from gptbuilder.googleapis.rpc import error_details_pb2
 from gptbuilder.googleapis.rpc import status_pb2
 
@@ -29,71 +31,43 @@ class FakeRpcError(grpc.RpcError):
         return self._trailers
 
 
-class ConfigTest(unittest.TestCase):
-    def test_every_example_loads(self):
-        examples = glob.glob(os.path.join(paths.SOURCE_DIR, "examples", "*.yaml"))
-        self.assertGreaterEqual(len(examples), 5)
-        for path in examples:
-            with self.subTest(example=os.path.basename(path)):
-                config = gptbuilder.load_config(path)
-                self.assertGreater(config.model.transformer.num_layers, 0)
-                self.assertTrue(config.model.HasField("vocab_size"))
+class ConfigFormsTest(unittest.TestCase):
+    """How each config form becomes request fields (the coordinator parses text: see
+    python_client_test.py ConfigTextTest for the parsing itself)."""
 
-    def test_file_layout_and_schema_forms(self):
-        config = gptbuilder.config_from_dict({
-            "_target_": "megatron.bridge.GPTModelConfig",  # Bridge metadata: ignored
-            "transformer": {"num_layers": 2, "hidden_size": 64.0, "layernorm_epsilon": "1e-5",
-                            "gated_linear_unit": "yes", "moe_layer_freq": 1},
-            "vocab_size": 1000,
-            "transformer_layer_spec": "local",
-            "ddp": {"overlap_grad_reduce": True},
-            "build": {"seed": 7},
-        })
-        t = config.model.transformer
-        self.assertEqual((t.num_layers, t.hidden_size), (2, 64))
-        self.assertAlmostEqual(t.layernorm_epsilon, 1e-5)
-        self.assertTrue(t.gated_linear_unit)
-        self.assertEqual(list(t.moe_layer_freq), [1])  # one value for a list
-        self.assertEqual(config.model.transformer_layer_spec.name, "local")
-        self.assertTrue(config.ddp.overlap_grad_reduce)
-        self.assertEqual(config.build.seed, 7)
-        # A custom spec tree, with a submodule given by its module name.
-        custom = gptbuilder.config_from_dict({"transformer_layer_spec": {
-            "module": "TransformerLayer", "submodules": {"input_layernorm": "RMSNorm"}}})
-        tree = custom.model.transformer_layer_spec.custom
-        self.assertEqual(tree.module, "TransformerLayer")
-        self.assertEqual(tree.submodules["input_layernorm"].module, "RMSNorm")
-        # null leaves a field unset.
-        unset = gptbuilder.config_from_dict({"transformer": {"ffn_hidden_size": None}})
-        self.assertFalse(unset.model.transformer.HasField("ffn_hidden_size"))
+    def test_files_and_dicts_travel_as_text(self):
+        path = os.path.join(paths.SOURCE_DIR, "examples", "tiny-llama.yaml")
+        fields = request_fields(path, ["transformer.num_layers=2"])
+        text = fields["config_text"]
+        with open(path, encoding="utf-8") as f:
+            self.assertEqual(text.text, f.read())
+        self.assertEqual((text.format, text.source_name), ("yaml", "tiny-llama.yaml"))
+        self.assertEqual(list(text.overrides), ["transformer.num_layers=2"])
+        self.assertEqual(set(fields), {"config_text"})
+        hf = gptbuilder.load_config(os.path.join(paths.SOURCE_DIR, "tests", "unit", "config",
+                                                 "testdata", "gpt2.json"))
+        self.assertEqual(hf.format, "json")
+        document = {"transformer": {"num_layers": 2}, "build": {"seed": 7}}
+        text = request_fields(document)["config_text"]
+        self.assertEqual((json.loads(text.text), text.format), (document, "json"))
+        # A ConfigText is copied, its overrides extended (the caller's message is not changed).
+        given = gptbuilder.config_text("vocab_size: 10\n", overrides=["a=1"])
+        sent = request_fields(given, ["b=2"])["config_text"]
+        self.assertEqual(list(sent.overrides), ["a=1", "b=2"])
+        self.assertEqual(list(given.overrides), ["a=1"])
 
-    def test_every_problem_at_once(self):
-        with self.assertRaises(gptbuilder.InvalidConfigError) as raised:
-            gptbuilder.config_from_dict({
-                "transformer": {"num_layerz": 2, "hidden_size": "wide", "moe_layer_freq": [1, "x"],
-                                "num_attention_heads": 2**40},
-                "vocab_sise": 10,
-                "build": {"seed": [1]},
-            })
-        self.assertEqual(raised.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
-        fields = dict(raised.exception.field_violations)
-        self.assertEqual(set(fields), {"transformer.num_layerz", "transformer.hidden_size",
-                                       "transformer.moe_layer_freq[1]",
-                                       "transformer.num_attention_heads", "vocab_sise",
-                                       "build.seed"})
-        self.assertIn("not a field of TransformerConfig", fields["transformer.num_layerz"])
-        self.assertIn("expected an integer", fields["transformer.hidden_size"])
-        self.assertIn("outside", fields["transformer.num_attention_heads"])
-
-    def test_rejects_what_is_not_a_config(self):
-        with self.assertRaises(gptbuilder.InvalidConfigError):
-            gptbuilder.config_from_dict(["not", "a", "mapping"])
-        with self.assertRaises(gptbuilder.InvalidConfigError) as hf:
-            gptbuilder.config_from_dict({"model_type": "llama"})
-        self.assertEqual(hf.exception.field_violations[0][0], "model_type")
+    def test_messages_travel_as_messages(self):
+        model = model_config_pb2.GPTModelConfig(vocab_size=10)
+        fields = request_fields(model)
+        self.assertEqual(fields["config"], model)
+        self.assertEqual(set(fields), {"config", "ddp", "build"})
+        both = gptbuilder.ModelConfig(model, model_config_pb2.DistributedDataParallelConfig(),
+                                      model_config_pb2.BuildOptions(seed=3))
+        self.assertEqual(request_fields(both)["build"].seed, 3)
         with self.assertRaises(TypeError):
-            with gptbuilder.Client("127.0.0.1:1") as client:
-                client.validate(42)
+            request_fields(model, ["vocab_size=3"])  # overrides need a text form
+        with self.assertRaises(TypeError):
+            request_fields(42)
 
 
 class ErrorDecodingTest(unittest.TestCase):

@@ -2,6 +2,7 @@
 validate -> plan -> build with progress -> describe -> release, the errors each step can raise
 (with their google.rpc details), bearer tokens, and the example script."""
 
+import glob
 import os
 import subprocess
 import sys
@@ -23,6 +24,79 @@ def tiny_dict(**transformer):
         document = yaml.safe_load(f)
     document["transformer"].update(transformer)
     return document
+
+
+class ConfigTextTest(unittest.TestCase):
+    """Config files, dicts and text are parsed by the coordinator with gptb's loader."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = LocalCluster(paths.GPTBD, workers=0)
+        cls.client = gptbuilder.Client(cls.cluster.address, timeout=30)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.cluster.stop()
+
+    def test_every_example_and_hf_config_validates(self):
+        examples = glob.glob(os.path.join(paths.SOURCE_DIR, "examples", "*.yaml"))
+        self.assertGreaterEqual(len(examples), 5)
+        for path in examples:
+            with self.subTest(example=os.path.basename(path)):
+                resolved = self.client.validate(path)
+                self.assertGreater(resolved.config.transformer.num_layers, 0)
+                self.assertTrue(resolved.config.HasField("vocab_size"))
+        # A Hugging Face config.json, which the client could not read before the server did.
+        llama = os.path.join(paths.SOURCE_DIR, "tests", "unit", "config", "testdata",
+                             "llama3-8b.json")
+        resolved = self.client.validate(llama)
+        self.assertEqual((resolved.config.transformer.num_layers,
+                          resolved.config.transformer.hidden_size), (32, 4096))
+
+    def test_file_layout_overrides_and_text(self):
+        document = tiny_dict()
+        document["_target_"] = "megatron.bridge.GPTModelConfig"  # Bridge metadata: ignored
+        document["transformer"]["layernorm_epsilon"] = 1e-5
+        document["ddp"] = {"overlap_grad_reduce": True}
+        document["build"] = {"seed": 7}
+        resolved = self.client.validate(document, overrides=["transformer.num_layers=2",
+                                                             "hidden_size=128"])
+        t = resolved.config.transformer
+        self.assertEqual((t.num_layers, t.hidden_size), (2, 128))
+        self.assertAlmostEqual(t.layernorm_epsilon, 1e-5)
+        self.assertTrue(resolved.ddp.overlap_grad_reduce)
+        self.assertEqual(resolved.build.seed, 7)
+        plan = self.client.plan(TINY, overrides=["transformer.pipeline_model_parallel_size=2"])
+        self.assertEqual(plan.world_size, 2)
+        text = gptbuilder.config_text(
+            "transformer { num_layers: 2 hidden_size: 64 num_attention_heads: 4 }\n"
+            "vocab_size: 100\n", format="textproto")
+        self.assertEqual(self.client.validate(text).config.vocab_size, 100)
+
+    def test_every_problem_at_once(self):
+        with self.assertRaises(gptbuilder.InvalidConfigError) as raised:
+            self.client.validate({
+                "transformer": {"num_layerz": 2, "hidden_size": "wide", "moe_layer_freq": [1, "x"],
+                                "num_attention_heads": 2**40},
+                "vocab_sise": 10,
+                "build": {"seed": [1]},
+            })
+        fields = {field for field, _ in raised.exception.field_violations}
+        self.assertTrue({"transformer.num_layerz", "transformer.hidden_size", "vocab_sise",
+                         "transformer.num_attention_heads"} <= fields, fields)
+        self.assertTrue(any(f.startswith("transformer.moe_layer_freq") for f in fields), fields)
+        self.assertTrue(any(f.startswith("build.seed") for f in fields), fields)
+        with self.assertRaises(gptbuilder.InvalidConfigError) as bad_override:
+            self.client.validate(TINY, overrides=["num_layerss=3"])
+        self.assertIn("num_layerss", str(bad_override.exception))
+        with self.assertRaises(gptbuilder.InvalidConfigError) as syntax:
+            self.client.validate(gptbuilder.config_text("transformer: [1\n", source_name="x.yaml"))
+        self.assertIn("x.yaml", str(syntax.exception) + syntax.exception.message)
+        with self.assertRaises(gptbuilder.InvalidConfigError):
+            self.client.validate(gptbuilder.config_text('["not", "a", "mapping"]', format="json"))
+        with self.assertRaises(TypeError):
+            self.client.validate(["not", "a", "mapping"])
 
 
 class ClientAgainstClusterTest(unittest.TestCase):

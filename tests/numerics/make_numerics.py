@@ -173,6 +173,16 @@ CASES = {
     # sequence parallelism, where Megatron counts the tokens over TP, and a pipeline fed one
     # micro-batch).
     "moe_aux_loss": derive(LLAMA, SMALL, **MOE, moe_aux_loss_coeff=0.1),
+    # DeepSeek-V3's router: aux-loss-free expert bias (non-zero, so it changes the choice of
+    # experts but not their weights) over sigmoid scores, top 2 within the best of 2 groups of 4
+    # (scored by their top two, as DeepSeek-V3), scaled; buffers_step{1,2,3}.safetensors hold
+    # the bias after each of three steps of finalize_model_grads' update.
+    "moe_expert_bias": derive(LLAMA, SMALL, **dict(MOE, num_moe_experts=8, moe_router_topk=2),
+                              moe_router_num_groups=2, moe_router_group_topk=1,
+                              moe_router_score_function="sigmoid",
+                              moe_router_topk_scaling_factor=2.5,
+                              moe_router_enable_expert_bias=True,
+                              moe_router_bias_update_rate=0.01),
 }
 
 

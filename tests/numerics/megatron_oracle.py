@@ -13,7 +13,12 @@ one process), runs forward with labels and backward on the mean loss, and writes
   grads.safetensors    d(mean loss)/d(parameter) for every parameter
   logits.safetensors   "logits" [b, s, padded vocab] (with --logits)
   weights.safetensors  the weights (with --init-seed: N(0, 0.2) matrices, norms 1 + N(0, 0.1),
-                       biases N(0, 0.1), drawn in name order)
+                       biases N(0, 0.1), drawn in name order; then routers' expert_bias
+                       N(0, 0.1))
+  buffers_stepN.safetensors  with moe_router_enable_expert_bias: every router's expert_bias
+                       after N steps (N = 1 .. EXPERT_BIAS_STEPS) of forward, backward and
+                       finalize_model_grads' update (_update_router_expert_bias, counts reset)
+                       on the same batch, without an optimizer
 
 Names are Megatron's local-spec state-dict names at tp = 1 (unsharded, global layer and expert
 indices). Parallel sizes in the config are ignored (every layout must reproduce one rank);
@@ -48,6 +53,8 @@ LAYOUT_KEYS = {
     "use_cpu_initialization",
 }
 
+
+EXPERT_BIAS_STEPS = 3
 
 # The yarn_* attributes of a non-MLA YaRN model and their defaults (Megatron-LM's
 # _apply_yarn_config_from_args).
@@ -120,6 +127,12 @@ def init_weights(model, seed):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
             else:
                 p.copy_(0.2 * torch.randn(p.shape, generator=g))
+        # The routers' expert_bias (moe_router_enable_expert_bias) starts at zero in Megatron;
+        # drawn here (after every parameter, so other cases keep their weights) so that it
+        # changes which experts the tokens choose.
+        for name, b in sorted(model.named_buffers()):
+            if name.endswith("expert_bias"):
+                b.copy_(0.1 * torch.randn(b.shape, generator=g))
 
 
 def build_model(cfg):
@@ -188,6 +201,9 @@ def run_case(case_dir, out_dir, init_seed, want_logits):
         model.load_state_dict(weights, strict=False)
     else:
         init_weights(model, init_seed)
+    # The weights as given (the step below updates the expert_bias buffers in place).
+    initial = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()
+               if not k.endswith("_extra_state")}
     model.train()
 
     ids = torch.tensor(json.load(open(os.path.join(case_dir, "tokens.json"))), dtype=torch.long)
@@ -210,12 +226,32 @@ def run_case(case_dir, out_dir, init_seed, want_logits):
         n2 = float(p.grad.double().pow(2).sum())
         norms[name] = math.sqrt(n2)
         sq += n2
+    # With expert bias: finalize_model_grads' update after the step's backward (its token counts
+    # are from the forward with gradients; the --logits forward ran without), then the counts
+    # reset; EXPERT_BIAS_STEPS such steps on the same batch without an optimizer (the weights
+    # stay, the choice of experts moves with the bias), the bias recorded after each.
+    buffer_steps = []
+    if getattr(model.config, "moe_router_enable_expert_bias", False):
+        from megatron.core import parallel_state as ps
+        import importlib
+        # (megatron.core.distributed re-exports the function under the module's name.)
+        fmg = importlib.import_module("megatron.core.distributed.finalize_model_grads")
+        group = ps.get_tensor_and_data_parallel_group(with_context_parallel=True)
+        for step in range(EXPERT_BIAS_STEPS):
+            if step > 0:
+                model.zero_grad()
+                model(inp, pos, None, labels=labels).float().mean().backward()
+            fmg._update_router_expert_bias([model], model.config, tp_dp_cp_group=group)
+            fmg.reset_model_temporary_tensors(model.config, [model])
+            buffer_steps.append({k: v.detach().clone().contiguous()
+                                 for k, v in model.state_dict().items()
+                                 if k.endswith("expert_bias")})
     os.makedirs(out_dir, exist_ok=True)
     if init_seed is not None:
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()
-                   if not k.endswith("_extra_state")},
-                  os.path.join(out_dir, "weights.safetensors"))
+        save_file(initial, os.path.join(out_dir, "weights.safetensors"))
     save_file(grads, os.path.join(out_dir, "grads.safetensors"))
+    for step, buffers in enumerate(buffer_steps, 1):
+        save_file(buffers, os.path.join(out_dir, f"buffers_step{step}.safetensors"))
     if logits is not None:
         save_file({"logits": logits.contiguous()}, os.path.join(out_dir, "logits.safetensors"))
     try:

@@ -90,17 +90,14 @@ std::string MegatronLocalName(const std::string& canonical) {
   return canonical;
 }
 
-// Calls fn(info, local tensor, canonical block) for every parameter a rank holds, in the order
-// the rank's chunks register them; the block is the slice of the canonical tensor it holds.
+// Calls fn(chunk, name, info, local tensor) for every parameter and persistent buffer a rank
+// holds, in the order of its chunks' checkpoint_tensors.
 template <typename Fn>
 void ForEachHeldSlice(const model::RankModel& rank, Fn fn) {
   for (size_t c = 0; c < rank.stages().size(); ++c) {
-    const auto& stage = rank.stages()[c];
-    size_t i = 0;
-    for (const auto& item : stage->named_parameters()) {
-      const plan::ParamInfo& info = stage->plan().params.at(i++);
-      fn(static_cast<int>(c), item.key(), info, item.value());
-    }
+    auto tensors = rank.stages()[c]->CheckpointTensors();
+    if (!tensors.ok()) throw std::runtime_error(std::string(tensors.status().message()));
+    for (const auto& [info, tensor] : *tensors) fn(static_cast<int>(c), info->name, *info, tensor);
   }
 }
 
@@ -201,6 +198,11 @@ NumericsResult LoadMegatronResult(const std::string& dir) {
   EXPECT_TRUE(logits.count("logits")) << dir << "/logits.safetensors has no logits";
   if (logits.count("logits")) r.logits = logits["logits"];
   r.grads = ReadSafetensors(dir + "/grads.safetensors");
+  for (int step = 1;; ++step) {
+    const std::string path = dir + "/buffers_step" + std::to_string(step) + ".safetensors";
+    if (!std::filesystem::exists(path)) break;
+    r.buffer_steps.push_back(ReadSafetensors(path));
+  }
   return r;
 }
 
@@ -255,6 +257,10 @@ NumericsResult RunNumericsLayout(const NumericsCase& c, const NumericsLayout& la
   const int n = layout.world_size();
   const int64_t samples = c.tokens.size(0), seq = c.tokens.size(1) - 1;
 
+  // The logits first: the step's FinalizeGrads updates the routers' expert_bias, and Megatron's
+  // logits are of the weights as given.
+  result.logits = PipelineForward(world, c.tokens.narrow(1, 0, seq).contiguous());
+
   // Forward and backward as a train step runs them; loss terms per rank.
   std::vector<train::LossSums> sums(n);
   // Holds the output layer, first of its tp group. Not vector<bool>: ranks write their own entry
@@ -262,7 +268,7 @@ NumericsResult RunNumericsLayout(const NumericsCase& c, const NumericsLayout& la
   // dropped a dp replica's loss now and then).
   std::vector<char> reports(n, 0);
   std::vector<int> micro_batches(n, 0), replicas(n, 1);
-  OnEveryRank(n, [&](int r) {
+  auto step = [&](int r) {
     model::RankModel& model = *world.ranks[r];
     const parallel::ProcessGroupCollection& groups = *model.groups();
     const int dp = groups.size(GroupKind::kDp), dp_rank = groups.rank(GroupKind::kDp);
@@ -290,7 +296,8 @@ NumericsResult RunNumericsLayout(const NumericsCase& c, const NumericsLayout& la
     bool post = false;
     for (const auto& stage : model.stages()) post = post || stage->post_process();
     reports[r] = post && groups.rank(GroupKind::kTp) == 0;
-  });
+  };
+  OnEveryRank(n, step);
   double loss = 0.0;
   for (int r = 0; r < n; ++r) {
     if (reports[r]) loss += sums[r].lm / (micro_batches[r] * replicas[r]);
@@ -301,8 +308,34 @@ NumericsResult RunNumericsLayout(const NumericsCase& c, const NumericsLayout& la
   for (auto& [name, grad] : CanonicalGradients(world, 1e-6, where)) {
     result.grads[MegatronLocalName(name)] = grad;
   }
-
-  result.logits = PipelineForward(world, c.tokens.narrow(1, 0, seq).contiguous());
+  // The buffers after each step; every rank's copy must be the same. Models with expert bias
+  // take kExpertBiasSteps steps on the same batch without an optimizer, as the oracle does.
+  auto record_buffers = [&] {
+    std::map<std::string, torch::Tensor> buffers;
+    for (const auto& rank : world.ranks) {
+      for (const auto& stage : rank->stages()) {
+        const auto held = stage->named_buffers();
+        for (const plan::ParamInfo& info : stage->plan().buffers) {
+          const torch::Tensor* value = held.find(info.name);
+          if (value == nullptr) {
+            ADD_FAILURE() << where << ": the stage has no buffer " << info.name;
+            continue;
+          }
+          auto [it, inserted] = buffers.emplace(info.canonical_name, value->clone());
+          EXPECT_TRUE(inserted || torch::equal(it->second, *value))
+              << where << ": the ranks' copies of " << info.canonical_name << " differ";
+        }
+      }
+    }
+    if (!buffers.empty()) result.buffer_steps.push_back(std::move(buffers));
+  };
+  record_buffers();
+  if (config.transformer().moe_router_enable_expert_bias()) {
+    for (int k = 1; k < kExpertBiasSteps; ++k) {
+      OnEveryRank(n, step);
+      record_buffers();
+    }
+  }
   return result;
 }
 
@@ -337,6 +370,22 @@ void ExpectMatchesMegatron(const NumericsResult& got, const NumericsResult& want
   EXPECT_EQ(got.grads.size(), want.grads.size()) << what << ": number of gradients";
   for (const auto& [name, g] : got.grads) {
     EXPECT_TRUE(want.grads.count(name)) << what << ": Megatron has no gradient for " << name;
+  }
+  // Buffers updated by each step (expert_bias += rate * sign(...)): Megatron's values.
+  ASSERT_EQ(got.buffer_steps.size(), want.buffer_steps.size()) << what << ": steps of buffers";
+  for (size_t k = 0; k < want.buffer_steps.size(); ++k) {
+    const auto& mine = got.buffer_steps[k];
+    EXPECT_EQ(mine.size(), want.buffer_steps[k].size()) << what << ": number of buffers";
+    for (const auto& [name, b] : want.buffer_steps[k]) {
+      auto it = mine.find(name);
+      if (it == mine.end()) {
+        ADD_FAILURE() << what << ": no buffer " << name << " after step " << k + 1;
+        continue;
+      }
+      EXPECT_LE((it->second - b).abs().max().item<double>(), 1e-6)
+          << what << ": " << name << " after step " << k + 1 << " is " << it->second
+          << ", Megatron's " << b;
+    }
   }
   // Megatron's logits are wider than ours only if the vocabulary was padded differently.
   if (got.logits.defined() && want.logits.defined()) {

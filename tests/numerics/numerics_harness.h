@@ -38,7 +38,14 @@ struct NumericsResult {
   double loss = 0.0;                           // mean over every token
   torch::Tensor logits;                        // [b, s, padded vocab]
   std::map<std::string, torch::Tensor> grads;  // d(mean loss)/d(canonical tensor)
+  // Persistent buffers (the routers' expert_bias) by canonical name after each step's
+  // finalize_model_grads: kExpertBiasSteps steps on the same batch without an optimizer for a
+  // model with expert bias (Megatron's buffers_step<N>.safetensors), none for other models.
+  std::vector<std::map<std::string, torch::Tensor>> buffer_steps;
 };
+
+// tests/numerics/megatron_oracle.py's EXPERT_BIAS_STEPS.
+inline constexpr int kExpertBiasSteps = 3;
 
 // Loads config.json, tokens.json and weights.safetensors of `dir`; fails the test on errors.
 NumericsCase LoadNumericsCase(const std::string& dir);

@@ -9,14 +9,14 @@ __version__ = "0.1.0"
 
 from gptbuilder.client import (DEFAULT_SERVER, Client, Model, State, format_progress,
                                tls_credentials)
-from gptbuilder.config import ModelConfig, config_from_dict, load_config
+from gptbuilder.config import ModelConfig, config_from_dict, config_text, load_config
 from gptbuilder.errors import (AlreadyExistsError, BuildFailedError, GptbError,
                                InvalidConfigError, NotFoundError, PreconditionError,
                                ResourceExhaustedError, UnauthenticatedError, UnavailableError)
 
 __all__ = [
     "DEFAULT_SERVER", "Client", "Model", "State", "format_progress", "tls_credentials",
-    "ModelConfig", "config_from_dict", "load_config", "GptbError", "InvalidConfigError",
-    "NotFoundError", "AlreadyExistsError", "PreconditionError", "ResourceExhaustedError",
+    "ModelConfig", "config_from_dict", "config_text", "load_config", "GptbError",
+    "InvalidConfigError", "NotFoundError", "AlreadyExistsError", "PreconditionError", "ResourceExhaustedError",
     "UnauthenticatedError", "UnavailableError", "BuildFailedError"
 ]

@@ -22,7 +22,7 @@ import uuid
 import grpc
 
 from gptbuilder import errors
-from gptbuilder.config import as_model_config
+from gptbuilder.config import request_fields
 from gptbuilder.v1 import coordinator_pb2
 from gptbuilder.v1 import coordinator_pb2_grpc
 from gptbuilder.v1 import model_pb2
@@ -108,22 +108,21 @@ class Client:
                      metadata=self._metadata)
 
     # ---- config ---------------------------------------------------------------------------
-    def validate(self, config, *, world_size=0):
-        """Finalizes `config` (a path, a dict laid out like a config file, a GPTModelConfig or a
-        ModelConfig) on the coordinator: the resolved ValidateConfigResponse, or
-        InvalidConfigError listing every violation."""
-        c = as_model_config(config)
-        request = coordinator_pb2.ValidateConfigRequest(config=c.model, ddp=c.ddp, build=c.build,
-                                                        world_size=world_size)
+    def validate(self, config, *, overrides=(), world_size=0):
+        """Finalizes `config` (a file path, a dict laid out like a config file, a ConfigText, a
+        ModelConfig or a GPTModelConfig; `overrides` as `gptb --set`) on the coordinator, which
+        parses text with `gptb`'s own loader: the resolved ValidateConfigResponse (every default
+        explicit), or InvalidConfigError listing every violation."""
+        request = coordinator_pb2.ValidateConfigRequest(world_size=world_size,
+                                                        **request_fields(config, overrides))
         return self._unary("ValidateConfig", request)
 
-    def plan(self, config, *, world_size=0, page_size=0):
+    def plan(self, config, *, overrides=(), world_size=0, page_size=0):
         """The plan (PlanDescription: parallel sizes, stages and their parameters, per-rank group
         indices and bytes); needs no worker. PlanModel pages the ranks (`page_size`, 0 for the
         service's default); this follows next_page_token, so the result lists every rank."""
-        c = as_model_config(config)
-        request = coordinator_pb2.PlanModelRequest(config=c.model, ddp=c.ddp, build=c.build,
-                                                   world_size=world_size, page_size=page_size)
+        request = coordinator_pb2.PlanModelRequest(world_size=world_size, page_size=page_size,
+                                                   **request_fields(config, overrides))
         plan = self._unary("PlanModel", request)
         token = plan.next_page_token
         while token:
@@ -135,17 +134,16 @@ class Client:
         return plan
 
     # ---- builds ---------------------------------------------------------------------------
-    def build(self, name, config, *, world_size=0, request_id=None, validate_only=False,
-              load_from="", for_training=False):
+    def build(self, name, config, *, overrides=(), world_size=0, request_id=None,
+              validate_only=False, load_from="", for_training=False):
         """Starts a build and returns its google.longrunning.Operation at once. Rejections
         (invalid config, too few slots, does not fit, a `load_from` checkpoint that does not
         match) raise before anything is allocated. A retry with the same `request_id` returns the
         first call's operation. `load_from`: a canonical checkpoint or Hugging Face directory,
         visible to the coordinator and every worker, to load instead of initialising.
         `for_training`: admit it with room for its optimizer state."""
-        c = as_model_config(config)
         request = coordinator_pb2.BuildModelRequest(
-            name=name, config=c.model, ddp=c.ddp, build=c.build, world_size=world_size,
+            name=name, world_size=world_size, **request_fields(config, overrides),
             request_id=request_id or str(uuid.uuid4()), validate_only=validate_only,
             load_from=load_from, for_training=for_training)
         operation = self._unary("BuildModel", request)
@@ -175,11 +173,11 @@ class Client:
             raise errors.BuildFailedError(model)
         return model
 
-    def build_and_wait(self, name, config, *, world_size=0, request_id=None, timeout=None,
-                       on_progress=None, load_from=""):
+    def build_and_wait(self, name, config, *, overrides=(), world_size=0, request_id=None,
+                       timeout=None, on_progress=None, load_from=""):
         """build() then wait(): the READY Model, or an exception saying why not."""
-        self.build(name, config, world_size=world_size, request_id=request_id,
-                   load_from=load_from)
+        self.build(name, config, overrides=overrides, world_size=world_size,
+                   request_id=request_id, load_from=load_from)
         return self.wait(name, timeout=timeout, on_progress=on_progress)
 
     # ---- training and checkpoints ---------------------------------------------------------

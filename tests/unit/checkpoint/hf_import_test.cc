@@ -106,13 +106,14 @@ TEST_P(HfImportTest, LogitsEqualTheReferenceModelInEveryLayout) {
     EXPECT_LT(diff, 1e-4) << family.type << " at " << LayoutName(layout);
     std::printf("%s %s: max |logits - transformers'| = %.3g\n", family.type.c_str(),
                 LayoutName(layout).c_str(), diff);
-    if (family.type == "gpt_oss") {
-      // The second, plain-PyTorch reference (hf_transformers.py's gpt_oss_plain_logits).
+    if (family.type == "gpt_oss" || family.type.rfind("deepseek", 0) == 0) {
+      // The second, plain-PyTorch reference (hf_transformers.py's gpt_oss_plain_logits,
+      // deepseek_reference.py).
       const torch::Tensor plain = ReadReference(dir, "plain_logits", torch::kFloat32);
       const double plain_diff = (logits.narrow(-1, 0, vocab) - plain).abs().max().item<double>();
       EXPECT_LT(plain_diff, 1e-4) << "plain reference at " << LayoutName(layout);
-      std::printf("gpt_oss %s: max |logits - plain reference| = %.3g\n", LayoutName(layout).c_str(),
-                  plain_diff);
+      std::printf("%s %s: max |logits - plain reference| = %.3g\n", family.type.c_str(),
+                  LayoutName(layout).c_str(), plain_diff);
     }
     // The logits are not trivially small: a wrong mapping would show.
     EXPECT_GT(expected.abs().max().item<double>(), 1.0);
@@ -198,7 +199,9 @@ INSTANTIATE_TEST_SUITE_P(
         Family{"qwen3", {{1, 1, 0, 1}, {2, 1, 0, 1}}, false, {2, 1, 0, 1}},
         Family{"mixtral", {{1, 1, 0, 1}, {1, 1, 0, 2}, {2, 1, 0, 2}}, false, {2, 1, 0, 2}},
         Family{"qwen3_moe", {{1, 1, 0, 1}, {2, 2, 0, 2}}, false, {2, 2, 0, 2}},
-        Family{"gpt_oss", {{1, 1, 0, 1}, {2, 2, 0, 2}}, false, {2, 2, 0, 2}}),
+        Family{"gpt_oss", {{1, 1, 0, 1}, {2, 2, 0, 2}}, false, {2, 2, 0, 2}},
+        Family{"deepseek_v3", {{1, 1, 0, 1}, {2, 2, 0, 2}}, false, {2, 2, 0, 2}},
+        Family{"deepseek_v2", {{1, 1, 0, 1}, {2, 1, 0, 2}}, true, {1, 2, 0, 1}}),
     [](const ::testing::TestParamInfo<Family>& info) { return info.param.type; });
 
 TEST(HfImport, MismatchesAreReportedUpFront) {

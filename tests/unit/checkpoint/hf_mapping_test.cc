@@ -180,6 +180,27 @@ TEST(HfMapping, NamesOfExpertsNormsAndBareBaseModels) {
   EXPECT_EQ(proj.segments[0].tensor, "transformer.h.0.mlp.c_proj.weight");
 }
 
+TEST(HfMapping, DeepSeekMtpLayersAreStoredAfterTheDecoderLayers) {
+  GPTModelConfig config = Attention(2, 2, 2);
+  config.mutable_transformer()->set_num_layers(61);
+  auto hf_name = [&](const std::string& canonical, std::vector<int64_t> shape) {
+    TensorRoute route = OneRoute(HfFamily::kDeepseekV3, config, {canonical, shape}, "model.");
+    return route.segments.empty() ? std::string() : route.segments[0].tensor;
+  };
+  EXPECT_EQ(hf_name("mtp.layers.0.enorm.weight", {4}), "model.layers.61.enorm.weight");
+  EXPECT_EQ(hf_name("mtp.layers.0.eh_proj.weight", {4, 8}), "model.layers.61.eh_proj.weight");
+  EXPECT_EQ(hf_name("mtp.layers.0.final_layernorm.weight", {4}),
+            "model.layers.61.shared_head.norm.weight");
+  EXPECT_EQ(hf_name("mtp.layers.0.mtp_model_layer.mlp.router.expert_bias", {8}),
+            "model.layers.61.mlp.gate.e_score_correction_bias");
+  EXPECT_EQ(hf_name("mtp.layers.0.mtp_model_layer.self_attention.linear_kv_up_proj.weight", {8, 4}),
+            "model.layers.61.self_attn.kv_b_proj.weight");
+  EXPECT_EQ(hf_name("decoder.layers.3.mlp.experts.local_experts.7.linear_fc2.weight", {4, 8}),
+            "model.layers.3.mlp.experts.7.down_proj.weight");
+  EXPECT_EQ(hf_name("decoder.layers.3.self_attention.linear_q_up_proj.layer_norm_weight", {4}),
+            "model.layers.3.self_attn.q_a_layernorm.weight");
+}
+
 TEST(HfMapping, TensorsWithoutCounterpartAreUnimplemented) {
   const GPTModelConfig config = Attention(2, 2, 2);
   absl::StatusOr<std::vector<TensorRoute>> routes =
@@ -201,6 +222,11 @@ TEST(HfMapping, IgnorableTensors) {
   EXPECT_TRUE(IsIgnorableHfTensor("lm_head.weight", true));
   EXPECT_FALSE(IsIgnorableHfTensor("lm_head.weight", false));
   EXPECT_FALSE(IsIgnorableHfTensor("model.layers.0.self_attn.q_proj.bias", false));
+  // DeepSeek-V3's MTP layer's copies of the embedding and the head.
+  EXPECT_TRUE(IsIgnorableHfTensor("model.layers.61.embed_tokens.weight", false));
+  EXPECT_TRUE(IsIgnorableHfTensor("model.layers.61.shared_head.head.weight", false));
+  EXPECT_FALSE(IsIgnorableHfTensor("model.embed_tokens.weight", false));
+  EXPECT_FALSE(IsIgnorableHfTensor("model.layers.61.shared_head.norm.weight", false));
 }
 
 // Small config.json files of each family.
@@ -233,6 +259,38 @@ Json HfConfig(const std::string& type) {
     j["mlp_only_layers"] = {1};
     j["norm_topk_prob"] = false;
   }
+  if (type == "deepseek_v3" || type == "deepseek_v2") {
+    // MLA, a dense layer then a MoE layer with a shared expert; V3 with groups, YaRN and an MTP
+    // layer, V2 with best-expert groups.
+    j["num_key_value_heads"] = 4;
+    j["q_lora_rank"] = 24;
+    j["kv_lora_rank"] = 16;
+    j["qk_nope_head_dim"] = 16;
+    j["qk_rope_head_dim"] = 8;
+    j["v_head_dim"] = 12;
+    j["first_k_dense_replace"] = 1;
+    j["n_routed_experts"] = 8;
+    j["moe_intermediate_size"] = 32;
+    j["n_group"] = 4;
+    j["topk_group"] = 2;
+    if (type == "deepseek_v3") {
+      j["n_shared_experts"] = 1;
+      j["num_experts_per_tok"] = 4;
+      j["routed_scaling_factor"] = 2.5;
+      j["num_nextn_predict_layers"] = 1;
+      j["rope_scaling"] = {{"type", "yarn"},
+                           {"factor", 4.0},
+                           {"mscale", 1.0},
+                           {"mscale_all_dim", 0.8},
+                           {"beta_fast", 8.0},
+                           {"beta_slow", 1.0},
+                           {"original_max_position_embeddings", 16}};
+    } else {
+      j["n_shared_experts"] = 2;
+      j["num_experts_per_tok"] = 2;
+      j["topk_method"] = "group_limited_greedy";
+    }
+  }
   if (type == "mistral") j["sliding_window"] = 4096;
   if (type == "qwen2") j["tie_word_embeddings"] = true;
   return j;
@@ -247,8 +305,8 @@ GPTModelConfig ImportFinalized(const Json& j) {
 }
 
 TEST(HfFamilies, InferredFromImportedConfigsAndExportRoundTrips) {
-  for (const std::string type :
-       {"gpt2", "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen3_moe"}) {
+  for (const std::string type : {"gpt2", "llama", "mistral", "qwen2", "qwen3", "mixtral",
+                                 "qwen3_moe", "deepseek_v3", "deepseek_v2"}) {
     const GPTModelConfig c = ImportFinalized(HfConfig(type));
     absl::StatusOr<HfFamily> family = InferHfFamily(c);
     ASSERT_TRUE(family.ok()) << type << ": " << family.status();

@@ -4,10 +4,12 @@ environment), the independent reference of gptbuilder's Hugging Face import and 
 
   write FAMILY OUT_DIR [--sharded]
       Builds a transformers model of FAMILY (gpt2, llama, mistral, qwen2, qwen3, mixtral,
-      qwen3_moe, gpt_oss) from a small config with seeded random weights (matrices N(0, 0.15), norm
+      qwen3_moe, gpt_oss, deepseek_v3, deepseek_v2) from a small config with seeded random weights (matrices N(0, 0.15), norm
       weights 1 + N(0, 0.1), biases N(0, 0.1)) and saves it with save_pretrained (safetensors;
       two shards and an index with --sharded). OUT_DIR/reference.safetensors holds input_ids (I64 [2, 12]) and the
-      model's logits (F32 [2, 12, vocab]), computed by transformers with eager attention.
+      model's logits (F32 [2, 12, vocab]), computed by transformers with eager attention; for
+      DeepSeek also plain_logits, those of deepseek_reference.py (checked against transformers'
+      within 1e-4 here).
 
   check-export ORIGINAL_DIR EXPORTED_DIR
       Loads both directories with AutoModelForCausalLM.from_pretrained and checks that the export
@@ -21,8 +23,10 @@ q/k/v biases, Qwen3's q/k norms; Mistral's and Mixtral's sliding window (5 and 6
 than the 12-token input); Mixtral's top-2 experts; Qwen3-MoE's q/k norms with a MoE layer
 (renormalised top-2 of 4 experts) and a dense one (mlp_only_layers); GPT-OSS's sinks, biases,
 YaRN positions, alternating sliding/full attention, clamped SwiGLU and fused, interleaved
-experts.
+experts; DeepSeek's multi-latent attention, shared experts, group-limited routing, V3's
+correction bias and YaRN.
 """
+import os
 import sys
 
 import torch
@@ -76,6 +80,31 @@ def config_of(family):
                              "beta_fast": 8.0, "beta_slow": 1.0, "truncate": False,
                              "original_max_position_embeddings": 16},
             dtype="float32")
+    if family in ("deepseek_v3", "deepseek_v2"):
+        # Multi-latent attention (query compression, q/kv norms), a dense layer 0 and a MoE
+        # layer 1: 8 routed experts in 4 groups (2 kept) and a shared MLP. V3: sigmoid scores
+        # with a correction bias (drawn in randomize), top 4 of the kept groups scored by their
+        # top two, renormalised, x 2.5; YaRN past original_max_position_embeddings with
+        # mscale != mscale_all_dim. V2: softmax top 2 in the kept groups scored by their best
+        # expert (group_limited_greedy), x 2.0, plain rope. No MTP layer (transformers has none).
+        mla = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN,
+                   num_hidden_layers=LAYERS, num_attention_heads=HEADS, num_key_value_heads=HEADS,
+                   max_position_embeddings=64, rms_norm_eps=1e-5, hidden_act="silu",
+                   tie_word_embeddings=False, dtype="float32", q_lora_rank=24, kv_lora_rank=16,
+                   qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12,
+                   moe_intermediate_size=32, n_routed_experts=8, first_k_dense_replace=1,
+                   n_group=4, topk_group=2)
+        if family == "deepseek_v3":
+            return transformers.DeepseekV3Config(
+                **mla, n_shared_experts=1, num_experts_per_tok=4, routed_scaling_factor=2.5,
+                norm_topk_prob=True, num_nextn_predict_layers=0,
+                rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0,
+                                     original_max_position_embeddings=4, beta_fast=8.0,
+                                     beta_slow=1.0, mscale=1.0, mscale_all_dim=0.8))
+        return transformers.DeepseekV2Config(
+            **mla, n_shared_experts=2, num_experts_per_tok=2, routed_scaling_factor=2.0,
+            topk_method="group_limited_greedy", norm_topk_prob=False,
+            rope_parameters=dict(rope_type="default", rope_theta=10000.0))
     sys.exit(f"unknown family {family!r}")
 
 
@@ -89,6 +118,10 @@ def randomize(model, seed):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
             else:
                 p.copy_(0.15 * torch.randn(p.shape, generator=g))
+        # DeepSeek-V3's routing-only correction bias (a buffer, zero when built).
+        for name, b in sorted(model.named_buffers()):
+            if name.endswith("e_score_correction_bias"):
+                b.copy_(0.05 * torch.randn(b.shape, generator=g))
 
 
 def load(path):
@@ -199,6 +232,25 @@ def write(family, out_dir, sharded):
         if gap > 1e-5:
             sys.exit(f"gpt_oss: the plain-PyTorch reference differs from transformers by {gap}")
         reference["plain_logits"] = plain
+    if family.startswith("deepseek"):
+        # transformers against the plain-PyTorch forward written from its modelling semantics
+        # (transformers' own fp32 rounding is ~5e-5 here against the reference in fp64).
+        import json
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import deepseek_reference
+        cfg = json.load(open(f"{out_dir}/config.json"))
+        weights = {}
+        for f in sorted(os.listdir(out_dir)):
+            if f.endswith(".safetensors") and f != "reference.safetensors":
+                weights.update(load_file(f"{out_dir}/{f}"))
+        with torch.no_grad():
+            plain = deepseek_reference.logits(cfg, weights, ids)
+        error = (plain - reference["logits"]).abs().max().item()
+        print(f"{family}: transformers vs the plain-PyTorch reference: max abs error {error:.2e}")
+        if not error < 1e-4:
+            sys.exit(f"{family}: transformers' logits differ from the plain-PyTorch reference by "
+                     f"{error:.3g}")
+        reference["plain_logits"] = plain.float().contiguous()
     save_file(reference, f"{out_dir}/reference.safetensors")
 
 

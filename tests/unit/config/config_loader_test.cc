@@ -257,6 +257,44 @@ TEST(ConfigLoader, DuplicateKeysAndSyntaxErrors) {
   EXPECT_THAT(LoadProblems("- a\n- b\n"), ElementsAre(Pair("config", "TYPE_MISMATCH")));
 }
 
+// Config text arrives over the wire (ConfigText), so a short document must not make the loader
+// do unbounded work: aliases are counted each time they are used, nesting is bounded, both before
+// anything is converted.
+TEST(ConfigLoader, AliasBombsAndDeepNestingAreRefusedBeforeConversion) {
+  // 2^30 values once expanded, in under 1 KiB.
+  std::string bomb = "a0: &a0 [x, x]\n";
+  for (int i = 1; i <= 30; ++i) {
+    absl::StrAppend(&bomb, "a", i, ": &a", i, " [*a", i - 1, ", *a", i - 1, "]\n");
+  }
+  EXPECT_THAT(LoadProblems(bomb), ElementsAre(Pair("config", "LIMIT_EXCEEDED")));
+  // The same through a custom layer spec tree, which the converter would build as messages.
+  std::string spec_bomb = "s0: &s0 {module: TransformerLayer}\n";
+  for (int i = 1; i <= 24; ++i) {
+    absl::StrAppend(&spec_bomb, "s", i, ": &s", i, " {module: TransformerLayer, submodules: {x: *s",
+                    i - 1, ", y: *s", i - 1, "}}\n");
+  }
+  absl::StrAppend(&spec_bomb, "transformer_layer_spec: *s24\n");
+  EXPECT_THAT(LoadProblems(spec_bomb), ElementsAre(Pair("config", "LIMIT_EXCEEDED")));
+  std::string deep = "transformer: ";
+  for (int i = 0; i <= kMaxConfigDepth; ++i) deep += "[";
+  for (int i = 0; i <= kMaxConfigDepth; ++i) deep += "]";
+  EXPECT_THAT(LoadProblems(deep), ElementsAre(Pair("config", "LIMIT_EXCEEDED")));
+  // Within the bounds the document loads as before.
+  absl::StatusOr<LoadedConfig> loaded =
+      LoadConfigText(std::string(kTinyLlamaYaml) + "ddp: &d {overlap_grad_reduce: true}\n");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(loaded->ddp.overlap_grad_reduce());
+}
+
+TEST(ConfigLoader, FormatNames) {
+  EXPECT_EQ(ConfigFormatByName(""), ConfigFormat::kAuto);
+  EXPECT_EQ(ConfigFormatByName("auto"), ConfigFormat::kAuto);
+  EXPECT_EQ(ConfigFormatByName("yaml"), ConfigFormat::kYaml);
+  EXPECT_EQ(ConfigFormatByName("json"), ConfigFormat::kJson);
+  EXPECT_EQ(ConfigFormatByName("textproto"), ConfigFormat::kTextProto);
+  EXPECT_EQ(ConfigFormatByName("toml"), std::nullopt);
+}
+
 TEST(ConfigLoader, MissingFileIsNotFound) {
   absl::StatusOr<LoadedConfig> loaded = LoadConfigFile("/nonexistent/model.yaml");
   ASSERT_FALSE(loaded.ok());

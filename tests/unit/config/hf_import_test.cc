@@ -250,7 +250,7 @@ TEST(HfImport, Qwen3AttentionBiasIsRefusedNotDropped) {
 }
 
 TEST(HfImport, UnbuiltFamiliesAreRefusedByName) {
-  for (const char* type : {"deepseek_v3", "deepseek_v2", "gemma2", "gemma3_text"}) {
+  for (const char* type : {"gemma2", "gemma3_text"}) {
     absl::StatusOr<GPTModelConfig> r =
         ImportHfConfigText(absl::StrCat(R"({"model_type": ")", type, R"(", "hidden_size": 8})"));
     ASSERT_FALSE(r.ok()) << type;
@@ -260,6 +260,85 @@ TEST(HfImport, UnbuiltFamiliesAreRefusedByName) {
     EXPECT_THAT(std::string(r.status().message()),
                 HasSubstr(absl::StrCat("'", type, "' is not supported (")));
   }
+}
+
+// DeepSeek-V3's card config.json: every key mapped (or metadata), MLA, dense then MoE layers,
+// the router transformers' DeepseekV3TopkRouter computes, YaRN, one MTP layer.
+TEST(HfImport, DeepSeekV3MapsEveryKeyOfItsCardConfig) {
+  std::ifstream in(std::string(GPTB_SOURCE_DIR) + "/tests/unit/config/testdata/deepseek-v3.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<GPTModelConfig> r = ImportHfConfigText(text.str());
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto& t = r->transformer();
+  EXPECT_TRUE(t.multi_latent_attention());
+  EXPECT_EQ(t.q_lora_rank(), 1536);
+  EXPECT_EQ(t.kv_lora_rank(), 512);
+  EXPECT_EQ(t.qk_head_dim(), 128);
+  EXPECT_EQ(t.qk_pos_emb_head_dim(), 64);
+  EXPECT_EQ(t.v_head_dim(), 128);
+  EXPECT_TRUE(t.qk_layernorm());
+  EXPECT_EQ(t.num_query_groups(), 128);
+  EXPECT_EQ(t.rope_type(), "yarn");
+  EXPECT_EQ(t.rotary_scaling_factor(), 40.0);
+  EXPECT_EQ(t.original_max_position_embeddings(), 4096);
+  EXPECT_EQ(t.mscale(), 1.0);
+  EXPECT_EQ(t.mscale_all_dim(), 1.0);
+  EXPECT_EQ(t.beta_fast(), 32.0);
+  EXPECT_EQ(t.beta_slow(), 1.0);
+  EXPECT_EQ(t.num_moe_experts(), 256);
+  ASSERT_EQ(t.moe_layer_freq_size(), 61);
+  EXPECT_EQ(t.moe_layer_freq(2), 0);
+  EXPECT_EQ(t.moe_layer_freq(3), 1);
+  EXPECT_EQ(t.moe_ffn_hidden_size(), 2048);
+  EXPECT_EQ(t.moe_shared_expert_intermediate_size(), 2048);
+  EXPECT_EQ(t.moe_router_topk(), 8);
+  EXPECT_EQ(t.moe_router_score_function(), "sigmoid");
+  EXPECT_TRUE(t.moe_router_enable_expert_bias());
+  EXPECT_EQ(t.moe_router_num_groups(), 8);
+  EXPECT_EQ(t.moe_router_group_topk(), 4);
+  EXPECT_EQ(t.moe_router_topk_scaling_factor(), 2.5);
+  EXPECT_EQ(t.moe_router_load_balancing_type(), "none");
+  EXPECT_EQ(t.mtp_num_layers(), 1);
+  EXPECT_EQ(r->seq_length(), 163840);
+  EXPECT_EQ(r->vocab_size(), 129280);
+  EXPECT_FALSE(r->share_embeddings_and_output_weights());
+}
+
+TEST(HfImport, DeepSeekRefusesWhatItCannotBuildByName) {
+  const std::string base =
+      R"({"model_type": "deepseek_v3", "num_hidden_layers": 2, "hidden_size": 64,
+          "num_attention_heads": 4, "vocab_size": 256, "num_experts_per_tok": 4,
+          "n_routed_experts": 8, "n_group": 4, "topk_group": 2, "first_k_dense_replace": 1, )";
+  auto import = [&](const std::string& extra) { return ImportHfConfigText(base + extra + "}"); };
+  ASSERT_TRUE(import(R"("rope_interleave": true)").ok());
+  for (const auto& [extra, field] : std::vector<std::pair<std::string, std::string>>{
+           {R"("made_up_key": 3)", "made_up_key"},
+           {R"("rope_interleave": false)", "rope_interleave"},
+           {R"("q_lora_rank": null)", "q_lora_rank"},
+           {R"("topk_group": 1)", "topk_group"},
+           {R"("scoring_func": "softmax")", "scoring_func"},
+           {R"("norm_topk_prob": false)", "norm_topk_prob"},
+           {R"("num_key_value_heads": 2)", "num_key_value_heads"},
+           {R"("rope_scaling": {"type": "yarn", "factor": 4, "mscale_all_dim": 1,
+                                "original_max_position_embeddings": 16})",
+            "rope_scaling.mscale"},
+           {R"("rope_scaling": {"type": "linear", "factor": 4})", "rope_scaling"}}) {
+    absl::StatusOr<GPTModelConfig> r = import(extra);
+    ASSERT_FALSE(r.ok()) << extra;
+    EXPECT_THAT(FieldsAndReasons(r.status()), Contains(Pair(field, ::testing::_))) << extra;
+  }
+  // V2: group_limited_greedy agrees with Megatron's group-limited routing only at one expert per
+  // kept group.
+  const std::string v2 =
+      R"({"model_type": "deepseek_v2", "num_hidden_layers": 2, "hidden_size": 64,
+          "num_attention_heads": 4, "vocab_size": 256, "n_routed_experts": 8,
+          "n_group": 4, "topk_method": "group_limited_greedy", )";
+  EXPECT_TRUE(ImportHfConfigText(v2 + R"("num_experts_per_tok": 2, "topk_group": 2})").ok());
+  absl::StatusOr<GPTModelConfig> r =
+      ImportHfConfigText(v2 + R"("num_experts_per_tok": 4, "topk_group": 2})");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(FieldsAndReasons(r.status()), Contains(Pair("topk_method", "UNSUPPORTED")));
 }
 
 TEST(HfImport, UnsupportedModelTypeListsTheSupportedOnes) {

@@ -1,9 +1,13 @@
 // A downloaded model's Hugging Face config.json plans as is, and the planned model has the
 // published parameter count.
+#include <fstream>
+
 #include "core/config/config_loader.h"
 #include "core/config/finalize.h"
 #include "core/plan/model_plan.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace gptb::plan {
 namespace {
@@ -53,7 +57,9 @@ INSTANTIATE_TEST_SUITE_P(Families, HfParameterCountTest,
                                            // (its MoE layer, enorm, hnorm, eh_proj and final
                                            // norm: 11610067968; the card's 685B also counts
                                            // the MTP copies of the embedding and head).
-                                           Published{"deepseek-v3-megatron.yaml", 682636472320}),
+                                           Published{"deepseek-v3-megatron.yaml", 682636472320},
+                                           // The card's config.json itself: the same model.
+                                           Published{"deepseek-v3.json", 682636472320}),
                          [](const ::testing::TestParamInfo<Published>& info) {
                            std::string name = info.param.file;
                            name = name.substr(0, name.find_last_of('.'));
@@ -62,6 +68,47 @@ INSTANTIATE_TEST_SUITE_P(Families, HfParameterCountTest,
                            }
                            return name;
                          });
+
+// The DeepSeek-V2 cards' config.json are refused by name (see the messages), but the refused keys
+// change no parameter: with them edited the planned model has transformers' parameter count of
+// DeepseekV2ForCausalLM for that config.json (236B and 15.7B published).
+absl::StatusOr<int64_t> PlannedParameters(const nlohmann::json& hf) {
+  absl::StatusOr<config::LoadedConfig> loaded =
+      config::LoadConfigText(hf.dump(), config::ConfigFormat::kAuto, "config.json");
+  if (!loaded.ok()) return loaded.status();
+  absl::StatusOr<gptbuilder::v1::GPTModelConfig> finalized = config::Finalize(loaded->model, {1});
+  if (!finalized.ok()) return finalized.status();
+  absl::StatusOr<ModelPlan> plan = ModelPlan::Create(*finalized, PlanOptions{});
+  if (!plan.ok()) return plan.status();
+  return plan->TotalParameters();
+}
+
+nlohmann::json ReadTestdata(const std::string& file) {
+  std::ifstream in(std::string(GPTB_SOURCE_DIR) + "/tests/unit/config/testdata/" + file);
+  return nlohmann::json::parse(in);
+}
+
+TEST(HfParameterCount, DeepSeekV2PlansToItsSizeOnceItsRoutingIsOneMegatronComputes) {
+  nlohmann::json hf = ReadTestdata("deepseek-v2.json");
+  absl::StatusOr<int64_t> refused = PlannedParameters(hf);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("topk_method"));
+  // Routing only: the best expert of each group (top-1) for group_limited_greedy; no seq aux loss.
+  hf["topk_method"] = "greedy";
+  hf.erase("aux_loss_alpha");
+  absl::StatusOr<int64_t> planned = PlannedParameters(hf);
+  ASSERT_TRUE(planned.ok()) << planned.status();
+  EXPECT_EQ(*planned, 235741434880);
+}
+
+TEST(HfParameterCount, DeepSeekV2LiteIsRefusedForItsUncompressedQuery) {
+  nlohmann::json hf = ReadTestdata("deepseek-v2-lite.json");
+  absl::StatusOr<int64_t> refused = PlannedParameters(hf);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("q_lora_rank"));
+  // transformers' count is 15706484224; Megatron's MLA would add an RMSNorm of hidden_size in
+  // front of every layer's linear_q_proj (27 x 2048), which is why the import refuses it.
+}
 
 }  // namespace
 }  // namespace gptb::plan

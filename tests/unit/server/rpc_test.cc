@@ -7,7 +7,9 @@
 #include <fstream>
 #include <mutex>
 #include <set>
+#include <sstream>
 
+#include "core/config/config_loader.h"
 #include "core/config/violations.h"
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
@@ -130,6 +132,146 @@ TEST_F(RpcTest, InvalidConfigCarriesEveryFieldViolationOnTheWire) {
   }
   ASSERT_TRUE(found);
   EXPECT_GE(bad_request.field_violations_size(), 2);
+}
+
+// The field violations of a failed call, "field: description" each.
+std::vector<std::string> WireViolations(const grpc::Status& status) {
+  std::vector<std::string> out;
+  for (const config::FieldViolation& v :
+       config::ViolationsFromStatus(rpc::FromGrpcStatus(status))) {
+    out.push_back(v.field + ": " + v.description);
+  }
+  return out;
+}
+
+std::string ReadTestFile(const std::string& relative) {
+  std::ifstream in(std::string(GPTB_SOURCE_DIR) + "/" + relative);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+TEST_F(RpcTest, ConfigTextInEveryFormatIsParsedByTheServer) {
+  Start("");
+  const std::string yaml = ReadTestFile("examples/tiny-llama.yaml");
+  ASSERT_FALSE(yaml.empty());
+  struct Case {
+    std::string name, text, format;
+    int64_t layers, hidden;
+  };
+  const std::vector<Case> cases = {
+      {"yaml", yaml, "", 4, 64},
+      {"yaml named", yaml, "yaml", 4, 64},
+      {"json", R"({"transformer": {"num_layers": 3, "hidden_size": 32, "num_attention_heads": 4},
+                   "vocab_size": 500, "build": {"seed": 7}})",
+       "", 3, 32},
+      {"textproto",
+       "transformer { num_layers: 2 hidden_size: 48 num_attention_heads: 4 }\n"
+       "vocab_size: 300\nbuild { seed: 7 }\n",
+       "textproto", 2, 48},
+      // A Hugging Face config.json, imported (GPT-2 small).
+      {"hf", ReadTestFile("tests/unit/config/testdata/gpt2.json"), "", 12, 768},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    gptbuilder::v1::ValidateConfigRequest request;
+    request.mutable_config_text()->set_text(c.text);
+    request.mutable_config_text()->set_format(c.format);
+    gptbuilder::v1::ValidateConfigResponse response;
+    grpc::ClientContext context;
+    Deadline(&context);
+    grpc::Status status = Stub()->ValidateConfig(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.config().transformer().num_layers(), c.layers);
+    EXPECT_EQ(response.config().transformer().hidden_size(), c.hidden);
+    if (c.name == "json" || c.name == "textproto") {
+      EXPECT_EQ(response.build().seed(), 7);
+    }
+
+    // The same text with overrides, through PlanModel: later overrides win, dotted paths reach
+    // the ddp and build sections.
+    gptbuilder::v1::PlanModelRequest plan_request;
+    *plan_request.mutable_config_text() = request.config_text();
+    plan_request.mutable_config_text()->add_overrides("num_layers=8");
+    plan_request.mutable_config_text()->add_overrides("transformer.num_layers=6");
+    plan_request.mutable_config_text()->add_overrides("transformer.pipeline_model_parallel_size=2");
+    plan_request.mutable_config_text()->add_overrides("build.seed=11");
+    gptbuilder::v1::PlanDescription plan;
+    grpc::ClientContext plan_context;
+    Deadline(&plan_context);
+    status = Stub()->PlanModel(&plan_context, plan_request, &plan);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(plan.world_size(), 2);
+    int64_t layers = 0;
+    for (const auto& stage : plan.stages()) layers += stage.layers_size();
+    EXPECT_EQ(layers, 6);
+  }
+}
+
+TEST_F(RpcTest, ConfigTextProblemsNameTheFieldOrLine) {
+  Start("");
+  auto validate = [&](const gptbuilder::v1::ValidateConfigRequest& request) {
+    gptbuilder::v1::ValidateConfigResponse response;
+    grpc::ClientContext context;
+    Deadline(&context);
+    return Stub()->ValidateConfig(&context, request, &response);
+  };
+  // Every loader problem at once, on field paths.
+  gptbuilder::v1::ValidateConfigRequest request;
+  request.mutable_config_text()->set_text(
+      "transformer:\n  num_layerz: 2\n  hidden_size: wide\nvocab_sise: 10\n");
+  grpc::Status status = validate(request);
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  std::vector<std::string> violations = WireViolations(status);
+  EXPECT_THAT(violations, ::testing::Contains(::testing::StartsWith("transformer.num_layerz:")));
+  EXPECT_THAT(violations, ::testing::Contains(::testing::StartsWith("transformer.hidden_size:")));
+  EXPECT_THAT(violations, ::testing::Contains(::testing::StartsWith("vocab_sise:")));
+
+  // A syntax error names the source and the line.
+  request.mutable_config_text()->set_text("transformer:\n  num_layers: [2\nvocab_size: 10\n");
+  request.mutable_config_text()->set_source_name("my.yaml");
+  status = validate(request);
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message() + ::testing::PrintToString(WireViolations(status)),
+              ::testing::AllOf(::testing::HasSubstr("my.yaml"), ::testing::HasSubstr("line")));
+
+  // A bad override names its key; an unknown format and both forms at once are refused.
+  request.mutable_config_text()->set_text(ReadTestFile("examples/tiny-llama.yaml"));
+  request.mutable_config_text()->add_overrides("num_layerss=3");
+  request.mutable_config_text()->set_format("toml");
+  *request.mutable_config() = testing::TinyGpt(2, 1);
+  status = validate(request);
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  violations = WireViolations(status);
+  EXPECT_THAT(violations, ::testing::Contains(::testing::StartsWith("config: set either")));
+  EXPECT_THAT(violations, ::testing::Contains(::testing::StartsWith("config_text.format:")));
+  request.clear_config();
+  request.mutable_config_text()->clear_format();
+  status = validate(request);
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(WireViolations(status), ::testing::Contains(::testing::HasSubstr("num_layerss")));
+
+  // More overrides than a config needs are refused before any is applied.
+  for (int i = 0; i <= config::kMaxConfigOverrides; ++i) {
+    request.mutable_config_text()->add_overrides("num_layers=2");
+  }
+  status = validate(request);
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(WireViolations(status),
+              ::testing::Contains(::testing::StartsWith("config_text.overrides:")));
+
+  // BuildModel takes the same text (validate_only: nothing is placed).
+  gptbuilder::v1::BuildModelRequest build;
+  build.set_name("from-text");
+  build.set_validate_only(true);
+  build.mutable_config_text()->set_text("transformer: {num_layers: 0}\n");
+  google::longrunning::Operation op;
+  grpc::ClientContext context;
+  Deadline(&context);
+  status = Stub()->BuildModel(&context, build, &op);
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(WireViolations(status),
+              ::testing::Contains(::testing::StartsWith("transformer.num_layers:")));
 }
 
 TEST_F(RpcTest, MutatingMethodsNeedTheBearerToken) {
