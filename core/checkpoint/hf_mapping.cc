@@ -247,6 +247,19 @@ const FamilyRules& Gemma2Rules() {
   return *rules;
 }
 
+// Gemma 3 text: Gemma 2's names plus the per-head q/k norms (zero-centred, copied as stored).
+const FamilyRules& Gemma3TextRules() {
+  static const auto* rules = [] {
+    auto* r = new FamilyRules(Gemma2Rules());
+    r->layer.push_back(
+        {"self_attention.q_layernorm.weight", Layout::kCopy, {"self_attn.q_norm.weight"}});
+    r->layer.push_back(
+        {"self_attention.k_layernorm.weight", Layout::kCopy, {"self_attn.k_norm.weight"}});
+    return r;
+  }();
+  return *rules;
+}
+
 const FamilyRules& Gpt2Rules() {
   static const auto* rules = new FamilyRules{
       "h.{L}.",
@@ -281,6 +294,7 @@ const FamilyRules& RulesOf(HfFamily family) {
   if (family == HfFamily::kDeepseekV2 || family == HfFamily::kDeepseekV3) return DeepseekRules();
   if (family == HfFamily::kGptOss) return GptOssRules();
   if (family == HfFamily::kGemma2) return Gemma2Rules();
+  if (family == HfFamily::kGemma3Text) return Gemma3TextRules();
   return LlamaRules();
 }
 
@@ -547,13 +561,24 @@ absl::Status CheckGptOssRepresentable(const GPTModelConfig& config) {
 // attention and MLP, scaled embeddings, GeGLU, no biases, the attention scale from
 // query_pre_attn_scalar, windows that end at the query, default rope) and what its config can
 // express (capping on or off, tied or untied embeddings, the window pattern).
-absl::Status CheckGemma2Representable(const GPTModelConfig& config) {
+// Gemma 3 text adds per-head q/k norms and two rotary embeddings (a local base for the sliding
+// layers, a linear factor on the global ones).
+absl::Status CheckGemmaRepresentable(bool gemma3, const GPTModelConfig& config) {
   const auto& t = config.transformer();
   config::Violations v;
+  const char* type = gemma3 ? "gemma3_text" : "gemma2";
   auto need = [&](bool ok, const char* field, const std::string& what) {
-    if (!ok)
-      v.Add(field, "NOT_REPRESENTABLE", absl::StrCat("Hugging Face gemma2 models ", what, "."));
+    if (!ok) {
+      v.Add(field, "NOT_REPRESENTABLE", absl::StrCat("Hugging Face ", type, " models ", what, "."));
+    }
   };
+  if (gemma3) {
+    need(t.qk_layernorm(), "transformer.qk_layernorm", "normalise each query and key head");
+  } else {
+    need(!t.qk_layernorm(), "transformer.qk_layernorm", "have no qk norms");
+    need(!config.has_rotary_base_local(), "rotary_base_local",
+         "rotate every layer with one rotary base");
+  }
   need(config.post_linear_layernorm(), "post_linear_layernorm",
        "normalise the attention and MLP outputs");
   need(config.apply_embedding_scaling(), "apply_embedding_scaling",
@@ -574,7 +599,7 @@ absl::Status CheckGemma2Representable(const GPTModelConfig& config) {
        "use the vanilla softmax");
   need(!t.has_softmax_scale(), "transformer.softmax_scale",
        "scale attention scores by 1/sqrt(query_pre_attn_scalar)");
-  need(!t.qk_layernorm() && !t.qk_l2_norm(), "transformer.qk_layernorm", "have no qk norms");
+  need(!t.qk_l2_norm(), "transformer.qk_l2_norm", "have no L2 qk norm");
   need(!t.multi_latent_attention(), "transformer.multi_latent_attention", "use standard attention");
   need(config.position_embedding_type() == "rope", "position_embedding_type", "use rope");
   need(!t.rotary_interleaved(), "transformer.rotary_interleaved",
@@ -613,14 +638,17 @@ const char* HfModelType(HfFamily family) {
       return "gpt_oss";
     case HfFamily::kGemma2:
       return "gemma2";
+    case HfFamily::kGemma3Text:
+      return "gemma3_text";
   }
   return "?";
 }
 
 std::optional<HfFamily> ParseHfModelType(std::string_view model_type) {
-  for (HfFamily f : {HfFamily::kGpt2, HfFamily::kLlama, HfFamily::kMistral, HfFamily::kQwen2,
-                     HfFamily::kQwen3, HfFamily::kMixtral, HfFamily::kQwen3Moe, HfFamily::kGptOss,
-                     HfFamily::kDeepseekV2, HfFamily::kDeepseekV3, HfFamily::kGemma2}) {
+  for (HfFamily f :
+       {HfFamily::kGpt2, HfFamily::kLlama, HfFamily::kMistral, HfFamily::kQwen2, HfFamily::kQwen3,
+        HfFamily::kMixtral, HfFamily::kQwen3Moe, HfFamily::kGptOss, HfFamily::kDeepseekV2,
+        HfFamily::kDeepseekV3, HfFamily::kGemma2, HfFamily::kGemma3Text}) {
     if (model_type == HfModelType(f)) return f;
   }
   return std::nullopt;
@@ -636,7 +664,7 @@ absl::StatusOr<HfFamily> InferHfFamily(const GPTModelConfig& config) {
   if (config.position_embedding_type() == "learned_absolute" && t.normalization() == "LayerNorm") {
     family = HfFamily::kGpt2;
   } else if (config.post_linear_layernorm()) {
-    family = HfFamily::kGemma2;
+    family = t.qk_layernorm() ? HfFamily::kGemma3Text : HfFamily::kGemma2;
   } else if (t.multi_latent_attention()) {
     family =
         t.moe_router_score_function() == "sigmoid" ? HfFamily::kDeepseekV3 : HfFamily::kDeepseekV2;
@@ -657,7 +685,9 @@ absl::StatusOr<HfFamily> InferHfFamily(const GPTModelConfig& config) {
 
 absl::Status CheckHfRepresentable(HfFamily family, const GPTModelConfig& config) {
   if (family == HfFamily::kGptOss) return CheckGptOssRepresentable(config);
-  if (family == HfFamily::kGemma2) return CheckGemma2Representable(config);
+  if (family == HfFamily::kGemma2 || family == HfFamily::kGemma3Text) {
+    return CheckGemmaRepresentable(family == HfFamily::kGemma3Text, config);
+  }
   const auto& t = config.transformer();
   config::Violations v;
   const std::string type = HfModelType(family);

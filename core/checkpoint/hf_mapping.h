@@ -91,11 +91,12 @@ enum class HfFamily {
   kGptOss,
   kDeepseekV2,
   kDeepseekV3,
-  kGemma2
+  kGemma2,
+  kGemma3Text
 };
 
 // config.json's model_type: "gpt2", "llama", "mistral", "qwen2", "qwen3", "mixtral",
-// "qwen3_moe", "gpt_oss", "deepseek_v2", "deepseek_v3", "gemma2".
+// "qwen3_moe", "gpt_oss", "deepseek_v2", "deepseek_v3", "gemma2", "gemma3_text".
 const char* HfModelType(HfFamily family);
 std::optional<HfFamily> ParseHfModelType(std::string_view model_type);
 
@@ -104,11 +105,12 @@ std::optional<HfFamily> ParseHfModelType(std::string_view model_type);
 const char* HfBasePrefix(HfFamily family);
 
 // The family a model exports as when none is named: gpt2 for learned absolute positions with
-// LayerNorm; gemma2 with post_linear_layernorm; multi-latent attention deepseek_v3 with sigmoid
-// routing, else deepseek_v2; for RMSNorm gated models gpt_oss with experts and learnable softmax
-// offsets, qwen3_moe with experts and qk_layernorm, mixtral with experts, qwen3 with qk_layernorm,
-// qwen2 with a qkv bias, mistral with a sliding window, llama otherwise. INVALID_ARGUMENT when the
-// model is none of these (see CheckHfRepresentable).
+// LayerNorm; gemma3_text with post_linear_layernorm and qk_layernorm, gemma2 with
+// post_linear_layernorm; multi-latent attention deepseek_v3 with sigmoid routing, else deepseek_v2;
+// for RMSNorm gated models gpt_oss with experts and learnable softmax offsets, qwen3_moe with
+// experts and qk_layernorm, mixtral with experts, qwen3 with qk_layernorm, qwen2 with a qkv bias,
+// mistral with a sliding window, llama otherwise. INVALID_ARGUMENT when the model is none of these
+// (see CheckHfRepresentable).
 absl::StatusOr<HfFamily> InferHfFamily(const gptbuilder::v1::GPTModelConfig& config);
 
 // OK when `family`'s transformers implementation computes what a model of `config` computes

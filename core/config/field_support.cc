@@ -242,7 +242,8 @@ const std::vector<FieldSupportEntry>& Table() {
       {"GPTModelConfig", "rotary_percent", kImpl, "rotary dimensions."},
       {"GPTModelConfig", "rotary_base", kImpl, "rotary frequencies."},
       {"GPTModelConfig", "rope_scaling", kImpl, "Llama-3.1 frequency scaling."},
-      {"GPTModelConfig", "rope_scaling_factor", kImpl, "Llama-3.1 frequency scaling."},
+      {"GPTModelConfig", "rope_scaling_factor", kImpl,
+       "Llama-3.1 frequency scaling; with rotary_base_local the global layers' linear factor."},
       {"GPTModelConfig", "scatter_embedding_sequence_parallel", kImpl,
        "under sequence parallelism the embedding output is scattered along the sequence either "
        "way (inside the embedding when true, right after it when false): the same values."},
@@ -277,6 +278,9 @@ const std::vector<FieldSupportEntry>& Table() {
       {"GPTModelConfig", "post_linear_layernorm", kImpl,
        "a norm after linear_proj and linear_fc2 (Bridge's TERowParallelLinearLayerNorm in its "
        "Gemma layer specs)."},
+      {"GPTModelConfig", "rotary_base_local", kImpl,
+       "rotary base of the sliding-window layers; global layers' frequencies divided by "
+       "rope_scaling_factor (Bridge's Gemma3RotaryEmbedding)."},
 
       // ---- LayerSpec / ModuleSpec -------------------------------------------------------------
       {"LayerSpec", "name", kImpl, "the named spec function."},

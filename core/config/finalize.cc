@@ -732,6 +732,38 @@ void CheckGemma(const GPTModelConfig& config, Checker& c) {
       }
     }
   }
+  if (config.has_rotary_base_local()) {
+    if (config.rotary_base_local() <= 0) {
+      c.Add("rotary_base_local", "OUT_OF_RANGE",
+            absl::StrCat("rotary_base_local must be > 0, got ", config.rotary_base_local(), "."));
+    }
+    if (config.position_embedding_type() != "rope" || t.multi_latent_attention()) {
+      c.Add("rotary_base_local", "UNSUPPORTED",
+            "rotary_base_local is Gemma 3's rotary embedding: it needs position_embedding_type "
+            "rope and standard attention.");
+    }
+    if (config.rope_scaling()) {
+      c.Add("rotary_base_local", "CONFLICT",
+            "with rotary_base_local the global layers scale their frequencies linearly by "
+            "rope_scaling_factor (Bridge's Gemma3RotaryEmbedding asserts rope_scaling is false); "
+            "set rope_scaling: false.");
+    }
+    if (!(config.rope_scaling_factor() > 0)) {
+      c.Add("rope_scaling_factor", "OUT_OF_RANGE",
+            "rope_scaling_factor divides the global layers' frequencies with rotary_base_local; "
+            "it must be > 0.");
+    }
+    if (t.window_size_size() == 0) {
+      c.Add("rotary_base_local", "UNUSED",
+            "rotary_base_local applies to the sliding-window layers and there are none "
+            "(window_size is unset); unset it.");
+    }
+    if (t.has_mtp_num_layers() && t.mtp_num_layers() > 0) {
+      c.Add("rotary_base_local", "UNSUPPORTED",
+            "multi-token prediction layers are not built with Gemma 3's two rotary "
+            "embeddings; unset mtp_num_layers or rotary_base_local.");
+    }
+  }
   if (config.post_linear_layernorm()) {
     if (t.has_num_moe_experts() && t.num_moe_experts() > 0) {
       c.Add("post_linear_layernorm", "UNSUPPORTED",

@@ -232,9 +232,10 @@ absl::StatusOr<nlohmann::json> ExportHfConfig(const gptbuilder::v1::GPTModelConf
         "model_type '", type,
         "' is not supported; supported: ", absl::StrJoin(SupportedHfModelTypes(), ", "), "."));
   }
-  Json j = type == "gpt2"      ? Gpt2(config)
-           : type == "gpt_oss" ? ExportGptOssConfig(config)
-           : type == "gemma2"  ? ExportGemma2Config(config)
+  Json j = type == "gpt2"          ? Gpt2(config)
+           : type == "gpt_oss"     ? ExportGptOssConfig(config)
+           : type == "gemma2"      ? ExportGemma2Config(config)
+           : type == "gemma3_text" ? ExportGemma3TextConfig(config)
            : type == "deepseek_v2" || type == "deepseek_v3"
                ? Deepseek(config, type == "deepseek_v3")
                : LlamaLike(config, type);

@@ -1,5 +1,6 @@
 #include "core/config/hf_gemma_config.h"
 
+#include <cmath>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +37,7 @@ constexpr Unused kUnusedKeys[] = {
     {"_attn_implementation", "which attention kernel transformers runs (same function)"},
     {"hidden_act",
      "the published configs' older name; transformers' Gemma2 MLP reads hidden_activation"},
+    {"_sliding_window_pattern", "transformers' copy of sliding_window_pattern"},
     {"output_hidden_states", "what the forward returns"},
     {"output_attentions", "what the forward returns"},
     {"return_dict", "what the forward returns"},
@@ -66,6 +68,8 @@ constexpr const char* kMappedKeys[] = {
     "attn_logit_softcapping",
     "final_logit_softcapping",
     "use_bidirectional_attention",
+    "rope_local_base_freq",    // Gemma 3
+    "sliding_window_pattern",  // Gemma 3
 };
 
 bool IsKnownKey(std::string_view key) {
@@ -101,7 +105,7 @@ void SetActivation(HfReader& hf, TransformerConfig* t) {
 }
 
 // rope_parameters (transformers 5) / rope_scaling: only the default rope for Gemma 2.
-void SetPositions(HfReader& hf, GPTModelConfig* config) {
+void SetGemma2Positions(HfReader& hf, GPTModelConfig* config) {
   config->set_position_embedding_type("rope");
   config->set_rotary_percent(1.0);
   const Json* rope = hf.Object("rope_parameters");
@@ -120,13 +124,80 @@ void SetPositions(HfReader& hf, GPTModelConfig* config) {
   }
 }
 
+// Gemma 3's two rotary embeddings: the published spelling (rope_theta, rope_local_base_freq,
+// rope_scaling linear on the global layers) or transformers 5's rope_parameters per layer type.
+// The sliding layers rotate with rotary_base_local unscaled, the global ones with rotary_base
+// and their frequencies divided by rope_scaling_factor.
+void SetGemma3Positions(HfReader& hf, GPTModelConfig* config) {
+  config->set_position_embedding_type("rope");
+  config->set_rotary_percent(1.0);
+  double global = 1000000.0, local = 10000.0, factor = 1.0;
+  auto read = [&](const std::string& where, const Json& r, bool is_global) {
+    for (const auto& [name, value] : r.items()) {
+      const bool type = name == "rope_type" || name == "type";
+      if (name == "rope_theta" && value.is_number()) {
+        (is_global ? global : local) = value.get<double>();
+      } else if (type && (value == "default" || (value == "linear" && is_global))) {
+        continue;
+      } else if (name == "factor" && value.is_number() && is_global) {
+        factor = value.get<double>();
+      } else {
+        hf.violations()->Add(absl::StrCat(where, ".", name), "UNSUPPORTED",
+                             absl::StrCat("Gemma 3 rotates its sliding layers with the default "
+                                          "rope and its global layers with the default or "
+                                          "linear rope; '",
+                                          name, "' ", value.dump(), " is not supported here."));
+      }
+    }
+  };
+  if (const Json* params = hf.Object("rope_parameters")) {
+    for (const auto& [type, r] : params->items()) {
+      if ((type != "full_attention" && type != "sliding_attention") || !r.is_object()) {
+        hf.violations()->Add(absl::StrCat("rope_parameters.", type), "UNSUPPORTED",
+                             "Gemma 3's rope_parameters hold one object per layer type "
+                             "(full_attention, sliding_attention).");
+        continue;
+      }
+      read(absl::StrCat("rope_parameters.", type), r, type == "full_attention");
+    }
+  }
+  if (std::optional<double> theta = hf.Number("rope_theta")) global = *theta;
+  if (std::optional<double> theta = hf.Number("rope_local_base_freq")) local = *theta;
+  if (const Json* scaling = hf.Object("rope_scaling")) read("rope_scaling", *scaling, true);
+  for (const auto& [key, value] :
+       {std::pair<const char*, double>{"rope_theta", global}, {"rope_local_base_freq", local}}) {
+    if (!(value > 0) || std::floor(value) != value || value > 2147483647.0) {
+      hf.violations()->Add(key, "UNSUPPORTED",
+                           absl::StrCat(key, " ", value,
+                                        " must be a positive integer value (rotary bases are "
+                                        "ints)."));
+      return;
+    }
+  }
+  if (!(factor > 0)) {
+    hf.violations()->Add("rope_scaling.factor", "OUT_OF_RANGE", "the factor must be > 0.");
+    return;
+  }
+  config->set_rotary_base(static_cast<int32_t>(global));
+  config->set_rope_scaling(false);
+  config->set_rope_scaling_factor(factor);
+  // Without sliding layers the local base rotates nothing (validation refuses it unused).
+  if (config->transformer().window_size_size() > 0) {
+    config->set_rotary_base_local(static_cast<int32_t>(local));
+  } else if (factor != 1.0) {
+    hf.violations()->Add("rope_scaling.factor", "UNSUPPORTED",
+                         "a linear factor without sliding layers has no Megatron setting here "
+                         "(it scales the global layers next to rotary_base_local).");
+  }
+}
+
 }  // namespace
 
-Json ExportGemma2Config(const GPTModelConfig& c) {
+static Json ExportGemmaConfig(const GPTModelConfig& c, bool gemma3) {
   const TransformerConfig& t = c.transformer();
   Json j;
-  j["architectures"] = {"Gemma2ForCausalLM"};
-  j["model_type"] = "gemma2";
+  j["architectures"] = {gemma3 ? "Gemma3ForCausalLM" : "Gemma2ForCausalLM"};
+  j["model_type"] = gemma3 ? "gemma3_text" : "gemma2";
   j["vocab_size"] = c.vocab_size();
   j["hidden_size"] = t.hidden_size();
   j["intermediate_size"] = t.ffn_hidden_size();
@@ -143,6 +214,14 @@ Json ExportGemma2Config(const GPTModelConfig& c) {
   j["torch_dtype"] = TorchDtype(t);
   j["hidden_activation"] = t.activation_func() == "gelu" ? "gelu" : "gelu_pytorch_tanh";
   j["rope_theta"] = c.rotary_base();
+  if (gemma3) {
+    // Without rotary_base_local the sliding layers rotate with rotary_base (and no linear factor
+    // applies to the global ones: CheckHfRepresentable).
+    j["rope_local_base_freq"] = c.has_rotary_base_local() ? c.rotary_base_local() : c.rotary_base();
+    j["rope_scaling"] = c.has_rotary_base_local() && c.rope_scaling_factor() != 1.0
+                            ? Json{{"rope_type", "linear"}, {"factor", c.rope_scaling_factor()}}
+                            : Json(nullptr);
+  }
   // Gemma2Config's defaults are 256, 50 and 30: absent Megatron fields are written as what they
   // mean (the attention scale of kv_channels, no capping).
   j["query_pre_attn_scalar"] =
@@ -161,20 +240,23 @@ Json ExportGemma2Config(const GPTModelConfig& c) {
   return j;
 }
 
-void ImportGemma2Config(HfReader& hf, GPTModelConfig* config) {
+static void ImportGemmaConfig(HfReader& hf, bool gemma3, GPTModelConfig* config) {
   TransformerConfig* t = config->mutable_transformer();
   for (const auto& [key, value] : hf.json().items()) {
-    if (IsKnownKey(key)) continue;
-    hf.violations()->Add(key, "UNSUPPORTED",
-                         absl::StrCat("'", key,
-                                      "' is not a Gemma2Config setting gptbuilder knows; it "
-                                      "cannot tell what it would change, so remove it."));
+    const bool gemma3_only = key == "rope_local_base_freq" || key == "sliding_window_pattern" ||
+                             key == "_sliding_window_pattern";
+    if (IsKnownKey(key) && (gemma3 || !gemma3_only)) continue;
+    hf.violations()->Add(
+        key, "UNSUPPORTED",
+        absl::StrCat("'", key, "' is not a ", gemma3 ? "Gemma3TextConfig" : "Gemma2Config",
+                     " setting gptbuilder knows; it cannot tell what it would "
+                     "change, so remove it."));
   }
   // Gemma2Config's defaults are those of gemma-2-2b.
   const int64_t layers = hf.Int("num_hidden_layers").value_or(26);
   const int64_t hidden = hf.Int("hidden_size").value_or(2304);
   const int64_t heads = hf.Int("num_attention_heads").value_or(8);
-  const int64_t vocab = hf.Int("vocab_size").value_or(256000);
+  const int64_t vocab = hf.Int("vocab_size").value_or(gemma3 ? 262208 : 256000);
   t->set_num_layers(static_cast<int32_t>(layers));
   t->set_hidden_size(static_cast<int32_t>(hidden));
   t->set_num_attention_heads(static_cast<int32_t>(heads));
@@ -184,7 +266,8 @@ void ImportGemma2Config(HfReader& hf, GPTModelConfig* config) {
   config->set_vocab_size(vocab);
   config->set_make_vocab_size_divisible_by(VocabDivisor(vocab > 0 ? vocab : 128));
   config->set_should_pad_vocab(false);  // Bridge keeps the HF vocabulary as is
-  config->set_seq_length(static_cast<int32_t>(hf.Int("max_position_embeddings").value_or(8192)));
+  config->set_seq_length(
+      static_cast<int32_t>(hf.Int("max_position_embeddings").value_or(gemma3 ? 131072 : 8192)));
   t->set_normalization("RMSNorm");
   t->set_layernorm_zero_centered_gamma(true);  // HF stores w and applies 1 + w
   t->set_layernorm_epsilon(hf.Number("rms_norm_eps").value_or(1e-6));
@@ -198,6 +281,7 @@ void ImportGemma2Config(HfReader& hf, GPTModelConfig* config) {
   config->set_share_embeddings_and_output_weights(hf.Bool("tie_word_embeddings").value_or(true));
   config->set_apply_embedding_scaling(true);
   config->set_post_linear_layernorm(true);
+  t->set_qk_layernorm(gemma3);  // Gemma 3's q_norm / k_norm over each head
   if (hf.Bool("attention_bias").value_or(false)) {
     hf.violations()->Add("attention_bias", "UNSUPPORTED",
                          "biases on q/k/v/o only have no Megatron counterpart with Gemma's "
@@ -216,12 +300,14 @@ void ImportGemma2Config(HfReader& hf, GPTModelConfig* config) {
   } else {
     config->set_query_pre_attn_scalar(static_cast<int32_t>(scalar));
   }
-  // Absent: Gemma2Config's defaults; null: no capping.
+  // Absent: Gemma2Config's defaults (Gemma 3: none); null: no capping.
   for (const auto& [key, fallback] :
        {std::pair<const char*, double>{"attn_logit_softcapping", 50.0},
         {"final_logit_softcapping", 30.0}}) {
     const bool present = hf.json().contains(key);
-    std::optional<double> cap = present ? hf.Number(key) : std::optional<double>(fallback);
+    std::optional<double> cap = present  ? hf.Number(key)
+                                : gemma3 ? std::nullopt
+                                         : std::optional<double>(fallback);
     if (!cap.has_value()) continue;  // null, or the type error is reported
     if (!(*cap > 0)) {
       hf.violations()->Add(key, "OUT_OF_RANGE",
@@ -241,11 +327,40 @@ void ImportGemma2Config(HfReader& hf, GPTModelConfig* config) {
                                       ", an older name) differs from sliding_window (what "
                                       "transformers reads); make them equal."));
   }
-  // Gemma2Config's default: layer index 0, 2, ... slide through a 4096-token window.
-  SetHfWindows(hf, layers, 2, 4096, t);
-  SetPositions(hf, config);
+  // Gemma2Config's default: layer index 0, 2, ... slide through a 4096-token window; Gemma 3's:
+  // every sliding_window_pattern-th layer (6) is global.
+  int64_t period = 2;
+  if (gemma3) {
+    period =
+        hf.Int("sliding_window_pattern").value_or(hf.Int("_sliding_window_pattern").value_or(6));
+    if (period < 1 || period > 1000000) {
+      hf.violations()->Add("sliding_window_pattern", "OUT_OF_RANGE",
+                           "sliding_window_pattern must be >= 1.");
+      period = 6;
+    }
+  }
+  SetHfWindows(hf, layers, static_cast<int>(period), 4096, t);
+  if (gemma3) {
+    SetGemma3Positions(hf, config);
+  } else {
+    SetGemma2Positions(hf, config);
+  }
   SetDtype(hf, t);
   SetNameOrPath(hf, config);
+}
+
+void ImportGemma2Config(HfReader& hf, GPTModelConfig* config) {
+  ImportGemmaConfig(hf, false, config);
+}
+
+void ImportGemma3TextConfig(HfReader& hf, GPTModelConfig* config) {
+  ImportGemmaConfig(hf, true, config);
+}
+
+Json ExportGemma2Config(const GPTModelConfig& config) { return ExportGemmaConfig(config, false); }
+
+Json ExportGemma3TextConfig(const GPTModelConfig& config) {
+  return ExportGemmaConfig(config, true);
 }
 
 }  // namespace gptb::config

@@ -22,9 +22,17 @@ namespace gptb::config {
 // key; unknown keys are refused.
 void ImportGemma2Config(HfReader& hf, gptbuilder::v1::GPTModelConfig* config);
 
+// A Gemma 3 text config.json (model_type gemma3_text, transformers' Gemma3TextConfig) as
+// Bridge's Gemma 3 provider builds it: Gemma 2's layers with zero-centred RMSNorms over each
+// query and key head (qk_layernorm), no capping by default, every sliding_window_pattern-th
+// layer (6) global, the sliding layers rotating with rope_local_base_freq (rotary_base_local)
+// and the global ones with rope_theta and rope_scaling's linear factor (rope_scaling_factor).
+void ImportGemma3TextConfig(HfReader& hf, gptbuilder::v1::GPTModelConfig* config);
+
 // The config.json of a model ImportGemma2Config would give back (core/checkpoint's
 // CheckHfRepresentable says whether transformers' Gemma2 computes what the model computes).
 nlohmann::json ExportGemma2Config(const gptbuilder::v1::GPTModelConfig& config);
+nlohmann::json ExportGemma3TextConfig(const gptbuilder::v1::GPTModelConfig& config);
 
 }  // namespace gptb::config
 

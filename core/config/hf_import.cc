@@ -646,9 +646,9 @@ void ImportDeepseek(const Json& json, bool v3, Violations* violations, GPTModelC
 
 // Families Megatron-Bridge maps that this builder does not build yet, with what is missing.
 std::string UnbuiltFamilyReason(const std::string& model_type) {
-  if (model_type == "gemma3_text" || model_type == "gemma3") {
-    return " (Gemma 3's q/k norms with a separate rotary base for its local layers are not "
-           "built yet; gemma2 is)";
+  if (model_type == "gemma3") {
+    return " (the multimodal Gemma 3 is not built; import its text_config as model_type "
+           "gemma3_text)";
   }
   return "";
 }
@@ -657,8 +657,8 @@ std::string UnbuiltFamilyReason(const std::string& model_type) {
 
 const std::vector<std::string>& SupportedHfModelTypes() {
   static const auto* types = new std::vector<std::string>{
-      "gemma2", "gpt2",  "gpt_oss",   "llama",       "mistral",    "mixtral",
-      "qwen2",  "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3"};
+      "gemma2",  "gemma3_text", "gpt2",  "gpt_oss",   "llama",       "mistral",
+      "mixtral", "qwen2",       "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3"};
   return *types;
 }
 
@@ -683,6 +683,8 @@ absl::StatusOr<GPTModelConfig> ImportHfConfig(const Json& hf_config) {
     ImportGptOssConfig(hf, &config);
   } else if (model_type == "gemma2") {
     ImportGemma2Config(hf, &config);
+  } else if (model_type == "gemma3_text") {
+    ImportGemma3TextConfig(hf, &config);
   } else {
     const Family* family = nullptr;
     for (const Family& f : kFamilies) {

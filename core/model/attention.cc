@@ -37,7 +37,7 @@ bool IsWindowAttentionLayer(const gptbuilder::v1::TransformerConfig& t, int laye
   return freq[layer_number - 1] != 0;
 }
 
-Rotary::Rotary(const gptbuilder::v1::GPTModelConfig& config) {
+Rotary::Rotary(const gptbuilder::v1::GPTModelConfig& config, bool local) {
   const auto& t = config.transformer();
   interleaved_ = t.rotary_interleaved();
   if (config.position_embedding_type() == "yarn") {
@@ -62,8 +62,13 @@ Rotary::Rotary(const gptbuilder::v1::GPTModelConfig& config) {
   torch::Tensor exponents =
       torch::arange(0, dim, 2, torch::TensorOptions().dtype(torch::kFloat32)) /
       static_cast<double>(dim);
-  inv_freq_ = 1.0 / torch::pow(static_cast<double>(config.rotary_base()), exponents);
+  const double base = local ? config.rotary_base_local() : config.rotary_base();
+  inv_freq_ = 1.0 / torch::pow(base, exponents);
   if (config.rope_scaling()) inv_freq_ = ScaleFrequencies(inv_freq_, config.rope_scaling_factor());
+  // Bridge's Gemma3RotaryEmbedding: the global layers' frequencies divided linearly.
+  if (config.has_rotary_base_local() && !local) {
+    inv_freq_ = inv_freq_ / config.rope_scaling_factor();
+  }
   if (config.has_seq_len_interpolation_factor())
     interpolation_ = config.seq_len_interpolation_factor();
 }

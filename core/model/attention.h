@@ -20,7 +20,10 @@ namespace gptb::model {
 // cos and sin.
 class Rotary {
  public:
-  Rotary(const gptbuilder::v1::GPTModelConfig& config);
+  // `local`: the sliding-window layers' embedding of a Gemma 3 model (rotary_base_local, no
+  // frequency scaling); otherwise, with rotary_base_local set, the global layers' frequencies
+  // are divided by rope_scaling_factor (Bridge's Gemma3RotaryEmbedding).
+  explicit Rotary(const gptbuilder::v1::GPTModelConfig& config, bool local = false);
   // Frequencies for positions [0, seq_len): [s, 1, 1, rotary_dim].
   torch::Tensor Frequencies(int64_t seq_len, const torch::Device& device) const;
   // Applies the rotation to t [s, b, heads, d].

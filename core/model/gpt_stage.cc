@@ -22,6 +22,9 @@ GptStage::GptStage(const gptbuilder::v1::GPTModelConfig& config, const plan::Sta
     // (Multi-latent attention applies its own rotary embedding, as Megatron's GPTModel skips
     // rotary_pos_emb for it; validation refuses yarn with MLA.)
     rotary_ = std::make_unique<Rotary>(config_);
+    if (config_.has_rotary_base_local()) {
+      rotary_local_ = std::make_unique<Rotary>(config_, /*local=*/true);
+    }
   }
   auto decoder = register_module("decoder", std::make_shared<torch::nn::Module>());
   auto layers = decoder->register_module("layers", std::make_shared<torch::nn::Module>());
@@ -30,10 +33,14 @@ GptStage::GptStage(const gptbuilder::v1::GPTModelConfig& config, const plan::Sta
     ModuleContext layer_ctx = ctx;
     layer_ctx.layer_number = stage_.layers.at(i) + 1;
     const layer_spec::ModuleInfo* info = layer_spec::FindModule(specs.layers[i]->module);
+    const bool local =
+        rotary_local_ && IsWindowAttentionLayer(config_.transformer(), layer_ctx.layer_number);
     if (info != nullptr && info->kind == layer_spec::ModuleKind::kTeTransformerLayer) {
+      te_layer_local_.push_back(local);
       te_layers_.push_back(layers->register_module(
           absl::StrCat(i), std::make_shared<TeTransformerLayer>(layer_ctx, prefix)));
     } else {
+      layer_local_.push_back(local);
       layers_.push_back(layers->register_module(
           absl::StrCat(i),
           std::make_shared<TransformerLayer>(layer_ctx, *specs.layers[i], prefix)));
@@ -77,7 +84,7 @@ torch::Tensor GptStage::Hidden(const torch::Tensor& input) {
     throw std::runtime_error(
         absl::StrCat("forward with position_embedding_type '", position, "' is not supported"));
   }
-  torch::Tensor freqs;
+  torch::Tensor freqs, local_freqs;
   if (rotary_) {
     // Under sequence parallelism x holds this rank's part of the sequence; attention sees all
     // of it (Megatron's get_rotary_seq_len).
@@ -86,9 +93,16 @@ torch::Tensor GptStage::Hidden(const torch::Tensor& input) {
       seq *= config_.transformer().tensor_model_parallel_size();
     }
     freqs = rotary_->Frequencies(seq, x.device());
+    if (rotary_local_) local_freqs = rotary_local_->Frequencies(seq, x.device());
   }
-  for (auto& layer : layers_) x = layer->forward(x, freqs, rotary_.get());
-  for (auto& layer : te_layers_) x = layer->forward(x, freqs, rotary_.get());
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    x = layer_local_[i] ? layers_[i]->forward(x, local_freqs, rotary_local_.get())
+                        : layers_[i]->forward(x, freqs, rotary_.get());
+  }
+  for (size_t i = 0; i < te_layers_.size(); ++i) {
+    x = te_layer_local_[i] ? te_layers_[i]->forward(x, local_freqs, rotary_local_.get())
+                           : te_layers_[i]->forward(x, freqs, rotary_.get());
+  }
   if (final_layernorm_) x = final_layernorm_->forward(x);
   return x;
 }

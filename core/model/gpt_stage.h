@@ -63,8 +63,11 @@ class GptStage : public torch::nn::Module {
   plan::StagePlan stage_;
   std::shared_ptr<LanguageModelEmbedding> embedding_;
   std::unique_ptr<Rotary> rotary_;
+  std::unique_ptr<Rotary> rotary_local_;  // rotary_base_local: the sliding-window layers'
   std::vector<std::shared_ptr<TransformerLayer>> layers_;
   std::vector<std::shared_ptr<TeTransformerLayer>> te_layers_;
+  // Whether each of layers_ / te_layers_ uses rotary_local_.
+  std::vector<bool> layer_local_, te_layer_local_;
   std::shared_ptr<Norm> final_layernorm_;
   std::vector<std::shared_ptr<MtpLayer>> mtp_layers_;
   std::shared_ptr<ColumnParallelLinear> output_layer_;

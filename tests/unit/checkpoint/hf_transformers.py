@@ -4,7 +4,7 @@ environment), the independent reference of gptbuilder's Hugging Face import and 
 
   write FAMILY OUT_DIR [--sharded]
       Builds a transformers model of FAMILY (gpt2, llama, mistral, qwen2, qwen3, mixtral,
-      qwen3_moe, gpt_oss, deepseek_v3, deepseek_v2, gemma2) from a small config with seeded random weights (matrices N(0, 0.15), norm
+      qwen3_moe, gpt_oss, deepseek_v3, deepseek_v2, gemma2, gemma3_text) from a small config with seeded random weights (matrices N(0, 0.15), norm
       weights 1 + N(0, 0.1), biases N(0, 0.1)) and saves it with save_pretrained (safetensors;
       two shards and an index with --sharded). OUT_DIR/reference.safetensors holds input_ids (I64 [2, 12]) and the
       model's logits (F32 [2, 12, vocab]), computed by transformers with eager attention; for
@@ -25,7 +25,8 @@ than the 12-token input); Mixtral's top-2 experts; Qwen3-MoE's q/k norms with a 
 YaRN positions, alternating sliding/full attention, clamped SwiGLU and fused, interleaved
 experts; DeepSeek's multi-latent attention, shared experts, group-limited routing, V3's
 correction bias and YaRN; Gemma 2's scaled tied embeddings, zero-centred pre- and post-norms,
-GeGLU, query_pre_attn_scalar, capped scores and logits and alternating sliding window.
+GeGLU, query_pre_attn_scalar, capped scores and logits and alternating sliding window; Gemma 3's
+q/k norms and local / global rotary embeddings (linear scaling on the global layer).
 """
 import os
 import sys
@@ -93,6 +94,19 @@ def config_of(family):
             hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True,
             query_pre_attn_scalar=24, attn_logit_softcapping=2.0, final_logit_softcapping=3.0,
             dtype="float32")
+    if family == "gemma3_text":
+        # Gemma 2's layout with q/k norms, no capping, a sliding layer rotating with base 100
+        # and a global one with base 10000 scaled linearly by 4.
+        return transformers.Gemma3TextConfig(
+            vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=LAYERS,
+            num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, head_dim=HEAD_DIM,
+            max_position_embeddings=64, rms_norm_eps=1e-6, sliding_window=5,
+            layer_types=["sliding_attention", "full_attention"],
+            rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+                             "full_attention": {"rope_type": "linear", "factor": 4.0,
+                                                "rope_theta": 10000.0}},
+            hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True,
+            query_pre_attn_scalar=24, dtype="float32")
     if family in ("deepseek_v3", "deepseek_v2"):
         # Multi-latent attention (query compression, q/kv norms), a dense layer 0 and a MoE
         # layer 1: 8 routed experts in 4 groups (2 kept) and a shared MLP. V3: sigmoid scores
@@ -245,7 +259,7 @@ def write(family, out_dir, sharded):
         if gap > 1e-5:
             sys.exit(f"gpt_oss: the plain-PyTorch reference differs from transformers by {gap}")
         reference["plain_logits"] = plain
-    if family == "gemma2":
+    if family in ("gemma2", "gemma3_text"):
         import json
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import gemma_reference
@@ -258,7 +272,7 @@ def write(family, out_dir, sharded):
         gap = (plain - reference["logits"]).abs().max().item()
         print(f"{family}: transformers vs the plain-PyTorch reference: max abs error {gap:.2e}")
         if not gap < 1e-5:
-            sys.exit(f"gemma2: the plain-PyTorch reference differs from transformers by {gap}")
+            sys.exit(f"{family}: the plain-PyTorch reference differs from transformers by {gap}")
         reference["plain_logits"] = plain
     if family.startswith("deepseek"):
         # transformers against the plain-PyTorch forward written from its modelling semantics

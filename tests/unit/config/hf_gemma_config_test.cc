@@ -133,6 +133,58 @@ TEST(HfImportGemma2, NullCapsAndExplicitLayerTypes) {
   EXPECT_THAT(r->transformer().window_attn_skip_freq(), ElementsAre(0, 1, 0, 1, 1, 0));
 }
 
+TEST(HfImportGemma3, TheModelCardConfigMapsFieldByField) {
+  absl::StatusOr<GPTModelConfig> imported = ImportHfConfig(Card("gemma-3-1b-it.json"));
+  ASSERT_TRUE(imported.ok()) << imported.status();
+  const GPTModelConfig& c = *imported;
+  const TransformerConfig& t = c.transformer();
+  EXPECT_EQ(t.num_layers(), 26);
+  EXPECT_EQ(t.hidden_size(), 1152);
+  EXPECT_EQ(t.num_query_groups(), 1);
+  EXPECT_EQ(t.kv_channels(), 256);
+  EXPECT_EQ(c.vocab_size(), 262144);
+  EXPECT_TRUE(t.qk_layernorm());
+  EXPECT_TRUE(t.layernorm_zero_centered_gamma());
+  EXPECT_TRUE(c.post_linear_layernorm());
+  EXPECT_TRUE(c.apply_embedding_scaling());
+  EXPECT_FALSE(c.has_attn_logit_softcapping());
+  EXPECT_FALSE(c.has_final_logit_softcapping());
+  EXPECT_EQ(c.query_pre_attn_scalar(), 256);
+  // Every 6th layer global, the others through the 512 most recent keys.
+  EXPECT_THAT(t.window_size(), ElementsAre(511, 0));
+  EXPECT_THAT(t.window_attn_skip_freq(), ElementsAre(6));
+  EXPECT_EQ(c.rotary_base(), 1000000);
+  EXPECT_EQ(c.rotary_base_local(), 10000);
+  EXPECT_DOUBLE_EQ(c.rope_scaling_factor(), 1.0);
+  EXPECT_FALSE(c.rope_scaling());
+  EXPECT_TRUE(Finalize(c, {1}).ok()) << Finalize(c, {1}).status();
+  // The larger models' linear rope scaling on the global layers, in transformers 5's spelling.
+  Json j = Card("gemma-3-1b-it.json");
+  j.erase("rope_theta");
+  j.erase("rope_local_base_freq");
+  j.erase("rope_scaling");
+  j["rope_parameters"] = {
+      {"full_attention", {{"rope_type", "linear"}, {"factor", 8.0}, {"rope_theta", 1000000.0}}},
+      {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 10000.0}}}};
+  absl::StatusOr<GPTModelConfig> scaled = ImportHfConfig(j);
+  ASSERT_TRUE(scaled.ok()) << scaled.status();
+  EXPECT_DOUBLE_EQ(scaled->rope_scaling_factor(), 8.0);
+  EXPECT_EQ(scaled->rotary_base_local(), 10000);
+  absl::StatusOr<Json> exported = ExportHfConfig(*scaled, "gemma3_text");
+  ASSERT_TRUE(exported.ok());
+  EXPECT_EQ((*exported)["rope_scaling"]["factor"], 8.0);
+  EXPECT_EQ((*exported)["rope_local_base_freq"], 10000);
+  absl::StatusOr<GPTModelConfig> again = ImportHfConfig(*exported);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->SerializeAsString(), scaled->SerializeAsString());
+  // Scaling on the sliding layers has no Bridge counterpart.
+  j["rope_parameters"]["sliding_attention"]["rope_type"] = "linear";
+  absl::StatusOr<GPTModelConfig> refused = ImportHfConfig(j);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(FieldsAndReasons(refused.status()),
+              Contains(Pair("rope_parameters.sliding_attention.rope_type", "UNSUPPORTED")));
+}
+
 TEST(GemmaFields, AreValidated) {
   absl::StatusOr<GPTModelConfig> imported = ImportHfConfig(Card("gemma-2-2b.json"));
   ASSERT_TRUE(imported.ok());
@@ -155,6 +207,15 @@ TEST(GemmaFields, AreValidated) {
   r = Finalize(moe, {1});
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(FieldsAndReasons(r.status()), Contains(Pair("post_linear_layernorm", "UNSUPPORTED")));
+  GPTModelConfig local = *imported;
+  local.set_rotary_base_local(100);
+  local.set_rope_scaling(true);
+  local.mutable_transformer()->clear_window_size();
+  local.mutable_transformer()->clear_window_attn_skip_freq();
+  r = Finalize(local, {1});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(FieldsAndReasons(r.status()), Contains(Pair("rotary_base_local", "CONFLICT")));
+  EXPECT_THAT(FieldsAndReasons(r.status()), Contains(Pair("rotary_base_local", "UNUSED")));
 }
 
 }  // namespace

@@ -64,7 +64,11 @@ INSTANTIATE_TEST_SUITE_P(Families, HfParameterCountTest,
                                            // Gemma2ForCausalLM (2.61B, 9.24B, 27.2B; tied).
                                            Published{"gemma-2-2b.json", 2614341888},
                                            Published{"gemma-2-9b.json", 9241705984},
-                                           Published{"gemma-2-27b.json", 27227128320}),
+                                           Published{"gemma-2-27b.json", 27227128320},
+                                           // The gemma-3-1b-it card's config.json
+                                           // (gemma3_text): transformers' Gemma3ForCausalLM
+                                           // (1.0B).
+                                           Published{"gemma-3-1b-it.json", 999885952}),
                          [](const ::testing::TestParamInfo<Published>& info) {
                            std::string name = info.param.file;
                            name = name.substr(0, name.find_last_of('.'));
