@@ -261,6 +261,54 @@ TEST_F(CheckpointClusterTest, Gemma2FromHfBuildsExportsAndTrainsAtTp2Pp2) {
             << "; tp2 x pp2 (SP): " << four[0] << " -> " << four[1] << "\n";
 }
 
+// A Gemma 3 text checkpoint written by real transformers (Gemma 2's layers with q/k norms, no
+// capping, a sliding layer with its own rotary base and a global one scaled linearly;
+// tests/unit/checkpoint/hf_transformers.py) over the daemons (2 workers x 2 slots): built at
+// tp 2 x pp 2 with sequence parallelism its export is the same model to transformers (identical
+// tensors and logits), and its train steps track the same checkpoint trained on one rank with
+// the same batch.
+TEST_F(CheckpointClusterTest, Gemma3TextFromHfBuildsExportsAndTrainsAtTp2Pp2) {
+  StartCluster();
+  const std::string hf = dir_.path() + "/gemma3", out = dir_.path() + "/gemma3-export";
+  const std::string script =
+      Quote(std::string(GPTB_SOURCE_DIR) + "/tests/unit/checkpoint/hf_transformers.py");
+  const std::string write = absl::StrCat(GPTB_PYTHON, " ", script, " write gemma3_text ", Quote(hf),
+                                         " > ", Quote(hf + ".log"), " 2>&1");
+  ASSERT_EQ(std::system(write.c_str()), 0) << write << "\n" << ReadFile(hf + ".log");
+
+  auto train = [&](const std::string& name) {
+    CliResult r = Gptb({"train", name, "--format", "json", "--synthetic", "7", "--steps", "2",
+                        "--micro-batch-size", "2", "--micro-batches", "2", "--seq-length", "16",
+                        "--lr", "0.003"});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    std::vector<double> losses;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+      losses.push_back(Json::parse(line)["loss"].get<double>());
+    }
+    return losses;
+  };
+  Build("tp2pp2", Concat({"--from-hf", hf, "--world-size", "4", "--set", "sequence_parallel=true"},
+                         Tp2Pp2()));
+  Run({"export", "tp2pp2", "--hf", out});
+  EXPECT_EQ(Json::parse(ReadFile(out + "/config.json"))["model_type"], "gemma3_text");
+  const std::string check = absl::StrCat(GPTB_PYTHON, " ", script, " check-export ", Quote(hf), " ",
+                                         Quote(out), " > ", Quote(out + ".log"), " 2>&1");
+  EXPECT_EQ(std::system(check.c_str()), 0) << check << "\n" << ReadFile(out + ".log");
+  const std::vector<double> four = train("tp2pp2");
+  Run({"release", "tp2pp2"});
+  Build("one", {"--from-hf", hf});
+  const std::vector<double> one = train("one");
+  ASSERT_EQ(one.size(), 2u);
+  ASSERT_EQ(four.size(), 2u);
+  EXPECT_NE(one[0], one[1]) << "the first step changed the weights";
+  for (size_t i = 0; i < one.size(); ++i) {
+    EXPECT_NEAR(four[i], one[i], 1e-4 * one[i]) << "step " << i;
+  }
+  std::cout << "gemma3_text one rank: loss " << one[0] << " -> " << one[1]
+            << "; tp2 x pp2 (SP): " << four[0] << " -> " << four[1] << "\n";
+}
+
 // A DeepSeek-shaped model (examples/tiny-deepseek.yaml: multi-latent attention, MoE with a
 // shared expert and group-limited routing) over the daemons: built at tp 2 x pp 2 x ep 2, saved,
 // loaded at one rank, saved again and loaded at tp 2 x pp 2 x ep 2 once more (other seeds): every
