@@ -35,7 +35,7 @@
 
 namespace {
 
-using gptb::checkpoint::DType;
+using gptb::DType;
 using gptb::checkpoint::Preallocation;
 using gptb::checkpoint::ReadMode;
 using gptb::checkpoint::SafetensorsReader;

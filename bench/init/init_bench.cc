@@ -34,7 +34,7 @@
 
 namespace {
 
-using gptb::init::DType;
+using gptb::DType;
 using gptb::init::FillOptions;
 using gptb::init::InitSpec;
 
@@ -181,7 +181,7 @@ Sample FillFresh(const Model& m, DType dtype, const FillOptions& opts, uint64_t*
     std::vector<std::pair<void*, size_t>> bufs;
     bufs.reserve(m.params.size());
     for (const Param& p : m.params) {
-      const size_t bytes = static_cast<size_t>(p.numel()) * gptb::init::DTypeSize(dtype);
+      const size_t bytes = static_cast<size_t>(p.numel()) * gptb::DTypeSize(dtype);
       void* buf = FreshPages(bytes);
       absl::Status s = gptb::init::FillShard(1234, p.name, p.spec, gptb::init::WholeLayout(p.shape),
                                              dtype, buf, p.numel(), opts);
@@ -209,7 +209,7 @@ Sample FillWarm(const Model& m, DType dtype, const FillOptions& opts, std::vecto
     for (const Param& p : m.params) {
       (void)gptb::init::FillShard(1234, p.name, p.spec, gptb::init::WholeLayout(p.shape), dtype,
                                   arena.data() + off, p.numel(), opts);
-      off += static_cast<size_t>(p.numel()) * gptb::init::DTypeSize(dtype);
+      off += static_cast<size_t>(p.numel()) * gptb::DTypeSize(dtype);
     }
     return [] {};
   });
@@ -352,7 +352,7 @@ int main(int argc, char** argv) {
   }
 
   for (const Job& job : jobs) {
-    const double bytes = static_cast<double>(job.model.numel()) * gptb::init::DTypeSize(job.dtype);
+    const double bytes = static_cast<double>(job.model.numel()) * gptb::DTypeSize(job.dtype);
     std::printf("\n%s, %s: %.1fM parameters, %zu tensors, %.2f GB\n", job.model.label.c_str(),
                 job.dtype == DType::kFloat32 ? "fp32" : "bf16", job.model.numel() / 1e6,
                 job.model.params.size(), bytes / 1e9);

@@ -231,10 +231,10 @@ absl::StatusOr<std::vector<CanonicalTensor>> CanonicalTensors(const plan::ModelP
       }
       const CanonicalTensor& seen = out[it->second];
       if (seen.shape != p.canonical_shape || seen.dtype != p.dtype) {
-        return absl::InternalError(absl::StrCat(
-            "stages disagree on canonical tensor ", p.canonical_name, ": [",
-            absl::StrJoin(seen.shape, ", "), "] ", plan::DTypeName(seen.dtype), " versus [",
-            absl::StrJoin(p.canonical_shape, ", "), "] ", plan::DTypeName(p.dtype)));
+        return absl::InternalError(
+            absl::StrCat("stages disagree on canonical tensor ", p.canonical_name, ": [",
+                         absl::StrJoin(seen.shape, ", "), "] ", DTypeName(seen.dtype), " versus [",
+                         absl::StrJoin(p.canonical_shape, ", "), "] ", DTypeName(p.dtype)));
       }
     }
   }
@@ -276,7 +276,12 @@ absl::StatusOr<std::vector<std::vector<bool>>> OwnedParameters(const plan::Model
       auto [it, inserted] = slice_of.emplace(key, slices.size());
       if (inserted) {
         const int64_t numel = SliceNumel(p);
-        slices.push_back({key, p.canonical_name, numel * plan::DTypeBytes(p.dtype), numel, {}, {}});
+        slices.push_back({key,
+                          p.canonical_name,
+                          numel * static_cast<int64_t>(DTypeSize(p.dtype)),
+                          numel,
+                          {},
+                          {}});
       }
       Slice& slice = slices[it->second];
       for (int r : ranks_of[s]) {

@@ -54,7 +54,7 @@ std::optional<CheckpointFormat> ParseCheckpointFormat(std::string_view name);
 struct CanonicalTensor {
   std::string name;
   std::vector<int64_t> shape;
-  plan::DType dtype = plan::DType::kFloat32;
+  DType dtype = DType::kFloat32;
   // Dim 0 is the padded vocabulary (word embeddings, untied output layer): checkpoints padded
   // differently still load, the rows past the smaller padding being padding.
   bool vocab_rows = false;

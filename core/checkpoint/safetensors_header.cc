@@ -52,7 +52,7 @@ absl::StatusOr<uint64_t> NonNegativeInteger(const Json& value, uint64_t max,
 // check so that no partial product used while slicing (which skips some dims) can overflow.
 absl::StatusOr<uint64_t> ShapeBytes(const std::vector<int64_t>& shape, DType dtype,
                                     const std::string& tensor) {
-  uint64_t nonzero = ItemSize(dtype);
+  uint64_t nonzero = DTypeSize(dtype);
   bool has_zero = false;
   for (int64_t d : shape) {
     if (d == 0) {
@@ -62,7 +62,7 @@ absl::StatusOr<uint64_t> ShapeBytes(const std::vector<int64_t>& shape, DType dty
     if (MulOverflows(nonzero, static_cast<uint64_t>(d), &nonzero)) {
       return absl::InvalidArgumentError(
           absl::StrCat("tensor ", Quoted(tensor), ": shape ", ShapeString(shape), " of ",
-                       std::string(SafetensorsName(dtype)), " (", ItemSize(dtype),
+                       std::string(SafetensorsCode(dtype)), " (", DTypeSize(dtype),
                        " bytes per element) has more than 2^64 bytes"));
     }
   }
@@ -152,11 +152,11 @@ absl::StatusOr<TensorInfo> ParseTensorEntry(const std::string& name, const Json&
         absl::StrCat(where, ": \"dtype\" is ", JsonTypeName(*dtype_it), "; it must be a string"));
   }
   const std::string& dtype_name = dtype_it->get_ref<const std::string&>();
-  std::optional<DType> dtype = ParseSafetensorsName(dtype_name);
+  std::optional<DType> dtype = ParseSafetensorsCode(dtype_name);
   if (!dtype) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": unknown dtype \"", dtype_name,
-                     "\"; known: ", std::string(KnownSafetensorsNames())));
+                     "\"; known: ", std::string(KnownSafetensorsCodes())));
   }
   info.dtype = *dtype;
 
@@ -391,7 +391,7 @@ absl::StatusOr<HeaderLayout> LayoutHeader(const std::vector<TensorSpec>& tensors
                                                      " have more than 2^64 bytes in all"));
     }
     offset = info.data_end;
-    json[spec.name] = nlohmann::ordered_json{{"dtype", std::string(SafetensorsName(spec.dtype))},
+    json[spec.name] = nlohmann::ordered_json{{"dtype", std::string(SafetensorsCode(spec.dtype))},
                                              {"shape", spec.shape},
                                              {"data_offsets", {info.data_begin, info.data_end}}};
     layout.header.tensors.push_back(std::move(info));
@@ -440,7 +440,7 @@ absl::StatusOr<SliceLayout> ComputeSlice(const TensorInfo& tensor, int dim, int6
         ", ", start, " + ", length, ") along dim ", dim, " is not within [0, ", extent, "]"));
   }
   uint64_t outer = 1;
-  uint64_t inner = ItemSize(tensor.dtype);
+  uint64_t inner = DTypeSize(tensor.dtype);
   bool overflow = false;
   for (int i = 0; i < dim; ++i) overflow |= MulOverflows(outer, tensor.shape[i], &outer);
   for (int i = dim + 1; i < rank; ++i) overflow |= MulOverflows(inner, tensor.shape[i], &inner);

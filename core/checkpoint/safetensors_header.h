@@ -18,7 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "core/checkpoint/safetensors_dtype.h"
+#include "core/dtype/dtype.h"
 
 namespace gptb::checkpoint {
 

@@ -55,9 +55,9 @@ absl::Status CompareHeaders(const Header& expected, const Header& found, uint64_
     if (f.dtype != e.dtype || f.shape != e.shape || f.data_begin != e.data_begin ||
         f.data_end != e.data_end) {
       return mismatch(absl::StrCat("tensor '", e.name, "' is ",
-                                   std::string(SafetensorsName(f.dtype)), " ", ShapeString(f.shape),
+                                   std::string(SafetensorsCode(f.dtype)), " ", ShapeString(f.shape),
                                    " at [", f.data_begin, ", ", f.data_end, "], expected ",
-                                   std::string(SafetensorsName(e.dtype)), " ", ShapeString(e.shape),
+                                   std::string(SafetensorsCode(e.dtype)), " ", ShapeString(e.shape),
                                    " at [", e.data_begin, ", ", e.data_end, "]"));
     }
   }

@@ -158,8 +158,8 @@ absl::StatusOr<DType> ValidateRoute(const ShardedSafetensorsReader& reader,
     if (dtype.has_value() && *dtype != info.dtype) {
       return absl::InvalidArgumentError(
           absl::StrCat(route.name, ": its stored parts have different dtypes (",
-                       std::string(SafetensorsName(*dtype)), " and ",
-                       std::string(SafetensorsName(info.dtype)), " in '", s.tensor, "')"));
+                       std::string(SafetensorsCode(*dtype)), " and ",
+                       std::string(SafetensorsCode(info.dtype)), " in '", s.tensor, "')"));
     }
     dtype = info.dtype;
     bool fits;
@@ -225,7 +225,7 @@ absl::StatusOr<std::vector<RowRange>> ReadRoute(const ShardedSafetensorsReader& 
       absl::StatusOr<ShardedSafetensorsReader::Location> at = reader.Find(s.tensor);
       if (!at.ok()) return at.status();
       const TensorInfo& info = *at->tensor;
-      const size_t item = ItemSize(info.dtype);
+      const size_t item = DTypeSize(info.dtype);
       const int64_t extent = info.shape[s.transposed ? 2 : 1];
       tmp.resize(static_cast<size_t>(Product(info.shape, 1)) * item);
       if (absl::Status st = reader.ReadSlice(s.tensor, 0, s.stack, 1, tmp.data()); !st.ok()) {
@@ -252,7 +252,7 @@ absl::StatusOr<std::vector<RowRange>> ReadRoute(const ShardedSafetensorsReader& 
       if (a >= b) continue;
       absl::StatusOr<ShardedSafetensorsReader::Location> at = reader.Find(s.tensor);
       if (!at.ok()) return at.status();
-      const size_t item = ItemSize(at->tensor->dtype);
+      const size_t item = DTypeSize(at->tensor->dtype);
       unsigned char* target = dst + (a - start) * inner * item;
       const int64_t first = s.offset + (a - s.row), n = b - a;
       if (!s.transposed) {
@@ -273,7 +273,7 @@ absl::StatusOr<std::vector<RowRange>> ReadRoute(const ShardedSafetensorsReader& 
     absl::StatusOr<ShardedSafetensorsReader::Location> at = reader.Find(s.tensor);
     if (!at.ok()) return at.status();
     const TensorInfo& info = *at->tensor;
-    const size_t item = ItemSize(info.dtype);
+    const size_t item = DTypeSize(info.dtype);
     unsigned char* target = dst + s.row * length * item;
     if (!s.transposed) {
       if (s.offset == 0 && s.rows == info.shape[0]) {
@@ -431,7 +431,7 @@ absl::StatusOr<std::vector<TensorSpec>> StoredTensorSpecs(const std::vector<Tens
       if (!same) {
         return absl::InvalidArgumentError(absl::StrCat(
             "stored tensor '", s.tensor, "' is used inconsistently (", route.name, " needs ",
-            ShapeString(shape), " ", std::string(SafetensorsName(dtypes[r])), ")"));
+            ShapeString(shape), " ", std::string(SafetensorsCode(dtypes[r])), ")"));
       }
       for (size_t d : grow) spec.shape[d] = std::max(spec.shape[d], shape[d]);
     }

@@ -24,6 +24,7 @@
 #include "core/checkpoint/tensor_route.h"
 #include "core/config/hf_export.h"
 #include "core/init/initializer.h"
+#include "core/model/torch_dtype.h"
 #include "core/parallel/collectives.h"
 #include "core/parallel/torch_status.h"
 
@@ -37,40 +38,22 @@ double Since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-DType StoredDType(plan::DType dtype) {
-  switch (dtype) {
-    case plan::DType::kFloat32:
-      return DType::kFloat32;
-    case plan::DType::kBFloat16:
-      return DType::kBFloat16;
-    case plan::DType::kFloat16:
-      return DType::kFloat16;
-  }
-  return DType::kFloat32;
-}
-
+// Weights are read in a parameter dtype or float64 (converted on load).
 absl::StatusOr<torch::ScalarType> TorchType(DType dtype, const std::string& tensor) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return torch::kFloat32;
-    case DType::kBFloat16:
-      return torch::kBFloat16;
-    case DType::kFloat16:
-      return torch::kFloat16;
-    case DType::kFloat64:
-      return torch::kFloat64;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat(tensor, " is stored as ",
-                                                     std::string(SafetensorsName(dtype)),
-                                                     "; weights must be F32, BF16, F16 or F64"));
+  if (!IsParameterDType(dtype) && dtype != DType::kFloat64) {
+    return absl::InvalidArgumentError(absl::StrCat(tensor, " is stored as ",
+                                                   std::string(SafetensorsCode(dtype)),
+                                                   "; weights must be F32, BF16, F16 or F64"));
   }
+  return model::TorchScalarType(dtype);
 }
 
-absl::StatusOr<init::DType> InitType(torch::ScalarType type) {
-  if (type == torch::kFloat32) return init::DType::kFloat32;
-  if (type == torch::kBFloat16) return init::DType::kBFloat16;
-  if (type == torch::kFloat16) return init::DType::kFloat16;
-  return absl::InvalidArgumentError("padding rows can only be initialised in fp32, bf16 or fp16");
+absl::StatusOr<DType> InitType(torch::ScalarType type) {
+  const std::optional<DType> dtype = model::DTypeOfTorch(type);
+  if (!dtype.has_value() || !IsParameterDType(*dtype)) {
+    return absl::InvalidArgumentError("padding rows can only be initialised in fp32, bf16 or fp16");
+  }
+  return *dtype;
 }
 
 // The canonical sub-blocks a local tensor is made of: the whole tensor (as its rows), or one
@@ -141,7 +124,7 @@ int64_t Bytes(const torch::Tensor& t) { return t.numel() * static_cast<int64_t>(
 // Padding rows [gap) of `region` (the canonical block `block`) get the builder's values.
 absl::Status FillPadding(const plan::ParamInfo& info, const Block& block, const RowRange& gap,
                          uint64_t seed) {
-  absl::StatusOr<init::DType> dtype = InitType(block.local.scalar_type());
+  absl::StatusOr<DType> dtype = InitType(block.local.scalar_type());
   if (!dtype.ok()) return dtype.status();
   init::ShardLayout layout;
   layout.canonical_shape = info.canonical_shape;
@@ -403,7 +386,7 @@ absl::StatusOr<SaveStats> SaveWeights(const plan::ModelPlan& plan, int rank,
   std::vector<DType> dtypes;
   std::unordered_map<std::string, size_t> route_of;
   for (size_t i = 0; i < canonical->size(); ++i) {
-    dtypes.push_back(StoredDType((*canonical)[i].dtype));
+    dtypes.push_back((*canonical)[i].dtype);
     route_of[(*canonical)[i].name] = i;
   }
   absl::StatusOr<std::vector<TensorSpec>> specs = StoredTensorSpecs(routes, dtypes);

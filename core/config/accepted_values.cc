@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/dtype/dtype.h"
 
 namespace gptb::config {
 namespace {
@@ -54,7 +55,15 @@ const std::vector<std::string>& OuterDpShardingStrategyValues() {
 const std::vector<std::string>& LayerSpecNames() {
   GPTB_VALUES("default", "local", "transformer_engine", "transformer_engine_full", "modelopt");
 }
-const std::vector<std::string>& DtypeValues() { GPTB_VALUES("float32", "bfloat16", "float16"); }
+const std::vector<std::string>& DtypeValues() {
+  // The dtype table's parameter dtypes (core/dtype), by name.
+  static const auto* values = [] {
+    auto* v = new std::vector<std::string>;
+    for (DType dtype : ParameterDTypes()) v->emplace_back(DTypeName(dtype));
+    return v;
+  }();
+  return *values;
+}
 const std::vector<std::string>& ActivationValues() {
   GPTB_VALUES("gelu", "silu", "relu", "squared_relu", "quick_gelu", "fast_gelu", "sigmoid", "tanh");
 }

@@ -12,13 +12,13 @@
 #include "absl/strings/str_join.h"
 #include "core/config/accepted_values.h"
 #include "core/config/field_support.h"
-#include "core/config/pipeline_layout_string.h"
 #include "core/config/suggest.h"
 #include "core/config/violations.h"
 #include "core/config/vocab.h"
 #include "core/layer_spec/layer_specs.h"
 #include "core/layer_spec/module_registry.h"
 #include "core/layer_spec/module_spec.h"
+#include "core/plan/pipeline_layout.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
 
@@ -976,26 +976,19 @@ void CheckRecomputeOffloadGraphs(const TransformerConfig& t, Checker& c) {
   }
 }
 
+// Each problem core/plan finds with the pipeline split, as a field violation.
+void AddSplitProblems(const std::vector<plan::PipelineSplitProblem>& problems, Checker& c) {
+  for (const plan::PipelineSplitProblem& p : problems) c.Add(T(p.field), p.reason, p.message);
+}
+
 // pipeline_model_parallel_layout (Megatron's PipelineParallelLayerLayout): the grammar, the
-// layer counts and MTP placement (validate_layer_layout), the stage count against pp, and the
-// virtual pipeline size the layout implies, which Megatron sets when it is > 1 and vp is unset.
+// layer counts and MTP placement (core/plan's CheckLayoutString), and the virtual pipeline size
+// the layout implies, which Megatron sets when it is > 1 and vp is unset.
 void ApplyPipelineLayout(TransformerConfig* t, Checker& c) {
-  if (!t->has_pipeline_model_parallel_layout() || t->pipeline_model_parallel_size() <= 0) return;
-  if (absl::StripAsciiWhitespace(t->pipeline_model_parallel_layout()).empty()) return;
-  absl::StatusOr<PipelineLayoutString> layout =
-      ParsePipelineLayout(t->pipeline_model_parallel_layout(), t->pipeline_model_parallel_size());
-  if (!layout.ok()) {
-    c.Add(T("pipeline_model_parallel_layout"), "INVALID_LAYOUT",
-          absl::StrCat(
-              layout.status().message(),
-              " (a layout is stages of E, t, m, L separated by '|', e.g. \"Et*3|t*4|t*4,L\")."));
-    return;
-  }
-  for (const std::string& problem : ValidatePipelineLayout(
-           *layout, t->num_layers(),
-           t->has_mtp_num_layers() ? std::optional<int>(t->mtp_num_layers()) : std::nullopt)) {
-    c.Add(T("pipeline_model_parallel_layout"), "INVALID_LAYOUT", absl::StrCat(problem, "."));
-  }
+  std::vector<plan::PipelineSplitProblem> problems;
+  const std::optional<plan::PipelineLayoutString> layout = plan::CheckLayoutString(*t, &problems);
+  AddSplitProblems(problems, c);
+  if (!layout.has_value()) return;
   const int detected = layout->virtual_pipeline_model_parallel_size;
   if (t->has_virtual_pipeline_model_parallel_size()) {
     if (t->virtual_pipeline_model_parallel_size() != detected) {
@@ -1012,8 +1005,9 @@ void ApplyPipelineLayout(TransformerConfig* t, Checker& c) {
   }
 }
 
+// Which pipeline-split options go together; the split's arithmetic is core/plan's
+// CheckPipelineSplit.
 void CheckPipelineSplit(const TransformerConfig& t, const Sizes& s, Checker& c) {
-  const int64_t layers = t.num_layers();
   const bool has_first = t.has_num_layers_in_first_pipeline_stage();
   const bool has_last = t.has_num_layers_in_last_pipeline_stage();
   const bool account =
@@ -1033,10 +1027,9 @@ void CheckPipelineSplit(const TransformerConfig& t, const Sizes& s, Checker& c) 
                        "got ",
                        t.mtp_num_layers(), "."));
   }
-  if (!s.ok || layers <= 0) return;
-  const std::optional<int64_t> vp = s.vp;
+  if (!s.ok || t.num_layers() <= 0) return;
   if (has_layout) {
-    // EMPTY_LAYOUT (ours). The layout grammar itself is checked by core/plan.
+    // EMPTY_LAYOUT (ours).
     if (absl::StripAsciiWhitespace(t.pipeline_model_parallel_layout()).empty()) {
       c.Add(T("pipeline_model_parallel_layout"), "EMPTY_LAYOUT",
             "pipeline_model_parallel_layout must not be empty; remove it or give a layout such "
@@ -1049,101 +1042,8 @@ void CheckPipelineSplit(const TransformerConfig& t, const Sizes& s, Checker& c) 
             "(num_layers_in_first/last_pipeline_stage, account_for_embedding/loss_in_pipeline_"
             "split); remove those or the layout.");
     }
-  } else if (has_first || has_last) {
-    // Uneven PP (Megatron's arithmetic, same order and conditions).
-    int64_t remaining = layers;
-    int64_t middle_stages = s.pp;
-    bool stage_sizes_ok = true;
-    if (has_first && has_last && s.pp < 2) {
-      // (ours) Megatron's arithmetic goes negative here and accepts nonsense.
-      c.Add(T("num_layers_in_first_pipeline_stage"), "PIPELINE_SPLIT_MISMATCH",
-            "num_layers_in_first_pipeline_stage and num_layers_in_last_pipeline_stage together "
-            "need pipeline_model_parallel_size >= 2.");
-      stage_sizes_ok = false;
-    }
-    const std::tuple<const char*, bool, int64_t> stages[] = {
-        {"num_layers_in_first_pipeline_stage", has_first, t.num_layers_in_first_pipeline_stage()},
-        {"num_layers_in_last_pipeline_stage", has_last, t.num_layers_in_last_pipeline_stage()}};
-    for (const auto& [name, has, value] : stages) {
-      if (!has) continue;
-      if (value <= 0) {
-        c.Add(T(name), "NOT_POSITIVE",
-              absl::StrCat(name, " must be larger than 0, got ", value, "."));
-        stage_sizes_ok = false;
-        continue;
-      }
-      if (vp.has_value() && value % *vp != 0) {
-        c.Add(T(name), "PIPELINE_SPLIT_NOT_DIVISIBLE_BY_VP",
-              absl::StrCat(name, " (", value,
-                           ") must be divisible by "
-                           "virtual_pipeline_model_parallel_size (",
-                           *vp, "), e.g. ", NearestMultiples(value, *vp), "."));
-      }
-      remaining -= value;
-      middle_stages -= 1;
-    }
-    if (!stage_sizes_ok) {
-      // The remaining arithmetic would only restate the problems above.
-    } else if ((remaining != 0) != (middle_stages != 0)) {
-      c.Add(T("num_layers"), "PIPELINE_SPLIT_MISMATCH",
-            absl::StrCat("Mismatch: ", remaining, " middle layers remaining but ", middle_stages,
-                         " middle PP stages available; with pipeline_model_parallel_size ", s.pp,
-                         " the first/last stage sizes must leave ",
-                         middle_stages == 0 ? "no layers (they must add up to num_layers)"
-                                            : "at least one layer per middle stage",
-                         "."));
-    } else if (middle_stages > 0 && remaining % middle_stages != 0) {
-      c.Add(T("num_layers"), "PIPELINE_SPLIT_NOT_DIVISIBLE",
-            absl::StrCat("number of layers at middle stage: ", remaining,
-                         " must be divisible by the middle pipeline model parallel size ",
-                         middle_stages, "; adjust num_layers or the first/last stage sizes."));
-    } else if (middle_stages > 0 && vp.has_value() && (remaining / middle_stages) % *vp != 0) {
-      c.Add(
-          T("num_layers"), "PIPELINE_SPLIT_NOT_DIVISIBLE_BY_VP",
-          absl::StrCat("number of layers on each middle pipeline rank: ", remaining / middle_stages,
-                       " must be divisible by virtual pipeline parallel degree ", *vp, "."));
-    }
-  } else if (account) {
-    // account_for_* (Megatron): embedding and loss count as one layer slot each.
-    const int64_t slots = layers + (t.account_for_embedding_in_pipeline_split() ? 1 : 0) +
-                          (t.account_for_loss_in_pipeline_split() ? 1 : 0);
-    if (slots % s.pp != 0) {
-      c.Add(T("num_layers"), "PIPELINE_SPLIT_NOT_DIVISIBLE",
-            absl::StrCat("num_layers (", layers, ") plus the embedding/loss slots (", slots,
-                         " in all) must be divisible by pipeline_model_parallel_size (", s.pp,
-                         "), e.g. num_layers ", NearestMultiples(slots, s.pp), " minus ",
-                         slots - layers, "."));
-    } else if (vp.has_value() && (slots / s.pp) % *vp != 0) {
-      c.Add(T("num_layers"), "PIPELINE_SPLIT_NOT_DIVISIBLE_BY_VP",
-            absl::StrCat("number of layers on each pipeline rank: ", slots / s.pp,
-                         " (after account_for_embedding_in_pipeline_split or "
-                         "account_for_loss_in_pipeline_split) must be divisible by "
-                         "virtual_pipeline_model_parallel_size ",
-                         *vp, "."));
-    }
-  } else if (layers % s.pp != 0) {
-    // PIPELINE_SPLIT_UNEVEN (ours; Megatron asserts when a stage is built).
-    c.Add(T("num_layers"), "PIPELINE_SPLIT_UNEVEN",
-          absl::StrCat("num_layers (", layers,
-                       ") must be divisible by "
-                       "pipeline_model_parallel_size (",
-                       s.pp, "), e.g. ", NearestMultiples(layers, s.pp),
-                       "; or set num_layers_in_first/last_pipeline_stage, "
-                       "account_for_embedding/loss_in_pipeline_split or a "
-                       "pipeline_model_parallel_layout."));
   }
-  // VP_CHUNKS_UNEVEN (Bridge finalize step 3, with Python `or` semantics: first=0, last=None is
-  // not asymmetric; first=None, last=0 is).
-  const bool first_or_last_set =
-      (has_first && t.num_layers_in_first_pipeline_stage() != 0) || has_last;
-  const bool flexible = account || first_or_last_set || has_layout;
-  if (vp.has_value() && !flexible && (layers / s.pp) % *vp != 0) {
-    c.Add(T("virtual_pipeline_model_parallel_size"), "VP_CHUNKS_UNEVEN",
-          absl::StrCat("Make sure the number of model chunks is the same across all pipeline "
-                       "stages. (num_layers // pipeline_model_parallel_size = ",
-                       layers / s.pp, " is not divisible by virtual_pipeline_model_parallel_size ",
-                       *vp, "; use num_layers a multiple of ", s.pp * *vp, ".)"));
-  }
+  AddSplitProblems(plan::CheckPipelineSplit(t), c);
 }
 
 void CheckMoe(const TransformerConfig& t, const Sizes& s, const Given& given, Checker& c) {

@@ -43,10 +43,10 @@ struct FinalizeOptions {
 // Violations::ToStatus, one field violation per problem with a field path
 // (`transformer.num_attention_heads`, `vocab_size`, `world_size`), an UPPER_SNAKE reason and a
 // sentence saying what would be valid. The rules are documented next to their code in
-// finalize.cc. Last, every value that core/config/field_support.cc classifies as refused gets an
-// UNSUPPORTED violation saying what is not implemented and what would be valid.
-// `pipeline_model_parallel_layout` is only checked for being non-empty and for
-// conflicts with the other pipeline-split options; its grammar belongs to core/plan.
+// finalize.cc; the pipeline split's (layout string grammar and contents, layer counts per stage)
+// are core/plan's CheckLayoutString and CheckPipelineSplit, reported here as field violations.
+// Last, every value that core/config/field_support.cc classifies as refused gets an UNSUPPORTED
+// violation saying what is not implemented and what would be valid.
 absl::StatusOr<gptbuilder::v1::GPTModelConfig> Finalize(
     const gptbuilder::v1::GPTModelConfig& config, const FinalizeOptions& options = {});
 

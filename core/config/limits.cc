@@ -6,7 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "core/config/pipeline_layout_string.h"
+#include "core/plan/pipeline_layout_string.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
 
@@ -173,7 +173,7 @@ void CheckLimits(const GPTModelConfig& config, const Limits& limits, const int64
           absl::StrCat(tp, "pipeline_model_parallel_layout"), kReason,
           absl::StrCat("pipeline_model_parallel_layout has ", layout.size(),
                        " characters, over the limit of ", kMaxLayoutChars, "; ", kFixed, "."));
-    } else if (absl::StatusOr<std::vector<std::string>> stages = ExpandPipelineLayout(layout);
+    } else if (absl::StatusOr<std::vector<std::string>> stages = plan::ExpandPipelineLayout(layout);
                stages.ok()) {
       // (A malformed layout is Finalize's to report.)
       chunks_per_rank = std::max<int64_t>(chunks_per_rank, stages->size() / pp);

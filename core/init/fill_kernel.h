@@ -23,7 +23,7 @@ struct StreamParams {
 inline constexpr int kStreamNormal = 0;
 inline constexpr int kStreamUniform = 1;
 
-// Output element encodings, same values as gptb::init::DType.
+// Output element encodings, same values as gptb::DType.
 inline constexpr int kOutF32 = 0;
 inline constexpr int kOutBf16 = 1;
 inline constexpr int kOutF16 = 2;

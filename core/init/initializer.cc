@@ -46,18 +46,6 @@ std::string LayoutText(const ShardLayout& layout) {
                       "], partition_dim ", layout.partition_dim, ", pieces {", pieces, "}");
 }
 
-const char* DTypeName(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return "float32";
-    case DType::kBFloat16:
-      return "bfloat16";
-    case DType::kFloat16:
-      return "float16";
-  }
-  return "?";
-}
-
 // True when `v` (already rounded to fp32) is finite after conversion to `dtype`.
 bool FitsDType(double v, DType dtype) {
   if (!std::isfinite(v)) return false;
@@ -70,8 +58,9 @@ bool FitsDType(double v, DType dtype) {
       return (Fp32ToBf16Bits(f) & 0x7fffu) < 0x7f80u;
     case DType::kFloat16:
       return (Fp32ToFp16Bits(f) & 0x7fffu) < 0x7c00u;
+    default:  // not a parameter dtype: FillShard refuses those first
+      return false;
   }
-  return false;
 }
 
 absl::Status ValidateSpec(const InitSpec& spec, DType dtype) {
@@ -426,8 +415,9 @@ uint64_t NameKey(std::string_view canonical_name) {
 absl::Status FillShard(uint64_t seed, std::string_view canonical_name, const InitSpec& spec,
                        const ShardLayout& layout, DType dtype, void* out, int64_t out_numel,
                        const FillOptions& options) {
-  if (dtype != DType::kFloat32 && dtype != DType::kBFloat16 && dtype != DType::kFloat16) {
-    return absl::InvalidArgumentError("dtype is not a known DType");
+  if (!IsParameterDType(dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dtype ", DTypeName(dtype), " is not a parameter dtype (float32, bfloat16 or float16)"));
   }
   absl::StatusOr<int64_t> numel = LocalNumel(layout);
   if (!numel.ok()) return numel.status();
@@ -515,7 +505,5 @@ const char* IsaName(Isa isa) {
   }
   return "?";
 }
-
-size_t DTypeSize(DType dtype) { return dtype == DType::kFloat32 ? 4 : 2; }
 
 }  // namespace gptb::init

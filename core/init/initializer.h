@@ -29,10 +29,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/dtype/dtype.h"
 
 namespace gptb::init {
 
-enum class DType { kFloat32 = 0, kBFloat16 = 1, kFloat16 = 2 };
 enum class Distribution { kNormal, kConstant, kUniform };
 
 // Which compiled kernel variant runs the fill. All variants produce identical bits; kAuto picks
@@ -122,8 +122,6 @@ absl::Status FillShard(uint64_t seed, std::string_view canonical_name, const Ini
 // The instruction sets the running CPU supports, kGeneric first, and the name of each.
 std::vector<Isa> AvailableIsas();
 const char* IsaName(Isa isa);
-
-size_t DTypeSize(DType dtype);
 
 }  // namespace gptb::init
 

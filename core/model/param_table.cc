@@ -5,25 +5,6 @@
 
 namespace gptb::model {
 
-torch::Dtype TorchDtype(plan::DType dtype) {
-  switch (dtype) {
-    case plan::DType::kFloat32:
-      return torch::kFloat32;
-    case plan::DType::kBFloat16:
-      return torch::kBFloat16;
-    case plan::DType::kFloat16:
-      return torch::kFloat16;
-  }
-  return torch::kFloat32;
-}
-
-std::optional<plan::DType> PlanDtype(torch::Dtype dtype) {
-  if (dtype == torch::kFloat32) return plan::DType::kFloat32;
-  if (dtype == torch::kBFloat16) return plan::DType::kBFloat16;
-  if (dtype == torch::kFloat16) return plan::DType::kFloat16;
-  return std::nullopt;
-}
-
 ParamTable::ParamTable(const std::vector<plan::ParamInfo>& params, torch::Device device)
     : params_(params), device_(device), taken_(params.size(), false) {
   for (size_t i = 0; i < params.size(); ++i) index_[params[i].name] = i;
@@ -36,7 +17,7 @@ torch::Tensor ParamTable::Take(const std::string& name) {
   taken_[it->second] = true;
   const plan::ParamInfo& info = params_[it->second];
   return torch::empty(info.shape,
-                      torch::TensorOptions().dtype(TorchDtype(info.dtype)).device(device_));
+                      torch::TensorOptions().dtype(TorchScalarType(info.dtype)).device(device_));
 }
 
 const plan::ParamInfo& ParamTable::Info(const std::string& name) const {

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/model/torch_dtype.h"
 #include "core/plan/parameter_table.h"
 
 namespace gptb::model {
@@ -19,10 +20,6 @@ class BuildError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
-
-torch::Dtype TorchDtype(plan::DType dtype);
-// The plan dtype of a torch dtype; nullopt for one a model is never built with.
-std::optional<plan::DType> PlanDtype(torch::Dtype dtype);
 
 // The plan's parameters of one stage, handed out to the modules that register them. The plan is
 // the one source of truth for which parameters exist and their shapes: a module asks for

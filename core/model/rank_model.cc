@@ -27,18 +27,6 @@ double Since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-init::DType InitDtype(plan::DType dtype) {
-  switch (dtype) {
-    case plan::DType::kFloat32:
-      return init::DType::kFloat32;
-    case plan::DType::kBFloat16:
-      return init::DType::kBFloat16;
-    case plan::DType::kFloat16:
-      return init::DType::kFloat16;
-  }
-  return init::DType::kFloat32;
-}
-
 class RankModelImpl : public RankModel {
  public:
   RankModelImpl(plan::ModelPlan plan, int rank) : plan_(std::move(plan)), rank_(rank) {}
@@ -77,10 +65,10 @@ class RankModelImpl : public RankModel {
         gptbuilder::v1::ParameterDescription& param = *described.mutable_params(i);
         const torch::Tensor tensor = held[i].value().detach().contiguous().cpu();
         const std::vector<int64_t> shape = tensor.sizes().vec();
-        const std::optional<plan::DType> dtype = PlanDtype(tensor.scalar_type());
+        const std::optional<DType> dtype = DTypeOfTorch(tensor.scalar_type());
         if (held[i].key() != param.name() ||
             !std::equal(shape.begin(), shape.end(), param.shape().begin(), param.shape().end()) ||
-            !dtype.has_value() || plan::DTypeName(*dtype) != param.dtype()) {
+            !dtype.has_value() || DTypeName(*dtype) != param.dtype()) {
           return absl::DataLossError(
               absl::StrCat("rank ", rank_, " holds tensor ", i, " as ", held[i].key(), " [",
                            absl::StrJoin(shape, ", "), "] ", c10::toString(tensor.scalar_type()),
@@ -279,9 +267,8 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
                                         : init::InitSpec::Constant(info.init.value);
         const uint64_t replica_seed =
             seed + 10 * static_cast<uint64_t>(info.is_expert ? expert_replica : dense_replica);
-        absl::Status filled =
-            init::FillShard(replica_seed, info.canonical_name, spec, layout, InitDtype(info.dtype),
-                            tensor.data_ptr(), tensor.numel(), fill);
+        absl::Status filled = init::FillShard(replica_seed, info.canonical_name, spec, layout,
+                                              info.dtype, tensor.data_ptr(), tensor.numel(), fill);
         if (!filled.ok()) {
           return absl::InternalError(
               absl::StrCat("initialising ", info.name, ": ", filled.message()));
@@ -322,7 +309,7 @@ absl::Status RankModelImpl::Build(const RankBuildOptions& options) {
     fsdp_.emplace_back();
     if (wrap.mixed_precision) {
       absl::StatusOr<distributed::Float16Module> f16 = distributed::Float16Module::Wrap(
-          *stage, TorchDtype(plan_.dtype()), stage->pre_process(), stage->post_process());
+          *stage, TorchScalarType(plan_.dtype()), stage->pre_process(), stage->post_process());
       if (!f16.ok()) return f16.status();
       float16_.back().emplace(*std::move(f16));
     }

@@ -39,7 +39,7 @@ absl::StatusOr<ModelPlan> ModelPlan::Create(const gptbuilder::v1::GPTModelConfig
   plan.vocab_size_ = *vocab;
 
   // Parameter dtype after build: params_dtype, or the half dtype when Float16Module wraps.
-  std::optional<DType> params_dtype = ParseDType(t.params_dtype());
+  std::optional<DType> params_dtype = ParseParameterDType(t.params_dtype());
   if (!params_dtype.has_value()) {
     return absl::InvalidArgumentError(
         absl::StrCat("transformer.params_dtype: unknown dtype '", t.params_dtype(), "'"));
@@ -135,7 +135,7 @@ absl::StatusOr<ModelPlan> ModelPlan::Create(const gptbuilder::v1::GPTModelConfig
           }
           // memory.h: grads in fp32 with grad_reduce_in_fp32, else the parameter dtype; Adam
           // state 8 bytes per parameter, 12 with an fp32 main copy of a half parameter.
-          const int width = DTypeBytes(param.dtype);
+          const int width = static_cast<int>(DTypeSize(param.dtype));
           if (!config::CheckedMul(numel, width, &bytes) ||
               !config::CheckedMul(numel, grad_reduce_fp32 ? 4 : width, &grads) ||
               !config::CheckedMul(numel, param.dtype == DType::kFloat32 ? 8 : 12, &state) ||

@@ -665,27 +665,6 @@ absl::StatusOr<std::vector<ParamInfo>> StageWalker::Walk() {
 
 }  // namespace
 
-const char* DTypeName(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return "float32";
-    case DType::kBFloat16:
-      return "bfloat16";
-    case DType::kFloat16:
-      return "float16";
-  }
-  return "?";
-}
-
-int DTypeBytes(DType dtype) { return dtype == DType::kFloat32 ? 4 : 2; }
-
-std::optional<DType> ParseDType(const std::string& name) {
-  if (name == "float32") return DType::kFloat32;
-  if (name == "bfloat16") return DType::kBFloat16;
-  if (name == "float16") return DType::kFloat16;
-  return std::nullopt;
-}
-
 int64_t ParamInfo::numel() const {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;

@@ -7,17 +7,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/dtype/dtype.h"
 #include "core/layer_spec/layer_specs.h"
 #include "core/plan/pipeline_layout.h"
 #include "gptbuilder/v1/model_config.pb.h"
 
 namespace gptb::plan {
-
-enum class DType { kFloat32, kBFloat16, kFloat16 };
-const char* DTypeName(DType dtype);  // "float32", "bfloat16", "float16"
-int DTypeBytes(DType dtype);
-// Parses the schema's dtype strings ("float32", "bfloat16", "float16").
-std::optional<DType> ParseDType(const std::string& name);
 
 // A contiguous range [start, start + length) of a canonical tensor along its partition dim.
 struct Piece {
@@ -71,7 +66,7 @@ struct ParamInfo {
   // Plans only hold parameters whose element and byte counts (local and canonical) fit in
   // int64 (ModelPlan::Create checks), so these never overflow.
   int64_t numel() const;
-  int64_t bytes() const { return numel() * DTypeBytes(dtype); }
+  int64_t bytes() const { return numel() * static_cast<int64_t>(DTypeSize(dtype)); }
 };
 
 // Where a stage sits: its chunk of the pipeline and the rank's shard coordinates.

@@ -2,12 +2,40 @@
 #define GPTB_CORE_PLAN_PIPELINE_LAYOUT_H_
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/plan/pipeline_layout_string.h"
 #include "gptbuilder/v1/model_config.pb.h"
 
 namespace gptb::plan {
+
+// The pipeline split's rules live here, once: Finalize (core/config) reports each problem as a
+// field violation `transformer.<field>`, PipelineLayout::Create refuses a config that has any.
+
+// A problem with how a TransformerConfig splits its layers over pipeline stages.
+struct PipelineSplitProblem {
+  std::string field;    // the TransformerConfig field it is about, e.g. "num_layers"
+  std::string reason;   // UPPER_SNAKE, e.g. "PIPELINE_SPLIT_UNEVEN"
+  std::string message;  // what is wrong and what would be valid, as a sentence
+};
+
+// pipeline_model_parallel_layout parsed for pipeline_model_parallel_size and checked against
+// num_layers and mtp_num_layers (Megatron's PipelineParallelLayerLayout: parse_str_to_list and
+// validate_layer_layout). nullopt without a problem when the layout is unset or blank or pp < 1;
+// nullopt with an INVALID_LAYOUT problem when it does not parse. A layout that parses is
+// returned even when its contents have problems (each is appended, INVALID_LAYOUT).
+std::optional<PipelineLayoutString> CheckLayoutString(
+    const gptbuilder::v1::TransformerConfig& config, std::vector<PipelineSplitProblem>* problems);
+
+// The split without a layout string: even, num_layers_in_first/last_pipeline_stage, or
+// account_for_embedding/loss_in_pipeline_split, each against the virtual pipeline size
+// (Megatron's get_num_layers_to_build preconditions and Bridge's finalize, with their texts).
+// Empty when the split is valid, when a layout string decides it (CheckLayoutString), or when it
+// cannot be judged (num_layers or pipeline_model_parallel_size < 1: other rules report those).
+std::vector<PipelineSplitProblem> CheckPipelineSplit(
+    const gptbuilder::v1::TransformerConfig& config);
 
 // One model chunk: what pp rank `pp_rank` builds for virtual stage `vp_stage`.
 struct ChunkLayout {
@@ -33,6 +61,8 @@ struct ChunkLayout {
 // get_num_layers_to_build, get_transformer_layer_offset, get_mtp_num_layers_to_build and
 // get_mtp_layer_offset), for even splits, VP, uneven first/last stages,
 // account_for_embedding/loss_in_pipeline_split, and pipeline_model_parallel_layout strings.
+// INVALID_ARGUMENT, with every problem CheckLayoutString / CheckPipelineSplit find, for a config
+// Finalize would refuse.
 class PipelineLayout {
  public:
   static absl::StatusOr<PipelineLayout> Create(const gptbuilder::v1::TransformerConfig& config);

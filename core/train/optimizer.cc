@@ -108,7 +108,7 @@ absl::StatusOr<std::unique_ptr<Optimizer>> Optimizer::Create(
   if (!schedule.ok()) return schedule.status();
   opt->schedule_ = *schedule;
 
-  opt->fp16_ = model.plan().dtype() == plan::DType::kFloat16;
+  opt->fp16_ = model.plan().dtype() == DType::kFloat16;
   if (opt->fp16_) {
     if (config.has_loss_scale()) {
       if (!(config.loss_scale() > 0.0) || !std::isfinite(config.loss_scale())) {

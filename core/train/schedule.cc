@@ -46,7 +46,7 @@ class Executor {
     if (config.transformer().sequence_parallel()) seq /= groups.size(GroupKind::kTp);
     hidden_shape_ = {seq, ids.size(0), config.transformer().hidden_size()};
     hidden_options_ = torch::TensorOptions()
-                          .dtype(model::TorchDtype(model_.plan().dtype()))
+                          .dtype(model::TorchScalarType(model_.plan().dtype()))
                           .device(groups.device());
 
     PipelineShape shape;

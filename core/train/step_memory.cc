@@ -43,7 +43,7 @@ StepMemory EstimateStepMemory(const plan::ModelPlan& plan, int rank,
   const double tp = std::max(1, plan.topology().tp());
   const double h = t.hidden_size();
   const double a = t.num_attention_heads();
-  const double width = plan::DTypeBytes(plan.dtype());
+  const double width = static_cast<double>(DTypeSize(plan.dtype()));
   const double gated = t.gated_linear_unit() ? 2 : 1;
   double f = static_cast<double>(t.ffn_hidden_size()) * gated;
   if (t.has_num_moe_experts() && t.num_moe_experts() > 0) {

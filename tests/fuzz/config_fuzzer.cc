@@ -25,8 +25,8 @@
 #include "core/config/hf_import.h"
 #include "core/config/limits.h"
 #include "core/config/overrides.h"
-#include "core/config/pipeline_layout_string.h"
 #include "core/plan/model_plan.h"
+#include "core/plan/pipeline_layout_string.h"
 #include "core/plan/plan_description.h"
 #include "core/plan/plan_format.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -154,7 +154,7 @@ void Run(const uint8_t* data, size_t size) {
       if (text.empty()) return;
       const int pp = 1 + static_cast<uint8_t>(text[0]) % 8;
       const std::string_view layout = text.substr(1);
-      absl::StatusOr<PipelineLayoutString> parsed = ParsePipelineLayout(layout, pp);
+      absl::StatusOr<plan::PipelineLayoutString> parsed = plan::ParsePipelineLayout(layout, pp);
       if (!parsed.ok()) return;
       int layers = 0, mtp = 0;
       for (const auto& rank : parsed->stages) {
@@ -165,8 +165,8 @@ void Run(const uint8_t* data, size_t size) {
           }
         }
       }
-      (void)ValidatePipelineLayout(*parsed, layers,
-                                   mtp > 0 ? std::optional<int>(mtp) : std::nullopt);
+      (void)plan::ValidatePipelineLayout(*parsed, layers,
+                                         mtp > 0 ? std::optional<int>(mtp) : std::nullopt);
       absl::StatusOr<LoadedConfig> loaded = LoadConfigText(kBase, ConfigFormat::kYaml, "base");
       Require(loaded.ok(), "the base config does not load");
       auto* t = loaded->model.mutable_transformer();

@@ -11,6 +11,7 @@
 #include "core/checkpoint/safetensors_writer.h"
 
 using namespace gptb::checkpoint;
+using gptb::DType;
 
 namespace {
 

@@ -41,7 +41,7 @@ void Require(bool condition, const char* what) {
 // The slice [start, start + length) along dim, gathered one element at a time from `full`.
 std::vector<unsigned char> Gather(const std::vector<unsigned char>& full, const TensorInfo& t,
                                   int dim, int64_t start, int64_t length) {
-  const size_t item = ItemSize(t.dtype);
+  const size_t item = DTypeSize(t.dtype);
   std::vector<int64_t> sub = t.shape;
   sub[dim] = length;
   uint64_t n = 1;
@@ -69,7 +69,7 @@ void CheckReader(const SafetensorsReader& reader, size_t size) {
     Require(t.file_offset + t.nbytes() <= size, "tensor past the end of the input");
     Require(t.data_begin >= previous_end, "tensors overlap or are out of order");
     previous_end = t.data_end;
-    Require(t.numel() * ItemSize(t.dtype) == t.nbytes(), "nbytes != numel * item size");
+    Require(t.numel() * DTypeSize(t.dtype) == t.nbytes(), "nbytes != numel * item size");
 
     std::vector<unsigned char> full(t.nbytes());
     Require(reader.ReadTensor(t.name, full.data()).ok(), "ReadTensor failed on a valid tensor");

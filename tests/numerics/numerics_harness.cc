@@ -31,8 +31,8 @@ std::map<std::string, torch::Tensor> ReadSafetensors(const std::string& path) {
   EXPECT_TRUE(reader.ok()) << path << ": " << reader.status();
   if (!reader.ok()) return out;
   for (const checkpoint::TensorInfo& info : (*reader)->tensors()) {
-    const bool ints = info.dtype == checkpoint::DType::kInt64;
-    EXPECT_TRUE(ints || info.dtype == checkpoint::DType::kFloat32)
+    const bool ints = info.dtype == DType::kInt64;
+    EXPECT_TRUE(ints || info.dtype == DType::kFloat32)
         << path << ": " << info.name << " is neither F32 nor I64";
     torch::Tensor t = torch::empty(info.shape, ints ? torch::kInt64 : torch::kFloat32);
     absl::Status s = (*reader)->ReadTensor(info.name, t.data_ptr());

@@ -161,7 +161,7 @@ TEST(HfMapping, NamesOfExpertsNormsAndBareBaseModels) {
             "model.layers.2.self_attn.k_norm.weight");
   // lm_head is outside the base model; a bare base model has no prefix.
   EXPECT_EQ(OneRoute(HfFamily::kLlama, config,
-                     {"output_layer.weight", {10, 4}, plan::DType::kFloat32, true}, "")
+                     {"output_layer.weight", {10, 4}, DType::kFloat32, true}, "")
                 .segments[0]
                 .tensor,
             "lm_head.weight");
@@ -170,10 +170,9 @@ TEST(HfMapping, NamesOfExpertsNormsAndBareBaseModels) {
                 .tensor,
             "wpe.weight");
   // Vocabulary tensors keep the HF rows; the model's padding is not stored.
-  const TensorRoute embed =
-      OneRoute(HfFamily::kGpt2, config,
-               {"embedding.word_embeddings.weight", {104, 4}, plan::DType::kFloat32, true},
-               "transformer.", 100);
+  const TensorRoute embed = OneRoute(
+      HfFamily::kGpt2, config,
+      {"embedding.word_embeddings.weight", {104, 4}, DType::kFloat32, true}, "transformer.", 100);
   EXPECT_EQ(embed.segments[0].rows, 100);
   const TensorRoute proj = OneRoute(
       HfFamily::kGpt2, config, {"decoder.layers.0.mlp.linear_fc2.weight", {4, 16}}, "transformer.");

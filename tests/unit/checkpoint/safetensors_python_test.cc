@@ -86,7 +86,7 @@ TEST_P(PythonWrittenFileTest, ReaderMatchesNumpyBytesAndValues) {
     SCOPED_TRACE(name);
     auto info = (*reader)->Find(name);
     ASSERT_TRUE(info.ok()) << info.status();
-    EXPECT_EQ(SafetensorsName((*info)->dtype), want["dtype"].get<std::string>());
+    EXPECT_EQ(SafetensorsCode((*info)->dtype), want["dtype"].get<std::string>());
     EXPECT_EQ((*info)->shape, want["shape"].get<std::vector<int64_t>>());
     std::string bytes((*info)->nbytes(), '\0');
     ASSERT_TRUE((*reader)->ReadTensor(name, bytes.data()).ok());

@@ -94,7 +94,7 @@ TEST_P(RoundTripTest, EveryDTypeAndShapeComesBackBitExact) {
     ASSERT_TRUE(writer.ok()) << writer.status();
     for (size_t i = 0; i < ManySpecs().size(); ++i) {
       const TensorSpec& s = ManySpecs()[i];
-      data.push_back(Pattern(Numel(s.shape) * ItemSize(s.dtype), static_cast<uint32_t>(i)));
+      data.push_back(Pattern(Numel(s.shape) * DTypeSize(s.dtype), static_cast<uint32_t>(i)));
       ASSERT_TRUE((*writer)->WriteTensor(s.name, data.back().data()).ok());
     }
     ASSERT_TRUE((*writer)->Finish().ok());
@@ -240,7 +240,7 @@ void WriteAndCheckSlicesAlong(int dim, WriteMode mode) {
   for (const SliceCase& c : SliceCases()) {
     if (dim >= static_cast<int>(c.shape.size())) continue;
     specs.push_back({c.name, c.dtype, c.shape});
-    full[c.name] = Pattern(Numel(c.shape) * ItemSize(c.dtype), seed++);
+    full[c.name] = Pattern(Numel(c.shape) * DTypeSize(c.dtype), seed++);
   }
   auto writer = SafetensorsWriter::Create(path, specs, {{"dim", std::to_string(dim)}},
                                           {Preallocation::kFallocate, mode});
@@ -254,7 +254,7 @@ void WriteAndCheckSlicesAlong(int dim, WriteMode mode) {
     threads.emplace_back([&, t] {
       for (const TensorSpec& s : specs) {
         auto [start, length] = Pieces(s.shape[dim], kThreads)[t];
-        Bytes piece = ExtractSlice(full[s.name], s.shape, ItemSize(s.dtype), dim, start, length);
+        Bytes piece = ExtractSlice(full[s.name], s.shape, DTypeSize(s.dtype), dim, start, length);
         absl::Status status = (*writer)->WriteSlice(s.name, dim, start, length, piece.data());
         if (!status.ok()) {
           results[t] = status;
@@ -279,7 +279,7 @@ void WriteAndCheckSlicesAlong(int dim, WriteMode mode) {
           Bytes piece(*(*reader)->SliceBytes(s.name, dim, start, length));
           ASSERT_TRUE((*reader)->ReadSlice(s.name, dim, start, length, piece.data()).ok());
           EXPECT_EQ(piece,
-                    ExtractSlice(full[s.name], s.shape, ItemSize(s.dtype), dim, start, length))
+                    ExtractSlice(full[s.name], s.shape, DTypeSize(s.dtype), dim, start, length))
               << s.name << " dim " << dim << " [" << start << ", +" << length << ")";
         }
       }

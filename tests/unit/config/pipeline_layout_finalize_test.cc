@@ -1,13 +1,21 @@
 // Finalize applies Megatron's PipelineParallelLayerLayout rules to
 // pipeline_model_parallel_layout and derives the virtual pipeline size from it.
+#include <functional>
+#include <string>
+#include <vector>
+
 #include "core/config/finalize.h"
 #include "core/config/violations.h"
+#include "core/plan/pipeline_layout.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace gptb::config {
 namespace {
 
+using ::testing::AllOf;
+using ::testing::Contains;
+using ::testing::Field;
 using ::testing::HasSubstr;
 
 gptbuilder::v1::GPTModelConfig Config(const std::string& layout, int pp, int layers = 8) {
@@ -68,6 +76,123 @@ TEST(FinalizePipelineLayout, VirtualSizeMustAgree) {
   EXPECT_EQ(v[0].reason, "LAYOUT_VP_CONFLICT");
   c.mutable_transformer()->set_virtual_pipeline_model_parallel_size(2);
   EXPECT_TRUE(Finalize(c).ok());
+}
+
+// Every problem core/plan's pipeline-split rules can find (CheckLayoutString,
+// CheckPipelineSplit) reaches Finalize's answer as a violation on `transformer.<field>` with the
+// module's reason and message unchanged.
+struct SplitCase {
+  const char* name;
+  const char* reason;  // the problem this case must produce
+  std::function<void(gptbuilder::v1::TransformerConfig*)> set;
+};
+
+TEST(FinalizePipelineLayout, EverySplitProblemIsAFieldViolation) {
+  const std::vector<SplitCase> cases = {
+      {"uneven", "PIPELINE_SPLIT_UNEVEN",
+       [](auto* t) {
+         t->set_num_layers(10);
+         t->set_pipeline_model_parallel_size(4);
+       }},
+      {"first stage not positive", "NOT_POSITIVE",
+       [](auto* t) {
+         t->set_num_layers(10);
+         t->set_pipeline_model_parallel_size(4);
+         t->set_num_layers_in_first_pipeline_stage(0);
+       }},
+      {"first and last with pp 1", "PIPELINE_SPLIT_MISMATCH",
+       [](auto* t) {
+         t->set_num_layers(8);
+         t->set_pipeline_model_parallel_size(1);
+         t->set_num_layers_in_first_pipeline_stage(4);
+         t->set_num_layers_in_last_pipeline_stage(4);
+       }},
+      {"no layers left for the middle", "PIPELINE_SPLIT_MISMATCH",
+       [](auto* t) {
+         t->set_num_layers(8);
+         t->set_pipeline_model_parallel_size(3);
+         t->set_num_layers_in_first_pipeline_stage(4);
+         t->set_num_layers_in_last_pipeline_stage(4);
+       }},
+      {"middle not divisible", "PIPELINE_SPLIT_NOT_DIVISIBLE",
+       [](auto* t) {
+         t->set_num_layers(10);
+         t->set_pipeline_model_parallel_size(4);
+         t->set_num_layers_in_first_pipeline_stage(3);
+       }},
+      {"last stage not divisible by vp", "PIPELINE_SPLIT_NOT_DIVISIBLE_BY_VP",
+       [](auto* t) {
+         t->set_num_layers(12);
+         t->set_pipeline_model_parallel_size(4);
+         t->set_virtual_pipeline_model_parallel_size(2);
+         t->set_num_layers_in_first_pipeline_stage(4);
+         t->set_num_layers_in_last_pipeline_stage(3);  // 3 % 2
+       }},
+      {"middle ranks not divisible by vp", "PIPELINE_SPLIT_NOT_DIVISIBLE_BY_VP",
+       [](auto* t) {
+         t->set_num_layers(10);
+         t->set_pipeline_model_parallel_size(4);
+         t->set_virtual_pipeline_model_parallel_size(2);
+         t->set_num_layers_in_first_pipeline_stage(2);
+         t->set_num_layers_in_last_pipeline_stage(2);  // 6 middle layers: 3 per rank, 3 % 2
+       }},
+      {"embedding and loss slots not divisible", "PIPELINE_SPLIT_NOT_DIVISIBLE",
+       [](auto* t) {
+         t->set_num_layers(8);
+         t->set_pipeline_model_parallel_size(4);
+         t->set_account_for_embedding_in_pipeline_split(true);
+       }},
+      {"embedding and loss slots not divisible by vp", "PIPELINE_SPLIT_NOT_DIVISIBLE_BY_VP",
+       [](auto* t) {
+         t->set_num_layers(10);
+         t->set_pipeline_model_parallel_size(4);
+         t->set_virtual_pipeline_model_parallel_size(2);
+         t->set_account_for_embedding_in_pipeline_split(true);
+         t->set_account_for_loss_in_pipeline_split(true);  // 12 slots: 3 per rank, 3 % 2
+       }},
+      {"vp chunks uneven", "VP_CHUNKS_UNEVEN",
+       [](auto* t) {
+         t->set_num_layers(12);
+         t->set_pipeline_model_parallel_size(4);
+         t->set_virtual_pipeline_model_parallel_size(2);
+       }},
+      {"layout does not parse", "INVALID_LAYOUT",
+       [](auto* t) {
+         t->set_num_layers(4);
+         t->set_pipeline_model_parallel_size(2);
+         t->set_pipeline_model_parallel_layout("Ett|txL");
+       }},
+      {"layout has the wrong layer count", "INVALID_LAYOUT",
+       [](auto* t) {
+         t->set_num_layers(4);
+         t->set_pipeline_model_parallel_size(2);
+         t->set_pipeline_model_parallel_layout("Ett|tL");
+       }},
+  };
+  for (const SplitCase& split : cases) {
+    SCOPED_TRACE(split.name);
+    gptbuilder::v1::GPTModelConfig c = Config("", 1);
+    c.mutable_transformer()->clear_pipeline_model_parallel_layout();
+    split.set(c.mutable_transformer());
+    std::vector<plan::PipelineSplitProblem> problems;
+    (void)plan::CheckLayoutString(c.transformer(), &problems);
+    for (plan::PipelineSplitProblem& p : plan::CheckPipelineSplit(c.transformer())) {
+      problems.push_back(std::move(p));
+    }
+    std::vector<std::string> reasons;
+    for (const plan::PipelineSplitProblem& p : problems) reasons.push_back(p.reason);
+    EXPECT_THAT(reasons, Contains(split.reason));
+    absl::StatusOr<gptbuilder::v1::GPTModelConfig> f = Finalize(c);
+    ASSERT_FALSE(f.ok());
+    const std::vector<FieldViolation> violations = ViolationsFromStatus(f.status());
+    for (const plan::PipelineSplitProblem& p : problems) {
+      EXPECT_THAT(violations,
+                  Contains(AllOf(Field(&FieldViolation::field, "transformer." + p.field),
+                                 Field(&FieldViolation::reason, p.reason),
+                                 Field(&FieldViolation::description, p.message))))
+          << p.field << " " << p.reason << ": " << p.message;
+    }
+  }
 }
 
 }  // namespace

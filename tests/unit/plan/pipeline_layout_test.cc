@@ -174,7 +174,91 @@ TEST(PipelineLayout, BadLayoutStringsAreErrors) {
 TEST(PipelineLayout, UnevenRemainderIsAnError) {
   gptbuilder::v1::TransformerConfig t = Layers(10, 4);
   t.set_num_layers_in_first_pipeline_stage(3);  // 7 left over 3 stages
-  EXPECT_FALSE(PipelineLayout::Create(t).ok());
+  absl::StatusOr<PipelineLayout> layout = PipelineLayout::Create(t);
+  ASSERT_FALSE(layout.ok());
+  EXPECT_THAT(std::string(layout.status().message()),
+              HasSubstr("transformer.num_layers: number of layers at middle stage: 7"));
+}
+
+std::vector<std::string> Reasons(const std::vector<PipelineSplitProblem>& problems) {
+  std::vector<std::string> out;
+  for (const PipelineSplitProblem& p : problems) out.push_back(p.field + " " + p.reason);
+  return out;
+}
+
+// Each way of splitting, one problem it can have (Finalize reports these as field violations;
+// config_finalize_rules_test checks their texts).
+TEST(PipelineSplitRules, NameTheFieldAndTheReason) {
+  EXPECT_THAT(Reasons(CheckPipelineSplit(Layers(8, 4))), ElementsAre());
+  EXPECT_THAT(Reasons(CheckPipelineSplit(Layers(10, 4))),
+              ElementsAre("num_layers PIPELINE_SPLIT_UNEVEN"));
+
+  gptbuilder::v1::TransformerConfig uneven = Layers(10, 4);
+  uneven.set_num_layers_in_first_pipeline_stage(0);
+  EXPECT_THAT(Reasons(CheckPipelineSplit(uneven)),
+              ElementsAre("num_layers_in_first_pipeline_stage NOT_POSITIVE"));
+  uneven.set_num_layers_in_first_pipeline_stage(4);
+  uneven.set_num_layers_in_last_pipeline_stage(2);  // 4 middle layers over 2 stages
+  EXPECT_THAT(Reasons(CheckPipelineSplit(uneven)), ElementsAre());
+  uneven.set_virtual_pipeline_model_parallel_size(2);  // 2 per middle rank / 2 chunks: fine
+  EXPECT_THAT(Reasons(CheckPipelineSplit(uneven)), ElementsAre());
+  uneven.set_num_layers_in_last_pipeline_stage(3);  // 3 % 2, and 3 middle layers over 2 stages
+  EXPECT_THAT(Reasons(CheckPipelineSplit(uneven)),
+              ElementsAre("num_layers_in_last_pipeline_stage PIPELINE_SPLIT_NOT_DIVISIBLE_BY_VP",
+                          "num_layers PIPELINE_SPLIT_NOT_DIVISIBLE"));
+
+  gptbuilder::v1::TransformerConfig account = Layers(8, 4);
+  account.set_account_for_embedding_in_pipeline_split(true);  // 9 slots over 4
+  EXPECT_THAT(Reasons(CheckPipelineSplit(account)),
+              ElementsAre("num_layers PIPELINE_SPLIT_NOT_DIVISIBLE"));
+  account.set_account_for_loss_in_pipeline_split(true);  // 10 slots over 4
+  EXPECT_THAT(Reasons(CheckPipelineSplit(account)),
+              ElementsAre("num_layers PIPELINE_SPLIT_NOT_DIVISIBLE"));
+  account.set_num_layers(6);  // 8 slots: 2 per rank
+  EXPECT_THAT(Reasons(CheckPipelineSplit(account)), ElementsAre());
+
+  EXPECT_THAT(Reasons(CheckPipelineSplit(Layers(12, 4, 2))),
+              ElementsAre("virtual_pipeline_model_parallel_size VP_CHUNKS_UNEVEN"));
+}
+
+TEST(PipelineSplitRules, LayoutStringProblemsAreInvalidLayout) {
+  gptbuilder::v1::TransformerConfig t = Layers(4, 2);
+  std::vector<PipelineSplitProblem> problems;
+  EXPECT_FALSE(CheckLayoutString(t, &problems).has_value());  // no layout
+  EXPECT_TRUE(problems.empty());
+  t.set_pipeline_model_parallel_layout("Ett|tL");  // parses; 3 decoders for num_layers 4
+  std::optional<PipelineLayoutString> layout = CheckLayoutString(t, &problems);
+  ASSERT_TRUE(layout.has_value());
+  EXPECT_THAT(Reasons(problems), ElementsAre("pipeline_model_parallel_layout INVALID_LAYOUT"));
+  EXPECT_THAT(problems[0].message, HasSubstr("3 decoder layers"));
+  problems.clear();
+  t.set_pipeline_model_parallel_layout("Ett|txL");  // does not parse
+  EXPECT_FALSE(CheckLayoutString(t, &problems).has_value());
+  EXPECT_THAT(Reasons(problems), ElementsAre("pipeline_model_parallel_layout INVALID_LAYOUT"));
+  // A layout decides the split on its own: CheckPipelineSplit has nothing to add.
+  t.set_num_layers(5);
+  EXPECT_THAT(Reasons(CheckPipelineSplit(t)), ElementsAre());
+}
+
+// Create's own refusals (Finalize reports these first, as field violations).
+TEST(PipelineLayout, CreateRefusesWhatFinalizeRefuses) {
+  absl::StatusOr<PipelineLayout> layout = PipelineLayout::Create(Layers(8, 0));
+  ASSERT_FALSE(layout.ok());
+  EXPECT_THAT(std::string(layout.status().message()),
+              HasSubstr("transformer.pipeline_model_parallel_size must be >= 1, got 0"));
+  gptbuilder::v1::TransformerConfig blank = Layers(8, 2);
+  blank.set_pipeline_model_parallel_layout("  ");
+  layout = PipelineLayout::Create(blank);
+  ASSERT_FALSE(layout.ok());
+  EXPECT_THAT(std::string(layout.status().message()),
+              HasSubstr("transformer.pipeline_model_parallel_layout: must not be empty"));
+  gptbuilder::v1::TransformerConfig both = Layers(8, 1);
+  both.set_num_layers_in_first_pipeline_stage(4);
+  both.set_num_layers_in_last_pipeline_stage(4);
+  layout = PipelineLayout::Create(both);
+  ASSERT_FALSE(layout.ok());
+  EXPECT_THAT(std::string(layout.status().message()),
+              HasSubstr("transformer.num_layers_in_first_pipeline_stage: "));
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "core/config/pipeline_layout_string.h"
+#include "core/plan/pipeline_layout_string.h"
 
 #include <algorithm>
 
@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
-namespace gptb::config {
+namespace gptb::plan {
 namespace {
 
 // Largest expansion we accept: a layout longer than this is certainly a typo (and would
@@ -189,4 +189,4 @@ std::vector<std::string> ValidatePipelineLayout(const PipelineLayoutString& layo
   return errors;
 }
 
-}  // namespace gptb::config
+}  // namespace gptb::plan

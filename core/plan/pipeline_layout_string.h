@@ -1,5 +1,5 @@
-#ifndef GPTB_CORE_CONFIG_PIPELINE_LAYOUT_STRING_H_
-#define GPTB_CORE_CONFIG_PIPELINE_LAYOUT_STRING_H_
+#ifndef GPTB_CORE_PLAN_PIPELINE_LAYOUT_STRING_H_
+#define GPTB_CORE_PLAN_PIPELINE_LAYOUT_STRING_H_
 
 #include <optional>
 #include <string>
@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace gptb::config {
+namespace gptb::plan {
 
 // Megatron's `pipeline_model_parallel_layout` string, parsed. The alphabet is E (embedding),
 // t (decoder layer), m (MTP layer) and L (loss); `|` separates stages; `(..)*k` and `x*k` repeat;
@@ -42,6 +42,6 @@ absl::StatusOr<PipelineLayoutString> ParsePipelineLayout(std::string_view layout
 std::vector<std::string> ValidatePipelineLayout(const PipelineLayoutString& layout, int num_layers,
                                                 std::optional<int> mtp_num_layers);
 
-}  // namespace gptb::config
+}  // namespace gptb::plan
 
-#endif  // GPTB_CORE_CONFIG_PIPELINE_LAYOUT_STRING_H_
+#endif  // GPTB_CORE_PLAN_PIPELINE_LAYOUT_STRING_H_
