@@ -72,11 +72,13 @@ double CpuSeconds() {
          1e-6 * (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
 }
 
-// Forward matmul FLOPs per token (linear layers, attention scores and context over the full
-// sequence, logits); a train step does three times that (forward, input and weight gradients).
+// Forward matmul FLOPs per token (linear layers, attention scores and context over the causal
+// half of the sequence -- Megatron-LM's num_floating_point_operations halves core attention for
+// the causal mask -- and the logits); a train step does three times that (forward, input and
+// weight gradients).
 double ModelFlopsPerToken(const Sizes& s) {
   const double h = s.hidden, f = s.ffn, seq = s.seq;
-  const double layer = 2.0 * (3 * h * h + h * h + 2 * h * f) + 2.0 * 2.0 * seq * h;
+  const double layer = 2.0 * (3 * h * h + h * h + 2 * h * f) + 2.0 * 2.0 * seq * h / 2.0;
   return 3.0 * (s.layers * layer + 2.0 * h * s.vocab);
 }
 

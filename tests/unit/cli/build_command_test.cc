@@ -90,7 +90,7 @@ TEST_F(BuildCommandTest, HuggingFaceDirectoryGivesItsConfigJsonAndWeights) {
   EXPECT_EQ(r->name(), "llama-3.1-8b");
   EXPECT_EQ(r->config_text().text(), "{\"model_type\": \"llama\"}");
   EXPECT_EQ(r->config_text().format(), "json");
-  EXPECT_EQ(r->load_from(), hf);
+  EXPECT_EQ(r->load_from(), hf + "/");  // absolute, as given (the daemons resolve it)
 }
 
 TEST_F(BuildCommandTest, UsageProblemsAreRefusedBeforeAnyRequest) {
