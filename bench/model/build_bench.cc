@@ -192,7 +192,7 @@ int main(int argc, char** argv) {
   if (!megatron) return 0;
   const std::string script = std::string(GPTB_SOURCE_DIR) + "/bench/model/megatron_build.py";
   std::vector<double> ours, theirs, touch;
-  for (int r = 0; r < 2; ++r) {
+  for (int r = 0; r < 3; ++r) {  // odd: the median is one run, not the slower of two
     ours.push_back(Run(exe, "gptb", "1.3b", "fp32", 1).seconds);
     touch.push_back(Run(exe, "memset", "1.3b", "fp32", 1).seconds);
     const std::string command = std::string(GPTB_PYTHON) + " " + script +
@@ -218,8 +218,13 @@ int main(int argc, char** argv) {
   std::printf(
       "\n1.3b fp32 on one rank, alternating (median of %zu; load average %.2f at the end):\n"
       "  gptbuilder %.3f s, Megatron Core %.3f s (%.1fx), first-touch memset %.3f s "
-      "(gptbuilder at %.0f%% of its bandwidth)\n",
+      "(gptbuilder at %.0f%% of its bandwidth)\n  per round (gptbuilder / memset / Megatron Core, "
+      "s):",
       ours.size(), LoadAverage(), median(ours), median(theirs), median(theirs) / median(ours),
       median(touch), 100.0 * median(touch) / median(ours));
+  for (size_t r = 0; r < ours.size(); ++r) {
+    std::printf(" %.3f / %.3f / %.3f%s", ours[r], touch[r], theirs[r],
+                r + 1 < ours.size() ? ";" : "\n");
+  }
   return 0;
 }

@@ -13,11 +13,11 @@
 //
 // Reported per side: median step wall seconds and tokens/s over --steps after --warmup, CPU
 // seconds per step (every thread of every rank), and MFU: model FLOPs per second over the
-// sgemm rate (torch::mm, 1024 x 1024 fp32, T threads) measured at the start of the run, per wall
-// second and per CPU second (MFU/cpu: model FLOPs per CPU-second of the step over sgemm FLOPs per
-// CPU-second, which a loaded machine distorts less). For
-// gptbuilder also the step's phases (TrainStepResult.seconds, rank 0). --repeats R alternates
-// the two sides R times and reports the medians, so a change in machine load hits both.
+// sgemm rate (torch::mm, fp32 1024^2 or 2048^2, T threads) measured at the start of the run, per
+// wall second and per CPU second (MFU/cpu: model FLOPs per CPU-second of the step over sgemm FLOPs
+// per CPU-second, which a loaded machine distorts less). For gptbuilder also the step's phases
+// (TrainStepResult.seconds, rank 0). --repeats R alternates the two sides R times and reports the
+// medians, so a change in machine load hits both.
 //
 // Usage: train_bench [--steps N] [--warmup W] [--layers L] [--hidden H] [--seq S] [--threads T]
 //                    [--dp D] [--repeats R] [--baseline 0|1]
@@ -72,37 +72,59 @@ double CpuSeconds() {
          1e-6 * (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
 }
 
-// Forward matmul FLOPs per token (linear layers, attention scores and context over the full
-// sequence, logits); a train step does three times that (forward, input and weight gradients).
+// Forward matmul FLOPs per token (linear layers, attention scores and context over the causal
+// half of the sequence -- Megatron-LM's num_floating_point_operations halves core attention for
+// the causal mask -- and the logits); a train step does three times that (forward, input and
+// weight gradients).
 double ModelFlopsPerToken(const Sizes& s) {
   const double h = s.hidden, f = s.ffn, seq = s.seq;
-  const double layer = 2.0 * (3 * h * h + h * h + 2 * h * f) + 2.0 * 2.0 * seq * h;
+  const double layer = 2.0 * (3 * h * h + h * h + 2 * h * f) + 2.0 * 2.0 * seq * h / 2.0;
   return 3.0 * (s.layers * layer + 2.0 * h * s.vocab);
 }
 
-// torch::mm on two 1024 x 1024 fp32 matrices at the current thread count, best of 5: GFLOP per
-// wall second and per CPU second (every thread's). On a loaded machine the wall rate falls with
-// the share of the cores this process gets; the CPU rate much less, so MFU is given both ways.
+// The machine's matmul rate at the current thread count: torch::mm on square fp32 matrices of
+// 1024 and 2048, each timed over a loop of at least 0.3 s (one 1024^2 product takes ~10 ms, too
+// short for getrusage's CPU clock), best of 3 loops per size, the faster size kept. GFLOP per
+// wall second at the run's thread count, and per CPU second (every thread's) at the better of that
+// count and one thread (a data-parallel rank computes on one thread; MKL's threading costs CPU
+// time). On a loaded machine the wall rate falls with the share of the cores this process gets;
+// the CPU rate much less, so MFU is given both ways.
 struct Sgemm {
   double wall = 0.0, cpu = 0.0;
+  int size = 0;
 };
-Sgemm SgemmGflops() {
-  const torch::Tensor a = torch::randn({1024, 1024}), b = torch::randn({1024, 1024});
-  torch::Tensor c = torch::empty({1024, 1024});
-  double best = 1e30, best_cpu = 1e30;
-  for (int i = 0; i < 6; ++i) {
-    const Clock::time_point start = Clock::now();
-    const double cpu_start = CpuSeconds();
-    torch::mm_out(c, a, b);
-    const double t = std::chrono::duration<double>(Clock::now() - start).count();
-    const double cpu = CpuSeconds() - cpu_start;
-    if (i > 0) {  // the first call warms MKL's buffers
-      best = std::min(best, t);
-      best_cpu = std::min(best_cpu, std::max(cpu, 1e-6));
+Sgemm SgemmAtCurrentThreads() {
+  Sgemm best;
+  for (int n : {1024, 2048}) {
+    const torch::Tensor a = torch::randn({n, n}), b = torch::randn({n, n});
+    torch::Tensor c = torch::empty({n, n});
+    torch::mm_out(c, a, b);  // warms MKL's buffers and the thread pool
+    const double flops = 2.0 * n * n * n;
+    for (int round = 0; round < 3; ++round) {
+      const Clock::time_point start = Clock::now();
+      const double cpu_start = CpuSeconds();
+      int calls = 0;
+      double wall = 0.0;
+      do {
+        torch::mm_out(c, a, b);
+        ++calls;
+        wall = std::chrono::duration<double>(Clock::now() - start).count();
+      } while (wall < 0.3);
+      const double cpu = std::max(CpuSeconds() - cpu_start, 1e-6);
+      const double rate = flops * calls / wall / 1e9;
+      if (rate > best.wall) best = {rate, flops * calls / cpu / 1e9, n};
     }
   }
-  const double flops = 2.0 * 1024 * 1024 * 1024;
-  return {flops / best / 1e9, flops / best_cpu / 1e9};
+  return best;
+}
+
+Sgemm SgemmGflops(int threads) {
+  at::set_num_threads(1);
+  const Sgemm one = SgemmAtCurrentThreads();
+  at::set_num_threads(threads);
+  Sgemm all = SgemmAtCurrentThreads();
+  all.cpu = std::max(all.cpu, one.cpu);
+  return all;
 }
 
 struct Measured {
@@ -274,18 +296,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (s.threads == 0) s.threads = static_cast<int>(std::thread::hardware_concurrency());
-  at::set_num_threads(s.threads);
-  const Sgemm sgemm = SgemmGflops();
+  const Sgemm sgemm = SgemmGflops(s.threads);
   const int tokens = s.micro_batch_size * s.micro_batches * s.dp * s.seq;
   const double flops = ModelFlopsPerToken(s) * tokens;
   std::printf(
       "train step of a GPT (%d layers, hidden %d, %d heads, ffn %d, vocab %d, seq %d), fp32, "
       "%d tokens per step over %d replica(s), %d threads in all (%d per replica), median of %d "
-      "steps after %d warm-up, %d repeat(s)\nmodel %.2f GFLOP per step; sgemm (torch::mm 1024^2, "
-      "%d threads) %.1f GFLOP/s, %.1f GFLOP per CPU-second; load average %.2f\n\n",
+      "steps after %d warm-up, %d repeat(s)\nmodel %.2f GFLOP per step; sgemm (torch::mm %d^2, "
+      "%d threads) %.1f GFLOP/s, %.1f GFLOP per CPU-second (best of 1 thread and all); load "
+      "average %.2f\n\n",
       s.layers, s.hidden, s.heads, s.ffn, s.vocab, s.seq, tokens, s.dp, s.threads,
-      std::max(1, s.threads / s.dp), s.steps, s.warmup, s.repeats, flops / 1e9, s.threads,
-      sgemm.wall, sgemm.cpu, LoadAverage());
+      std::max(1, s.threads / s.dp), s.steps, s.warmup, s.repeats, flops / 1e9, sgemm.size,
+      s.threads, sgemm.wall, sgemm.cpu, LoadAverage());
 
   std::vector<double> ours_step, ours_cpu, theirs_step, theirs_cpu;
   std::vector<Measured> ours_runs;

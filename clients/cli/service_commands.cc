@@ -59,18 +59,16 @@ int ReportModel(const Model& model, const std::string& format, std::ostream& out
 
 // ---- build --------------------------------------------------------------------------------
 
-int RunBuild(const ParsedArgs& given, std::ostream& out, std::ostream& err) {
-  absl::StatusOr<std::string> format = OutputFormat(given, "table", {"table", "json"});
-  if (!format.ok()) return ReportStatus(format.status(), err);
+}  // namespace
+
+absl::StatusOr<gptbuilder::v1::BuildModelRequest> BuildRequestFromArgs(const ParsedArgs& given) {
   // --from-hf DIR: the config is DIR/config.json and the weights DIR's safetensors.
   ParsedArgs args = given;
   std::string load_from = given.Get("load").value_or("");
   if (std::optional<std::string> hf = given.Get("from-hf")) {
     if (!given.positional.empty() || given.Has("load")) {
-      return ReportStatus(absl::InvalidArgumentError(
-                              "--from-hf DIR takes the config and the weights from DIR: give no "
-                              "CONFIG and no --load"),
-                          err);
+      return absl::InvalidArgumentError(
+          "--from-hf DIR takes the config and the weights from DIR: give no CONFIG and no --load");
     }
     args.positional = {(std::filesystem::path(*hf) / "config.json").string()};
     load_from = *hf;
@@ -83,29 +81,42 @@ int RunBuild(const ParsedArgs& given, std::ostream& out, std::ostream& err) {
   }
   // The daemons resolve the path, not this shell: make it absolute.
   if (!load_from.empty()) load_from = std::filesystem::absolute(load_from).lexically_normal();
-  absl::StatusOr<config::LoadedConfig> loaded = LoadResolvedConfig(args);
-  if (!loaded.ok()) return ReportStatus(loaded.status(), err);
-  absl::StatusOr<CoordinatorClient> client = CoordinatorClient::FromArgs(args);
-  if (!client.ok()) return ReportStatus(client.status(), err);
+  // The file goes as text with its --set overrides: the coordinator loads, overrides and
+  // finalizes it (the one Finalize on this path) against its own limits.
+  absl::StatusOr<gptbuilder::v1::ConfigText> text = ConfigTextFromArgs(args);
+  if (!text.ok()) return text.status();
 
   gptbuilder::v1::BuildModelRequest request;
   request.set_name(args.Get("name").value_or(NameFromPath(args.positional[0])));
-  *request.mutable_config() = loaded->model;
-  *request.mutable_ddp() = loaded->ddp;
-  *request.mutable_build() = loaded->build;
+  *request.mutable_config_text() = *std::move(text);
   if (std::optional<std::string> world = args.Get("world-size")) {
-    request.set_world_size(std::stoi(*world));  // LoadResolvedConfig checked it
+    absl::StatusOr<int> size = WorldSizeFromArgs(args);
+    if (!size.ok()) return size.status();
+    request.set_world_size(*size);
   }
   request.set_request_id(args.Get("request-id").value_or(""));
   request.set_validate_only(args.Has("validate-only"));
   request.set_for_training(args.Has("for-training"));
   request.set_load_from(load_from);
   request.set_device(args.Get("device").value_or(""));
+  return request;
+}
+
+namespace {
+
+int RunBuild(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<std::string> format = OutputFormat(args, "table", {"table", "json"});
+  if (!format.ok()) return ReportStatus(format.status(), err);
+  absl::StatusOr<gptbuilder::v1::BuildModelRequest> request = BuildRequestFromArgs(args);
+  if (!request.ok()) return ReportStatus(request.status(), err);
+  absl::StatusOr<CoordinatorClient> client = CoordinatorClient::FromArgs(args);
+  if (!client.ok()) return ReportStatus(client.status(), err);
+
   google::longrunning::Operation op;
-  grpc::Status status = client->stub()->BuildModel(client->Context().get(), request, &op);
+  grpc::Status status = client->stub()->BuildModel(client->Context().get(), *request, &op);
   if (!status.ok()) return ReportStatus(RpcError(status, client->server()), err);
 
-  if (request.validate_only()) {
+  if (request->validate_only()) {
     Model model;
     op.response().UnpackTo(&model);
     out << (*format == "json"
@@ -115,18 +126,18 @@ int RunBuild(const ParsedArgs& given, std::ostream& out, std::ostream& err) {
   }
   if (!args.Has("wait")) {
     out << (*format == "json" ? MessageToJson(op) + "\n"
-                              : absl::StrCat("building model ", request.name(), " (", op.name(),
-                                             "); `gptb watch ", request.name(), "` follows it\n"));
+                              : absl::StrCat("building model ", request->name(), " (", op.name(),
+                                             "); `gptb watch ", request->name(), "` follows it\n"));
     return kExitOk;
   }
   absl::StatusOr<Model> model =
-      WatchUntilDone(*client, request.name(), &err, isatty(STDERR_FILENO) != 0);
+      WatchUntilDone(*client, request->name(), &err, isatty(STDERR_FILENO) != 0);
   if (!model.ok()) return ReportStatus(model.status(), err);
   return ReportModel(*model, *format, out, err);
 }
 
 std::vector<FlagSpec> BuildFlags() {
-  std::vector<FlagSpec> flags = ConfigFlags();
+  std::vector<FlagSpec> flags = ConfigTextFlags();
   flags.push_back(
       {"name", true, false, "NAME", "the model's name (default: the config file's name)"});
   flags.push_back({"wait", false, false, "", "follow the build with progress bars until it ends"});

@@ -17,6 +17,6 @@ from gptbuilder.errors import (AlreadyExistsError, BuildFailedError, GptbError,
 __all__ = [
     "DEFAULT_SERVER", "Client", "Model", "State", "format_progress", "tls_credentials",
     "ModelConfig", "config_from_dict", "config_text", "load_config", "GptbError",
-    "InvalidConfigError", "NotFoundError", "AlreadyExistsError", "PreconditionError", "ResourceExhaustedError",
-    "UnauthenticatedError", "UnavailableError", "BuildFailedError"
+    "InvalidConfigError", "NotFoundError", "AlreadyExistsError", "PreconditionError",
+    "ResourceExhaustedError", "UnauthenticatedError", "UnavailableError", "BuildFailedError",
 ]
