@@ -46,15 +46,80 @@ class CheckpointClusterTest : public ClusterTest {
     return sums;
   }
 
+  // `gptb train NAME` on a synthetic batch (2 x 16 tokens per micro-batch, lr 0.003): the loss
+  // of each step.
+  std::vector<double> TrainLosses(const std::string& name, int steps, int micro_batches) {
+    CliResult r = Gptb({"train", name, "--format", "json", "--synthetic", "7", "--steps",
+                        std::to_string(steps), "--micro-batch-size", "2", "--micro-batches",
+                        std::to_string(micro_batches), "--seq-length", "16", "--lr", "0.003"});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    std::vector<double> losses;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+      losses.push_back(Json::parse(line)["loss"].get<double>());
+    }
+    return losses;
+  }
+
+  // tests/unit/checkpoint/hf_transformers.py SUBCOMMAND ARGS..., its output in LOG.
+  static std::string HfTransformers(const std::string& subcommand,
+                                    const std::vector<std::string>& args, const std::string& log) {
+    std::string command = absl::StrCat(
+        GPTB_PYTHON, " ",
+        Quote(std::string(GPTB_SOURCE_DIR) + "/tests/unit/checkpoint/hf_transformers.py"), " ",
+        subcommand);
+    for (const std::string& a : args) absl::StrAppend(&command, " ", Quote(a));
+    return absl::StrCat(command, " > ", Quote(log), " 2>&1");
+  }
+
+  // A small checkpoint of MODEL_TYPE written by real transformers into DIR.
+  void WriteHfCheckpoint(const std::string& model_type, const std::string& dir) {
+    const std::string write = HfTransformers("write", {model_type, dir}, dir + ".log");
+    ASSERT_EQ(std::system(write.c_str()), 0) << write << "\n" << ReadFile(dir + ".log");
+  }
+
+  // `gptb export NAME --hf OUT`: a MODEL_TYPE config, and transformers reads OUT as the same
+  // model as HF (identical tensors and logits).
+  void ExportIsTheSameModel(const std::string& name, const std::string& model_type,
+                            const std::string& hf, const std::string& out) {
+    Run({"export", name, "--hf", out});
+    EXPECT_EQ(Json::parse(ReadFile(out + "/config.json"))["model_type"], model_type);
+    const std::string check = HfTransformers("check-export", {hf, out}, out + ".log");
+    EXPECT_EQ(std::system(check.c_str()), 0) << check << "\n" << ReadFile(out + ".log");
+  }
+
+  // A MODEL_TYPE checkpoint from transformers built over the daemons with LAYOUT (4 ranks): its
+  // export is the same model, and 2 train steps track the same checkpoint on one rank.
+  void FromHfBuildsExportsAndTrainsLikeOneRank(const std::string& model_type,
+                                               const std::vector<std::string>& layout) {
+    const std::string hf = dir_.path() + "/" + model_type, out = hf + "-export";
+    WriteHfCheckpoint(model_type, hf);
+    Build("parallel", Concat({"--from-hf", hf, "--world-size", "4"}, layout));
+    ExportIsTheSameModel("parallel", model_type, hf, out);
+    const std::vector<double> four = TrainLosses("parallel", 2, 2);
+    Run({"release", "parallel"});
+    Build("one", {"--from-hf", hf});
+    const std::vector<double> one = TrainLosses("one", 2, 2);
+    ASSERT_EQ(one.size(), 2u);
+    ASSERT_EQ(four.size(), 2u);
+    EXPECT_NE(one[0], one[1]) << "the first step changed the weights";
+    for (size_t i = 0; i < one.size(); ++i) {
+      EXPECT_NEAR(four[i], one[i], 1e-4 * one[i]) << "step " << i;
+    }
+    std::cout << model_type << " one rank: loss " << one[0] << " -> " << one[1]
+              << "; 4 ranks: " << four[0] << " -> " << four[1] << "\n";
+  }
+
+  static std::vector<std::string> Concat(std::vector<std::string> a,
+                                         const std::vector<std::string>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  }
+
   static std::vector<std::string> Tp2Pp2() {
     return {"--set", "tensor_model_parallel_size=2", "--set", "pipeline_model_parallel_size=2"};
   }
 };
-
-std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
 
 // Saved at tp=2 x pp=2, loaded at one rank, saved again and loaded at tp=2 x pp=2 once more
 // (each build with another seed, so nothing comes from initialisation): every rank holds
@@ -119,34 +184,17 @@ TEST_F(CheckpointClusterTest, HuggingFaceExportImportRoundTrip) {
 TEST_F(CheckpointClusterTest, Qwen3MoeFromHfBuildsExportsAndTrainsInParallelLayouts) {
   StartCluster();
   const std::string hf = dir_.path() + "/qwen3-moe", out = dir_.path() + "/qwen3-moe-export";
-  const std::string script =
-      Quote(std::string(GPTB_SOURCE_DIR) + "/tests/unit/checkpoint/hf_transformers.py");
-  const std::string write = absl::StrCat(GPTB_PYTHON, " ", script, " write qwen3_moe ", Quote(hf),
-                                         " > ", Quote(hf + ".log"), " 2>&1");
-  ASSERT_EQ(std::system(write.c_str()), 0) << write << "\n" << ReadFile(hf + ".log");
+  WriteHfCheckpoint("qwen3_moe", hf);
 
   Build("tp2pp2ep2",
         Concat({"--from-hf", hf, "--world-size", "4", "--set", "expert_model_parallel_size=2",
                 "--set", "expert_tensor_parallel_size=1"},
                Tp2Pp2()));
-  Run({"export", "tp2pp2ep2", "--hf", out});
-  EXPECT_EQ(Json::parse(ReadFile(out + "/config.json"))["model_type"], "qwen3_moe");
-  const std::string check = absl::StrCat(GPTB_PYTHON, " ", script, " check-export ", Quote(hf), " ",
-                                         Quote(out), " > ", Quote(out + ".log"), " 2>&1");
-  EXPECT_EQ(std::system(check.c_str()), 0) << check << "\n" << ReadFile(out + ".log");
+  ExportIsTheSameModel("tp2pp2ep2", "qwen3_moe", hf, out);
   Run({"release", "tp2pp2ep2"});
 
   auto train = [&](const std::string& name, int micro_batches) {
-    CliResult r = Gptb({"train", name, "--format", "json", "--synthetic", "7", "--steps", "3",
-                        "--micro-batch-size", "2", "--micro-batches", std::to_string(micro_batches),
-                        "--seq-length", "16", "--lr", "0.003"});
-    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-    std::vector<double> losses;
-    std::istringstream lines(r.out);
-    for (std::string line; std::getline(lines, line);) {
-      losses.push_back(Json::parse(line)["loss"].get<double>());
-    }
-    return losses;
+    return TrainLosses(name, 3, micro_batches);
   };
   Build("pp2ep2dp2", {"--from-hf", hf, "--world-size", "4", "--set",
                       "pipeline_model_parallel_size=2", "--set", "expert_model_parallel_size=2"});
@@ -172,45 +220,10 @@ TEST_F(CheckpointClusterTest, Qwen3MoeFromHfBuildsExportsAndTrainsInParallelLayo
 // rank with the same batch.
 TEST_F(CheckpointClusterTest, GptOssFromHfBuildsExportsAndTrainsAtTp2Pp2Ep2) {
   StartCluster();
-  const std::string hf = dir_.path() + "/gpt-oss", out = dir_.path() + "/gpt-oss-export";
-  const std::string script =
-      Quote(std::string(GPTB_SOURCE_DIR) + "/tests/unit/checkpoint/hf_transformers.py");
-  const std::string write = absl::StrCat(GPTB_PYTHON, " ", script, " write gpt_oss ", Quote(hf),
-                                         " > ", Quote(hf + ".log"), " 2>&1");
-  ASSERT_EQ(std::system(write.c_str()), 0) << write << "\n" << ReadFile(hf + ".log");
-
-  auto train = [&](const std::string& name) {
-    CliResult r = Gptb({"train", name, "--format", "json", "--synthetic", "7", "--steps", "2",
-                        "--micro-batch-size", "2", "--micro-batches", "2", "--seq-length", "16",
-                        "--lr", "0.003"});
-    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-    std::vector<double> losses;
-    std::istringstream lines(r.out);
-    for (std::string line; std::getline(lines, line);) {
-      losses.push_back(Json::parse(line)["loss"].get<double>());
-    }
-    return losses;
-  };
-  Build("tp2pp2ep2",
-        Concat({"--from-hf", hf, "--world-size", "4", "--set", "expert_model_parallel_size=2",
-                "--set", "expert_tensor_parallel_size=1", "--set", "sequence_parallel=true"},
-               Tp2Pp2()));
-  Run({"export", "tp2pp2ep2", "--hf", out});
-  EXPECT_EQ(Json::parse(ReadFile(out + "/config.json"))["model_type"], "gpt_oss");
-  const std::string check = absl::StrCat(GPTB_PYTHON, " ", script, " check-export ", Quote(hf), " ",
-                                         Quote(out), " > ", Quote(out + ".log"), " 2>&1");
-  EXPECT_EQ(std::system(check.c_str()), 0) << check << "\n" << ReadFile(out + ".log");
-  const std::vector<double> four = train("tp2pp2ep2");
-  Run({"release", "tp2pp2ep2"});
-  Build("one", {"--from-hf", hf});
-  const std::vector<double> one = train("one");
-  ASSERT_EQ(one.size(), 2u);
-  ASSERT_EQ(four.size(), 2u);
-  for (size_t i = 0; i < one.size(); ++i) {
-    EXPECT_NEAR(four[i], one[i], 1e-4 * one[i]) << "step " << i;
-  }
-  std::cout << "gpt_oss one rank: loss " << one[0] << " -> " << one[1]
-            << "; tp2 x pp2 x ep2: " << four[0] << " -> " << four[1] << "\n";
+  FromHfBuildsExportsAndTrainsLikeOneRank(
+      "gpt_oss", Concat({"--set", "expert_model_parallel_size=2", "--set",
+                         "expert_tensor_parallel_size=1", "--set", "sequence_parallel=true"},
+                        Tp2Pp2()));
 }
 
 // A Gemma 2 checkpoint written by real transformers (scaled tied embeddings, zero-centred pre-
@@ -221,44 +234,8 @@ TEST_F(CheckpointClusterTest, GptOssFromHfBuildsExportsAndTrainsAtTp2Pp2Ep2) {
 // the same batch.
 TEST_F(CheckpointClusterTest, Gemma2FromHfBuildsExportsAndTrainsAtTp2Pp2) {
   StartCluster();
-  const std::string hf = dir_.path() + "/gemma2", out = dir_.path() + "/gemma2-export";
-  const std::string script =
-      Quote(std::string(GPTB_SOURCE_DIR) + "/tests/unit/checkpoint/hf_transformers.py");
-  const std::string write = absl::StrCat(GPTB_PYTHON, " ", script, " write gemma2 ", Quote(hf),
-                                         " > ", Quote(hf + ".log"), " 2>&1");
-  ASSERT_EQ(std::system(write.c_str()), 0) << write << "\n" << ReadFile(hf + ".log");
-
-  auto train = [&](const std::string& name) {
-    CliResult r = Gptb({"train", name, "--format", "json", "--synthetic", "7", "--steps", "2",
-                        "--micro-batch-size", "2", "--micro-batches", "2", "--seq-length", "16",
-                        "--lr", "0.003"});
-    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-    std::vector<double> losses;
-    std::istringstream lines(r.out);
-    for (std::string line; std::getline(lines, line);) {
-      losses.push_back(Json::parse(line)["loss"].get<double>());
-    }
-    return losses;
-  };
-  Build("tp2pp2", Concat({"--from-hf", hf, "--world-size", "4", "--set", "sequence_parallel=true"},
-                         Tp2Pp2()));
-  Run({"export", "tp2pp2", "--hf", out});
-  EXPECT_EQ(Json::parse(ReadFile(out + "/config.json"))["model_type"], "gemma2");
-  const std::string check = absl::StrCat(GPTB_PYTHON, " ", script, " check-export ", Quote(hf), " ",
-                                         Quote(out), " > ", Quote(out + ".log"), " 2>&1");
-  EXPECT_EQ(std::system(check.c_str()), 0) << check << "\n" << ReadFile(out + ".log");
-  const std::vector<double> four = train("tp2pp2");
-  Run({"release", "tp2pp2"});
-  Build("one", {"--from-hf", hf});
-  const std::vector<double> one = train("one");
-  ASSERT_EQ(one.size(), 2u);
-  ASSERT_EQ(four.size(), 2u);
-  EXPECT_NE(one[0], one[1]) << "the first step changed the weights";
-  for (size_t i = 0; i < one.size(); ++i) {
-    EXPECT_NEAR(four[i], one[i], 1e-4 * one[i]) << "step " << i;
-  }
-  std::cout << "gemma2 one rank: loss " << one[0] << " -> " << one[1]
-            << "; tp2 x pp2 (SP): " << four[0] << " -> " << four[1] << "\n";
+  FromHfBuildsExportsAndTrainsLikeOneRank("gemma2",
+                                          Concat({"--set", "sequence_parallel=true"}, Tp2Pp2()));
 }
 
 // A Gemma 3 text checkpoint written by real transformers (Gemma 2's layers with q/k norms, no
@@ -269,44 +246,8 @@ TEST_F(CheckpointClusterTest, Gemma2FromHfBuildsExportsAndTrainsAtTp2Pp2) {
 // the same batch.
 TEST_F(CheckpointClusterTest, Gemma3TextFromHfBuildsExportsAndTrainsAtTp2Pp2) {
   StartCluster();
-  const std::string hf = dir_.path() + "/gemma3", out = dir_.path() + "/gemma3-export";
-  const std::string script =
-      Quote(std::string(GPTB_SOURCE_DIR) + "/tests/unit/checkpoint/hf_transformers.py");
-  const std::string write = absl::StrCat(GPTB_PYTHON, " ", script, " write gemma3_text ", Quote(hf),
-                                         " > ", Quote(hf + ".log"), " 2>&1");
-  ASSERT_EQ(std::system(write.c_str()), 0) << write << "\n" << ReadFile(hf + ".log");
-
-  auto train = [&](const std::string& name) {
-    CliResult r = Gptb({"train", name, "--format", "json", "--synthetic", "7", "--steps", "2",
-                        "--micro-batch-size", "2", "--micro-batches", "2", "--seq-length", "16",
-                        "--lr", "0.003"});
-    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-    std::vector<double> losses;
-    std::istringstream lines(r.out);
-    for (std::string line; std::getline(lines, line);) {
-      losses.push_back(Json::parse(line)["loss"].get<double>());
-    }
-    return losses;
-  };
-  Build("tp2pp2", Concat({"--from-hf", hf, "--world-size", "4", "--set", "sequence_parallel=true"},
-                         Tp2Pp2()));
-  Run({"export", "tp2pp2", "--hf", out});
-  EXPECT_EQ(Json::parse(ReadFile(out + "/config.json"))["model_type"], "gemma3_text");
-  const std::string check = absl::StrCat(GPTB_PYTHON, " ", script, " check-export ", Quote(hf), " ",
-                                         Quote(out), " > ", Quote(out + ".log"), " 2>&1");
-  EXPECT_EQ(std::system(check.c_str()), 0) << check << "\n" << ReadFile(out + ".log");
-  const std::vector<double> four = train("tp2pp2");
-  Run({"release", "tp2pp2"});
-  Build("one", {"--from-hf", hf});
-  const std::vector<double> one = train("one");
-  ASSERT_EQ(one.size(), 2u);
-  ASSERT_EQ(four.size(), 2u);
-  EXPECT_NE(one[0], one[1]) << "the first step changed the weights";
-  for (size_t i = 0; i < one.size(); ++i) {
-    EXPECT_NEAR(four[i], one[i], 1e-4 * one[i]) << "step " << i;
-  }
-  std::cout << "gemma3_text one rank: loss " << one[0] << " -> " << one[1]
-            << "; tp2 x pp2 (SP): " << four[0] << " -> " << four[1] << "\n";
+  FromHfBuildsExportsAndTrainsLikeOneRank("gemma3_text",
+                                          Concat({"--set", "sequence_parallel=true"}, Tp2Pp2()));
 }
 
 // A DeepSeek-shaped model (examples/tiny-deepseek.yaml: multi-latent attention, MoE with a
@@ -335,16 +276,7 @@ TEST_F(CheckpointClusterTest, MultiLatentAttentionMoeSurvivesLayoutsAndTrainsInP
   Run({"release", "back"});
 
   auto train = [&](const std::string& name, int micro_batches) {
-    CliResult r = Gptb({"train", name, "--format", "json", "--synthetic", "7", "--steps", "3",
-                        "--micro-batch-size", "2", "--micro-batches", std::to_string(micro_batches),
-                        "--seq-length", "16", "--lr", "0.003"});
-    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-    std::vector<double> losses;
-    std::istringstream lines(r.out);
-    for (std::string line; std::getline(lines, line);) {
-      losses.push_back(Json::parse(line)["loss"].get<double>());
-    }
-    return losses;
+    return TrainLosses(name, 3, micro_batches);
   };
   // Dropout off: masks are drawn per rank's stream, so two layouts can only agree without it (in
   // Megatron too).
@@ -375,33 +307,16 @@ TEST_F(CheckpointClusterTest, MultiLatentAttentionMoeSurvivesLayoutsAndTrainsInP
 TEST_F(CheckpointClusterTest, DeepSeekV3FromHfBuildsAtTp2Pp2Ep2ExportsAndTrainsInParallel) {
   StartCluster();
   const std::string hf = dir_.path() + "/deepseek-v3", out = dir_.path() + "/deepseek-v3-export";
-  const std::string script =
-      Quote(std::string(GPTB_SOURCE_DIR) + "/tests/unit/checkpoint/hf_transformers.py");
-  const std::string write = absl::StrCat(GPTB_PYTHON, " ", script, " write deepseek_v3 ", Quote(hf),
-                                         " > ", Quote(hf + ".log"), " 2>&1");
-  ASSERT_EQ(std::system(write.c_str()), 0) << write << "\n" << ReadFile(hf + ".log");
+  WriteHfCheckpoint("deepseek_v3", hf);
   const std::vector<std::string> tp2pp2ep2 =
       Concat({"--from-hf", hf, "--world-size", "4", "--set", "expert_model_parallel_size=2",
               "--set", "expert_tensor_parallel_size=1"},
              Tp2Pp2());
   Build("tp2pp2ep2", tp2pp2ep2);
-  Run({"export", "tp2pp2ep2", "--hf", out});
-  EXPECT_EQ(Json::parse(ReadFile(out + "/config.json"))["model_type"], "deepseek_v3");
-  const std::string check = absl::StrCat(GPTB_PYTHON, " ", script, " check-export ", Quote(hf), " ",
-                                         Quote(out), " > ", Quote(out + ".log"), " 2>&1");
-  EXPECT_EQ(std::system(check.c_str()), 0) << check << "\n" << ReadFile(out + ".log");
+  ExportIsTheSameModel("tp2pp2ep2", "deepseek_v3", hf, out);
 
   auto train = [&](const std::string& name, int micro_batches) {
-    CliResult r = Gptb({"train", name, "--format", "json", "--synthetic", "7", "--steps", "3",
-                        "--micro-batch-size", "2", "--micro-batches", std::to_string(micro_batches),
-                        "--seq-length", "16", "--lr", "0.003"});
-    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-    std::vector<double> losses;
-    std::istringstream lines(r.out);
-    for (std::string line; std::getline(lines, line);) {
-      losses.push_back(Json::parse(line)["loss"].get<double>());
-    }
-    return losses;
+    return TrainLosses(name, 3, micro_batches);
   };
   // Megatron trains MoE with TP only under sequence parallelism, which MLA is not built with
   // here: the steps run at pp 2 x ep 2 x dp 2 (the same global batch as one rank).
